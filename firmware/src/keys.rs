@@ -135,7 +135,9 @@ fn parse_der_signature(der: &[u8]) -> Result<Signature, KeyError> {
         return Err(KeyError::MalformedSignature);
     }
     let end = 2 + usize::from(der[1]);
-    let (body, padding) = der.split_at_checked(end).ok_or(KeyError::MalformedSignature)?;
+    let (body, padding) = der
+        .split_at_checked(end)
+        .ok_or(KeyError::MalformedSignature)?;
     if padding.iter().any(|&b| b != 0) {
         return Err(KeyError::MalformedSignature);
     }
@@ -168,10 +170,16 @@ mod tests {
         let mut bad = *pk.sec1();
         bad[64] ^= 1;
         assert_eq!(P256PublicKey::from_sec1(&bad), Err(KeyError::InvalidPoint));
-        assert_eq!(P256PublicKey::from_sec1(&bad[..64]), Err(KeyError::InvalidPoint));
+        assert_eq!(
+            P256PublicKey::from_sec1(&bad[..64]),
+            Err(KeyError::InvalidPoint)
+        );
         let mut der = pk.spki_der();
         der[5] ^= 1;
-        assert_eq!(P256PublicKey::from_spki_der(&der), Err(KeyError::NotP256Spki));
+        assert_eq!(
+            P256PublicKey::from_spki_der(&der),
+            Err(KeyError::NotP256Spki)
+        );
     }
 
     #[test]
@@ -188,9 +196,15 @@ mod tests {
         padded.extend_from_slice(&[0, 0]);
         pk.verify_digest_der(&digest, &padded).unwrap();
         padded.push(1);
-        assert_eq!(pk.verify_digest_der(&digest, &padded), Err(KeyError::MalformedSignature));
+        assert_eq!(
+            pk.verify_digest_der(&digest, &padded),
+            Err(KeyError::MalformedSignature)
+        );
 
         let other = [0x5b; 32];
-        assert_eq!(pk.verify_digest_raw(&other, &raw), Err(KeyError::BadSignature));
+        assert_eq!(
+            pk.verify_digest_raw(&other, &raw),
+            Err(KeyError::BadSignature)
+        );
     }
 }

@@ -5,7 +5,9 @@ use crate::keys::KeyError;
 #[non_exhaustive]
 pub enum ImageError {
     /// The image ends before a structure it must contain.
-    #[error("image truncated: {what} needs bytes up to offset {needed:#x}, image is {len:#x} bytes")]
+    #[error(
+        "image truncated: {what} needs bytes up to offset {needed:#x}, image is {len:#x} bytes"
+    )]
     Truncated {
         /// What was being read.
         what: &'static str,

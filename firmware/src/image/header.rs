@@ -68,11 +68,13 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 impl ImageHeader {
     /// Parse the header at the start of `bytes`.
     pub fn parse(bytes: &[u8]) -> Result<Self, ImageError> {
-        let b = bytes.get(..IMAGE_HEADER_SIZE).ok_or(ImageError::Truncated {
-            what: "image header",
-            needed: IMAGE_HEADER_SIZE as u64,
-            len: bytes.len(),
-        })?;
+        let b = bytes
+            .get(..IMAGE_HEADER_SIZE)
+            .ok_or(ImageError::Truncated {
+                what: "image header",
+                needed: IMAGE_HEADER_SIZE as u64,
+                len: bytes.len(),
+            })?;
         let magic = u32_at(b, 0);
         if magic != IMAGE_MAGIC {
             return Err(ImageError::BadMagic { found: magic });
@@ -131,8 +133,14 @@ mod tests {
 
     #[test]
     fn rejects_short_wrong_magic_and_small_header() {
-        assert!(matches!(ImageHeader::parse(&[0; 31]), Err(ImageError::Truncated { .. })));
-        assert_eq!(ImageHeader::parse(&[0; 32]), Err(ImageError::BadMagic { found: 0 }));
+        assert!(matches!(
+            ImageHeader::parse(&[0; 31]),
+            Err(ImageError::Truncated { .. })
+        ));
+        assert_eq!(
+            ImageHeader::parse(&[0; 32]),
+            Err(ImageError::BadMagic { found: 0 })
+        );
         let mut b = ImageHeader {
             load_addr: 0,
             header_size: 32,

@@ -48,7 +48,11 @@ pub struct Image<'a> {
 fn read_u16(bytes: &[u8], at: usize, what: &'static str) -> Result<u16, ImageError> {
     match bytes.get(at..at + 2) {
         Some(b) => Ok(u16::from_le_bytes([b[0], b[1]])),
-        None => Err(ImageError::Truncated { what, needed: at as u64 + 2, len: bytes.len() }),
+        None => Err(ImageError::Truncated {
+            what,
+            needed: at as u64 + 2,
+            len: bytes.len(),
+        }),
     }
 }
 
@@ -57,11 +61,18 @@ fn read_u16(bytes: &[u8], at: usize, what: &'static str) -> Result<u16, ImageErr
 fn check_area(bytes: &[u8], start: usize, magic: u16) -> Result<usize, ImageError> {
     let found = read_u16(bytes, start, "TLV info header")?;
     if found != magic {
-        return Err(ImageError::BadTlvInfoMagic { offset: start, found, expected: magic });
+        return Err(ImageError::BadTlvInfoMagic {
+            offset: start,
+            found,
+            expected: magic,
+        });
     }
     let total = read_u16(bytes, start + 2, "TLV info header")?;
     if usize::from(total) < TLV_INFO_SIZE {
-        return Err(ImageError::BadTlvAreaLength { offset: start, total });
+        return Err(ImageError::BadTlvAreaLength {
+            offset: start,
+            total,
+        });
     }
     let end = start + usize::from(total);
     if end > bytes.len() {
@@ -74,12 +85,18 @@ fn check_area(bytes: &[u8], start: usize, magic: u16) -> Result<usize, ImageErro
     let mut pos = start + TLV_INFO_SIZE;
     while pos < end {
         if pos + TLV_HEADER_SIZE > end {
-            return Err(ImageError::TlvOverrun { offset: pos, area_end: end });
+            return Err(ImageError::TlvOverrun {
+                offset: pos,
+                area_end: end,
+            });
         }
         let len = usize::from(u16::from_le_bytes([bytes[pos + 2], bytes[pos + 3]]));
         let next = pos + TLV_HEADER_SIZE + len;
         if next > end {
-            return Err(ImageError::TlvOverrun { offset: pos, area_end: end });
+            return Err(ImageError::TlvOverrun {
+                offset: pos,
+                area_end: end,
+            });
         }
         pos = next;
     }
@@ -120,7 +137,12 @@ impl<'a> Image<'a> {
             (None, tlv_off)
         };
         let unprot_end = check_area(bytes, unprot_start, TLV_INFO_MAGIC)?;
-        Ok(Self { bytes, header, protected, unprotected: (unprot_start, unprot_end) })
+        Ok(Self {
+            bytes,
+            header,
+            protected,
+            unprotected: (unprot_start, unprot_end),
+        })
     }
 
     /// The image header.
@@ -184,7 +206,8 @@ impl<'a> Image<'a> {
 
     /// The first TLV of `kind` in the protected (`true`) or unprotected area.
     pub fn find(&self, kind: u16, protected: bool) -> Option<Tlv<'a>> {
-        self.tlvs().find(|t| t.kind == kind && t.protected == protected)
+        self.tlvs()
+            .find(|t| t.kind == kind && t.protected == protected)
     }
 
     /// The security counter from the protected area, if present and 4 bytes.
@@ -221,7 +244,12 @@ impl<'a> Iterator for TlvIter<'a> {
                 let len = usize::from(u16::from_le_bytes([h[2], h[3]]));
                 let start = self.pos + TLV_HEADER_SIZE;
                 let value = self.bytes.get(start..start + len)?;
-                let item = Tlv { kind, offset: self.pos, value, protected: self.protected };
+                let item = Tlv {
+                    kind,
+                    offset: self.pos,
+                    value,
+                    protected: self.protected,
+                };
                 self.pos = start + len;
                 return Some(item);
             }

@@ -110,21 +110,41 @@ impl Tail {
         let Some(&erased_val) = tail.first() else {
             return Ok(Tail::None);
         };
-        let bad = ImageError::BadTail { offset, len: tail.len() };
+        let bad = ImageError::BadTail {
+            offset,
+            len: tail.len(),
+        };
         if erased_val != 0xff && erased_val != 0x00 {
             return Err(bad);
         }
         let erased = |b: &[u8]| b.iter().all(|&x| x == erased_val);
         let Some(split) = tail.len().checked_sub(BOOT_MAGIC_SIZE) else {
-            return if erased(tail) { Ok(Tail::Erased { len: tail.len(), erased_val }) } else { Err(bad) };
+            return if erased(tail) {
+                Ok(Tail::Erased {
+                    len: tail.len(),
+                    erased_val,
+                })
+            } else {
+                Err(bad)
+            };
         };
         let (body, magic) = tail.split_at(split);
         let max_align = [8u32, 16, 32].into_iter().find(|&a| magic == boot_magic(a));
         let Some(max_align) = max_align else {
-            return if erased(tail) { Ok(Tail::Erased { len: tail.len(), erased_val }) } else { Err(bad) };
+            return if erased(tail) {
+                Ok(Tail::Erased {
+                    len: tail.len(),
+                    erased_val,
+                })
+            } else {
+                Err(bad)
+            };
         };
         // image_ok is the only byte besides the magic that imgtool writes.
-        let ok_at = tail.len().checked_sub(image_ok_from_end(max_align)).ok_or(bad)?;
+        let ok_at = tail
+            .len()
+            .checked_sub(image_ok_from_end(max_align))
+            .ok_or(bad)?;
         let confirmed = tail[ok_at] == 0x01;
         if !confirmed && tail[ok_at] != erased_val {
             return Err(bad);
@@ -132,7 +152,12 @@ impl Tail {
         if !erased(&body[..ok_at]) || !erased(&body[ok_at + 1..]) {
             return Err(bad);
         }
-        Ok(Tail::Trailer { len: tail.len(), erased_val, max_align, confirmed })
+        Ok(Tail::Trailer {
+            len: tail.len(),
+            erased_val,
+            max_align,
+            confirmed,
+        })
     }
 }
 
@@ -159,12 +184,31 @@ mod tests {
     #[test]
     fn classifies_tails() {
         assert_eq!(Tail::classify(&[], 0), Ok(Tail::None));
-        assert_eq!(Tail::classify(&[0xff; 40], 0), Ok(Tail::Erased { len: 40, erased_val: 0xff }));
+        assert_eq!(
+            Tail::classify(&[0xff; 40], 0),
+            Ok(Tail::Erased {
+                len: 40,
+                erased_val: 0xff
+            })
+        );
         let mut t = [0xffu8; 100];
         t[84..].copy_from_slice(&BOOT_MAGIC);
-        assert!(matches!(Tail::classify(&t, 0), Ok(Tail::Trailer { confirmed: false, max_align: 8, .. })));
+        assert!(matches!(
+            Tail::classify(&t, 0),
+            Ok(Tail::Trailer {
+                confirmed: false,
+                max_align: 8,
+                ..
+            })
+        ));
         t[100 - 24] = 0x01;
-        assert!(matches!(Tail::classify(&t, 0), Ok(Tail::Trailer { confirmed: true, .. })));
+        assert!(matches!(
+            Tail::classify(&t, 0),
+            Ok(Tail::Trailer {
+                confirmed: true,
+                ..
+            })
+        ));
         t[3] = 0x12;
         assert!(Tail::classify(&t, 0).is_err());
         assert!(Tail::classify(&[0x12], 0).is_err());

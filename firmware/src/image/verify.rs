@@ -48,27 +48,44 @@ impl Image<'_> {
         let mut signature_error = None;
 
         for t in self.tlvs() {
-            let is_sig_related = matches!(t.kind, tlv::SHA256 | tlv::KEYHASH | tlv::PUBKEY | tlv::ECDSASIG);
+            let is_sig_related = matches!(
+                t.kind,
+                tlv::SHA256 | tlv::KEYHASH | tlv::PUBKEY | tlv::ECDSASIG
+            );
             if t.protected {
                 if is_sig_related {
-                    return Err(ImageError::MisplacedTlv { kind: t.kind, offset: t.offset });
+                    return Err(ImageError::MisplacedTlv {
+                        kind: t.kind,
+                        offset: t.offset,
+                    });
                 }
                 if t.kind == tlv::SEC_CNT {
                     once(&mut counter_seen, t.kind, t.offset)?;
                     if t.value.len() != 4 {
-                        return Err(ImageError::BadTlvLength { kind: t.kind, len: t.value.len(), expected: 4 });
+                        return Err(ImageError::BadTlvLength {
+                            kind: t.kind,
+                            len: t.value.len(),
+                            expected: 4,
+                        });
                     }
                 }
                 continue;
             }
             if !tlv::allowed_unprotected(t.kind) {
-                return Err(ImageError::UnprotectedTlvNotAllowed { kind: t.kind, offset: t.offset });
+                return Err(ImageError::UnprotectedTlvNotAllowed {
+                    kind: t.kind,
+                    offset: t.offset,
+                });
             }
             match t.kind {
                 tlv::SHA256 => {
                     once(&mut hash_seen, t.kind, t.offset)?;
                     if t.value.len() != 32 {
-                        return Err(ImageError::BadTlvLength { kind: t.kind, len: t.value.len(), expected: 32 });
+                        return Err(ImageError::BadTlvLength {
+                            kind: t.kind,
+                            len: t.value.len(),
+                            expected: 32,
+                        });
                     }
                     if t.value != digest {
                         return Err(ImageError::HashMismatch);
@@ -112,6 +129,11 @@ impl Image<'_> {
                 return Err(ImageError::SecurityCounterTooLow { found, min });
             }
         }
-        Ok(Verified { digest, signed_by, security_counter, version: self.header().version })
+        Ok(Verified {
+            digest,
+            signed_by,
+            security_counter,
+            version: self.header().version,
+        })
     }
 }

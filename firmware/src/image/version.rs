@@ -72,9 +72,7 @@ fn number(text: &str) -> Result<u64, VersionError> {
     let canonical = match bytes {
         [] => false,
         [b'0'] => true,
-        [first, rest @ ..] => {
-            (b'1'..=b'9').contains(first) && rest.iter().all(u8::is_ascii_digit)
-        }
+        [first, rest @ ..] => (b'1'..=b'9').contains(first) && rest.iter().all(u8::is_ascii_digit),
     };
     if !canonical {
         return Err(VersionError::Syntax);
@@ -120,7 +118,11 @@ impl FromStr for ImageVersion {
 
 impl fmt::Display for ImageVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}+{}", self.major, self.minor, self.revision, self.build)
+        write!(
+            f,
+            "{}.{}.{}+{}",
+            self.major, self.minor, self.revision, self.build
+        )
     }
 }
 
@@ -138,26 +140,48 @@ mod tests {
         assert_eq!(v("0").unwrap(), ImageVersion::default());
         assert_eq!(
             v("1.2").unwrap(),
-            ImageVersion { major: 1, minor: 2, revision: 0, build: 0 }
+            ImageVersion {
+                major: 1,
+                minor: 2,
+                revision: 0,
+                build: 0
+            }
         );
         assert_eq!(
             v("255.255.65535+4294967295").unwrap(),
-            ImageVersion { major: 255, minor: 255, revision: 65535, build: u32::MAX }
+            ImageVersion {
+                major: 255,
+                minor: 255,
+                revision: 65535,
+                build: u32::MAX
+            }
         );
         assert_eq!(v("1.2.3+4").unwrap().to_string(), "1.2.3+4");
     }
 
     #[test]
     fn rejects_what_imgtool_rejects() {
-        for bad in ["", "01", "1.", ".1", "1.2.3.4", "1+2", "1.2+3", "1.2.3+", "a", "1.2.3+04", " 1", "1.-2"] {
+        for bad in [
+            "", "01", "1.", ".1", "1.2.3.4", "1+2", "1.2+3", "1.2.3+", "a", "1.2.3+04", " 1",
+            "1.-2",
+        ] {
             assert_eq!(v(bad), Err(VersionError::Syntax), "{bad:?}");
         }
     }
 
     #[test]
     fn rejects_parts_that_do_not_fit() {
-        assert!(matches!(v("256"), Err(VersionError::OutOfRange { part: "major", .. })));
-        assert!(matches!(v("1.2.65536"), Err(VersionError::OutOfRange { part: "revision", .. })));
+        assert!(matches!(
+            v("256"),
+            Err(VersionError::OutOfRange { part: "major", .. })
+        ));
+        assert!(matches!(
+            v("1.2.65536"),
+            Err(VersionError::OutOfRange {
+                part: "revision",
+                ..
+            })
+        ));
         assert!(matches!(
             v("1.2.3+99999999999999999999999"),
             Err(VersionError::OutOfRange { part: "build", .. })
