@@ -1,0 +1,30 @@
+//! `keytool image …`
+
+mod dumpinfo;
+mod sign;
+mod verify;
+
+use clap::Subcommand;
+
+use crate::failure::CmdResult;
+
+/// Image commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImageCommand {
+    /// Build and sign an MCUboot image (imgtool sign's flags and output).
+    Sign(Box<sign::Args>),
+    /// Verify an image: structure, hash, key, signature, TLV allow-list, trailer.
+    Verify(verify::Args),
+    /// Show the whole structure of an image.
+    Dumpinfo(dumpinfo::Args),
+}
+
+impl ImageCommand {
+    pub(crate) fn run(self) -> CmdResult {
+        match self {
+            ImageCommand::Sign(a) => a.run(),
+            ImageCommand::Verify(a) => a.run(),
+            ImageCommand::Dumpinfo(a) => a.run(),
+        }
+    }
+}

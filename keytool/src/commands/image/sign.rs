@@ -1,0 +1,326 @@
+//! `keytool image sign`: imgtool's `sign` for ECDSA P-256 keys.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use clap::ValueEnum;
+use firmware::image::ImageVersion;
+use signer::image::{
+    build, parse_custom_tlv, parse_dependencies, read_input, write_output, PublicKeyFormat,
+    SecurityCounter, SignOptions, Signing, VectorToSign,
+};
+use signer::public_key::load_public_key;
+use signer::{open_signer, KeyRef};
+
+use crate::commands::util::{based_u16, based_u32, key_ref, print_json};
+use crate::failure::{CmdResult, Failure};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Vector {
+    Payload,
+    Digest,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KeyFormat {
+    Hash,
+    Full,
+}
+
+fn version(s: &str) -> Result<ImageVersion, String> {
+    s.parse()
+        .map_err(|e: firmware::image::VersionError| e.to_string())
+}
+
+fn security_counter(s: &str) -> Result<SecurityCounter, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(SecurityCounter::Auto);
+    }
+    based_u32(s).map(SecurityCounter::Value)
+}
+
+fn erased_val(s: &str) -> Result<u8, String> {
+    match s {
+        "0" => Ok(0),
+        "0xff" => Ok(0xff),
+        _ => Err("choose 0 or 0xff".into()),
+    }
+}
+
+/// Create a signed (or unsigned) MCUboot image. INFILE and OUTFILE are Intel
+/// HEX when their name ends in .hex, binary otherwise.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Signing key: a path or file:PATH. Without it the image is unsigned.
+    #[arg(short, long, value_parser = key_ref)]
+    key: Option<KeyRef>,
+    /// Image version, maj.min.rev+build (later parts optional).
+    #[arg(short = 'v', long, value_parser = version)]
+    version: ImageVersion,
+    /// Header size (at least 32).
+    #[arg(short = 'H', long, value_parser = based_u16)]
+    header_size: u16,
+    /// Add --header-size erased bytes at the start of the image.
+    #[arg(long)]
+    pad_header: bool,
+    /// Slot size (the secondary slot's if they differ).
+    #[arg(short = 'S', long, value_parser = based_u32)]
+    slot_size: u32,
+    /// Pad the image to --slot-size bytes and add the trailer magic.
+    #[arg(long)]
+    pad: bool,
+    /// Pad and mark the image confirmed (image_ok).
+    #[arg(long)]
+    confirm: bool,
+    /// Pad and mark the image for a test swap.
+    #[arg(long)]
+    test: bool,
+    /// Flash write alignment used by swap upgrades.
+    #[arg(long, default_value = "1", value_parser = ["1", "2", "4", "8", "16", "32"])]
+    align: String,
+    /// Maximum flash alignment of the two slots.
+    #[arg(long, value_parser = ["8", "16", "32"])]
+    max_align: Option<String>,
+    /// Number of sectors the swap status area is sized for (default 128).
+    #[arg(short = 'M', long)]
+    max_sectors: Option<u32>,
+    /// Overwrite-only upgrades (smaller trailer).
+    #[arg(long)]
+    overwrite_only: bool,
+    /// Security counter value, or `auto` to derive it from the version.
+    #[arg(short = 's', long, value_parser = security_counter)]
+    security_counter: Option<SecurityCounter>,
+    /// Dependencies on other images: "(ID,VERSION), ...".
+    #[arg(short = 'd', long)]
+    dependencies: Option<String>,
+    /// Protected custom TLV: TAG VALUE (0x-prefixed hex, or text). Repeatable.
+    #[arg(long, num_args = 2, value_names = ["TAG", "VALUE"], action = clap::ArgAction::Append)]
+    custom_tlv: Vec<String>,
+    /// Protected custom TLV from a file: TAG FILE. Repeatable.
+    #[arg(long, num_args = 2, value_names = ["TAG", "FILE"], action = clap::ArgAction::Append)]
+    custom_tlv_file: Vec<String>,
+    /// RAM load address (sets RAM_LOAD).
+    #[arg(short = 'L', long, value_parser = based_u32)]
+    load_addr: Option<u32>,
+    /// Flash address the image is built for (sets ROM_FIXED).
+    #[arg(short = 'F', long, value_parser = based_u32)]
+    rom_fixed: Option<u32>,
+    /// Value read back from erased flash: 0 or 0xff.
+    #[arg(short = 'R', long, value_parser = erased_val)]
+    erased_val: Option<u8>,
+    /// Put the key's hash (KEYHASH) or the whole key (PUBKEY) in the image.
+    #[arg(long, value_enum, default_value = "hash")]
+    public_key_format: KeyFormat,
+    /// Address of a HEX output (overrides the input's).
+    #[arg(short = 'x', long, value_parser = based_u32)]
+    hex_addr: Option<u32>,
+    /// Mark the image non-bootable.
+    #[arg(long)]
+    non_bootable: bool,
+    /// Write the payload or its digest, to be signed elsewhere, instead of an image.
+    #[arg(long, value_enum)]
+    vector_to_sign: Option<Vector>,
+    /// A signature made elsewhere (base64 DER) to put in the image.
+    #[arg(long, value_name = "FILE")]
+    fix_sig: Option<PathBuf>,
+    /// Public key of the --fix-sig signature.
+    #[arg(long, value_name = "FILE", value_parser = key_ref)]
+    fix_sig_pubkey: Option<KeyRef>,
+    /// Also write the signature, base64, to this file.
+    #[arg(long, value_name = "FILE")]
+    sig_out: Option<PathBuf>,
+    /// Pad the ECDSA signature to 72 bytes (MCUboot < 1.5).
+    #[arg(long)]
+    pad_sig: bool,
+    /// Hash algorithm: only SHA-256 goes with ECDSA P-256.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "256"])]
+    sha: String,
+    /// Byte order: only little endian is supported.
+    #[arg(short = 'e', long, default_value = "little", value_parser = ["little"])]
+    endian: String,
+    /// Not supported: image encryption.
+    #[arg(short = 'E', long, hide = true)]
+    encrypt: Option<String>,
+    /// Not supported: image encryption.
+    #[arg(long, hide = true)]
+    encrypt_keylen: Option<String>,
+    /// Not supported: image encryption.
+    #[arg(short = 'c', long, hide = true)]
+    clear: bool,
+    /// Not supported: image encryption.
+    #[arg(long, hide = true)]
+    save_enctlv: bool,
+    /// Not supported: image encryption.
+    #[arg(long, hide = true)]
+    hmac_sha: Option<String>,
+    /// Not supported: image compression.
+    #[arg(long, hide = true)]
+    compression: Option<String>,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Input firmware (.bin or .hex).
+    infile: PathBuf,
+    /// Output image (.bin or .hex).
+    outfile: PathBuf,
+}
+
+#[derive(serde::Serialize)]
+struct Summary {
+    output: String,
+    version: String,
+    security_counter: Option<u32>,
+    digest: String,
+    key: Option<String>,
+    key_id: Option<String>,
+    signed: bool,
+}
+
+impl Args {
+    fn refuse_unsupported(&self) -> Result<(), Failure> {
+        let encryption = self.encrypt.is_some()
+            || self.encrypt_keylen.is_some()
+            || self.clear
+            || self.save_enctlv
+            || self.hmac_sha.is_some();
+        if encryption {
+            return Err(Failure::usage_msg(
+                "image encryption is not supported by keytool; sign without -E/--encrypt",
+            ));
+        }
+        if self.compression.as_deref().is_some_and(|c| c != "disabled") {
+            return Err(Failure::usage_msg(
+                "image compression is not supported by keytool; sign without --compression",
+            ));
+        }
+        Ok(())
+    }
+
+    fn options(&self) -> Result<SignOptions, Failure> {
+        let mut o = SignOptions::new(self.version, self.header_size, self.slot_size);
+        o.pad_header = self.pad_header;
+        o.pad = self.pad;
+        o.confirm = self.confirm;
+        o.test = self.test;
+        o.align = self.align.parse().map_err(Failure::usage)?;
+        o.max_align = self
+            .max_align
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(Failure::usage)?;
+        o.max_sectors = self.max_sectors;
+        o.overwrite_only = self.overwrite_only;
+        o.security_counter = self.security_counter;
+        if let Some(d) = &self.dependencies {
+            o.dependencies = parse_dependencies(d)?;
+        }
+        for pair in self.custom_tlv.chunks(2) {
+            o.custom_tlvs.push(parse_custom_tlv(&pair[0], &pair[1])?);
+        }
+        for pair in self.custom_tlv_file.chunks(2) {
+            let (tag, _) = parse_custom_tlv(&pair[0], "")?;
+            let value = std::fs::read(&pair[1]).map_err(|e| {
+                Failure::usage_msg(format!("cannot read custom TLV file {}: {e}", pair[1]))
+            })?;
+            o.custom_tlvs.push((tag, value));
+        }
+        o.load_addr = self.load_addr;
+        o.rom_fixed = self.rom_fixed;
+        o.erased_val = self.erased_val.unwrap_or(0xff);
+        o.public_key_format = match self.public_key_format {
+            KeyFormat::Hash => PublicKeyFormat::Hash,
+            KeyFormat::Full => PublicKeyFormat::Full,
+        };
+        o.non_bootable = self.non_bootable;
+        o.pad_sig = self.pad_sig;
+        o.validate()?;
+        Ok(o)
+    }
+
+    fn fixed_signature(&self) -> Result<Option<(Vec<u8>, firmware::P256PublicKey)>, Failure> {
+        let Some(path) = &self.fix_sig else {
+            return Ok(None);
+        };
+        let pubkey = self.fix_sig_pubkey.as_ref().ok_or_else(|| {
+            Failure::usage_msg(
+                "public key of the fixed signature is not specified (--fix-sig-pubkey)",
+            )
+        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage_msg(format!("cannot read {}: {e}", path.display())))?;
+        let compact: String = text.split_whitespace().collect();
+        let sig = base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .map_err(|_| {
+                Failure::usage_msg(format!("{}: not a base64 signature", path.display()))
+            })?;
+        let key = load_public_key(pubkey).map_err(Failure::usage)?;
+        Ok(Some((sig, key)))
+    }
+
+    pub(crate) fn run(self) -> CmdResult {
+        self.refuse_unsupported()?;
+        let opts = self.options()?;
+        let fixed = self.fixed_signature()?;
+        if fixed.is_some() && self.key.is_some() {
+            return Err(Failure::usage_msg(
+                "can not sign using a key and provide a fixed signature at the same time",
+            ));
+        }
+        let key = self
+            .key
+            .as_ref()
+            .map(open_signer)
+            .transpose()
+            .map_err(Failure::usage)?;
+        let header_room = if opts.pad_header {
+            usize::from(opts.header_size)
+        } else {
+            0
+        };
+        // Room for the TLVs, so appending them does not copy the image.
+        let input = read_input(&self.infile, header_room, opts.erased_val, 1024)?;
+        let signing = match (&key, fixed) {
+            (Some(k), _) => Signing::Key(k.as_ref()),
+            (None, Some((signature, public_key))) => Signing::Fixed {
+                signature,
+                public_key,
+            },
+            (None, None) => Signing::Unsigned,
+        };
+        let vector = self.vector_to_sign.map(|v| match v {
+            Vector::Payload => VectorToSign::Payload,
+            Vector::Digest => VectorToSign::Digest,
+        });
+        let image = build(input, &opts, signing, vector)?;
+        if self.sig_out.is_some() && image.signature.is_none() {
+            return Err(Failure::usage_msg(
+                "--sig-out needs a signature: give -k/--key or --fix-sig",
+            ));
+        }
+        write_output(&self.outfile, &image, &opts, self.hex_addr)?;
+        if let (Some(path), Some(sig)) = (&self.sig_out, &image.signature) {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(sig);
+            signer::atomic::write(path, b64.as_bytes()).map_err(Failure::failed)?;
+        }
+        if self.json {
+            let key_id = match &key {
+                Some(k) => Some(hex::encode(
+                    k.public_key().map_err(Failure::failed)?.key_id(),
+                )),
+                None => None,
+            };
+            return print_json(&Summary {
+                output: self.outfile.display().to_string(),
+                version: opts.version.to_string(),
+                security_counter: opts.security_counter_value(),
+                digest: hex::encode(image.digest),
+                key: self.key.as_ref().map(ToString::to_string),
+                key_id,
+                signed: image.signature.is_some(),
+            });
+        }
+        Ok(())
+    }
+}

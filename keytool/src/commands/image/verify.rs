@@ -1,0 +1,148 @@
+//! `keytool image verify`: more than `imgtool verify` checks.
+
+use std::path::PathBuf;
+
+use firmware::image::Image;
+use signer::image::{describe, TailInfo};
+use signer::public_key::load_public_key;
+use signer::KeyRef;
+
+use crate::commands::util::{based_u32, key_ref, print_json, read_image};
+use crate::failure::{CmdResult, Failure};
+
+/// Verify an image: header and TLV structure, the image hash, that KEYHASH or
+/// PUBKEY names one of the given keys and its signature verifies, that the
+/// unprotected TLVs are only those MCUboot allows there, and that anything
+/// after the TLVs is erased padding with a well-formed trailer.
+///
+/// Exit status: 0 valid, 1 invalid, 2 usage error.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Public (or private) key the image must be signed by. Repeatable: any
+    /// one of them will do. Without a key only the hash and structure are checked.
+    #[arg(short, long, value_parser = key_ref)]
+    key: Vec<KeyRef>,
+    /// Refuse images whose security counter is below this.
+    #[arg(long, value_parser = based_u32)]
+    min_security_counter: Option<u32>,
+    /// Print the result as JSON on stdout (also on failure).
+    #[arg(long)]
+    json: bool,
+    /// The image (.bin or .hex).
+    image: PathBuf,
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security_counter: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signed_by: Option<SignedBy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tail: Option<TailInfo>,
+}
+
+#[derive(serde::Serialize)]
+struct SignedBy {
+    key: String,
+    key_id: String,
+}
+
+fn describe_tail(t: &TailInfo) -> String {
+    match t {
+        TailInfo::None => "none".into(),
+        TailInfo::Erased { len, erased_val } => {
+            format!("{len:#x} erased bytes ({erased_val:#04x})")
+        }
+        TailInfo::Trailer {
+            len,
+            max_align,
+            confirmed,
+            ..
+        } => format!(
+            "padded {len:#x} bytes, boot magic for max-align {max_align}, image_ok {}",
+            if *confirmed {
+                "set (confirmed)"
+            } else {
+                "unset"
+            }
+        ),
+    }
+}
+
+impl Args {
+    fn check(&self) -> Result<Report, Failure> {
+        let keys = self
+            .key
+            .iter()
+            .map(load_public_key)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Failure::usage)?;
+        let bytes = read_image(&self.image)?;
+        let fail = |e: firmware::image::ImageError| {
+            Failure::failed(anyhow::anyhow!("{}: {e}", self.image.display()))
+        };
+        let image = Image::parse(&bytes).map_err(fail)?;
+        let verified = image
+            .verify(&keys, self.min_security_counter)
+            .map_err(fail)?;
+        let info = describe(&image).map_err(fail)?;
+        Ok(Report {
+            valid: true,
+            error: None,
+            version: Some(verified.version.to_string()),
+            security_counter: verified.security_counter,
+            digest: Some(hex::encode(verified.digest)),
+            signed_by: verified.signed_by.map(|i| SignedBy {
+                key: self.key[i].to_string(),
+                key_id: hex::encode(keys[i].key_id()),
+            }),
+            tail: Some(info.tail),
+        })
+    }
+
+    pub(crate) fn run(self) -> CmdResult {
+        let report = match self.check() {
+            Ok(r) => r,
+            Err(f) => {
+                if self.json {
+                    print_json(&Report {
+                        valid: false,
+                        error: Some(format!("{:#}", f.error)),
+                        version: None,
+                        security_counter: None,
+                        digest: None,
+                        signed_by: None,
+                        tail: None,
+                    })?;
+                }
+                return Err(f);
+            }
+        };
+        if self.json {
+            return print_json(&report);
+        }
+        println!("Image was correctly validated");
+        println!("Image version: {}", report.version.unwrap_or_default());
+        println!("Image digest: {}", report.digest.unwrap_or_default());
+        match report.security_counter {
+            Some(c) => println!("Security counter: {c} ({c:#010x})"),
+            None => println!("Security counter: none"),
+        }
+        match report.signed_by {
+            Some(s) => println!("Signature: verified with {} (key id {})", s.key, s.key_id),
+            None => println!("Signature: not checked (no -k/--key given)"),
+        }
+        if let Some(t) = &report.tail {
+            println!("Trailer: {}", describe_tail(t));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,72 @@
+//! `keytool key generate`
+
+use clap::ValueEnum;
+use signer::keys::generate_file_key;
+use signer::KeyRef;
+
+use crate::commands::util::{key_ref, print_json};
+use crate::failure::{CmdResult, Failure};
+
+/// Key types.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum KeyType {
+    /// ECDSA over NIST P-256 with SHA-256 (MCUboot's ECDSA256_SHA256).
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+}
+
+/// Generate a key. For a file it is written as unencrypted PKCS#8 PEM, the
+/// form `imgtool keygen` writes, readable by its owner only.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Where to create the key: a path or file:PATH.
+    #[arg(short, long, value_parser = key_ref)]
+    key: KeyRef,
+    /// Key type.
+    #[arg(short = 't', long = "type", value_enum)]
+    key_type: KeyType,
+    /// Replace an existing key file.
+    #[arg(long)]
+    force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Generated {
+    key: String,
+    key_type: &'static str,
+    key_id: String,
+}
+
+impl Args {
+    pub(crate) fn run(self) -> CmdResult {
+        let KeyType::EcdsaP256 = self.key_type;
+        #[allow(unreachable_patterns)]
+        let path = match &self.key {
+            KeyRef::File(p) => p,
+            other => return Err(Failure::usage_msg(format!("cannot generate {other} here"))),
+        };
+        if path.exists() && !self.force {
+            return Err(Failure::usage_msg(format!(
+                "{} already exists; refusing to replace a key (use --force)",
+                path.display()
+            )));
+        }
+        let public = generate_file_key(path).map_err(Failure::failed)?;
+        let out = Generated {
+            key: self.key.to_string(),
+            key_type: "ecdsa-p256",
+            key_id: hex::encode(public.key_id()),
+        };
+        if self.json {
+            return print_json(&out);
+        }
+        println!(
+            "generated ECDSA P-256 key {} (key id {})",
+            out.key, out.key_id
+        );
+        Ok(())
+    }
+}

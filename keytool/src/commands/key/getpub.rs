@@ -1,0 +1,121 @@
+//! `keytool key getpub` and `getpubhash`: output identical to imgtool's.
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+use signer::public_key::{
+    encode_public, encode_public_hash, load_public_key, HashEncoding, PubEncoding,
+};
+use signer::KeyRef;
+
+use crate::commands::util::{emit, key_ref};
+use crate::failure::{CmdResult, Failure};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Encoding {
+    /// C array of the DER SubjectPublicKeyInfo.
+    LangC,
+    /// Rust slice of the DER SubjectPublicKeyInfo.
+    LangRust,
+    /// PEM.
+    Pem,
+    /// Raw DER.
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum HashEnc {
+    /// C array.
+    LangC,
+    /// Raw 32 bytes.
+    Raw,
+}
+
+fn check_suffix(suffix: &str) -> Result<(), Failure> {
+    if suffix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        Ok(())
+    } else {
+        Err(Failure::usage_msg(format!(
+            "--name-suffix {suffix:?} must contain only [A-Za-z0-9_]"
+        )))
+    }
+}
+
+/// Print the public key of KEY.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The key: a path or file:PATH (private or public PEM).
+    #[arg(short, long, value_parser = key_ref)]
+    key: KeyRef,
+    /// Output encoding.
+    #[arg(short, long, value_enum, default_value = "lang-c")]
+    encoding: Encoding,
+    /// Append SUFFIX to the C/Rust identifiers.
+    #[arg(long, default_value = "")]
+    name_suffix: String,
+    /// Write to this file instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+impl Args {
+    pub(crate) fn run(self) -> CmdResult {
+        check_suffix(&self.name_suffix)?;
+        let encoding = match self.encoding {
+            Encoding::LangC => PubEncoding::LangC,
+            Encoding::LangRust => PubEncoding::LangRust,
+            Encoding::Pem => PubEncoding::Pem,
+            Encoding::Raw => PubEncoding::Raw,
+        };
+        if !self.name_suffix.is_empty() && matches!(encoding, PubEncoding::Pem | PubEncoding::Raw) {
+            return Err(Failure::usage_msg(
+                "--name-suffix is only meaningful for lang-c / lang-rust encodings",
+            ));
+        }
+        let key = load_public_key(&self.key).map_err(Failure::usage)?;
+        emit(
+            self.output.as_deref(),
+            &encode_public(&key, encoding, &self.name_suffix),
+        )
+    }
+}
+
+/// Print the SHA-256 of KEY's DER public key (MCUboot's KEYHASH).
+#[derive(Debug, clap::Args)]
+pub(crate) struct HashArgs {
+    /// The key: a path or file:PATH (private or public PEM).
+    #[arg(short, long, value_parser = key_ref)]
+    key: KeyRef,
+    /// Output encoding.
+    #[arg(short, long, value_enum, default_value = "lang-c")]
+    encoding: HashEnc,
+    /// Append SUFFIX to the C identifiers.
+    #[arg(long, default_value = "")]
+    name_suffix: String,
+    /// Write to this file instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+impl HashArgs {
+    pub(crate) fn run(self) -> CmdResult {
+        check_suffix(&self.name_suffix)?;
+        let encoding = match self.encoding {
+            HashEnc::LangC => HashEncoding::LangC,
+            HashEnc::Raw => HashEncoding::Raw,
+        };
+        if !self.name_suffix.is_empty() && encoding == HashEncoding::Raw {
+            return Err(Failure::usage_msg(
+                "--name-suffix is only meaningful for the lang-c encoding",
+            ));
+        }
+        let key = load_public_key(&self.key).map_err(Failure::usage)?;
+        emit(
+            self.output.as_deref(),
+            &encode_public_hash(&key, encoding, &self.name_suffix),
+        )
+    }
+}
