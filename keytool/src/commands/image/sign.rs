@@ -50,6 +50,7 @@ fn erased_val(s: &str) -> Result<u8, String> {
 /// Create a signed (or unsigned) MCUboot image. INFILE and OUTFILE are Intel
 /// HEX when their name ends in .hex, binary otherwise.
 #[derive(Debug, clap::Args)]
+#[command(args_override_self = true)]
 pub(crate) struct Args {
     /// Signing key: a path or file:PATH. Without it the image is unsigned.
     #[arg(short, long, value_parser = key_ref)]

@@ -1,0 +1,401 @@
+//! Interop with the real `imgtool` 2.5, in both directions, over a matrix of
+//! `sign` flags:
+//!
+//! * our signed image passes `imgtool verify -k`;
+//! * imgtool, given our signature with `--fix-sig`, produces the same file
+//!   byte for byte (so everything but the signature is imgtool's layout);
+//! * imgtool's own `-k` image equals ours everywhere before the signature and
+//!   passes `keytool image verify -k`;
+//! * unsigned images and `--vector-to-sign` outputs, which have no signature,
+//!   are identical outright.
+
+mod common;
+
+use common::*;
+use firmware::image::Image;
+
+/// One row of the matrix: extra flags beside `-v`, `-H`, `-S`.
+struct Case {
+    name: &'static str,
+    flags: &'static [&'static str],
+    header: &'static str,
+    /// Leading zero bytes in the input (for headers not padded in).
+    zeros: usize,
+    hex_in: bool,
+    hex_out: bool,
+}
+
+const fn case(name: &'static str, header: &'static str, flags: &'static [&'static str]) -> Case {
+    Case {
+        name,
+        flags,
+        header,
+        zeros: 0,
+        hex_in: false,
+        hex_out: false,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        case("minimal", "0x20", &["--pad-header"]),
+        case("big-header", "0x200", &["--pad-header"]),
+        Case {
+            zeros: 0x400,
+            ..case("header-in-input", "0x400", &[])
+        },
+        case("pad", "0x200", &["--pad-header", "--pad"]),
+        case("confirm", "0x200", &["--pad-header", "--confirm"]),
+        case("test", "0x200", &["--pad-header", "--test"]),
+        case(
+            "align2",
+            "0x200",
+            &["--pad-header", "--pad", "--align", "2"],
+        ),
+        case(
+            "align4",
+            "0x200",
+            &["--pad-header", "--confirm", "--align", "4"],
+        ),
+        case(
+            "align8",
+            "0x200",
+            &["--pad-header", "--confirm", "--align", "8"],
+        ),
+        case(
+            "align16",
+            "0x200",
+            &["--pad-header", "--confirm", "--align", "16"],
+        ),
+        case(
+            "align32",
+            "0x200",
+            &["--pad-header", "--confirm", "--align", "32"],
+        ),
+        case(
+            "max-align32",
+            "0x200",
+            &[
+                "--pad-header",
+                "--confirm",
+                "--align",
+                "4",
+                "--max-align",
+                "32",
+            ],
+        ),
+        case(
+            "max-sectors",
+            "0x200",
+            &["--pad-header", "--pad", "-M", "16"],
+        ),
+        case(
+            "overwrite-only",
+            "0x200",
+            &["--pad-header", "--confirm", "--overwrite-only"],
+        ),
+        case(
+            "erased-zero",
+            "0x200",
+            &["--pad-header", "--confirm", "-R", "0"],
+        ),
+        case("seccnt-auto", "0x200", &["--pad-header", "-s", "auto"]),
+        case("seccnt-value", "0x200", &["--pad-header", "-s", "0x42"]),
+        case(
+            "dependencies",
+            "0x200",
+            &["--pad-header", "-d", "(1,2.3.4+5),(2,1.0)"],
+        ),
+        case(
+            "custom-tlvs",
+            "0x200",
+            &[
+                "--pad-header",
+                "--custom-tlv",
+                "0xa0",
+                "0x0102",
+                "--custom-tlv",
+                "0x1234",
+                "hello",
+            ],
+        ),
+        case(
+            "all-protected",
+            "0x200",
+            &[
+                "--pad-header",
+                "-s",
+                "7",
+                "-d",
+                "(0,1.0.0)",
+                "--custom-tlv",
+                "0xa1",
+                "0xff",
+            ],
+        ),
+        case("load-addr", "0x200", &["--pad-header", "-L", "0x20000000"]),
+        case("rom-fixed", "0x200", &["--pad-header", "-F", "0x8000"]),
+        case("non-bootable", "0x200", &["--pad-header", "--non-bootable"]),
+        case(
+            "pubkey-full",
+            "0x200",
+            &["--pad-header", "--public-key-format", "full"],
+        ),
+        Case {
+            hex_out: true,
+            ..case("hex-out", "0x200", &["--pad-header", "-x", "0x10000"])
+        },
+        Case {
+            hex_out: true,
+            ..case(
+                "hex-out-confirm",
+                "0x200",
+                &["--pad-header", "--confirm", "-x", "0xc000"],
+            )
+        },
+        Case {
+            hex_in: true,
+            ..case("hex-in", "0x200", &["--pad-header"])
+        },
+        Case {
+            hex_in: true,
+            hex_out: true,
+            ..case("hex-in-out", "0x200", &["--pad-header", "--test"])
+        },
+    ]
+}
+
+const VERSION: &str = "1.2.3+4";
+const SLOT: &str = "0x40000";
+
+fn input(s: &Scratch, c: &Case) -> std::path::PathBuf {
+    let bin = s.firmware(&format!("{}.bin", c.name), 3000 + c.zeros, c.zeros);
+    if !c.hex_in {
+        return bin;
+    }
+    let text = signer::intel_hex::write(&[(0x10200, &read(&bin))]).unwrap();
+    let hex = s.path(&format!("{}.in.hex", c.name));
+    std::fs::write(&hex, text).unwrap();
+    hex
+}
+
+fn sign_args<'a>(
+    c: &'a Case,
+    infile: &'a std::path::Path,
+    out: &'a std::path::Path,
+) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = vec![
+        "-v".into(),
+        VERSION.into(),
+        "-H".into(),
+        c.header.into(),
+        "-S".into(),
+        SLOT.into(),
+    ];
+    a.extend(c.flags.iter().map(Into::into));
+    a.push(infile.into());
+    a.push(out.into());
+    a
+}
+
+/// Image bytes of a file we or imgtool wrote (HEX decoded).
+fn image_bytes(p: &std::path::Path) -> Vec<u8> {
+    if p.extension().is_some_and(|e| e == "hex") {
+        return signer::intel_hex::parse(&String::from_utf8(read(p)).unwrap())
+            .unwrap()
+            .data;
+    }
+    read(p)
+}
+
+#[test]
+fn our_images_pass_imgtool_and_match_it_byte_for_byte() {
+    let s = Scratch::new();
+    for c in cases() {
+        let ext = if c.hex_out { "hex" } else { "bin" };
+        let infile = input(&s, &c);
+        let ours = s.path(&format!("{}.ours.{ext}", c.name));
+        let sig = s.path(&format!("{}.sig", c.name));
+        ok(keytool()
+            .args(["image", "sign", "-k"])
+            .arg(s.key())
+            .arg("--sig-out")
+            .arg(&sig)
+            .args(sign_args(&c, &infile, &ours)));
+
+        let verified = ok(imgtool().arg("verify").arg("-k").arg(s.key()).arg(&ours));
+        assert!(
+            verified.contains("Image was correctly validated"),
+            "{}: {verified}",
+            c.name
+        );
+
+        let theirs = s.path(&format!("{}.fixsig.{ext}", c.name));
+        ok(imgtool()
+            .args(["sign", "--fix-sig"])
+            .arg(&sig)
+            .arg("--fix-sig-pubkey")
+            .arg(s.pubkey())
+            .args(sign_args(&c, &infile, &theirs)));
+        assert!(
+            read(&ours) == read(&theirs),
+            "{}: our output differs from imgtool's with the same signature",
+            c.name
+        );
+    }
+}
+
+/// Offset of the ECDSASIG TLV header in an image.
+fn signature_offset(bytes: &[u8]) -> usize {
+    let image = Image::parse(bytes).unwrap();
+    image
+        .find(firmware::image::tlv::ECDSASIG, false)
+        .unwrap()
+        .offset
+}
+
+#[test]
+fn imgtool_images_pass_keytool_and_match_ours_outside_the_signature() {
+    let s = Scratch::new();
+    for c in cases() {
+        let ext = if c.hex_out { "hex" } else { "bin" };
+        let infile = input(&s, &c);
+        let theirs = s.path(&format!("{}.imgtool.{ext}", c.name));
+        ok(imgtool()
+            .args(["sign", "-k"])
+            .arg(s.key())
+            .args(sign_args(&c, &infile, &theirs)));
+        let report = ok(keytool()
+            .args(["image", "verify", "--json", "-k"])
+            .arg(s.pubkey())
+            .arg(&theirs));
+        let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+        assert_eq!(report["valid"], true, "{}", c.name);
+        assert_eq!(report["version"], VERSION, "{}", c.name);
+
+        let ours = s.path(&format!("{}.ours2.{ext}", c.name));
+        ok(keytool()
+            .args(["image", "sign", "-k"])
+            .arg(s.key())
+            .args(sign_args(&c, &infile, &ours)));
+        let (a, b) = (image_bytes(&ours), image_bytes(&theirs));
+        let at = signature_offset(&a);
+        assert_eq!(at, signature_offset(&b), "{}", c.name);
+        // The unprotected area's total length counts the signature, so it may
+        // differ; everything else up to the signature TLV's length must not.
+        let info = Image::parse(&a).unwrap().unprotected_range().start;
+        assert!(
+            a[..info + 2] == b[..info + 2],
+            "{}: bytes before the TLV area differ",
+            c.name
+        );
+        assert!(
+            a[info + 4..at + 2] == b[info + 4..at + 2],
+            "{}: TLVs before the signature differ",
+            c.name
+        );
+        // Same trailer at the end of the slot (DER signatures vary in length,
+        // so the padding before it may differ by a byte or two).
+        let tail = 64.min(a.len() - at).min(b.len() - at);
+        if c.flags
+            .iter()
+            .any(|f| ["--pad", "--confirm", "--test"].contains(f))
+        {
+            assert_eq!(
+                a[a.len() - tail..],
+                b[b.len() - tail..],
+                "{}: trailers differ",
+                c.name
+            );
+        }
+    }
+}
+
+#[test]
+fn unsigned_images_and_vectors_to_sign_are_identical() {
+    let s = Scratch::new();
+    let extra: [&[&str]; 4] = [
+        &[],
+        &["--vector-to-sign", "payload"],
+        &["--vector-to-sign", "digest"],
+        &["--pad"],
+    ];
+    for c in cases().into_iter().take(20) {
+        for (i, flags) in extra.iter().enumerate() {
+            let ext = if c.hex_out { "hex" } else { "bin" };
+            let infile = input(&s, &c);
+            let ours = s.path(&format!("{}.u{i}.ours.{ext}", c.name));
+            let theirs = s.path(&format!("{}.u{i}.imgtool.{ext}", c.name));
+            ok(keytool()
+                .args(["image", "sign"])
+                .args(*flags)
+                .args(sign_args(&c, &infile, &ours)));
+            ok(imgtool()
+                .arg("sign")
+                .args(*flags)
+                .args(sign_args(&c, &infile, &theirs)));
+            assert!(
+                read(&ours) == read(&theirs),
+                "{} {flags:?}: differs from imgtool",
+                c.name
+            );
+        }
+    }
+}
+
+#[test]
+fn getpub_and_getpubhash_match_imgtool() {
+    let s = Scratch::new();
+    for enc in ["lang-c", "lang-rust", "pem", "raw"] {
+        let ours = run(keytool()
+            .args(["key", "getpub", "-e", enc, "-k"])
+            .arg(s.key()));
+        let theirs = run(imgtool().args(["getpub", "-e", enc, "-k"]).arg(s.key()));
+        assert!(ours.status.success() && theirs.status.success());
+        assert_eq!(ours.stdout, theirs.stdout, "getpub -e {enc}");
+    }
+    let ours = run(keytool()
+        .args(["key", "getpub", "--name-suffix", "_2", "-k"])
+        .arg(s.key()));
+    let theirs = run(imgtool()
+        .args(["getpub", "--name-suffix", "_2", "-k"])
+        .arg(s.key()));
+    assert_eq!(ours.stdout, theirs.stdout, "getpub --name-suffix");
+    for enc in ["lang-c", "raw"] {
+        let ours = run(keytool()
+            .args(["key", "getpubhash", "-e", enc, "-k"])
+            .arg(s.key()));
+        let theirs = run(imgtool().args(["getpubhash", "-e", enc, "-k"]).arg(s.key()));
+        assert_eq!(ours.stdout, theirs.stdout, "getpubhash -e {enc}");
+    }
+    // From the public key alone, too.
+    let ours = run(keytool().args(["key", "getpub", "-k"]).arg(s.pubkey()));
+    let theirs = run(imgtool().args(["getpub", "-k"]).arg(s.key()));
+    assert_eq!(ours.stdout, theirs.stdout);
+}
+
+#[test]
+fn keys_from_imgtool_keygen_sign_with_keytool() {
+    let s = Scratch::new();
+    let key = s.path("imgtool-key.pem");
+    ok(imgtool()
+        .args(["keygen", "-t", "ecdsa-p256", "-k"])
+        .arg(&key));
+    let fw = s.firmware("fw.bin", 1000, 0);
+    let out = s.path("signed.bin");
+    ok(keytool()
+        .args(["image", "sign", "-k"])
+        .arg(&key)
+        .args([
+            "-v",
+            "1.0.0",
+            "-H",
+            "0x200",
+            "--pad-header",
+            "-S",
+            "0x10000",
+        ])
+        .arg(&fw)
+        .arg(&out));
+    ok(imgtool().arg("verify").arg("-k").arg(&key).arg(&out));
+}
