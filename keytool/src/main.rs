@@ -24,8 +24,27 @@ struct Cli {
     command: Command,
 }
 
+/// clap's message folded onto one line: what is wrong, without the usage block.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    parts.join(" ")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprintln!("{}", one_line(&e));
+            return ExitCode::from(failure::USAGE);
+        }
+    };
     match cli.command.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { code, error }) => {
