@@ -9,6 +9,8 @@
 //! * unsigned images and `--vector-to-sign` outputs, which have no signature,
 //!   are identical outright.
 
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,8 @@
 //! verify`, and bad input ends with one clear line, imgtool's exit codes, and
 //! no output file.
 
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 mod common;
 
 use common::*;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: install what is needed, check format
+# and lints, build the firmware crate for the nRF targets, run every test
+# against the real parts (imgtool, openssl, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '==> %s\n' "$*" >&2; }
+
+scripts/setup.sh
+
+log "cargo fmt --check"
+cargo fmt --all --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+for t in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf; do
+    log "build firmware for $t"
+    cargo build --quiet -p firmware --release --target "$t"
+done
+
+export IMGTOOL="$PWD/.venv/bin/imgtool"
+if cargo nextest --version >/dev/null 2>&1; then
+    log "cargo nextest run"
+    cargo nextest run --workspace --no-fail-fast
+else
+    log "cargo test (cargo-nextest not installed)"
+    cargo test --workspace --no-fail-fast
+fi
