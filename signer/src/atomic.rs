@@ -15,37 +15,84 @@ pub struct WriteError {
     pub source: std::io::Error,
 }
 
+/// A file being written: invisible at its destination until [`commit`]. Dropped
+/// without committing, it is removed.
+///
+/// [`commit`]: AtomicFile::commit
+#[derive(Debug)]
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: tempfile::NamedTempFile,
+}
+
+impl AtomicFile {
+    /// Start writing `path`, with the given Unix mode (e.g. 0o600 for keys).
+    pub fn create(path: &Path, mode: Option<u32>) -> Result<Self, WriteError> {
+        let err = |source| WriteError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".keytool-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(err)?;
+        #[cfg(unix)]
+        if let Some(mode) = mode {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(err)?;
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+        })
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &std::fs::File {
+        self.tmp.as_file()
+    }
+
+    /// An error about this file.
+    pub fn error(&self, source: std::io::Error) -> WriteError {
+        WriteError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Flush to disk and move into place.
+    pub fn commit(self) -> Result<(), WriteError> {
+        let Self { path, tmp } = self;
+        tmp.as_file().sync_data().map_err(|source| WriteError {
+            path: path.clone(),
+            source,
+        })?;
+        tmp.persist(&path).map_err(|e| WriteError {
+            path,
+            source: e.error,
+        })?;
+        Ok(())
+    }
+}
+
 /// Write `parts` in order to `path` atomically, with the given Unix mode for a
 /// new file (e.g. 0o600 for key material).
 pub fn write_parts(path: &Path, parts: &[&[u8]], mode: Option<u32>) -> Result<(), WriteError> {
-    let err = |source| WriteError {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".keytool-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(err)?;
-    #[cfg(unix)]
-    if let Some(mode) = mode {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(err)?;
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
+    let out = AtomicFile::create(path, mode)?;
+    let mut f = out.file();
     for part in parts {
-        tmp.write_all(part).map_err(err)?;
+        f.write_all(part).map_err(|e| out.error(e))?;
     }
-    tmp.as_file().sync_data().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    out.commit()
 }
 
 /// Write `bytes` to `path` atomically.

@@ -111,6 +111,96 @@ fn header_flags(opts: &SignOptions) -> u32 {
     f
 }
 
+/// The parts of an image fixed before hashing: the header region and the
+/// protected TLV area. Shared by the in-memory and the streaming builders.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    /// The 32-byte header.
+    pub(crate) header: [u8; firmware::image::IMAGE_HEADER_SIZE],
+    /// The protected TLV area, with its info header (empty if none).
+    pub(crate) protected: Vec<u8>,
+}
+
+/// Validate the options and lay out header and protected TLVs for a payload
+/// of `image_size` bytes.
+pub(crate) fn layout(opts: &SignOptions, image_size: usize) -> Result<Layout, ImageBuildError> {
+    opts.validate()?;
+    let image_size = u32::try_from(image_size).map_err(|_| ImageBuildError::TooLarge {
+        what: "the image",
+        size: image_size as u64,
+        max: u32::MAX.into(),
+    })?;
+    let protected = protected_area(opts)?;
+    let header = ImageHeader {
+        load_addr: opts
+            .rom_fixed
+            .filter(|a| *a != 0)
+            .or(opts.load_addr)
+            .unwrap_or(0),
+        header_size: opts.header_size,
+        protected_tlv_size: u16_len("the protected TLV area", protected.len())?,
+        image_size,
+        flags: header_flags(opts),
+        version: opts.version,
+    };
+    Ok(Layout {
+        header: header.to_bytes(),
+        protected,
+    })
+}
+
+/// The unprotected TLV area for an image with `digest`, and the signature.
+pub(crate) fn unprotected_area(
+    opts: &SignOptions,
+    digest: &[u8; 32],
+    signing: Signing<'_>,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), ImageBuildError> {
+    let mut body = Vec::with_capacity(256);
+    push_tlv(&mut body, tlv::SHA256, digest)?;
+    let signed = match signing {
+        Signing::Unsigned => None,
+        Signing::Key(key) => {
+            let mut sig = key.sign_digest(digest)?.to_der();
+            if opts.pad_sig {
+                sig.resize(PADDED_SIG_LEN.max(sig.len()), 0);
+            }
+            Some((key.public_key()?, sig))
+        }
+        Signing::Fixed {
+            signature,
+            public_key,
+        } => {
+            public_key
+                .verify_digest_der(digest, &signature)
+                .map_err(|_| ImageBuildError::FixedSignatureInvalid)?;
+            Some((public_key, signature))
+        }
+    };
+    if let Some((public_key, sig)) = &signed {
+        match opts.public_key_format {
+            PublicKeyFormat::Hash => push_tlv(&mut body, tlv::KEYHASH, &public_key.key_id())?,
+            PublicKeyFormat::Full => push_tlv(&mut body, tlv::PUBKEY, &public_key.spki_der())?,
+        }
+        push_tlv(&mut body, tlv::ECDSASIG, sig)?;
+    }
+    Ok((finish_area(TLV_INFO_MAGIC, &body)?, signed.map(|(_, s)| s)))
+}
+
+/// Refuse an image of `image_len` bytes that leaves no room for the trailer.
+pub(crate) fn check_slot(opts: &SignOptions, image_len: usize) -> Result<(), ImageBuildError> {
+    if opts.slot_size > 0 {
+        let trailer = opts.trailer().size();
+        if image_len + trailer > opts.slot_size as usize {
+            return Err(ImageBuildError::ExceedsSlot {
+                image: image_len,
+                trailer,
+                slot: opts.slot_size,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Build an image from `input` (which already holds the header room when
 /// `opts.pad_header`), signed as `signing` says, or the vector to sign.
 pub fn build(
@@ -142,28 +232,9 @@ pub fn build(
     if !opts.pad_header && payload[..header_size].iter().any(|&b| b != 0) {
         return Err(ImageBuildError::HeaderNotZero(opts.header_size));
     }
-    let image_size = payload.len() - header_size;
-    let image_size = u32::try_from(image_size).map_err(|_| ImageBuildError::TooLarge {
-        what: "the image",
-        size: image_size as u64,
-        max: u32::MAX.into(),
-    })?;
-
-    let protected = protected_area(opts)?;
-    let header = ImageHeader {
-        load_addr: opts
-            .rom_fixed
-            .filter(|a| *a != 0)
-            .or(opts.load_addr)
-            .unwrap_or(0),
-        header_size: opts.header_size,
-        protected_tlv_size: u16_len("the protected TLV area", protected.len())?,
-        image_size,
-        flags: header_flags(opts),
-        version: opts.version,
-    };
-    payload[..firmware::image::IMAGE_HEADER_SIZE].copy_from_slice(&header.to_bytes());
-    payload.extend_from_slice(&protected);
+    let layout = layout(opts, payload.len() - header_size)?;
+    payload[..layout.header.len()].copy_from_slice(&layout.header);
+    payload.extend_from_slice(&layout.protected);
     let digest: [u8; 32] = Sha256::digest(&payload).into();
 
     match vector {
@@ -187,53 +258,14 @@ pub fn build(
         }
         None => {}
     }
-
-    let mut body = Vec::with_capacity(256);
-    push_tlv(&mut body, tlv::SHA256, &digest)?;
-    let signed = match signing {
-        Signing::Unsigned => None,
-        Signing::Key(key) => {
-            let mut sig = key.sign_digest(&digest)?.to_der();
-            if opts.pad_sig {
-                sig.resize(PADDED_SIG_LEN.max(sig.len()), 0);
-            }
-            Some((key.public_key()?, sig))
-        }
-        Signing::Fixed {
-            signature,
-            public_key,
-        } => {
-            public_key
-                .verify_digest_der(&digest, &signature)
-                .map_err(|_| ImageBuildError::FixedSignatureInvalid)?;
-            Some((public_key, signature))
-        }
-    };
-    if let Some((public_key, sig)) = &signed {
-        match opts.public_key_format {
-            PublicKeyFormat::Hash => push_tlv(&mut body, tlv::KEYHASH, &public_key.key_id())?,
-            PublicKeyFormat::Full => push_tlv(&mut body, tlv::PUBKEY, &public_key.spki_der())?,
-        }
-        push_tlv(&mut body, tlv::ECDSASIG, sig)?;
-    }
-    let unprotected = finish_area(TLV_INFO_MAGIC, &body)?;
+    let (unprotected, signature) = unprotected_area(opts, &digest, signing)?;
     payload.extend_from_slice(&unprotected);
-
-    if opts.slot_size > 0 {
-        let trailer = opts.trailer().size();
-        if payload.len() + trailer > opts.slot_size as usize {
-            return Err(ImageBuildError::ExceedsSlot {
-                image: payload.len(),
-                trailer,
-                slot: opts.slot_size,
-            });
-        }
-    }
+    check_slot(opts, payload.len())?;
     Ok(SignedImage {
         bytes: payload,
         base_addr,
         digest,
-        signature: signed.map(|(_, s)| s),
+        signature,
         is_vector: false,
     })
 }

@@ -9,6 +9,7 @@ mod info;
 mod input;
 mod options;
 mod output;
+mod stream;
 
 pub use build::{build, SignedImage, Signing, VectorToSign};
 pub use error::ImageBuildError;
@@ -19,3 +20,4 @@ pub use options::{
     SignOptions,
 };
 pub use output::{is_hex_path, write_output};
+pub use stream::{sign_file, SignedFile};

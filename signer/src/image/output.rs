@@ -22,7 +22,6 @@ pub fn write_output(
     hex_addr: Option<u32>,
 ) -> Result<(), ImageBuildError> {
     let layout = opts.trailer();
-    let trailer_size = layout.size();
     let magic = layout.boot_magic();
     let mark_ok = (opts.test || opts.confirm) && !opts.overwrite_only;
     let mut image_ok = vec![opts.erased_val; layout.max_align as usize];
@@ -59,14 +58,27 @@ pub fn write_output(
         atomic::write(path, &image.bytes)?;
         return Ok(());
     }
-    // Padding, then the trailer: erased except for image_ok and the magic.
-    let padding = (opts.slot_size as usize).saturating_sub(image.bytes.len() + trailer_size);
+    atomic::write_parts(
+        path,
+        &[&image.bytes, &padded_tail(opts, image.bytes.len())],
+        None,
+    )?;
+    Ok(())
+}
+
+/// What follows an image of `image_len` bytes in a padded binary: erased
+/// padding to the slot's end, with `image_ok` (for `--confirm`) and the boot
+/// magic in the trailer.
+pub(crate) fn padded_tail(opts: &SignOptions, image_len: usize) -> Vec<u8> {
+    let layout = opts.trailer();
+    let trailer_size = layout.size();
+    let magic = layout.boot_magic();
+    let padding = (opts.slot_size as usize).saturating_sub(image_len + trailer_size);
     let mut tail = vec![opts.erased_val; padding + trailer_size];
     let end = tail.len();
     tail[end - magic.len()..].copy_from_slice(&magic);
-    if mark_ok {
-        tail[end - layout.image_ok_from_end()] = image_ok[0];
+    if opts.confirm && !opts.overwrite_only {
+        tail[end - layout.image_ok_from_end()] = 0x01;
     }
-    atomic::write_parts(path, &[&image.bytes, &tail], None)?;
-    Ok(())
+    tail
 }

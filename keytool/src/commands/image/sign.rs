@@ -6,8 +6,8 @@ use base64::Engine as _;
 use clap::ValueEnum;
 use firmware::image::ImageVersion;
 use signer::image::{
-    build, parse_custom_tlv, parse_dependencies, read_input, write_output, PublicKeyFormat,
-    SecurityCounter, SignOptions, Signing, VectorToSign,
+    build, is_hex_path, parse_custom_tlv, parse_dependencies, read_input, sign_file, write_output,
+    PublicKeyFormat, SecurityCounter, SignOptions, Signing, VectorToSign,
 };
 use signer::public_key::load_public_key;
 use signer::{open_signer, KeyRef};
@@ -275,13 +275,6 @@ impl Args {
             .map(open_signer)
             .transpose()
             .map_err(Failure::usage)?;
-        let header_room = if opts.pad_header {
-            usize::from(opts.header_size)
-        } else {
-            0
-        };
-        // Room for the TLVs, so appending them does not copy the image.
-        let input = read_input(&self.infile, header_room, opts.erased_val, 1024)?;
         let signing = match (&key, fixed) {
             (Some(k), _) => Signing::Key(k.as_ref()),
             (None, Some((signature, public_key))) => Signing::Fixed {
@@ -294,14 +287,29 @@ impl Args {
             Vector::Payload => VectorToSign::Payload,
             Vector::Digest => VectorToSign::Digest,
         });
-        let image = build(input, &opts, signing, vector)?;
-        if self.sig_out.is_some() && image.signature.is_none() {
+        if self.sig_out.is_some() && key.is_none() && self.fix_sig.is_none() {
             return Err(Failure::usage_msg(
                 "--sig-out needs a signature: give -k/--key or --fix-sig",
             ));
         }
-        write_output(&self.outfile, &image, &opts, self.hex_addr)?;
-        if let (Some(path), Some(sig)) = (&self.sig_out, &image.signature) {
+        let streamable =
+            vector.is_none() && !is_hex_path(&self.infile) && !is_hex_path(&self.outfile);
+        let (digest, signature) = if streamable {
+            let signed = sign_file(&self.infile, &self.outfile, &opts, signing)?;
+            (signed.digest, signed.signature)
+        } else {
+            let header_room = if opts.pad_header {
+                usize::from(opts.header_size)
+            } else {
+                0
+            };
+            // Room for the TLVs, so appending them does not copy the image.
+            let input = read_input(&self.infile, header_room, opts.erased_val, 1024)?;
+            let image = build(input, &opts, signing, vector)?;
+            write_output(&self.outfile, &image, &opts, self.hex_addr)?;
+            (image.digest, image.signature)
+        };
+        if let (Some(path), Some(sig)) = (&self.sig_out, &signature) {
             let b64 = base64::engine::general_purpose::STANDARD.encode(sig);
             signer::atomic::write(path, b64.as_bytes()).map_err(Failure::failed)?;
         }
@@ -316,10 +324,10 @@ impl Args {
                 output: self.outfile.display().to_string(),
                 version: opts.version.to_string(),
                 security_counter: opts.security_counter_value(),
-                digest: hex::encode(image.digest),
+                digest: hex::encode(digest),
                 key: self.key.as_ref().map(ToString::to_string),
                 key_id,
-                signed: image.signature.is_some(),
+                signed: signature.is_some(),
             });
         }
         Ok(())
