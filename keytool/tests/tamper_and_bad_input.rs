@@ -14,10 +14,8 @@ fn every_bit_flip_in_hashed_region_or_signature_is_rejected() {
     let s = Scratch::new();
     let fw = s.firmware("fw.bin", 48, 0);
     let img = s.path("signed.bin");
-    ok(keytool()
-        .args(["image", "sign", "-k"])
-        .arg(s.key())
-        .args([
+    s.sign(
+        &[
             "-v",
             "1.0.0+1",
             "-H",
@@ -27,9 +25,10 @@ fn every_bit_flip_in_hashed_region_or_signature_is_rejected() {
             "0x1000",
             "-s",
             "3",
-        ])
-        .arg(&fw)
-        .arg(&img));
+        ],
+        &fw,
+        &img,
+    );
     let good = read(&img);
     ok(keytool()
         .args(["image", "verify", "-k"])
@@ -183,10 +182,8 @@ fn bad_images_fail_verification_with_one_line() {
     let s = Scratch::new();
     let fw = s.firmware("fw.bin", 4000, 0);
     let img = s.path("signed.bin");
-    ok(keytool()
-        .args(["image", "sign", "-k"])
-        .arg(s.key())
-        .args([
+    s.sign(
+        &[
             "-v",
             "1.0.0",
             "-H",
@@ -195,9 +192,10 @@ fn bad_images_fail_verification_with_one_line() {
             "-S",
             "0x4000",
             "--confirm",
-        ])
-        .arg(&fw)
-        .arg(&img));
+        ],
+        &fw,
+        &img,
+    );
     let good = read(&img);
     let verify = |bytes: &[u8], needle: &str| {
         let p = s.path("candidate.bin");

@@ -80,6 +80,11 @@ fn image_ok_from_end(max_align: u32) -> usize {
 
 /// What follows the TLV area of an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(tag = "kind", rename_all = "snake_case")
+)]
 pub enum Tail {
     /// Nothing: the image ends with its TLVs.
     None,

@@ -69,6 +69,16 @@ impl Scratch {
         self.path("key.pem")
     }
 
+    /// `keytool image sign -k KEY FLAGS INPUT OUTPUT`, which must succeed.
+    pub fn sign(&self, flags: &[&str], input: &Path, output: &Path) {
+        ok(keytool()
+            .args(["image", "sign", "-k"])
+            .arg(self.key())
+            .args(flags)
+            .arg(input)
+            .arg(output));
+    }
+
     pub fn pubkey(&self) -> PathBuf {
         self.path("pub.pem")
     }

@@ -20,52 +20,6 @@ pub struct TlvEntry {
     pub value: String,
 }
 
-/// What follows the TLVs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TailInfo {
-    /// Nothing.
-    None,
-    /// Erased bytes.
-    Erased {
-        /// Length.
-        len: usize,
-        /// Erased value.
-        erased_val: u8,
-    },
-    /// Padding and an MCUboot trailer.
-    Trailer {
-        /// Length of padding plus trailer.
-        len: usize,
-        /// Erased value.
-        erased_val: u8,
-        /// Maximum alignment the magic encodes.
-        max_align: u32,
-        /// `image_ok` set.
-        confirmed: bool,
-    },
-}
-
-impl From<Tail> for TailInfo {
-    fn from(t: Tail) -> Self {
-        match t {
-            Tail::None => Self::None,
-            Tail::Erased { len, erased_val } => Self::Erased { len, erased_val },
-            Tail::Trailer {
-                len,
-                erased_val,
-                max_align,
-                confirmed,
-            } => Self::Trailer {
-                len,
-                erased_val,
-                max_align,
-                confirmed,
-            },
-        }
-    }
-}
-
 /// The whole structure of an image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageInfo {
@@ -96,7 +50,7 @@ pub struct ImageInfo {
     /// File length.
     pub file_len: usize,
     /// What follows the TLVs.
-    pub tail: TailInfo,
+    pub tail: Tail,
 }
 
 /// Describe a structurally valid image. Fails only if the bytes after the TLVs
@@ -130,6 +84,6 @@ pub fn describe(image: &Image<'_>) -> Result<ImageInfo, ImageError> {
         unprotected_tlvs: unprotected_tlvs.into_iter().map(entry).collect(),
         tlv_end: image.tlv_end(),
         file_len: image.bytes().len(),
-        tail: image.tail()?.into(),
+        tail: image.tail()?,
     })
 }

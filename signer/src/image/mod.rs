@@ -13,7 +13,7 @@ mod stream;
 
 pub use build::{build, SignedImage, Signing, VectorToSign};
 pub use error::ImageBuildError;
-pub use info::{describe, ImageInfo, TailInfo, TlvEntry};
+pub use info::{describe, ImageInfo, TlvEntry};
 pub use input::{read_input, FirmwareInput};
 pub use options::{
     parse_custom_tlv, parse_dependencies, parse_int, Dependency, PublicKeyFormat, SecurityCounter,

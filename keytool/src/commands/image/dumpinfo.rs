@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use firmware::image::Image;
-use signer::image::{describe, ImageInfo, TailInfo, TlvEntry};
+use firmware::image::Tail;
+use signer::image::{describe, ImageInfo, TlvEntry};
 
 use crate::commands::util::{print_json, read_image};
 use crate::failure::{CmdResult, Failure};
@@ -64,11 +65,11 @@ fn print_human(info: &ImageInfo, image: &Image<'_>) {
     );
     println!("Computed digest: {}", info.computed_digest);
     match &info.tail {
-        TailInfo::None => println!("End of image at {:#x}; no trailer", info.tlv_end),
-        TailInfo::Erased { len, erased_val } => {
+        Tail::None => println!("End of image at {:#x}; no trailer", info.tlv_end),
+        Tail::Erased { len, erased_val } => {
             println!("End of image at {:#x}; {len:#x} erased bytes ({erased_val:#04x}), no trailer magic", info.tlv_end)
         }
-        TailInfo::Trailer { len, erased_val, max_align, confirmed } => println!(
+        Tail::Trailer { len, erased_val, max_align, confirmed } => println!(
             "End of image at {:#x}; padding and trailer {len:#x} bytes (erased {erased_val:#04x}, max-align {max_align}, image_ok {})",
             info.tlv_end,
             if *confirmed { "set" } else { "unset" }

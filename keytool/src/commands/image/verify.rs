@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use firmware::image::Image;
-use signer::image::{describe, TailInfo};
+use firmware::image::Tail;
+use signer::image::describe;
 use signer::public_key::load_public_key;
 use signer::KeyRef;
 
@@ -46,7 +47,7 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     signed_by: Option<SignedBy>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tail: Option<TailInfo>,
+    tail: Option<Tail>,
 }
 
 #[derive(serde::Serialize)]
@@ -55,13 +56,13 @@ struct SignedBy {
     key_id: String,
 }
 
-fn describe_tail(t: &TailInfo) -> String {
+fn describe_tail(t: &Tail) -> String {
     match t {
-        TailInfo::None => "none".into(),
-        TailInfo::Erased { len, erased_val } => {
+        Tail::None => "none".into(),
+        Tail::Erased { len, erased_val } => {
             format!("{len:#x} erased bytes ({erased_val:#04x})")
         }
-        TailInfo::Trailer {
+        Tail::Trailer {
             len,
             max_align,
             confirmed,
