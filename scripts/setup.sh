@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-debs=(openssl ca-certificates)
+debs=(openssl ca-certificates softhsm2 opensc)
 missing=()
 for p in "${debs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -19,6 +19,10 @@ for t in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf; do
 done
 
 export IMGTOOL="$PWD/.venv/bin/imgtool"
+export PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so
+[ -f "$PKCS11_MODULE" ] || { echo "SoftHSM2 module missing at $PKCS11_MODULE" >&2; exit 1; }
+# Tests give every token its own directory through SOFTHSM2_CONF; never the system one.
+unset SOFTHSM2_CONF PKCS11_PIN
 if cargo nextest --version >/dev/null 2>&1; then
     log "cargo nextest run"
     cargo nextest run --workspace --no-fail-fast

@@ -16,7 +16,7 @@ pub fn load_public_key(key: &KeyRef) -> Result<P256PublicKey, SignerError> {
             file::PemKey::Private(sk) => Ok(file::public_of(&sk)),
             file::PemKey::Public(pk) => Ok(pk),
         },
-        #[allow(unreachable_patterns)]
+        KeyRef::Pkcs11(uri) => crate::keys::pkcs11::public_key(uri, &key.to_string()),
         _ => open_signer(key)?.public_key(),
     }
 }

@@ -107,3 +107,73 @@ impl Scratch {
 pub fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
 }
+
+/// The PKCS#11 module under test (SoftHSM2), from `PKCS11_MODULE`.
+/// Missing is a failure, never a skip.
+pub fn pkcs11_module() -> String {
+    std::env::var("PKCS11_MODULE").unwrap_or_else(|_| {
+        panic!("PKCS11_MODULE is not set: run the tests through scripts/test.sh, which installs SoftHSM2")
+    })
+}
+
+/// A SoftHSM2 token in a private token directory (never /var/lib/softhsm).
+pub struct SoftHsm {
+    pub dir: tempfile::TempDir,
+    pub conf: PathBuf,
+    pub module: String,
+}
+
+pub const USER_PIN: &str = "1234";
+
+impl SoftHsm {
+    /// A fresh token labelled `label`, user PIN `USER_PIN`.
+    pub fn new(label: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).unwrap();
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        let h = Self {
+            dir,
+            conf,
+            module: pkcs11_module(),
+        };
+        ok(h.cmd("softhsm2-util").args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--pin",
+            USER_PIN,
+            "--so-pin",
+            "5678",
+        ]));
+        h
+    }
+
+    /// A command with this token's environment (config, module, PIN).
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        c.env("SOFTHSM2_CONF", &self.conf)
+            .env("PKCS11_MODULE", &self.module)
+            .env("PKCS11_PIN", USER_PIN);
+        c
+    }
+
+    pub fn keytool(&self) -> Command {
+        self.cmd(env!("CARGO_BIN_EXE_keytool"))
+    }
+
+    pub fn pkcs11_tool(&self) -> Command {
+        let mut c = self.cmd("pkcs11-tool");
+        c.args(["--module", &self.module]);
+        c
+    }
+}

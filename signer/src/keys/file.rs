@@ -129,7 +129,12 @@ pub(crate) fn public_of(sk: &SigningKey) -> P256PublicKey {
 impl FileKey {
     /// Open a `file:` key reference holding a private key.
     pub fn open(key_ref: KeyRef) -> Result<Self, SignerError> {
-        let KeyRef::File(path) = &key_ref;
+        let KeyRef::File(path) = &key_ref else {
+            return Err(SignerError::InvalidKey {
+                key: key_ref.to_string(),
+                reason: "not a file key".into(),
+            });
+        };
         match read_pem_key(&key_ref, path)? {
             PemKey::Private(key) => Ok(Self { key_ref, key }),
             PemKey::Public(_) => Err(SignerError::PublicOnly {

@@ -2,6 +2,7 @@
 //! wherever it lives. The key material never leaves the backend.
 
 pub(crate) mod file;
+pub mod pkcs11;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -50,6 +51,14 @@ pub enum SignerError {
     PublicOnly {
         /// The key reference.
         key: String,
+    },
+    /// The backend (HSM, KMS) could not be reached or refused an operation.
+    #[error("key {key}: {reason}")]
+    Backend {
+        /// The key reference.
+        key: String,
+        /// What failed, with the backend's error code.
+        reason: String,
     },
     /// The backend refused or failed to sign.
     #[error("key {key}: signing failed: {reason}")]
@@ -118,5 +127,10 @@ pub trait Signer: Send + Sync + fmt::Debug {
 pub fn open_signer(key: &KeyRef) -> Result<Box<dyn Signer>, SignerError> {
     match key {
         KeyRef::File(_) => Ok(Box::new(FileKey::open(key.clone())?)),
+        KeyRef::Pkcs11(_) => Ok(Box::new(pkcs11::Pkcs11Key::open(key.clone())?)),
+        KeyRef::AwsKms(_) => Err(SignerError::Backend {
+            key: key.to_string(),
+            reason: "AWS KMS keys are not supported by this build yet".into(),
+        }),
     }
 }

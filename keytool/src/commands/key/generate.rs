@@ -1,7 +1,7 @@
 //! `keytool key generate`
 
 use clap::ValueEnum;
-use signer::keys::generate_file_key;
+use signer::keys::{generate_file_key, pkcs11};
 use signer::KeyRef;
 
 use crate::commands::util::{key_ref, print_json};
@@ -15,11 +15,14 @@ pub(crate) enum KeyType {
     EcdsaP256,
 }
 
-/// Generate a key. For a file it is written as unencrypted PKCS#8 PEM, the
-/// form `imgtool keygen` writes, readable by its owner only.
+/// Generate a key. In a PKCS#11 token (`pkcs11:token=…;object=LABEL`) the key
+/// is created inside the token, private, sensitive and never extractable, for
+/// signing only; an existing label or id is never overwritten. For a file it
+/// is written as unencrypted PKCS#8 PEM (development only), readable by its
+/// owner only.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Where to create the key: a path or file:PATH.
+    /// Where to create the key: pkcs11:token=…;object=LABEL, a path or file:PATH.
     #[arg(short, long, value_parser = key_ref)]
     key: KeyRef,
     /// Key type.
@@ -43,20 +46,36 @@ struct Generated {
 impl Args {
     pub(crate) fn run(self) -> CmdResult {
         let KeyType::EcdsaP256 = self.key_type;
-        #[allow(unreachable_patterns)]
-        let path = match &self.key {
-            KeyRef::File(p) => p,
-            other => return Err(Failure::usage_msg(format!("cannot generate {other} here"))),
+        let (public, key) = match &self.key {
+            KeyRef::File(path) => {
+                if path.exists() && !self.force {
+                    return Err(Failure::usage_msg(format!(
+                        "{} already exists; refusing to replace a key (use --force)",
+                        path.display()
+                    )));
+                }
+                (
+                    generate_file_key(path).map_err(Failure::failed)?,
+                    self.key.clone(),
+                )
+            }
+            KeyRef::Pkcs11(uri) => {
+                if self.force {
+                    return Err(Failure::usage_msg(
+                        "--force does not apply to HSM keys: keys in a token are never replaced",
+                    ));
+                }
+                let (public, named) = pkcs11::generate(uri).map_err(Failure::failed)?;
+                (public, KeyRef::Pkcs11(named))
+            }
+            other => {
+                return Err(Failure::usage_msg(format!(
+                    "cannot generate {other}: not supported by this build"
+                )))
+            }
         };
-        if path.exists() && !self.force {
-            return Err(Failure::usage_msg(format!(
-                "{} already exists; refusing to replace a key (use --force)",
-                path.display()
-            )));
-        }
-        let public = generate_file_key(path).map_err(Failure::failed)?;
         let out = Generated {
-            key: self.key.to_string(),
+            key: key.to_string(),
             key_type: "ecdsa-p256",
             key_id: hex::encode(public.key_id()),
         };

@@ -1,0 +1,63 @@
+//! `keytool key list`
+
+use signer::keys::pkcs11;
+use signer::KeyRef;
+
+use crate::commands::util::{key_ref, print_json};
+use crate::failure::{CmdResult, Failure};
+
+/// List the keys in a token with their URIs and public-key fingerprints (the
+/// SHA-256 of the DER public key: MCUboot's KEYHASH and this product's key id).
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The token: pkcs11:token=… (object= and id= are ignored).
+    #[arg(short, long, value_parser = key_ref)]
+    key: KeyRef,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Entry {
+    uri: String,
+    label: Option<String>,
+    id: Option<String>,
+    key_id: Option<String>,
+}
+
+impl Args {
+    pub(crate) fn run(self) -> CmdResult {
+        let entries: Vec<Entry> = match &self.key {
+            KeyRef::Pkcs11(uri) => pkcs11::list(uri)
+                .map_err(Failure::failed)?
+                .into_iter()
+                .map(|k| Entry {
+                    label: k.uri.object.clone(),
+                    id: k.uri.id.as_ref().map(hex::encode),
+                    key_id: k.public.map(|p| hex::encode(p.key_id())),
+                    uri: k.uri.to_string(),
+                })
+                .collect(),
+            other => {
+                return Err(Failure::usage_msg(format!(
+                    "cannot list keys of {other}: give a pkcs11: token URI"
+                )))
+            }
+        };
+        if self.json {
+            return print_json(&entries);
+        }
+        for e in &entries {
+            println!(
+                "{}  {}",
+                e.key_id.as_deref().unwrap_or("(no public key)"),
+                e.uri
+            );
+        }
+        if entries.is_empty() {
+            println!("no keys");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,270 @@
+//! Keys in a real PKCS#11 token (SoftHSM2), checked with an independent
+//! client (OpenSC's pkcs11-tool) and the imgtool oracle.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use firmware::P256PublicKey;
+
+const KEY: &str = "pkcs11:token=release;object=fw-2026";
+
+fn generate(h: &SoftHsm, uri: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(h.keytool().args([
+        "key",
+        "generate",
+        "-t",
+        "ecdsa-p256",
+        "--json",
+        "-k",
+        uri,
+    ])))
+    .unwrap()
+}
+
+#[test]
+fn generated_keys_are_sensitive_never_extractable_and_sign_only() {
+    let h = SoftHsm::new("release");
+    let made = generate(&h, KEY);
+    let objects = ok(h.pkcs11_tool().args([
+        "--login",
+        "--pin",
+        USER_PIN,
+        "--list-objects",
+        "--type",
+        "privkey",
+    ]));
+    assert!(objects.contains("label:      fw-2026"), "{objects}");
+    let access = objects
+        .lines()
+        .find(|l| l.trim_start().starts_with("Access:"))
+        .unwrap();
+    for needed in [
+        "sensitive",
+        "always sensitive",
+        "never extractable",
+        "local",
+    ] {
+        assert!(access.contains(needed), "{access}");
+    }
+    let usage = objects
+        .lines()
+        .find(|l| l.trim_start().starts_with("Usage:"))
+        .unwrap();
+    assert_eq!(usage.split(':').nth(1).unwrap().trim(), "sign", "{usage}");
+
+    // list shows it with the same key id that getpubhash computes.
+    let listed: serde_json::Value = serde_json::from_str(&ok(h.keytool().args([
+        "key",
+        "list",
+        "--json",
+        "-k",
+        "pkcs11:token=release",
+    ])))
+    .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["key_id"], made["key_id"]);
+    assert_eq!(listed[0]["label"], "fw-2026");
+    let hash = h
+        .keytool()
+        .args(["key", "getpubhash", "-e", "raw", "-k", KEY])
+        .output()
+        .unwrap();
+    assert_eq!(hex::encode(hash.stdout), made["key_id"].as_str().unwrap());
+
+    // The same label again is refused, and the key is still the same.
+    let again = run(h
+        .keytool()
+        .args(["key", "generate", "-t", "ecdsa-p256", "-k", KEY]));
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn images_signed_in_the_hsm_pass_imgtool() {
+    let h = SoftHsm::new("release");
+    generate(&h, KEY);
+    let s = Scratch::new();
+    let pem = ok(h.keytool().args(["key", "getpub", "-e", "pem", "-k", KEY]));
+    let pub_pem = s.path("hsm.pub.pem");
+    std::fs::write(&pub_pem, pem).unwrap();
+    let fw = s.firmware("fw.bin", 20_000, 0);
+    for (name, uri) in [
+        ("env-pin.bin", KEY.to_owned()),
+        (
+            "uri-pin.hex",
+            format!("{KEY}?module-path={}&pin-source=env:HSM_PIN", h.module),
+        ),
+    ] {
+        let out = s.path(name);
+        ok(h.keytool()
+            .env_remove("PKCS11_MODULE")
+            .env("PKCS11_MODULE", &h.module)
+            .env("HSM_PIN", USER_PIN)
+            .args([
+                "image",
+                "sign",
+                "-k",
+                &uri,
+                "-v",
+                "3.1.4",
+                "-H",
+                "0x200",
+                "--pad-header",
+                "-S",
+                "0x10000",
+                "-s",
+                "auto",
+                "-x",
+                "0",
+            ])
+            .arg(&fw)
+            .arg(&out));
+        let v = ok(imgtool().arg("verify").arg("-k").arg(&pub_pem).arg(&out));
+        assert!(v.contains("Image was correctly validated"), "{v}");
+        ok(keytool()
+            .args(["image", "verify", "-k"])
+            .arg(&pub_pem)
+            .arg(&out));
+    }
+}
+
+#[test]
+fn pkcs11_tool_signatures_verify_with_our_verifier() {
+    let h = SoftHsm::new("release");
+    generate(&h, KEY);
+    let s = Scratch::new();
+    let digest = [0x42u8; 32];
+    let input = s.path("digest.bin");
+    std::fs::write(&input, digest).unwrap();
+    let sig = s.path("sig.bin");
+    ok(h.pkcs11_tool()
+        .args([
+            "--login",
+            "--pin",
+            USER_PIN,
+            "--sign",
+            "--mechanism",
+            "ECDSA",
+            "--label",
+            "fw-2026",
+            "--input-file",
+        ])
+        .arg(&input)
+        .arg("--output-file")
+        .arg(&sig));
+    let raw: [u8; 64] = read(&sig).try_into().unwrap();
+    let der = ok(h.keytool().args(["key", "getpub", "-e", "pem", "-k", KEY]));
+    let spki = pem_body(&der);
+    let pk = P256PublicKey::from_spki_der(&spki).unwrap();
+    pk.verify_digest_raw(&digest, &raw).unwrap();
+    let mut bad = raw;
+    bad[10] ^= 1;
+    assert!(pk.verify_digest_raw(&digest, &bad).is_err());
+}
+
+fn pem_body(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+#[test]
+fn hsm_failures_are_one_line_and_write_nothing() {
+    let h = SoftHsm::new("release");
+    generate(&h, KEY);
+    ok(h.pkcs11_tool().args([
+        "--login",
+        "--pin",
+        USER_PIN,
+        "--keypairgen",
+        "--key-type",
+        "EC:secp384r1",
+        "--label",
+        "p384",
+        "--id",
+        "0384",
+    ]));
+    let s = Scratch::new();
+    let fw = s.firmware("fw.bin", 1000, 0);
+    let out = s.path("out.bin");
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case<'_>; 6] = [
+        (KEY, vec![("PKCS11_PIN", "0000")], "login failed"),
+        (
+            KEY,
+            vec![("PKCS11_MODULE", "/nonexistent/libpkcs11.so")],
+            "does not exist",
+        ),
+        (
+            "pkcs11:token=nosuch;object=fw-2026",
+            vec![],
+            "no such token (tokens present: release)",
+        ),
+        (
+            "pkcs11:token=release;object=nosuch",
+            vec![],
+            "no such EC private key",
+        ),
+        (
+            "pkcs11:token=release;object=p384",
+            vec![],
+            "only ECDSA P-256 keys are supported",
+        ),
+        (
+            "pkcs11:token=release;colour=red",
+            vec![],
+            "colour: unknown PKCS#11 URI attribute",
+        ),
+    ];
+    for (uri, env, needle) in cases {
+        let mut cmd = h.keytool();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let o = run(cmd
+            .args([
+                "image",
+                "sign",
+                "-k",
+                uri,
+                "-v",
+                "1.0.0",
+                "-H",
+                "0x200",
+                "--pad-header",
+                "-S",
+                "0x10000",
+            ])
+            .arg(&fw)
+            .arg(&out));
+        let err = stderr(&o);
+        assert_ne!(o.status.code(), Some(0), "{uri}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(needle),
+            "{uri}: expected {needle:?} in {err:?}"
+        );
+        assert!(
+            !err.contains(USER_PIN) && !err.contains("0000"),
+            "no PIN in errors: {err}"
+        );
+        assert!(!out.exists(), "{uri}: no output on failure");
+    }
+    // No PIN anywhere and no terminal: refused, not hung.
+    let o = run(h.keytool().env_remove("PKCS11_PIN").args([
+        "key",
+        "list",
+        "-k",
+        "pkcs11:token=release",
+    ]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no PIN"), "{}", stderr(&o));
+}
