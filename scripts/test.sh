@@ -19,6 +19,8 @@ for t in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf; do
 done
 
 export IMGTOOL="$PWD/.venv/bin/imgtool"
+# Tests start moto_server (through scripts/moto_server.py) with this Python.
+export VENV_PYTHON="$PWD/.venv/bin/python"
 export PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so
 [ -f "$PKCS11_MODULE" ] || { echo "SoftHSM2 module missing at $PKCS11_MODULE" >&2; exit 1; }
 # Tests give every token its own directory through SOFTHSM2_CONF; never the system one.

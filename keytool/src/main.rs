@@ -6,6 +6,7 @@
 
 mod commands;
 mod failure;
+mod imgtool;
 
 use std::process::ExitCode;
 
@@ -36,16 +37,40 @@ fn one_line(e: &clap::Error) -> String {
     parts.join(" ")
 }
 
-fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+/// Parse the command line as `P`, or exit as clap would, with one line.
+fn parse<P: Parser>() -> Result<P, ExitCode> {
+    match P::try_parse() {
+        Ok(cli) => Ok(cli),
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
             eprintln!("{}", one_line(&e));
-            return ExitCode::from(failure::USAGE);
+            Err(ExitCode::from(failure::USAGE))
+        }
+    }
+}
+
+/// Whether we were invoked as `imgtool` (through a link of that name).
+fn invoked_as_imgtool() -> bool {
+    std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .is_some_and(|name| name == "imgtool")
+}
+
+fn main() -> ExitCode {
+    let result = if invoked_as_imgtool() {
+        match parse::<imgtool::Cli>() {
+            Ok(cli) => cli.run(),
+            Err(code) => return code,
+        }
+    } else {
+        match parse::<Cli>() {
+            Ok(cli) => cli.command.run(),
+            Err(code) => return code,
         }
     };
-    match cli.command.run() {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { code, error }) => {
             eprintln!("error: {error:#}");

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use firmware::P256PublicKey;
 
-use crate::keys::{file, open_signer, SignerError};
+use crate::keys::{file, SignerError};
 use crate::KeyRef;
 
 /// The public key a reference names. A `file:` reference may hold a private
@@ -17,7 +17,10 @@ pub fn load_public_key(key: &KeyRef) -> Result<P256PublicKey, SignerError> {
             file::PemKey::Public(pk) => Ok(pk),
         },
         KeyRef::Pkcs11(uri) => crate::keys::pkcs11::public_key(uri, &key.to_string()),
-        _ => open_signer(key)?.public_key(),
+        #[cfg(feature = "aws-kms")]
+        KeyRef::AwsKms(r) => crate::keys::kms::public_key(r),
+        #[cfg(not(feature = "aws-kms"))]
+        _ => crate::keys::open_signer(key)?.public_key(),
     }
 }
 

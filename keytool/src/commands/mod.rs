@@ -1,9 +1,9 @@
 //! One module per command group; each subcommand is an `Args` struct with a
 //! `run` method.
 
-mod image;
-mod key;
-mod util;
+pub(crate) mod image;
+pub(crate) mod key;
+pub(crate) mod util;
 
 use clap::Subcommand;
 

@@ -10,7 +10,13 @@ use crate::failure::Failure;
 
 /// clap parser for key references.
 pub(crate) fn key_ref(s: &str) -> Result<KeyRef, String> {
-    s.parse().map_err(|e: signer::KeyRefError| e.to_string())
+    let key: KeyRef = s.parse().map_err(|e: signer::KeyRefError| e.to_string())?;
+    if let KeyRef::Pkcs11(uri) = &key {
+        if matches!(uri.pin, Some(signer::key_ref::PinSource::Value(_))) {
+            eprintln!("warning: pin-value= puts the PIN in shell history and process lists; prefer pin-source=FILE or env:VAR");
+        }
+    }
+    Ok(key)
 }
 
 /// clap parser for 32-bit integers in imgtool's forms (`4096`, `0x1000`).

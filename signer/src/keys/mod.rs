@@ -2,6 +2,8 @@
 //! wherever it lives. The key material never leaves the backend.
 
 pub(crate) mod file;
+#[cfg(feature = "aws-kms")]
+pub mod kms;
 pub mod pkcs11;
 
 use std::fmt;
@@ -128,9 +130,12 @@ pub fn open_signer(key: &KeyRef) -> Result<Box<dyn Signer>, SignerError> {
     match key {
         KeyRef::File(_) => Ok(Box::new(FileKey::open(key.clone())?)),
         KeyRef::Pkcs11(_) => Ok(Box::new(pkcs11::Pkcs11Key::open(key.clone())?)),
+        #[cfg(feature = "aws-kms")]
+        KeyRef::AwsKms(_) => Ok(Box::new(kms::KmsKey::open(key.clone())?)),
+        #[cfg(not(feature = "aws-kms"))]
         KeyRef::AwsKms(_) => Err(SignerError::Backend {
             key: key.to_string(),
-            reason: "AWS KMS keys are not supported by this build yet".into(),
+            reason: "this build has no AWS KMS support (feature aws-kms)".into(),
         }),
     }
 }

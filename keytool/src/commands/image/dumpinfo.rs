@@ -1,5 +1,6 @@
 //! `keytool image dumpinfo`: the whole structure of an image.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use firmware::image::Image;
@@ -20,61 +21,75 @@ pub(crate) struct Args {
     image: PathBuf,
 }
 
-fn print_tlvs(title: &str, offset: Option<usize>, tlvs: &[TlvEntry]) {
+fn render_tlvs(out: &mut String, title: &str, offset: Option<usize>, tlvs: &[TlvEntry]) {
     match offset {
-        Some(o) => println!("{title} (offset {o:#x}):"),
-        None => println!("{title}: none"),
+        Some(o) => _ = writeln!(out, "{title} (offset {o:#x}):"),
+        None => _ = writeln!(out, "{title}: none"),
     }
     for t in tlvs {
-        println!(
+        _ = writeln!(
+            out,
             "  {:#06x} {:<16} len {:#x} at {:#x}",
             t.kind, t.name, t.len, t.offset
         );
         for chunk in t.value.as_bytes().chunks(64) {
-            println!("      {}", std::str::from_utf8(chunk).unwrap_or_default());
+            _ = writeln!(
+                out,
+                "      {}",
+                std::str::from_utf8(chunk).unwrap_or_default()
+            );
         }
     }
 }
 
-fn print_human(info: &ImageInfo, image: &Image<'_>) {
-    println!("Image header:");
-    println!("  magic:              0x96f3b83d");
-    println!("  load_addr:          {:#x}", info.load_addr);
-    println!("  hdr_size:           {:#x}", info.header_size);
-    println!("  protected_tlv_size: {:#x}", info.protected_tlv_size);
-    println!("  img_size:           {:#x}", info.image_size);
-    println!(
+/// The human-readable structure of an image.
+pub(crate) fn render_human(info: &ImageInfo, image: &Image<'_>) -> String {
+    let mut out = String::new();
+    let o = &mut out;
+    _ = writeln!(o, "Image header:");
+    _ = writeln!(o, "  magic:              0x96f3b83d");
+    _ = writeln!(o, "  load_addr:          {:#x}", info.load_addr);
+    _ = writeln!(o, "  hdr_size:           {:#x}", info.header_size);
+    _ = writeln!(o, "  protected_tlv_size: {:#x}", info.protected_tlv_size);
+    _ = writeln!(o, "  img_size:           {:#x}", info.image_size);
+    _ = writeln!(
+        o,
         "  flags:              {:#x} {}",
         info.flags,
         info.flag_names.join(" | ")
     );
-    println!("  version:            {}", info.version);
-    println!(
+    _ = writeln!(o, "  version:            {}", info.version);
+    _ = writeln!(
+        o,
         "Payload: offset {:#x}, {:#x} bytes",
         info.header_size, info.image_size
     );
-    print_tlvs(
+    render_tlvs(
+        o,
         "Protected TLVs",
         image.protected_range().map(|r| r.start),
         &info.protected_tlvs,
     );
-    print_tlvs(
+    render_tlvs(
+        o,
         "Unprotected TLVs",
         Some(image.unprotected_range().start),
         &info.unprotected_tlvs,
     );
-    println!("Computed digest: {}", info.computed_digest);
-    match &info.tail {
-        Tail::None => println!("End of image at {:#x}; no trailer", info.tlv_end),
+    _ = writeln!(o, "Computed digest: {}", info.computed_digest);
+    let end = info.tlv_end;
+    let tail = match &info.tail {
+        Tail::None => "no trailer".to_owned(),
         Tail::Erased { len, erased_val } => {
-            println!("End of image at {:#x}; {len:#x} erased bytes ({erased_val:#04x}), no trailer magic", info.tlv_end)
+            format!("{len:#x} erased bytes ({erased_val:#04x}), no trailer magic")
         }
-        Tail::Trailer { len, erased_val, max_align, confirmed } => println!(
-            "End of image at {:#x}; padding and trailer {len:#x} bytes (erased {erased_val:#04x}, max-align {max_align}, image_ok {})",
-            info.tlv_end,
+        Tail::Trailer { len, erased_val, max_align, confirmed } => format!(
+            "padding and trailer {len:#x} bytes (erased {erased_val:#04x}, max-align {max_align}, image_ok {})",
             if *confirmed { "set" } else { "unset" }
         ),
-    }
+    };
+    _ = writeln!(o, "End of image at {end:#x}; {tail}");
+    out
 }
 
 impl Args {
@@ -88,7 +103,7 @@ impl Args {
         if self.json {
             return print_json(&info);
         }
-        print_human(&info, &image);
+        print!("{}", render_human(&info, &image));
         Ok(())
     }
 }

@@ -1,8 +1,8 @@
 //! `keytool image …`
 
-mod dumpinfo;
-mod sign;
-mod verify;
+pub(crate) mod dumpinfo;
+pub(crate) mod sign;
+pub(crate) mod verify;
 
 use clap::Subcommand;
 

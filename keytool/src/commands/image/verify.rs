@@ -34,16 +34,16 @@ pub(crate) struct Args {
 }
 
 #[derive(serde::Serialize)]
-struct Report {
+pub(crate) struct Report {
     valid: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<String>,
+    pub(crate) version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     security_counter: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    digest: Option<String>,
+    pub(crate) digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     signed_by: Option<SignedBy>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,7 +79,7 @@ fn describe_tail(t: &Tail) -> String {
 }
 
 impl Args {
-    fn check(&self) -> Result<Report, Failure> {
+    pub(crate) fn check(&self) -> Result<Report, Failure> {
         let keys = self
             .key
             .iter()

@@ -1,7 +1,7 @@
 //! `keytool key generate`
 
 use clap::ValueEnum;
-use signer::keys::{generate_file_key, pkcs11};
+use signer::keys::{generate_file_key, kms, pkcs11};
 use signer::KeyRef;
 
 use crate::commands::util::{key_ref, print_json};
@@ -15,14 +15,16 @@ pub(crate) enum KeyType {
     EcdsaP256,
 }
 
-/// Generate a key. In a PKCS#11 token (`pkcs11:token=…;object=LABEL`) the key
+/// Generate a key. In AWS KMS (`awskms:///alias/NAME`) it is an
+/// ECC_NIST_P256 SIGN_VERIFY key behind that alias. In a PKCS#11 token (`pkcs11:token=…;object=LABEL`) the key
 /// is created inside the token, private, sensitive and never extractable, for
 /// signing only; an existing label or id is never overwritten. For a file it
 /// is written as unencrypted PKCS#8 PEM (development only), readable by its
 /// owner only.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Where to create the key: pkcs11:token=…;object=LABEL, a path or file:PATH.
+    /// Where to create the key: pkcs11:token=…;object=LABEL, awskms:///alias/NAME,
+    /// a path or file:PATH.
     #[arg(short, long, value_parser = key_ref)]
     key: KeyRef,
     /// Key type.
@@ -34,6 +36,9 @@ pub(crate) struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// imgtool's passphrase prompt: refused (use an HSM instead).
+    #[arg(short = 'p', long, hide = true)]
+    password: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -46,6 +51,11 @@ struct Generated {
 impl Args {
     pub(crate) fn run(self) -> CmdResult {
         let KeyType::EcdsaP256 = self.key_type;
+        if self.password {
+            return Err(Failure::usage_msg(
+                "passphrase-protected key files are not supported; keep the key in an HSM",
+            ));
+        }
         let (public, key) = match &self.key {
             KeyRef::File(path) => {
                 if path.exists() && !self.force {
@@ -67,6 +77,15 @@ impl Args {
                 }
                 let (public, named) = pkcs11::generate(uri).map_err(Failure::failed)?;
                 (public, KeyRef::Pkcs11(named))
+            }
+            KeyRef::AwsKms(r) => {
+                if self.force {
+                    return Err(Failure::usage_msg(
+                        "--force does not apply to KMS keys: aliases are never moved",
+                    ));
+                }
+                let (public, _arn) = kms::generate(r).map_err(Failure::failed)?;
+                (public, self.key.clone())
             }
             other => {
                 return Err(Failure::usage_msg(format!(

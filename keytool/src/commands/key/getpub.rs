@@ -50,9 +50,12 @@ pub(crate) struct Args {
     /// The key: a path or file:PATH (private or public PEM).
     #[arg(short, long, value_parser = key_ref)]
     key: KeyRef,
-    /// Output encoding.
-    #[arg(short, long, value_enum, default_value = "lang-c")]
-    encoding: Encoding,
+    /// Output encoding (default lang-c).
+    #[arg(short, long, value_enum)]
+    encoding: Option<Encoding>,
+    /// Deprecated imgtool spelling of --encoding: c or rust.
+    #[arg(short = 'l', long, hide = true, value_parser = ["c", "rust"])]
+    lang: Option<String>,
     /// Append SUFFIX to the C/Rust identifiers.
     #[arg(long, default_value = "")]
     name_suffix: String,
@@ -64,7 +67,17 @@ pub(crate) struct Args {
 impl Args {
     pub(crate) fn run(self) -> CmdResult {
         check_suffix(&self.name_suffix)?;
-        let encoding = match self.encoding {
+        let chosen = match (self.encoding, self.lang.as_deref()) {
+            (Some(_), Some(_)) => {
+                return Err(Failure::usage_msg(
+                    "use only one of --encoding/-e and --lang/-l",
+                ))
+            }
+            (Some(e), None) => e,
+            (None, Some("rust")) => Encoding::LangRust,
+            (None, _) => Encoding::LangC,
+        };
+        let encoding = match chosen {
             Encoding::LangC => PubEncoding::LangC,
             Encoding::LangRust => PubEncoding::LangRust,
             Encoding::Pem => PubEncoding::Pem,

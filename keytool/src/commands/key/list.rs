@@ -1,6 +1,6 @@
 //! `keytool key list`
 
-use signer::keys::pkcs11;
+use signer::keys::{kms, pkcs11};
 use signer::KeyRef;
 
 use crate::commands::util::{key_ref, print_json};
@@ -10,7 +10,7 @@ use crate::failure::{CmdResult, Failure};
 /// SHA-256 of the DER public key: MCUboot's KEYHASH and this product's key id).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The token: pkcs11:token=… (object= and id= are ignored).
+    /// The token (pkcs11:token=…) or KMS account and region (awskms:///any?region=…).
     #[arg(short, long, value_parser = key_ref)]
     key: KeyRef,
     /// Print as JSON.
@@ -39,9 +39,19 @@ impl Args {
                     uri: k.uri.to_string(),
                 })
                 .collect(),
+            KeyRef::AwsKms(r) => kms::list(r)
+                .map_err(Failure::failed)?
+                .into_iter()
+                .map(|k| Entry {
+                    label: Some(k.reference.key_id.clone()),
+                    id: None,
+                    key_id: k.public.map(|p| hex::encode(p.key_id())),
+                    uri: k.reference.to_string(),
+                })
+                .collect(),
             other => {
                 return Err(Failure::usage_msg(format!(
-                    "cannot list keys of {other}: give a pkcs11: token URI"
+                    "cannot list keys of {other}: give a pkcs11: token or an awskms: reference"
                 )))
             }
         };

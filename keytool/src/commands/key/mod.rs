@@ -1,7 +1,7 @@
 //! `keytool key …`
 
-mod generate;
-mod getpub;
+pub(crate) mod generate;
+pub(crate) mod getpub;
 mod list;
 
 use clap::Subcommand;

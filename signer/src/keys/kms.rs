@@ -1,0 +1,289 @@
+//! Keys in AWS KMS. KMS signs a SHA-256 digest (`MessageType=DIGEST`: images
+//! are far above its 4 KiB limit for raw messages) and returns DER.
+//!
+//! Requests retry with exponential backoff on throttling and transient errors
+//! (the SDK's standard retry mode) and time out; errors name the key and the
+//! AWS error code. Credentials come from the standard AWS chain.
+
+use std::fmt;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
+use aws_sdk_kms::Client;
+use firmware::P256PublicKey;
+
+use super::{EcdsaSignature, Signer, SignerError};
+use crate::key_ref::KmsKeyRef;
+use crate::KeyRef;
+
+fn backend<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    key: &str,
+    op: &str,
+    e: E,
+) -> SignerError {
+    let reason = match e.code() {
+        Some(code) => format!("{op}: {code}: {}", e.message().unwrap_or("no message")),
+        None => format!("{op}: {}", DisplayErrorContext(&e)),
+    };
+    SignerError::Backend {
+        key: key.to_owned(),
+        reason,
+    }
+}
+
+/// A KMS client for a reference, on its own small runtime.
+struct Kms {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl Kms {
+    fn connect(r: &KmsKeyRef, key: &str) -> Result<Self, SignerError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SignerError::Backend {
+                key: key.to_owned(),
+                reason: format!("runtime: {e}"),
+            })?;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(4))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(10))
+                    .operation_timeout(Duration::from_secs(30))
+                    .build(),
+            );
+        if let Some(region) = &r.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &r.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let conf = rt.block_on(loader.load());
+        if conf.region().is_none() {
+            return Err(SignerError::Backend {
+                key: key.to_owned(),
+                reason: "no AWS region: add ?region=… to the URI or set AWS_REGION".into(),
+            });
+        }
+        Ok(Self {
+            rt,
+            client: Client::new(&conf),
+        })
+    }
+
+    fn public_key(&self, key_id: &str, key: &str) -> Result<P256PublicKey, SignerError> {
+        let out = self
+            .rt
+            .block_on(self.client.get_public_key().key_id(key_id).send())
+            .map_err(|e| backend(key, "GetPublicKey", e))?;
+        // The DER below is checked to be a P-256 key in any case; the spec and
+        // usage fields, when present, give the clearer message.
+        match out.key_spec() {
+            Some(KeySpec::EccNistP256) | None => {}
+            Some(other) => {
+                return Err(SignerError::WrongKeyType {
+                    key: key.to_owned(),
+                    found: other.as_str().to_owned(),
+                });
+            }
+        }
+        if out
+            .key_usage()
+            .is_some_and(|u| *u != KeyUsageType::SignVerify)
+        {
+            return Err(SignerError::Backend {
+                key: key.to_owned(),
+                reason: "key usage is not SIGN_VERIFY".into(),
+            });
+        }
+        let der = out.public_key().map(Blob::as_ref).unwrap_or_default();
+        P256PublicKey::from_spki_der(der).map_err(|_| SignerError::WrongKeyType {
+            key: key.to_owned(),
+            found: "non-P-256".into(),
+        })
+    }
+}
+
+/// A P-256 key in AWS KMS.
+pub struct KmsKey {
+    key_ref: KeyRef,
+    key_id: String,
+    kms: Kms,
+    public: P256PublicKey,
+}
+
+impl fmt::Debug for KmsKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KmsKey")
+            .field("key", &self.key_ref.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KmsKey {
+    /// Open the key an `awskms:` reference names (fetches its public key).
+    pub fn open(key_ref: KeyRef) -> Result<Self, SignerError> {
+        let KeyRef::AwsKms(r) = &key_ref else {
+            return Err(SignerError::Backend {
+                key: key_ref.to_string(),
+                reason: "not an awskms: key".into(),
+            });
+        };
+        let key = key_ref.to_string();
+        let kms = Kms::connect(r, &key)?;
+        let public = kms.public_key(&r.key_id, &key)?;
+        Ok(Self {
+            key_id: r.key_id.clone(),
+            key_ref,
+            kms,
+            public,
+        })
+    }
+}
+
+impl Signer for KmsKey {
+    fn key_ref(&self) -> &KeyRef {
+        &self.key_ref
+    }
+
+    fn public_key(&self) -> Result<P256PublicKey, SignerError> {
+        Ok(self.public)
+    }
+
+    fn sign_digest(&self, digest: &[u8; 32]) -> Result<EcdsaSignature, SignerError> {
+        let key = self.key_ref.to_string();
+        let out = self
+            .kms
+            .rt
+            .block_on(
+                self.kms
+                    .client
+                    .sign()
+                    .key_id(&self.key_id)
+                    .message(Blob::new(digest.to_vec()))
+                    .message_type(MessageType::Digest)
+                    .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+                    .send(),
+            )
+            .map_err(|e| backend(&key, "Sign", e))?;
+        let der = out.signature().map(Blob::as_ref).unwrap_or_default();
+        EcdsaSignature::from_der(der).ok_or_else(|| SignerError::SignFailed {
+            key,
+            reason: "KMS returned a malformed signature".into(),
+        })
+    }
+}
+
+/// The public key of an `awskms:` reference.
+pub fn public_key(r: &KmsKeyRef) -> Result<P256PublicKey, SignerError> {
+    let key = r.to_string();
+    Kms::connect(r, &key)?.public_key(&r.key_id, &key)
+}
+
+/// Create an `ECC_NIST_P256` / `SIGN_VERIFY` key and point the reference's
+/// alias at it. The reference must be `awskms:///alias/NAME`; an alias in use
+/// is refused. Returns the public key and the new key's ARN.
+pub fn generate(r: &KmsKeyRef) -> Result<(P256PublicKey, String), SignerError> {
+    let key = r.to_string();
+    if !r.key_id.starts_with("alias/") {
+        return Err(SignerError::Backend {
+            key,
+            reason: "name the new key by its alias: awskms:///alias/NAME".into(),
+        });
+    }
+    let kms = Kms::connect(r, &key)?;
+    match kms
+        .rt
+        .block_on(kms.client.describe_key().key_id(&r.key_id).send())
+    {
+        Ok(_) => {
+            return Err(SignerError::Backend {
+                key,
+                reason: "refusing to overwrite: the alias already exists".into(),
+            });
+        }
+        Err(e) if e.code() == Some("NotFoundException") => {}
+        Err(e) => return Err(backend(&key, "DescribeKey", e)),
+    }
+    let created = kms
+        .rt
+        .block_on(
+            kms.client
+                .create_key()
+                .key_spec(KeySpec::EccNistP256)
+                .key_usage(KeyUsageType::SignVerify)
+                .description(format!("keytool {}", r.key_id))
+                .send(),
+        )
+        .map_err(|e| backend(&key, "CreateKey", e))?;
+    let meta = created.key_metadata().ok_or_else(|| SignerError::Backend {
+        key: key.clone(),
+        reason: "CreateKey returned no key".into(),
+    })?;
+    let (key_id, arn) = (
+        meta.key_id().to_owned(),
+        meta.arn().unwrap_or_default().to_owned(),
+    );
+    kms.rt
+        .block_on(
+            kms.client
+                .create_alias()
+                .alias_name(&r.key_id)
+                .target_key_id(&key_id)
+                .send(),
+        )
+        .map_err(|e| backend(&key, "CreateAlias", e))?;
+    Ok((kms.public_key(&key_id, &key)?, arn))
+}
+
+/// A KMS key reachable by alias.
+#[derive(Debug, Clone)]
+pub struct ListedKmsKey {
+    /// `awskms:///alias/NAME` (with the query's region and endpoint).
+    pub reference: KmsKeyRef,
+    /// Its public key, for P-256 signing keys.
+    pub public: Option<P256PublicKey>,
+}
+
+/// List the aliased keys in the account and region (the reference's key id
+/// is ignored).
+pub fn list(r: &KmsKeyRef) -> Result<Vec<ListedKmsKey>, SignerError> {
+    let key = r.to_string();
+    let kms = Kms::connect(r, &key)?;
+    let mut out = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = kms
+            .rt
+            .block_on(kms.client.list_aliases().set_marker(marker.clone()).send())
+            .map_err(|e| backend(&key, "ListAliases", e))?;
+        for alias in page.aliases() {
+            let (Some(name), Some(_)) = (alias.alias_name(), alias.target_key_id()) else {
+                continue;
+            };
+            if name.starts_with("alias/aws/") {
+                continue;
+            }
+            let reference = KmsKeyRef {
+                key_id: name.to_owned(),
+                region: r.region.clone(),
+                endpoint: r.endpoint.clone(),
+            };
+            let public = kms.public_key(name, &key).ok();
+            out.push(ListedKmsKey { reference, public });
+        }
+        match (page.truncated(), page.next_marker()) {
+            (true, Some(m)) => marker = Some(m.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
