@@ -52,8 +52,9 @@ fn module_path(uri: &Pkcs11Uri, key: &str) -> Result<PathBuf, SignerError> {
         })
 }
 
-/// Load and initialise a module once per process.
-fn context(path: &Path, key: &str) -> Result<Pkcs11, SignerError> {
+/// The process-wide context of a module: loaded and `C_Initialize`d on first
+/// use, shared afterwards (a second `C_Initialize` would fail or race).
+pub fn context(path: &Path, key: &str) -> Result<Pkcs11, SignerError> {
     static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
     let mut modules = MODULES
         .get_or_init(Default::default)

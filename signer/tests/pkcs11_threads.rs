@@ -1,0 +1,48 @@
+//! One PKCS#11 key used from several threads at once against SoftHSM2: every
+//! signature verifies, none is lost to a session race.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::process::Command;
+use std::sync::Arc;
+
+use signer::keys::pkcs11::{self, Pkcs11Key};
+use signer::{KeyRef, Signer};
+
+#[test]
+fn concurrent_signing_from_one_key() {
+    let module = std::env::var("PKCS11_MODULE")
+        .unwrap_or_else(|_| panic!("PKCS11_MODULE is not set: run the tests through scripts/test.sh"));
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\n", tokens.display())).unwrap();
+    // This test binary has only this test, so setting the environment before
+    // the module loads races with nothing.
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let init = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "threads", "--pin", "1234", "--so-pin", "5678"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let text = format!("pkcs11:token=threads;object=k?module-path={module}&pin-value=1234");
+    let KeyRef::Pkcs11(uri) = text.parse::<KeyRef>().unwrap() else { panic!() };
+    let (public, _) = pkcs11::generate(&uri).unwrap();
+    let key = Arc::new(Pkcs11Key::open(KeyRef::Pkcs11(uri)).unwrap());
+    assert_eq!(key.public_key().unwrap(), public);
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let key = Arc::clone(&key);
+            s.spawn(move || {
+                for i in 0..50u8 {
+                    let digest = [t.wrapping_mul(64).wrapping_add(i); 32];
+                    let sig = key.sign_digest(&digest).unwrap();
+                    public.verify_digest_raw(&digest, &sig.to_raw()).unwrap();
+                }
+            });
+        }
+    });
+    assert!(format!("{key:?}").contains("pkcs11:token=threads"));
+    assert!(!format!("{key:?}").contains("1234"), "no PIN in Debug output");
+}
