@@ -277,3 +277,62 @@ fn key_generate_refuses_to_overwrite() {
         assert_eq!(mode & 0o777, 0o600, "key files are private");
     }
 }
+
+#[test]
+fn encrypted_pkcs8_keys_from_openssl_sign_with_the_passphrase() {
+    let s = Scratch::new();
+    let key = s.path("enc.pem");
+    ok(std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-aes-256-cbc",
+        ])
+        .args(["-pass", "pass:s3cret", "-out"])
+        .arg(&key));
+    let pubkey = s.path("enc.pub.pem");
+    ok(std::process::Command::new("openssl")
+        .args(["pkey", "-passin", "pass:s3cret", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&pubkey));
+    let fw = s.firmware("fw.bin", 2000, 0);
+    let out = s.path("out.bin");
+    let sign = |pass: Option<&str>| {
+        let _ = std::fs::remove_file(&out);
+        let mut c = keytool();
+        match pass {
+            Some(p) => c.env("KEYTOOL_KEY_PASSPHRASE", p),
+            None => c.env_remove("KEYTOOL_KEY_PASSPHRASE"),
+        };
+        run(c
+            .args(["image", "sign", "-k"])
+            .arg(&key)
+            .args([
+                "-v",
+                "1.0.0",
+                "-H",
+                "0x200",
+                "--pad-header",
+                "-S",
+                "0x10000",
+            ])
+            .arg(&fw)
+            .arg(&out)
+            .stdin(std::process::Stdio::null()))
+    };
+    let o = sign(Some("s3cret"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    ok(imgtool().arg("verify").arg("-k").arg(&pubkey).arg(&out));
+    let o = sign(Some("wrong"));
+    assert_refused(&o, &out, 2, "wrong passphrase");
+    assert!(
+        !stderr(&o).contains("wrong\""),
+        "the passphrase is not echoed"
+    );
+    let o = sign(None);
+    assert_refused(&o, &out, 2, "KEYTOOL_KEY_PASSPHRASE");
+}

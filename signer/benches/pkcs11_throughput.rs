@@ -20,25 +20,52 @@ const THREADS: usize = 2;
 const PIN: &str = "1234";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let per_thread: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5000);
+    let per_thread: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(5000);
     let module = PathBuf::from(std::env::var("PKCS11_MODULE").map_err(|_| "set PKCS11_MODULE")?);
     let dir = tempfile::tempdir()?;
     let tokens = dir.path().join("tokens");
     std::fs::create_dir(&tokens)?;
     let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()))?;
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )?;
     // SAFETY of the environment: set before any thread starts and before the
     // module is loaded, which reads it.
     std::env::set_var("SOFTHSM2_CONF", &conf);
     std::env::set_var("PKCS11_PIN", PIN);
     let init = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "bench", "--pin", PIN, "--so-pin", "5678"])
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "bench",
+            "--pin",
+            PIN,
+            "--so-pin",
+            "5678",
+        ])
         .output()?;
     if !init.status.success() {
-        return Err(format!("softhsm2-util failed: {}", String::from_utf8_lossy(&init.stderr)).into());
+        return Err(format!(
+            "softhsm2-util failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        )
+        .into());
     }
-    let uri_text = format!("pkcs11:token=bench;object=bench-key?module-path={}", module.display());
-    let KeyRef::Pkcs11(uri) = uri_text.parse::<KeyRef>()? else { unreachable!() };
+    let uri_text = format!(
+        "pkcs11:token=bench;object=bench-key?module-path={}",
+        module.display()
+    );
+    let KeyRef::Pkcs11(uri) = uri_text.parse::<KeyRef>()? else {
+        unreachable!()
+    };
     pkcs11::generate(&uri)?;
     let digest = [0x5au8; 32];
 
@@ -53,7 +80,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     s.spawn(|| -> Result<(), cryptoki::error::Error> {
                         let session = ctx.open_ro_session(slot)?;
                         match session.login(UserType::User, Some(&PIN.to_owned().into())) {
-                            Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
+                            Ok(())
+                            | Err(cryptoki::error::Error::Pkcs11(
+                                cryptoki::error::RvError::UserAlreadyLoggedIn,
+                                _,
+                            )) => {}
                             Err(e) => return Err(e),
                         }
                         let key = session.find_objects(&[
@@ -109,9 +140,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rate = |d: Duration| total / d.as_secs_f64();
     let overhead_us = (best_ours.as_secs_f64() - best_bare.as_secs_f64()) * 1e6 / per_thread as f64;
     println!("PKCS#11 batch signing, SoftHSM2, {THREADS} threads x {per_thread} signatures (best of 3 rounds)");
-    println!("  bare cryptoki C_Sign loop  {:9.0} signatures/s", rate(best_bare));
-    println!("  signer Pkcs11Key           {:9.0} signatures/s", rate(best_ours));
-    println!("  ours / bare               = {:6.1} %   (goal >= 90 %)", 100.0 * rate(best_ours) / rate(best_bare));
+    println!(
+        "  bare cryptoki C_Sign loop  {:9.0} signatures/s",
+        rate(best_bare)
+    );
+    println!(
+        "  signer Pkcs11Key           {:9.0} signatures/s",
+        rate(best_ours)
+    );
+    println!(
+        "  ours / bare               = {:6.1} %   (goal >= 90 %)",
+        100.0 * rate(best_ours) / rate(best_bare)
+    );
     println!("  overhead per signature    = {overhead_us:6.2} us (per thread, wall)");
     Ok(())
 }

@@ -11,23 +11,46 @@ use signer::{KeyRef, Signer};
 
 #[test]
 fn concurrent_signing_from_one_key() {
-    let module = std::env::var("PKCS11_MODULE")
-        .unwrap_or_else(|_| panic!("PKCS11_MODULE is not set: run the tests through scripts/test.sh"));
+    let module = std::env::var("PKCS11_MODULE").unwrap_or_else(|_| {
+        panic!("PKCS11_MODULE is not set: run the tests through scripts/test.sh")
+    });
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");
     std::fs::create_dir(&tokens).unwrap();
     let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\n", tokens.display())).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
     // This test binary has only this test, so setting the environment before
     // the module loads races with nothing.
     std::env::set_var("SOFTHSM2_CONF", &conf);
     let init = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "threads", "--pin", "1234", "--so-pin", "5678"])
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "threads",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ])
         .output()
         .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let text = format!("pkcs11:token=threads;object=k?module-path={module}&pin-value=1234");
-    let KeyRef::Pkcs11(uri) = text.parse::<KeyRef>().unwrap() else { panic!() };
+    let KeyRef::Pkcs11(uri) = text.parse::<KeyRef>().unwrap() else {
+        panic!()
+    };
     let (public, _) = pkcs11::generate(&uri).unwrap();
     let key = Arc::new(Pkcs11Key::open(KeyRef::Pkcs11(uri)).unwrap());
     assert_eq!(key.public_key().unwrap(), public);
@@ -44,5 +67,8 @@ fn concurrent_signing_from_one_key() {
         }
     });
     assert!(format!("{key:?}").contains("pkcs11:token=threads"));
-    assert!(!format!("{key:?}").contains("1234"), "no PIN in Debug output");
+    assert!(
+        !format!("{key:?}").contains("1234"),
+        "no PIN in Debug output"
+    );
 }

@@ -9,6 +9,8 @@ use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use pkcs8::der::Decode;
+use secrecy::{ExposeSecret, SecretString};
+use std::io::IsTerminal;
 use zeroize::Zeroizing;
 
 use super::{EcdsaSignature, Signer, SignerError};
@@ -101,15 +103,52 @@ pub(crate) fn read_pem_key(key_ref: &KeyRef, path: &Path) -> Result<PemKey, Sign
             let pk = P256PublicKey::from_spki_der(&der).map_err(|e| invalid(&e.to_string()))?;
             Ok(PemKey::Public(pk))
         }
-        "ENCRYPTED PRIVATE KEY" => Err(invalid(
-            "encrypted PEM keys are not supported; decrypt it or keep the key in an HSM",
-        )),
+        "ENCRYPTED PRIVATE KEY" => {
+            let info = pkcs8::EncryptedPrivateKeyInfo::from_der(&der)
+                .map_err(|_| invalid("malformed encrypted PKCS#8 private key"))?;
+            let passphrase = passphrase(&key)?;
+            let plain = info
+                .decrypt(passphrase.expose_secret().as_bytes())
+                .map_err(|_| {
+                    invalid("cannot decrypt: wrong passphrase, or an unsupported encryption scheme")
+                })?;
+            let inner = pkcs8::PrivateKeyInfo::from_der(plain.as_bytes())
+                .map_err(|_| invalid("malformed PKCS#8 private key inside the encryption"))?;
+            require_p256(&key, &inner.algorithm)?;
+            let sk = SigningKey::from_pkcs8_der(plain.as_bytes())
+                .map_err(|_| invalid("malformed P-256 private key"))?;
+            Ok(PemKey::Private(sk))
+        }
         "RSA PRIVATE KEY" | "RSA PUBLIC KEY" => Err(SignerError::WrongKeyType {
             key,
             found: "RSA".into(),
         }),
         other => Err(invalid(&format!("unexpected PEM block '{other}'"))),
     }
+}
+
+/// Environment variable with the passphrase of an encrypted key file.
+pub const PASSPHRASE_ENV: &str = "KEYTOOL_KEY_PASSPHRASE";
+
+/// The passphrase of an encrypted key: from `KEYTOOL_KEY_PASSPHRASE`, or asked
+/// for on the terminal without echo (imgtool's prompt).
+fn passphrase(key: &str) -> Result<SecretString, SignerError> {
+    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+        return Ok(SecretString::from(p));
+    }
+    if std::io::stdin().is_terminal() {
+        let p = rpassword::prompt_password("Enter key passphrase: ").map_err(|e| {
+            SignerError::InvalidKey {
+                key: key.to_owned(),
+                reason: format!("passphrase prompt: {e}"),
+            }
+        })?;
+        return Ok(SecretString::from(p));
+    }
+    Err(SignerError::InvalidKey {
+        key: key.to_owned(),
+        reason: format!("the key file is encrypted: set {PASSPHRASE_ENV} or run on a terminal"),
+    })
 }
 
 /// Decode one PEM block, returning its label and DER body.

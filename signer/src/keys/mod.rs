@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use firmware::P256PublicKey;
 use p256::ecdsa::Signature;
 
-pub use file::{generate_file_key, FileKey};
+pub use file::{generate_file_key, FileKey, PASSPHRASE_ENV};
 
 use crate::KeyRef;
 
