@@ -10,11 +10,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use firmware::image::Image;
-use signer::image::describe;
 
 use crate::commands::image::{sign, verify};
 use crate::commands::key::{generate, getpub};
 use crate::failure::{CmdResult, Failure};
+use crate::imgtool_dumpinfo;
 
 /// The imgtool version whose command lines and outputs this mirrors.
 pub(crate) const IMGTOOL_VERSION: &str = "2.5.0";
@@ -61,7 +61,7 @@ struct DumpinfoArgs {
     /// Output format: human or json.
     #[arg(short = 'f', long = "format", value_parser = ["human", "yaml", "json"])]
     format: Option<String>,
-    /// Print nothing.
+    /// Accepted for compatibility; imgtool 2.5 ignores it too.
     #[arg(short = 's', long)]
     silent: bool,
     /// The image.
@@ -94,9 +94,15 @@ impl Cli {
 
 impl DumpinfoArgs {
     fn run(self) -> CmdResult {
-        if self.format.as_deref() == Some("yaml") {
+        // imgtool: human on stdout by default, YAML into --outfile by default.
+        let format = self.format.as_deref().unwrap_or(if self.outfile.is_some() {
+            "yaml"
+        } else {
+            "human"
+        });
+        if format == "yaml" {
             return Err(Failure::usage_msg(
-                "yaml output is not supported; use -f json",
+                "yaml output is not supported; use -f json or -f human",
             ));
         }
         let bytes = crate::commands::util::read_image(&self.imgfile)?;
@@ -104,20 +110,28 @@ impl DumpinfoArgs {
             Failure::failed(anyhow::anyhow!("{}: {e}", self.imgfile.display()))
         };
         let image = Image::parse(&bytes).map_err(fail)?;
-        let info = describe(&image).map_err(fail)?;
-        let json = self.format.as_deref() == Some("json")
-            || (self.outfile.is_some() && self.format.is_none());
-        let text = if json {
-            serde_json::to_string_pretty(&info).map_err(Failure::failed)? + "\n"
+        let name = self
+            .imgfile
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let info = imgtool_dumpinfo::collect(&name, &image);
+        let text = if format == "json" {
+            serde_json::to_string_pretty(&info).map_err(Failure::failed)?
         } else {
-            crate::commands::image::dumpinfo::render_human(&info, &image)
+            imgtool_dumpinfo::human(&info)
         };
-        if let Some(out) = &self.outfile {
-            signer::atomic::write(out, text.as_bytes()).map_err(Failure::failed)?;
+        match &self.outfile {
+            Some(out) => signer::atomic::write(out, text.as_bytes()).map_err(Failure::failed),
+            None => {
+                // imgtool ends JSON on stdout with a newline; the human text has its own.
+                if format == "json" {
+                    println!("{text}");
+                } else {
+                    print!("{text}");
+                }
+                Ok(())
+            }
         }
-        if !self.silent && self.outfile.is_none() {
-            print!("{text}");
-        }
-        Ok(())
     }
 }

@@ -7,6 +7,7 @@
 mod commands;
 mod failure;
 mod imgtool;
+mod imgtool_dumpinfo;
 
 use std::process::ExitCode;
 

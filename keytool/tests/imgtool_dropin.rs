@@ -63,7 +63,7 @@ fn imgtool_command_lines_give_imgtools_answers() {
 
     let info: serde_json::Value =
         serde_json::from_str(&ok(fake().args(["dumpinfo", "-f", "json"]).arg(&signed))).unwrap();
-    assert_eq!(info["version"], "1.4.0+0");
+    assert_eq!(info["header"]["version"], "1.4.0+0");
     assert_eq!(run(fake().arg("frobnicate")).status.code(), Some(2));
 }
 
@@ -117,4 +117,68 @@ fn imgtool_sign_takes_hsm_keys() {
         .arg(&fw)
         .arg(&signed));
     ok(imgtool().arg("verify").arg("-k").arg(&pem).arg(&signed));
+}
+
+#[test]
+fn dumpinfo_prints_what_imgtool_prints() {
+    let s = Scratch::new();
+    let ours = dropin(&s);
+    let fw = s.firmware("fw.bin", 2500, 0);
+    let variants: [&[&str]; 5] = [
+        &[],
+        &[
+            "--confirm",
+            "--align",
+            "8",
+            "--max-align",
+            "32",
+            "-s",
+            "auto",
+        ],
+        &[
+            "--pad",
+            "-L",
+            "0x20000000",
+            "--non-bootable",
+            "--custom-tlv",
+            "0xa0",
+            "0x0102030405060708090a",
+        ],
+        &["-d", "(1,1.2.3+4)", "--overwrite-only", "--test"],
+        &["--public-key-format", "full", "-x", "0x8000"],
+    ];
+    for (i, flags) in variants.iter().enumerate() {
+        let ext = if flags.contains(&"-x") { "hex" } else { "bin" };
+        let img = s.path(&format!("v{i}.{ext}"));
+        s.sign(
+            &[
+                &[
+                    "-v",
+                    "2.0.1+7",
+                    "-H",
+                    "0x200",
+                    "--pad-header",
+                    "-S",
+                    "0x10000",
+                ][..],
+                flags,
+            ]
+            .concat(),
+            &fw,
+            &img,
+        );
+        for format in [&[][..], &["-f", "json"], &["-f", "human"]] {
+            let a = run(Command::new(&ours).arg("dumpinfo").args(format).arg(&img));
+            let b = run(imgtool().arg("dumpinfo").args(format).arg(&img));
+            assert!(
+                a.status.success() && b.status.success(),
+                "{flags:?} {format:?}"
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&a.stdout),
+                String::from_utf8_lossy(&b.stdout),
+                "dumpinfo {format:?} of an image signed with {flags:?}"
+            );
+        }
+    }
 }

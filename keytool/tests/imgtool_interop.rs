@@ -225,7 +225,7 @@ fn our_images_pass_imgtool_and_match_it_byte_for_byte() {
             .arg(&sig)
             .args(sign_args(&c, &infile, &ours)));
 
-        let verified = ok(imgtool().arg("verify").arg("-k").arg(s.key()).arg(&ours));
+        let verified = ok(imgtool().arg("verify").arg("-k").arg(s.pubkey()).arg(&ours));
         assert!(
             verified.contains("Image was correctly validated"),
             "{}: {verified}",
