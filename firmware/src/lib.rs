@@ -18,5 +18,6 @@ extern crate std;
 
 pub mod image;
 pub mod keys;
+pub mod record;
 
 pub use keys::{KeyError, P256PublicKey};

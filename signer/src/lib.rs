@@ -10,6 +10,7 @@ pub mod intel_hex;
 pub mod key_ref;
 pub mod keys;
 pub mod public_key;
+pub mod record;
 
 pub use key_ref::{KeyRef, KeyRefError};
 pub use keys::{open_signer, EcdsaSignature, Signer, SignerError};

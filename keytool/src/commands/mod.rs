@@ -3,6 +3,7 @@
 
 pub(crate) mod image;
 pub(crate) mod key;
+mod record;
 pub(crate) mod util;
 
 use clap::Subcommand;
@@ -15,9 +16,12 @@ pub(crate) enum Command {
     /// MCUboot images: sign, verify, dumpinfo (imgtool-compatible flags).
     #[command(subcommand)]
     Image(image::ImageCommand),
-    /// Keys: generate, getpub, getpubhash.
+    /// Keys: generate, list, getpub, getpubhash.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Provisioning records: sign, verify, dump.
+    #[command(subcommand)]
+    Record(record::RecordCommand),
 }
 
 impl Command {
@@ -25,6 +29,7 @@ impl Command {
         match self {
             Command::Image(c) => c.run(),
             Command::Key(c) => c.run(),
+            Command::Record(c) => c.run(),
         }
     }
 }
