@@ -11,12 +11,16 @@ scripts/setup.sh
 log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --features firmware/capi --quiet -- -D warnings
 
 for t in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf; do
-    log "build firmware for $t"
+    log "build firmware (and libfirmware.a with the C ABI) for $t"
     cargo build --quiet -p firmware --release --target "$t"
+    cargo build --quiet -p firmware --release --features capi --target "$t"
 done
+log "build libfirmware.a with the C ABI for the host"
+cargo build --quiet -p firmware --release --features capi
+export FIRMWARE_CAPI_LIB="$PWD/target/release/libfirmware.a"
 
 export IMGTOOL="$PWD/.venv/bin/imgtool"
 # Tests start moto_server (through scripts/moto_server.py) with this Python.
@@ -27,8 +31,8 @@ export PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so
 unset SOFTHSM2_CONF PKCS11_PIN
 if cargo nextest --version >/dev/null 2>&1; then
     log "cargo nextest run"
-    cargo nextest run --workspace --no-fail-fast
+    cargo nextest run --workspace --features firmware/capi --no-fail-fast
 else
     log "cargo test (cargo-nextest not installed)"
-    cargo test --workspace --no-fail-fast
+    cargo test --workspace --features firmware/capi --no-fail-fast
 fi

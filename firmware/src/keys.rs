@@ -106,11 +106,16 @@ impl P256PublicKey {
             .into()
     }
 
-    /// Verify a DER-encoded ECDSA signature over a SHA-256 digest.
-    ///
-    /// Zero bytes after the DER SEQUENCE are tolerated, as MCUboot does for
-    /// signatures padded by `imgtool --pad-sig`.
+    /// Verify a strictly DER-encoded ECDSA signature over a SHA-256 digest.
     pub fn verify_digest_der(&self, digest: &[u8; 32], der: &[u8]) -> Result<(), KeyError> {
+        let sig = Signature::from_der(der).map_err(|_| KeyError::MalformedSignature)?;
+        self.verify(digest, &sig)
+    }
+
+    /// Verify a DER signature as an MCUboot ECDSASIG TLV holds it: zero bytes
+    /// after the DER SEQUENCE are tolerated, as MCUboot does for signatures
+    /// padded by `imgtool --pad-sig`.
+    pub fn verify_digest_der_padded(&self, digest: &[u8; 32], der: &[u8]) -> Result<(), KeyError> {
         let sig = parse_der_signature(der)?;
         self.verify(digest, &sig)
     }
@@ -194,10 +199,14 @@ mod tests {
 
         let mut padded = std::vec::Vec::from(der.as_bytes());
         padded.extend_from_slice(&[0, 0]);
-        pk.verify_digest_der(&digest, &padded).unwrap();
-        padded.push(1);
+        pk.verify_digest_der_padded(&digest, &padded).unwrap();
         assert_eq!(
             pk.verify_digest_der(&digest, &padded),
+            Err(KeyError::MalformedSignature)
+        );
+        padded.push(1);
+        assert_eq!(
+            pk.verify_digest_der_padded(&digest, &padded),
             Err(KeyError::MalformedSignature)
         );
 

@@ -11,13 +11,29 @@
 //! parser returns a typed error. Formats are specified in `docs/` at the root
 //! of the repository (`docs/image-format.md`).
 #![no_std]
-#![forbid(unsafe_code)]
+#![cfg_attr(not(feature = "capi"), forbid(unsafe_code))]
+#![cfg_attr(feature = "capi", deny(unsafe_code))]
 
-#[cfg(test)]
+// Hosted targets link std (for tests, and so that libfirmware.a built for the
+// host carries a panic handler); bare-metal targets get the one below.
+#[cfg(any(test, not(target_os = "none")))]
 extern crate std;
 
+#[cfg(feature = "capi")]
+pub mod capi;
 pub mod image;
 pub mod keys;
 pub mod record;
 
 pub use keys::{KeyError, P256PublicKey};
+
+/// Bare-metal builds of this crate (including `libfirmware.a` for the thumb
+/// targets) stop on a panic. Nothing here panics on input: every parser
+/// returns an error; this only satisfies the language.
+#[cfg(all(target_os = "none", not(test), not(feature = "no-panic-handler")))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}

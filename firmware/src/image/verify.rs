@@ -101,7 +101,7 @@ impl Image<'_> {
                     signature_seen = true;
                     if let Some(i) = current_key.take() {
                         key_matched = true;
-                        match keys[i].verify_digest_der(&digest, t.value) {
+                        match keys[i].verify_digest_der_padded(&digest, t.value) {
                             Ok(()) if signed_by.is_none() => signed_by = Some(i),
                             Ok(()) => {}
                             Err(e) => signature_error = Some(e),

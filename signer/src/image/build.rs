@@ -171,7 +171,7 @@ pub(crate) fn unprotected_area(
             public_key,
         } => {
             public_key
-                .verify_digest_der(digest, &signature)
+                .verify_digest_der_padded(digest, &signature)
                 .map_err(|_| ImageBuildError::FixedSignatureInvalid)?;
             Some((public_key, signature))
         }
