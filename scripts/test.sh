@@ -12,6 +12,8 @@ log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --features firmware/capi --quiet -- -D warnings
+log "fmt and clippy: the QEMU boot stage (thumbv6m-none-eabi)"
+(cd firmware/qemu && cargo fmt --check && CARGO_TARGET_DIR="$PWD/../../target" cargo clippy --quiet --release -- -D warnings)
 
 for t in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf; do
     log "build firmware (and libfirmware.a with the C ABI) for $t"

@@ -28,9 +28,9 @@ pub mod record;
 pub use keys::{KeyError, P256PublicKey};
 
 /// Bare-metal builds of this crate (including `libfirmware.a` for the thumb
-/// targets) stop on a panic. Nothing here panics on input: every parser
-/// returns an error; this only satisfies the language.
-#[cfg(all(target_os = "none", not(test), not(feature = "no-panic-handler")))]
+/// targets, and programs that use it) stop on a panic. Nothing here panics on
+/// input: every parser returns an error; this only satisfies the language.
+#[cfg(all(target_os = "none", not(test)))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     loop {
