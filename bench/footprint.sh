@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Footprint and cost of the device-side verifiers (issue 4):
+#  * flash (.text + .rodata) and RAM (.data + .bss) of the record and image
+#    verifiers alone, per target: the QEMU boot stage built with and without
+#    them, measured with arm-none-eabi-size;
+#  * peak stack of the boot stage's record check, on QEMU's nRF51 (stack probe);
+#  * instructions of one record verification on the host (valgrind callgrind).
+# usage: bench/footprint.sh   (after scripts/setup.sh)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+export CARGO_TARGET_DIR="$root/target"
+authority=tests/data/records/authority.pub.pem
+export PROV_AUTHORITIES=$(openssl pkey -pubin -in $authority -outform DER | tail -c 65 | od -An -tx1 | tr -d ' \n')
+
+sizes() { # ELF -> "flash ram"
+    arm-none-eabi-size -A "$1" | awk '
+        $1 == ".text" || $1 == ".rodata" || $1 == ".vector_table" { flash += $2 }
+        $1 == ".data" { flash += $2; ram += $2 }
+        $1 == ".bss" || $1 == ".uninit" { ram += $2 }
+        END { print flash, ram }'
+}
+
+printf '%-26s %-9s %10s %10s %12s %10s\n' target variant flash_B ram_B "flash-base" "ram-base"
+for target in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf; do
+    rustup target list --installed | grep -qx "$target" || rustup target add "$target" >/dev/null
+    declare -A flash=() ram=()
+    for variant in baseline record image both; do
+        case $variant in
+            baseline) feats=(--no-default-features) ;;
+            record) feats=() ;;
+            image) feats=(--no-default-features --features image) ;;
+            both) feats=(--features image) ;;
+        esac
+        (cd firmware/qemu && cargo build --quiet --release --target "$target" "${feats[@]}")
+        cp "$CARGO_TARGET_DIR/$target/release/boot-stage" "$out/$target-$variant.elf"
+        read -r f r < <(sizes "$out/$target-$variant.elf")
+        flash[$variant]=$f; ram[$variant]=$r
+        printf '%-26s %-9s %10d %10d %12d %10d\n' "$target" "$variant" "$f" "$r" \
+            $((f - flash[baseline])) $((r - ram[baseline]))
+    done
+    unset flash ram
+done
+
+echo
+(cd firmware/qemu && cargo build --quiet --release --features stack-probe)
+echo "peak stack, boot stage record check on QEMU microbit (thumbv6m, includes the semihosting print):"
+timeout 60 qemu-system-arm -M microbit -nographic -monitor none -serial none \
+    -semihosting-config enable=on,target=native \
+    -kernel "$CARGO_TARGET_DIR/thumbv6m-none-eabi/release/boot-stage" \
+    -device loader,file=tests/data/records/qemu-microbit.bin,addr=0x3f000 | sed 's/^/  /'
+# Leave the default boot stage built, as boot.sh expects.
+(cd firmware/qemu && cargo build --quiet --release)
+
+echo
+cargo build --quiet --release -p firmware --example verify_record
+valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" --collect-atstart=no \
+    --toggle-collect='*verify_provisioning*' \
+    "$CARGO_TARGET_DIR/release/examples/verify_record" tests/data/records/qemu-microbit.bin $authority 1234567800000003 \
+    >/dev/null 2>"$out/vg.log"
+echo "instructions in one verify_provisioning (x86_64 host, callgrind): $(awk '/^summary:/ {print $2}' "$out/cg.out")"
