@@ -388,15 +388,7 @@ fn keys_from_imgtool_keygen_sign_with_keytool() {
     ok(keytool()
         .args(["image", "sign", "-k"])
         .arg(&key)
-        .args([
-            "-v",
-            "1.0.0",
-            "-H",
-            "0x200",
-            "--pad-header",
-            "-S",
-            "0x10000",
-        ])
+        .args(SMALL_IMAGE)
         .arg(&fw)
         .arg(&out));
     ok(imgtool().arg("verify").arg("-k").arg(&key).arg(&out));

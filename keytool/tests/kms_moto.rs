@@ -142,19 +142,8 @@ fn kms_failures_name_the_key_and_the_cause() {
         let _ = std::fs::remove_file(&out);
         run(moto
             .keytool()
-            .args([
-                "image",
-                "sign",
-                "-k",
-                key,
-                "-v",
-                "1.0.0",
-                "-H",
-                "0x200",
-                "--pad-header",
-                "-S",
-                "0x10000",
-            ])
+            .args(["image", "sign", "-k", key])
+            .args(SMALL_IMAGE)
             .arg(&fw)
             .arg(&out))
     };

@@ -230,19 +230,8 @@ fn hsm_failures_are_one_line_and_write_nothing() {
             cmd.env(k, v);
         }
         let o = run(cmd
-            .args([
-                "image",
-                "sign",
-                "-k",
-                uri,
-                "-v",
-                "1.0.0",
-                "-H",
-                "0x200",
-                "--pad-header",
-                "-S",
-                "0x10000",
-            ])
+            .args(["image", "sign", "-k", uri])
+            .args(SMALL_IMAGE)
             .arg(&fw)
             .arg(&out));
         let err = stderr(&o);

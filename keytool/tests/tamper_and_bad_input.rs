@@ -311,15 +311,7 @@ fn encrypted_pkcs8_keys_from_openssl_sign_with_the_passphrase() {
         run(c
             .args(["image", "sign", "-k"])
             .arg(&key)
-            .args([
-                "-v",
-                "1.0.0",
-                "-H",
-                "0x200",
-                "--pad-header",
-                "-S",
-                "0x10000",
-            ])
+            .args(SMALL_IMAGE)
             .arg(&fw)
             .arg(&out)
             .stdin(std::process::Stdio::null()))

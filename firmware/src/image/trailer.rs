@@ -123,7 +123,14 @@ impl Tail {
             return Err(bad);
         }
         let erased = |b: &[u8]| b.iter().all(|&x| x == erased_val);
-        let Some(split) = tail.len().checked_sub(BOOT_MAGIC_SIZE) else {
+        let magic_at = tail.len().checked_sub(BOOT_MAGIC_SIZE);
+        let max_align = magic_at.and_then(|at| {
+            [8u32, 16, 32]
+                .into_iter()
+                .find(|&a| tail[at..] == boot_magic(a))
+        });
+        let (Some(split), Some(max_align)) = (magic_at, max_align) else {
+            // No trailer magic: only erased bytes are acceptable.
             return if erased(tail) {
                 Ok(Tail::Erased {
                     len: tail.len(),
@@ -133,18 +140,7 @@ impl Tail {
                 Err(bad)
             };
         };
-        let (body, magic) = tail.split_at(split);
-        let max_align = [8u32, 16, 32].into_iter().find(|&a| magic == boot_magic(a));
-        let Some(max_align) = max_align else {
-            return if erased(tail) {
-                Ok(Tail::Erased {
-                    len: tail.len(),
-                    erased_val,
-                })
-            } else {
-                Err(bad)
-            };
-        };
+        let body = &tail[..split];
         // image_ok is the only byte besides the magic that imgtool writes.
         let ok_at = tail
             .len()

@@ -5,6 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Version, header and slot flags for a small test image.
+pub const SMALL_IMAGE: [&str; 7] = [
+    "-v",
+    "1.0.0",
+    "-H",
+    "0x200",
+    "--pad-header",
+    "-S",
+    "0x10000",
+];
+
 pub fn keytool() -> Command {
     Command::new(env!("CARGO_BIN_EXE_keytool"))
 }
