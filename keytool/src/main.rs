@@ -16,9 +16,15 @@ use clap::Parser;
 use commands::Command;
 use failure::Failure;
 
-/// Sign and inspect MCUboot images and manage keys for nRF devices.
+/// Sign and inspect MCUboot images, manage keys, and sign provisioning records
+/// for nRF devices.
 ///
-/// Keys are given as a path or `file:PATH` (PEM).
+/// Every KEY is one of: pkcs11:token=…;object=…[?module-path=…&pin-source=…]
+/// (an HSM), awskms:///alias/NAME[?region=…&endpoint=…] (AWS KMS), or a PEM
+/// file as PATH or file:PATH (development only). See docs/key-references.md.
+///
+/// Invoked through a link named `imgtool`, keytool takes imgtool's command
+/// lines instead.
 #[derive(Debug, Parser)]
 #[command(name = "keytool", version, max_term_width = 100)]
 struct Cli {
