@@ -46,7 +46,7 @@ done
 
 echo
 (cd firmware/qemu && cargo build --quiet --release --features stack-probe)
-echo "peak stack, boot stage record check on QEMU microbit (thumbv6m, includes the semihosting print):"
+echo "peak stack on QEMU microbit (thumbv6m): verify_provisioning alone, and the whole boot stage:"
 timeout 60 qemu-system-arm -M microbit -nographic -monitor none -serial none \
     -semihosting-config enable=on,target=native \
     -kernel "$CARGO_TARGET_DIR/thumbv6m-none-eabi/release/boot-stage" \

@@ -90,7 +90,18 @@ fn check_record(chip: HwId) -> bool {
     // SAFETY: the partition lies inside on-chip flash, mapped and readable.
     let partition =
         unsafe { core::slice::from_raw_parts(PROVISIONING_PARTITION as *const u8, PARTITION_LEN) };
-    match firmware::record::verify_provisioning(partition, chip, &keys[..n]) {
+    #[cfg(feature = "stack-probe")]
+    let depth = stack::depth();
+    #[cfg(feature = "stack-probe")]
+    stack::paint();
+    let verdict = firmware::record::verify_provisioning(partition, chip, &keys[..n]);
+    #[cfg(feature = "stack-probe")]
+    hprintln!(
+        "STACK verify_provisioning={} (below a caller depth of {})",
+        stack::used() - depth,
+        depth
+    );
+    match verdict {
         Ok(p) => {
             hprintln!(
                 "PROVISIONED serial={} hw_id={} product={}",
@@ -144,7 +155,7 @@ fn main() -> ! {
     #[cfg(not(any(feature = "record", feature = "image")))]
     hprintln!("BOOT hw_id={}", _chip);
     #[cfg(feature = "stack-probe")]
-    hprintln!("STACK used={}", stack::used());
+    hprintln!("STACK whole-program={}", stack::used());
     exit(ok)
 }
 
@@ -177,6 +188,11 @@ mod stack {
             unsafe { core::ptr::write_volatile(p as *mut u32, PATTERN) };
             p += 4;
         }
+    }
+
+    /// Stack in use at this point.
+    pub(crate) fn depth() -> usize {
+        bounds().1 - cortex_m::register::msp::read() as usize
     }
 
     pub(crate) fn used() -> usize {
