@@ -1,0 +1,17 @@
+//! The provisioning backend's device registry.
+//!
+//! The factory asks for a serial per chip (`provision`): a known hardware ID
+//! gets its existing serial, a new one the next value of one global sequence
+//! starting at 1, atomically, with no gaps and no duplicates. Devices move
+//! `factory_only` → `active` → `revoked`. Stores keep public keys and secret
+//! hashes only.
+//!
+//! This crate holds the model and the store trait with its SQLite
+//! implementation; the HTTP router, the Lambda and local-server entry points
+//! and the DynamoDB store build on it (issue 5).
+
+pub mod model;
+pub mod store;
+
+pub use model::{Device, DeviceStatus, Serial};
+pub use store::{sqlite::SqliteStore, Provisioned, Store, StoreError};

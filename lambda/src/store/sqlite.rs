@@ -1,0 +1,172 @@
+//! The embedded store: SQLite in WAL mode with `synchronous=FULL`, so an
+//! answered allocation survives a crash. Allocation runs in one `IMMEDIATE`
+//! transaction: look up the hardware ID, else take the next serial from the
+//! one-row sequence and insert the device.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use firmware::record::HwId;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{Provisioned, Store, StoreError};
+use crate::model::{Device, DeviceStatus, Serial};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS serial_sequence (id INTEGER PRIMARY KEY CHECK (id = 1), next INTEGER NOT NULL);
+INSERT OR IGNORE INTO serial_sequence (id, next) VALUES (1, 1);
+CREATE TABLE IF NOT EXISTS devices (
+    serial INTEGER PRIMARY KEY,
+    hw_id TEXT NOT NULL UNIQUE,
+    product TEXT,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    device_pubkey BLOB,
+    device_secret_hash BLOB,
+    record_hash BLOB
+);
+";
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A registry in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn row_to_device(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, u32, Option<String>, String, i64, i64)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn device(raw: (String, u32, Option<String>, String, i64, i64)) -> Result<Device, StoreError> {
+    let (hw, serial, product, status, created_at, updated_at) = raw;
+    Ok(Device {
+        hw_id: HwId::parse_hex(&hw).ok_or_else(|| StoreError::Corrupt(format!("hw_id {hw:?}")))?,
+        serial,
+        product,
+        status: DeviceStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+        created_at,
+        updated_at,
+    })
+}
+
+const SELECT: &str = "SELECT hw_id, serial, product, status, created_at, updated_at FROM devices";
+
+impl SqliteStore {
+    /// Open (creating if needed) the registry at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn find(conn: &Connection, hw_id: HwId) -> Result<Option<Device>, StoreError> {
+        conn.query_row(
+            &format!("{SELECT} WHERE hw_id = ?1"),
+            [hw_id.to_string()],
+            row_to_device,
+        )
+        .optional()
+        .map_err(db)?
+        .map(device)
+        .transpose()
+    }
+}
+
+impl Store for SqliteStore {
+    fn provision(&self, hw_id: HwId, product: Option<&str>) -> Result<Provisioned, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        if let Some(existing) = Self::find(&tx, hw_id)? {
+            if existing.status == DeviceStatus::Revoked {
+                return Err(StoreError::Revoked(hw_id));
+            }
+            return Ok(Provisioned {
+                device: existing,
+                created: false,
+            });
+        }
+        let next: i64 = tx
+            .query_row("SELECT next FROM serial_sequence WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .map_err(db)?;
+        let serial = Serial::try_from(next).map_err(|_| StoreError::SerialsExhausted)?;
+        tx.execute(
+            "UPDATE serial_sequence SET next = next + 1 WHERE id = 1",
+            [],
+        )
+        .map_err(db)?;
+        let t = now();
+        tx.execute(
+            "INSERT INTO devices (serial, hw_id, product, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![serial, hw_id.to_string(), product, DeviceStatus::FactoryOnly.as_str(), t],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        let device = Device {
+            hw_id,
+            serial,
+            product: product.map(str::to_owned),
+            status: DeviceStatus::FactoryOnly,
+            created_at: t,
+            updated_at: t,
+        };
+        Ok(Provisioned {
+            device,
+            created: true,
+        })
+    }
+
+    fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError> {
+        self.conn()
+            .query_row(
+                &format!("{SELECT} WHERE serial = ?1"),
+                [serial],
+                row_to_device,
+            )
+            .optional()
+            .map_err(db)?
+            .map(device)
+            .transpose()
+    }
+
+    fn device_by_hw_id(&self, hw_id: HwId) -> Result<Option<Device>, StoreError> {
+        Self::find(&self.conn(), hw_id)
+    }
+}

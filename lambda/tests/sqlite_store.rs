@@ -1,0 +1,114 @@
+//! Serial allocation on the SQLite store: idempotent per hardware ID, one
+//! gap-free sequence under concurrency (threads sharing a store, and separate
+//! connections to one file), durable across reopening.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use firmware::record::HwId;
+use lambda::{DeviceStatus, SqliteStore, Store};
+
+fn hw(i: u32) -> HwId {
+    HwId::from_deviceid(i, 0x1234_5678)
+}
+
+#[test]
+fn same_chip_same_serial() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
+    let a = store.provision(hw(3), Some("sensor-v2")).unwrap();
+    assert!(a.created);
+    assert_eq!(a.device.serial, 1);
+    assert_eq!(a.device.status, DeviceStatus::FactoryOnly);
+    let again = store.provision(hw(3), None).unwrap();
+    assert!(!again.created);
+    assert_eq!(again.device, a.device);
+    assert_eq!(store.provision(hw(4), None).unwrap().device.serial, 2);
+    assert_eq!(store.device_by_serial(1).unwrap().unwrap().hw_id, hw(3));
+    assert_eq!(store.device_by_hw_id(hw(4)).unwrap().unwrap().serial, 2);
+    assert!(store.device_by_serial(99).unwrap().is_none());
+}
+
+fn check_allocation(results: Vec<(HwId, u32)>, chips: u32) {
+    let mut by_chip: BTreeMap<HwId, BTreeSet<u32>> = BTreeMap::new();
+    for (h, s) in results {
+        by_chip.entry(h).or_default().insert(s);
+    }
+    assert_eq!(by_chip.len() as u32, chips);
+    let serials: BTreeSet<u32> = by_chip
+        .values()
+        .map(|s| {
+            assert_eq!(s.len(), 1, "a chip got more than one serial: {s:?}");
+            *s.iter().next().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        serials,
+        (1..=chips).collect::<BTreeSet<_>>(),
+        "serials must be exactly 1..={chips}"
+    );
+}
+
+#[test]
+fn concurrent_threads_get_one_gap_free_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("reg.db")).unwrap());
+    let chips = 100;
+    let results: Vec<(HwId, u32)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..16u32)
+            .map(|t| {
+                let store = Arc::clone(&store);
+                s.spawn(move || {
+                    (0..200u32)
+                        .map(|i| {
+                            let h = hw((i * 7 + t * 13) % chips);
+                            (h, store.provision(h, None).unwrap().device.serial)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    check_allocation(results, chips);
+}
+
+#[test]
+fn separate_connections_to_one_file_agree_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reg.db");
+    let chips = 60;
+    let results: Vec<(HwId, u32)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4u32)
+            .map(|t| {
+                let path = path.clone();
+                s.spawn(move || {
+                    let store = SqliteStore::open(&path).unwrap();
+                    (0..150u32)
+                        .map(|i| {
+                            let h = hw((i * 11 + t * 5) % chips);
+                            (h, store.provision(h, None).unwrap().device.serial)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    check_allocation(results.clone(), chips);
+    let reopened = SqliteStore::open(&path).unwrap();
+    for (h, serial) in results {
+        assert_eq!(reopened.device_by_hw_id(h).unwrap().unwrap().serial, serial);
+    }
+    assert_eq!(
+        reopened.provision(hw(1000), None).unwrap().device.serial,
+        chips + 1
+    );
+}
