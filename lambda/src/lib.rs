@@ -14,4 +14,4 @@ pub mod model;
 pub mod store;
 
 pub use model::{Device, DeviceStatus, Serial};
-pub use store::{sqlite::SqliteStore, Provisioned, Store, StoreError};
+pub use store::{sqlite::SqliteStore, Activation, Provisioned, Store, StoreError};

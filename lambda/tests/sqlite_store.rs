@@ -112,3 +112,62 @@ fn separate_connections_to_one_file_agree_and_survive_reopening() {
         chips + 1
     );
 }
+
+#[test]
+fn activation_is_idempotent_and_revocation_is_final() {
+    use lambda::{Activation, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reg.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let serial = store.provision(hw(3), None).unwrap().device.serial;
+    let act = Activation {
+        hw_id: hw(3),
+        device_pubkey: [4; 65],
+        device_secret_hash: Some([9; 32]),
+        record_hash: [1; 32],
+    };
+    assert_eq!(
+        store.activate(serial, &act).unwrap().status,
+        DeviceStatus::Active
+    );
+    assert_eq!(
+        store.activate(serial, &act).unwrap().status,
+        DeviceStatus::Active,
+        "same record again"
+    );
+    let other_record = Activation {
+        record_hash: [2; 32],
+        ..act.clone()
+    };
+    assert!(matches!(
+        store.activate(serial, &other_record),
+        Err(StoreError::AlreadyActive(_))
+    ));
+    let other_chip = Activation {
+        hw_id: hw(4),
+        ..act.clone()
+    };
+    assert!(matches!(
+        store.activate(serial, &other_chip),
+        Err(StoreError::HwIdMismatch { .. })
+    ));
+    assert!(matches!(
+        store.activate(77, &act),
+        Err(StoreError::UnknownSerial(77))
+    ));
+
+    assert_eq!(store.revoke(serial).unwrap().status, DeviceStatus::Revoked);
+    assert_eq!(store.revoke(serial).unwrap().status, DeviceStatus::Revoked);
+    assert!(matches!(
+        store.provision(hw(3), None),
+        Err(StoreError::Revoked(_))
+    ));
+    assert!(matches!(
+        store.activate(serial, &act),
+        Err(StoreError::Revoked(_))
+    ));
+    assert!(matches!(
+        store.revoke(77),
+        Err(StoreError::UnknownSerial(77))
+    ));
+}

@@ -20,6 +20,19 @@ pub enum StoreError {
     /// The serial sequence is exhausted.
     #[error("serial numbers are exhausted")]
     SerialsExhausted,
+    /// The hardware ID given does not match the device's.
+    #[error("serial {serial} belongs to hw_id {registered}, not {given}")]
+    HwIdMismatch {
+        /// The serial.
+        serial: Serial,
+        /// The registered hardware ID.
+        registered: HwId,
+        /// The one given.
+        given: HwId,
+    },
+    /// The device is already active with a different record.
+    #[error("serial {0} is already active with another provisioning record")]
+    AlreadyActive(Serial),
     /// Stored data that does not parse (a corrupted or foreign database).
     #[error("corrupt store: {0}")]
     Corrupt(String),
@@ -37,12 +50,33 @@ pub struct Provisioned {
     pub created: bool,
 }
 
+/// What activation stores: public data and hashes only, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    /// The hardware ID the record names (must be the registered one).
+    pub hw_id: HwId,
+    /// The per-device public key from the verified record.
+    pub device_pubkey: [u8; 65],
+    /// SHA-256 of the device secret, if the device has one.
+    pub device_secret_hash: Option<[u8; 32]>,
+    /// SHA-256 of the whole provisioning record.
+    pub record_hash: [u8; 32],
+}
+
 /// A device registry.
 pub trait Store: Send + Sync {
     /// The serial of `hw_id`: the existing one, or the next of the global
     /// sequence (status `factory_only`). Atomic: concurrent calls for the same
     /// `hw_id` get the same serial, and no serial is skipped or reused.
     fn provision(&self, hw_id: HwId, product: Option<&str>) -> Result<Provisioned, StoreError>;
+
+    /// Mark a `factory_only` device `active` with its verified record's data.
+    /// Idempotent for the same record; refused for a revoked device, another
+    /// chip, or a different record once active.
+    fn activate(&self, serial: Serial, activation: &Activation) -> Result<Device, StoreError>;
+
+    /// Revoke a device (idempotent). A revoked hardware ID gets no serial again.
+    fn revoke(&self, serial: Serial) -> Result<Device, StoreError>;
 
     /// The device with this serial, if any.
     fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError>;

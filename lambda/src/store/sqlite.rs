@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use firmware::record::HwId;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Provisioned, Store, StoreError};
+use super::{Activation, Provisioned, Store, StoreError};
 use crate::model::{Device, DeviceStatus, Serial};
 
 const SCHEMA: &str = "
@@ -151,6 +151,70 @@ impl Store for SqliteStore {
             device,
             created: true,
         })
+    }
+
+    fn activate(&self, serial: Serial, a: &Activation) -> Result<Device, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let row: Option<(String, String, Option<Vec<u8>>)> = tx
+            .query_row(
+                "SELECT hw_id, status, record_hash FROM devices WHERE serial = ?1",
+                [serial],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        let (hw, status, record_hash) = row.ok_or(StoreError::UnknownSerial(serial))?;
+        let registered =
+            HwId::parse_hex(&hw).ok_or_else(|| StoreError::Corrupt(format!("hw_id {hw:?}")))?;
+        if registered != a.hw_id {
+            return Err(StoreError::HwIdMismatch {
+                serial,
+                registered,
+                given: a.hw_id,
+            });
+        }
+        match DeviceStatus::parse(&status) {
+            Some(DeviceStatus::Revoked) => return Err(StoreError::Revoked(registered)),
+            Some(DeviceStatus::Active) if record_hash.as_deref() == Some(&a.record_hash[..]) => {}
+            Some(DeviceStatus::Active) => return Err(StoreError::AlreadyActive(serial)),
+            Some(DeviceStatus::FactoryOnly) => {
+                tx.execute(
+                    "UPDATE devices SET status = ?2, device_pubkey = ?3, device_secret_hash = ?4, record_hash = ?5, updated_at = ?6 WHERE serial = ?1",
+                    params![
+                        serial,
+                        DeviceStatus::Active.as_str(),
+                        &a.device_pubkey[..],
+                        a.device_secret_hash.as_ref().map(|h| &h[..]),
+                        &a.record_hash[..],
+                        now()
+                    ],
+                )
+                .map_err(db)?;
+            }
+            None => return Err(StoreError::Corrupt(format!("status {status:?}"))),
+        }
+        tx.commit().map_err(db)?;
+        drop(conn);
+        self.device_by_serial(serial)?
+            .ok_or(StoreError::UnknownSerial(serial))
+    }
+
+    fn revoke(&self, serial: Serial) -> Result<Device, StoreError> {
+        let changed = self
+            .conn()
+            .execute(
+                "UPDATE devices SET status = ?2, updated_at = ?3 WHERE serial = ?1",
+                params![serial, DeviceStatus::Revoked.as_str(), now()],
+            )
+            .map_err(db)?;
+        if changed == 0 {
+            return Err(StoreError::UnknownSerial(serial));
+        }
+        self.device_by_serial(serial)?
+            .ok_or(StoreError::UnknownSerial(serial))
     }
 
     fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError> {
