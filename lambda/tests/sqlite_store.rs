@@ -171,3 +171,41 @@ fn activation_is_idempotent_and_revocation_is_final() {
         Err(StoreError::UnknownSerial(77))
     ));
 }
+
+#[test]
+fn audit_chain_detects_edits_removals_and_reordering() {
+    use lambda::audit::{verify_chain, AuditEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reg.db");
+    let store = SqliteStore::open(&path).unwrap();
+    for i in 1..=5 {
+        let e = AuditEntry {
+            actor: "factory-1".into(),
+            action: "provision".into(),
+            subject: format!("serial:{i}"),
+            outcome: "ok".into(),
+        };
+        assert_eq!(store.audit(&e).unwrap(), i);
+    }
+    assert_eq!(verify_chain(store.audit_log().unwrap()), Ok(5));
+    drop(store);
+
+    let tamper = |sql: &str| {
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(&path, &copy).unwrap();
+        let _ = std::fs::remove_file(dir.path().join("copy.db-wal"));
+        let conn = rusqlite::Connection::open(&copy).unwrap();
+        conn.execute_batch(sql).unwrap();
+        drop(conn);
+        let log = SqliteStore::open(&copy).unwrap().audit_log().unwrap();
+        verify_chain(log).unwrap_err()
+    };
+    let edited = tamper("UPDATE audit SET outcome = 'refused' WHERE seq = 3");
+    assert_eq!((edited.seq, edited.problem), (3, "edited (hash mismatch)"));
+    let removed = tamper("DELETE FROM audit WHERE seq = 2");
+    assert_eq!(removed.seq, 2);
+    let reordered = tamper(
+        "UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 4; UPDATE audit SET seq = 4 WHERE seq = -2;",
+    );
+    assert_eq!(reordered.seq, 2);
+}

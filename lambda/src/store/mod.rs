@@ -5,6 +5,7 @@ pub mod sqlite;
 
 use firmware::record::HwId;
 
+use crate::audit::{AuditEntry, ChainedEntry};
 use crate::model::{Device, Serial};
 
 /// Why a store operation failed.
@@ -77,6 +78,12 @@ pub trait Store: Send + Sync {
 
     /// Revoke a device (idempotent). A revoked hardware ID gets no serial again.
     fn revoke(&self, serial: Serial) -> Result<Device, StoreError>;
+
+    /// Append an entry to the audit log; returns its sequence number.
+    fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError>;
+
+    /// The whole audit log, in order.
+    fn audit_log(&self) -> Result<Vec<ChainedEntry>, StoreError>;
 
     /// The device with this serial, if any.
     fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError>;

@@ -11,6 +11,7 @@ use firmware::record::HwId;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{Activation, Provisioned, Store, StoreError};
+use crate::audit::{entry_hash, AuditEntry, ChainedEntry};
 use crate::model::{Device, DeviceStatus, Serial};
 
 const SCHEMA: &str = "
@@ -26,6 +27,16 @@ CREATE TABLE IF NOT EXISTS devices (
     device_pubkey BLOB,
     device_secret_hash BLOB,
     record_hash BLOB
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL
 );
 ";
 
@@ -215,6 +226,75 @@ impl Store for SqliteStore {
         }
         self.device_by_serial(serial)?
             .ok_or(StoreError::UnknownSerial(serial))
+    }
+
+    fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let last: Option<(i64, Vec<u8>)> = tx
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        let (seq, prev) = match last {
+            None => (1u64, [0u8; 32]),
+            Some((s, h)) => {
+                let prev: [u8; 32] = h
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("audit hash length".into()))?;
+                (s as u64 + 1, prev)
+            }
+        };
+        let time = now();
+        let hash = entry_hash(&prev, seq, time, entry);
+        tx.execute(
+            "INSERT INTO audit (seq, time, actor, action, subject, outcome, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![seq as i64, time, entry.actor, entry.action, entry.subject, entry.outcome, &prev[..], &hash[..]],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(seq)
+    }
+
+    fn audit_log(&self) -> Result<Vec<ChainedEntry>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT seq, time, actor, action, subject, outcome, prev_hash, hash FROM audit ORDER BY rowid")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    AuditEntry {
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        subject: r.get(4)?,
+                        outcome: r.get(5)?,
+                    },
+                    r.get::<_, Vec<u8>>(6)?,
+                    r.get::<_, Vec<u8>>(7)?,
+                ))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, time, entry, prev, hash) = row.map_err(db)?;
+            let bad = |_| StoreError::Corrupt("audit hash length".into());
+            out.push(ChainedEntry {
+                seq: seq as u64,
+                time,
+                entry,
+                prev_hash: prev.try_into().map_err(bad)?,
+                hash: hash.try_into().map_err(bad)?,
+            });
+        }
+        Ok(out)
     }
 
     fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError> {
