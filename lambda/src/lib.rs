@@ -15,4 +15,6 @@ pub mod model;
 pub mod store;
 
 pub use model::{Device, DeviceStatus, Serial};
-pub use store::{sqlite::SqliteStore, Activation, Provisioned, Store, StoreError};
+pub use store::{
+    sqlite::SqliteStore, Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError,
+};

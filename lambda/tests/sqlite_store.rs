@@ -209,3 +209,67 @@ fn audit_chain_detects_edits_removals_and_reordering() {
     );
     assert_eq!(reordered.seq, 2);
 }
+
+#[test]
+fn a_challenge_is_used_once_even_under_concurrency() {
+    use lambda::{Challenge, ChallengeRefusal};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reg.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let c = Challenge {
+        id: "c-1".into(),
+        serial: 1,
+        nonce: [7; 32],
+        expires_at: 2_000_000_000,
+    };
+    store.create_challenge(&c).unwrap();
+    // 32 concurrent verifies, half through another connection to the file.
+    let wins: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                let path = path.clone();
+                s.spawn(move || {
+                    let other;
+                    let st: &dyn Store = if i % 2 == 0 {
+                        store.as_ref()
+                    } else {
+                        other = SqliteStore::open(&path).unwrap();
+                        &other
+                    };
+                    match st.consume_challenge("c-1", 1_900_000_000).unwrap() {
+                        Ok(got) => {
+                            assert_eq!(got.nonce, [7; 32]);
+                            1
+                        }
+                        Err(refusal) => {
+                            assert_eq!(refusal, ChallengeRefusal::Replayed);
+                            0
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(wins, 1);
+    assert_eq!(
+        store.consume_challenge("nope", 0).unwrap(),
+        Err(ChallengeRefusal::Unknown)
+    );
+    let old = Challenge {
+        id: "c-2".into(),
+        serial: 1,
+        nonce: [1; 32],
+        expires_at: 100,
+    };
+    store.create_challenge(&old).unwrap();
+    assert_eq!(
+        store.consume_challenge("c-2", 100).unwrap(),
+        Err(ChallengeRefusal::Expired)
+    );
+    assert_eq!(
+        store.consume_challenge("c-2", 50).unwrap(),
+        Err(ChallengeRefusal::Replayed)
+    );
+}

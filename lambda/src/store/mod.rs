@@ -51,6 +51,33 @@ pub struct Provisioned {
     pub created: bool,
 }
 
+/// A single-use authentication challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// Its id (random, unguessable).
+    pub id: String,
+    /// The device it was issued to.
+    pub serial: Serial,
+    /// The nonce the device signs.
+    pub nonce: [u8; 32],
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Why a challenge cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChallengeRefusal {
+    /// No such challenge.
+    #[error("unknown challenge")]
+    Unknown,
+    /// Already used (a replay).
+    #[error("challenge already used")]
+    Replayed,
+    /// Past its expiry.
+    #[error("challenge expired")]
+    Expired,
+}
+
 /// What activation stores: public data and hashes only, never a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Activation {
@@ -78,6 +105,17 @@ pub trait Store: Send + Sync {
 
     /// Revoke a device (idempotent). A revoked hardware ID gets no serial again.
     fn revoke(&self, serial: Serial) -> Result<Device, StoreError>;
+
+    /// Store a new challenge.
+    fn create_challenge(&self, challenge: &Challenge) -> Result<(), StoreError>;
+
+    /// Use a challenge: atomically marks it used, so of concurrent attempts
+    /// exactly one gets it. An expired challenge is used up and refused.
+    fn consume_challenge(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Result<Challenge, ChallengeRefusal>, StoreError>;
 
     /// Append an entry to the audit log; returns its sequence number.
     fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError>;

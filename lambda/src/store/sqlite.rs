@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use firmware::record::HwId;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Activation, Provisioned, Store, StoreError};
+use super::{Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
 use crate::audit::{entry_hash, AuditEntry, ChainedEntry};
 use crate::model::{Device, DeviceStatus, Serial};
 
@@ -27,6 +27,13 @@ CREATE TABLE IF NOT EXISTS devices (
     device_pubkey BLOB,
     device_secret_hash BLOB,
     record_hash BLOB
+);
+CREATE TABLE IF NOT EXISTS challenges (
+    id TEXT PRIMARY KEY,
+    serial INTEGER NOT NULL,
+    nonce BLOB NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
@@ -226,6 +233,56 @@ impl Store for SqliteStore {
         }
         self.device_by_serial(serial)?
             .ok_or(StoreError::UnknownSerial(serial))
+    }
+
+    fn create_challenge(&self, c: &Challenge) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO challenges (id, serial, nonce, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![c.id, c.serial, &c.nonce[..], c.expires_at],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn consume_challenge(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Result<Challenge, ChallengeRefusal>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let row: Option<(u32, Vec<u8>, i64, i64)> = tx
+            .query_row(
+                "SELECT serial, nonce, expires_at, used FROM challenges WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        let Some((serial, nonce, expires_at, used)) = row else {
+            return Ok(Err(ChallengeRefusal::Unknown));
+        };
+        if used != 0 {
+            return Ok(Err(ChallengeRefusal::Replayed));
+        }
+        tx.execute("UPDATE challenges SET used = 1 WHERE id = ?1", [id])
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        if now >= expires_at {
+            return Ok(Err(ChallengeRefusal::Expired));
+        }
+        let nonce: [u8; 32] = nonce
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("nonce length".into()))?;
+        Ok(Ok(Challenge {
+            id: id.to_owned(),
+            serial,
+            nonce,
+            expires_at,
+        }))
     }
 
     fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
