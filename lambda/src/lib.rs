@@ -10,6 +10,7 @@
 //! implementation; the HTTP router, the Lambda and local-server entry points
 //! and the DynamoDB store build on it (issue 5).
 
+pub mod api;
 pub mod audit;
 pub mod model;
 pub mod store;

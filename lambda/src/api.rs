@@ -1,0 +1,246 @@
+//! The HTTP API (JSON, versioned under `/v1`): one router for the local server
+//! and, later, the Lambda entry point. Every client mistake is a 4xx with
+//! `{"error": CODE, "message": …}`; a 5xx only for a store failure.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use firmware::record::HwId;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditEntry;
+use crate::model::Device;
+use crate::store::{Store, StoreError};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The registry.
+    pub store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// An API error: status, stable code, message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.code,
+                message: &self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = match r {
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let code = if status == StatusCode::BAD_REQUEST {
+            "bad_request"
+        } else {
+            "bad_body"
+        };
+        Self::new(status, code, r.body_text())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Revoked(_) => Self::new(StatusCode::FORBIDDEN, "revoked", e.to_string()),
+            StoreError::UnknownSerial(_) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_serial", e.to_string())
+            }
+            StoreError::HwIdMismatch { .. } => {
+                Self::new(StatusCode::CONFLICT, "hw_id_mismatch", e.to_string())
+            }
+            StoreError::AlreadyActive(_) => {
+                Self::new(StatusCode::CONFLICT, "already_active", e.to_string())
+            }
+            _ => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "store failure",
+            ),
+        }
+    }
+}
+
+fn parse_hw_id(text: &str) -> Result<HwId, ApiError> {
+    HwId::parse_hex(text).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_hw_id",
+            "hw_id must be 16 hex digits",
+        )
+    })
+}
+
+/// `POST /v1/provision` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionRequest {
+    /// 16 hex digits.
+    pub hw_id: String,
+    /// Product name.
+    pub product: Option<String>,
+}
+
+/// A device on the wire.
+#[derive(Debug, Serialize)]
+pub struct DeviceView {
+    serial: u32,
+    hw_id: String,
+    status: &'static str,
+    product: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<&Device> for DeviceView {
+    fn from(d: &Device) -> Self {
+        Self {
+            serial: d.serial,
+            hw_id: d.hw_id.to_string(),
+            status: d.status.as_str(),
+            product: d.product.clone(),
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ProvisionResponse {
+    serial: u32,
+    hw_id: String,
+    status: &'static str,
+    created: bool,
+}
+
+/// Run blocking store work off the async executor.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "worker failed",
+        )
+    })?
+}
+
+async fn provision(
+    State(state): State<AppState>,
+    body: Result<Json<ProvisionRequest>, JsonRejection>,
+) -> Result<Json<ProvisionResponse>, ApiError> {
+    let Json(req) = body?;
+    let hw_id = parse_hw_id(&req.hw_id)?;
+    if req
+        .product
+        .as_deref()
+        .is_some_and(|p| p.len() > 16 || !p.is_ascii())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_product",
+            "product: ASCII, at most 16 characters",
+        ));
+    }
+    let store = Arc::clone(&state.store);
+    blocking(move || {
+        let result = store.provision(hw_id, req.product.as_deref());
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(StoreError::Revoked(_)) => "revoked",
+            Err(_) => "error",
+        };
+        store.audit(&AuditEntry {
+            actor: "factory".into(),
+            action: "provision".into(),
+            subject: format!("hw_id:{hw_id}"),
+            outcome: outcome.into(),
+        })?;
+        let p = result?;
+        Ok(Json(ProvisionResponse {
+            serial: p.device.serial,
+            hw_id: p.device.hw_id.to_string(),
+            status: p.device.status.as_str(),
+            created: p.created,
+        }))
+    })
+    .await
+}
+
+async fn device(
+    State(state): State<AppState>,
+    Path(serial): Path<String>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let serial: u32 = serial.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_serial",
+            "serial must be a positive integer",
+        )
+    })?;
+    let store = Arc::clone(&state.store);
+    blocking(move || {
+        let d = store
+            .device_by_serial(serial)?
+            .ok_or(StoreError::UnknownSerial(serial))?;
+        Ok(Json(DeviceView::from(&d)))
+    })
+    .await
+}
+
+/// The router: the same for the local server and the Lambda entry point.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/provision", post(provision))
+        .route("/v1/devices/{serial}", get(device))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}

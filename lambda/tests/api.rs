@@ -1,0 +1,152 @@
+//! The router over a real SQLite store: provisioning is idempotent per chip,
+//! and every client mistake is a 4xx with a JSON error body.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use lambda::api::{router, AppState};
+use lambda::SqliteStore;
+use tower::ServiceExt;
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn app(dir: &tempfile::TempDir) -> axum::Router {
+    let store = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
+    router(AppState {
+        store: Arc::new(store),
+    })
+}
+
+#[tokio::test]
+async fn provision_is_idempotent_per_chip() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir);
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/provision",
+        r#"{"hw_id":"1234567800000003","product":"sensor-v2"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["serial"], 1);
+    assert_eq!(v["status"], "factory_only");
+    assert_eq!(v["created"], true);
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/provision",
+        r#"{"hw_id":"1234567800000003"}"#,
+    )
+    .await;
+    assert_eq!(
+        (v["serial"].clone(), v["created"].clone()),
+        (1.into(), false.into())
+    );
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/provision",
+        r#"{"hw_id":"1234567800000004"}"#,
+    )
+    .await;
+    assert_eq!(v["serial"], 2);
+    let (s, v) = call(&app, "GET", "/v1/devices/1", "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["hw_id"], "1234567800000003");
+    assert_eq!(v["product"], "sensor-v2");
+}
+
+#[tokio::test]
+async fn client_mistakes_are_4xx_with_a_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir);
+    let cases = [
+        (
+            "POST",
+            "/v1/provision",
+            "{not json",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/provision",
+            r#"{"hw_id": 5}"#,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/provision",
+            r#"{"hw_id":"1234567800000003","x":1}"#,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/provision",
+            r#"{"hw_id":"12345"}"#,
+            StatusCode::BAD_REQUEST,
+            "bad_hw_id",
+        ),
+        (
+            "POST",
+            "/v1/provision",
+            r#"{"hw_id":"1234567800000003","product":"way-too-long-product-name"}"#,
+            StatusCode::BAD_REQUEST,
+            "bad_product",
+        ),
+        (
+            "GET",
+            "/v1/devices/abc",
+            "",
+            StatusCode::BAD_REQUEST,
+            "bad_serial",
+        ),
+        (
+            "GET",
+            "/v1/devices/99",
+            "",
+            StatusCode::NOT_FOUND,
+            "unknown_serial",
+        ),
+    ];
+    for (method, uri, body, status, code) in cases {
+        let (s, v) = call(&app, method, uri, body).await;
+        assert_eq!(s, status, "{method} {uri} {body}");
+        assert!(s.is_client_error());
+        if !code.is_empty() {
+            assert_eq!(v["error"], code, "{method} {uri} {body}");
+        }
+        assert!(v["message"].is_string(), "{method} {uri} {body}: {v}");
+    }
+    let big = format!(
+        r#"{{"hw_id":"1234567800000003","product":"{}"}}"#,
+        "a".repeat(20_000)
+    );
+    let (s, _) = call(&app, "POST", "/v1/provision", &big).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+}
