@@ -10,12 +10,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use firmware::record::HwId;
+use firmware::record::{HwId, ProvisioningRecord};
+use firmware::P256PublicKey;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::audit::AuditEntry;
 use crate::model::Device;
-use crate::store::{Store, StoreError};
+use crate::store::{Activation, Store, StoreError};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -25,6 +27,8 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub struct AppState {
     /// The registry.
     pub store: Arc<dyn Store>,
+    /// Provisioning-authority keys whose records activation accepts.
+    pub authorities: Arc<Vec<P256PublicKey>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -236,11 +240,93 @@ async fn device(
     .await
 }
 
+fn parse_serial(text: &str) -> Result<u32, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_serial",
+            "serial must be a positive integer",
+        )
+    })
+}
+
+/// `POST /v1/devices/{serial}/activate` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    /// The signed provisioning record, hex.
+    pub record: String,
+    /// SHA-256 of the device secret, hex (optional).
+    pub device_secret_hash: Option<String>,
+}
+
+async fn activate(
+    State(state): State<AppState>,
+    Path(serial): Path<String>,
+    body: Result<Json<ActivateRequest>, JsonRejection>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let serial = parse_serial(&serial)?;
+    let Json(req) = body?;
+    let bytes = hex::decode(&req.record)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_hex", "record must be hex"))?;
+    let secret_hash = match &req.device_secret_hash {
+        None => None,
+        Some(h) => Some(
+            <[u8; 32]>::try_from(hex::decode(h).unwrap_or_default().as_slice()).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_hex",
+                    "device_secret_hash must be 32 bytes of hex",
+                )
+            })?,
+        ),
+    };
+    let record = ProvisioningRecord::parse(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_record", e.to_string()))?;
+    record.verify_signature(&state.authorities).map_err(|e| {
+        let code = match e {
+            firmware::record::RecordError::UnknownAuthority => "unknown_authority",
+            _ => "bad_signature",
+        };
+        ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
+    })?;
+    if record.body.serial != serial {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "serial_mismatch",
+            "the record is for another serial",
+        ));
+    }
+    let activation = Activation {
+        hw_id: record.body.hw_id,
+        device_pubkey: *record.body.device_pubkey.sec1(),
+        device_secret_hash: secret_hash,
+        record_hash: Sha256::digest(&bytes).into(),
+    };
+    let store = Arc::clone(&state.store);
+    blocking(move || {
+        let result = store.activate(serial, &activation);
+        store.audit(&AuditEntry {
+            actor: "factory".into(),
+            action: "activate".into(),
+            subject: format!("serial:{serial}"),
+            outcome: if result.is_ok() {
+                "ok".into()
+            } else {
+                "refused".into()
+            },
+        })?;
+        Ok(Json(DeviceView::from(&result?)))
+    })
+    .await
+}
+
 /// The router: the same for the local server and the Lambda entry point.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/provision", post(provision))
         .route("/v1/devices/{serial}", get(device))
+        .route("/v1/devices/{serial}/activate", post(activate))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

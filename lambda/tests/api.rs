@@ -32,10 +32,25 @@ async fn call(
     )
 }
 
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/records/");
+
+fn authority() -> firmware::P256PublicKey {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    use p256::pkcs8::DecodePublicKey;
+    let pem = std::fs::read_to_string(format!("{DATA}authority.pub.pem")).unwrap();
+    let k = p256::PublicKey::from_public_key_pem(&pem).unwrap();
+    firmware::P256PublicKey::from_sec1(k.to_encoded_point(false).as_bytes()).unwrap()
+}
+
+fn record_hex(name: &str) -> String {
+    hex::encode(std::fs::read(format!("{DATA}{name}")).unwrap())
+}
+
 fn app(dir: &tempfile::TempDir) -> axum::Router {
     let store = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
     router(AppState {
         store: Arc::new(store),
+        authorities: Arc::new(vec![authority()]),
     })
 }
 
@@ -149,4 +164,63 @@ async fn client_mistakes_are_4xx_with_a_code() {
     );
     let (s, _) = call(&app, "POST", "/v1/provision", &big).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn activation_checks_the_signed_record_against_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir);
+    // The KAT record is for hw_id 1234567800000003 as serial 1.
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/provision",
+        r#"{"hw_id":"1234567800000003"}"#,
+    )
+    .await;
+    assert_eq!(v["serial"], 1);
+    let body = format!(
+        r#"{{"record":"{}","device_secret_hash":"{}"}}"#,
+        record_hex("qemu-microbit.bin"),
+        "ab".repeat(32)
+    );
+    let (s, v) = call(&app, "POST", "/v1/devices/1/activate", &body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "active");
+    let (s, _) = call(&app, "POST", "/v1/devices/1/activate", &body).await;
+    assert_eq!(s, StatusCode::OK, "idempotent for the same record");
+
+    let mut tampered = std::fs::read(format!("{DATA}qemu-microbit.bin")).unwrap();
+    tampered[30] ^= 1;
+    let bad = format!(r#"{{"record":"{}"}}"#, hex::encode(&tampered));
+    let (s, v) = call(&app, "POST", "/v1/devices/1/activate", &bad).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("bad_signature"))
+    );
+    let wrong_serial = format!(r#"{{"record":"{}"}}"#, record_hex("qemu-microbit.bin"));
+    let (_, _) = call(
+        &app,
+        "POST",
+        "/v1/provision",
+        r#"{"hw_id":"1234567800000004"}"#,
+    )
+    .await;
+    let (s, v) = call(&app, "POST", "/v1/devices/2/activate", &wrong_serial).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("serial_mismatch"))
+    );
+    let (s, v) = call(&app, "POST", "/v1/devices/1/activate", r#"{"record":"zz"}"#).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_hex"))
+    );
+    let (s, v) = call(&app, "POST", "/v1/devices/1/activate", r#"{"record":"00"}"#).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_record"))
+    );
+    let (s, v) = call(&app, "POST", "/v1/devices/9/activate", &body).await;
+    assert!(s.is_client_error(), "{v}");
 }

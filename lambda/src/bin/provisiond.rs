@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use firmware::P256PublicKey;
 use lambda::api::{router, AppState};
 use lambda::SqliteStore;
 
@@ -29,6 +30,10 @@ enum Command {
         /// The store: sqlite:PATH.
         #[arg(long, value_parser = store_path)]
         store: PathBuf,
+        /// A provisioning-authority public key (PEM) whose records activation
+        /// accepts. Repeatable.
+        #[arg(long)]
+        authority: Vec<PathBuf>,
     },
 }
 
@@ -39,11 +44,31 @@ fn store_path(s: &str) -> Result<PathBuf, String> {
     }
 }
 
-async fn serve(listen: SocketAddr, store: PathBuf) -> anyhow::Result<()> {
+fn load_authority(path: &PathBuf) -> anyhow::Result<P256PublicKey> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    use p256::pkcs8::DecodePublicKey;
+    let pem =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let key = p256::PublicKey::from_public_key_pem(&pem)
+        .map_err(|_| anyhow::anyhow!("{}: not a P-256 public key (PEM)", path.display()))?;
+    P256PublicKey::from_sec1(key.to_encoded_point(false).as_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+async fn serve(
+    listen: SocketAddr,
+    store: PathBuf,
+    authorities: Vec<PathBuf>,
+) -> anyhow::Result<()> {
+    let authorities = authorities
+        .iter()
+        .map(load_authority)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let store =
         SqliteStore::open(&store).map_err(|e| anyhow::anyhow!("{}: {e}", store.display()))?;
     let app = router(AppState {
         store: Arc::new(store),
+        authorities: Arc::new(authorities),
     });
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -55,7 +80,11 @@ async fn serve(listen: SocketAddr, store: PathBuf) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve { listen, store } = cli.command;
+    let Command::Serve {
+        listen,
+        store,
+        authority,
+    } = cli.command;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -66,7 +95,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(listen, store)) {
+    match rt.block_on(serve(listen, store, authority)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
