@@ -321,12 +321,82 @@ async fn activate(
     .await
 }
 
+/// `POST /v1/devices/{serial}/revoke` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// Why (kept in the audit log).
+    pub reason: String,
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Path(serial): Path<String>,
+    body: Result<Json<RevokeRequest>, JsonRejection>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let serial = parse_serial(&serial)?;
+    let Json(req) = body?;
+    if req.reason.is_empty() || req.reason.len() > 256 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_reason",
+            "reason: 1 to 256 characters",
+        ));
+    }
+    let store = Arc::clone(&state.store);
+    blocking(move || {
+        let result = store.revoke(serial);
+        store.audit(&AuditEntry {
+            actor: "admin".into(),
+            action: "revoke".into(),
+            subject: format!("serial:{serial}"),
+            outcome: match &result {
+                Ok(_) => format!("ok: {}", req.reason),
+                Err(_) => "refused".into(),
+            },
+        })?;
+        Ok(Json(DeviceView::from(&result?)))
+    })
+    .await
+}
+
+/// `GET /v1/devices?hw_id=` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceQuery {
+    /// 16 hex digits.
+    pub hw_id: String,
+}
+
+async fn device_by_hw_id(
+    State(state): State<AppState>,
+    query: Result<axum::extract::Query<DeviceQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let hw_id = parse_hw_id(&q.hw_id)?;
+    let store = Arc::clone(&state.store);
+    blocking(move || {
+        let d = store.device_by_hw_id(hw_id)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_hw_id",
+                format!("no device with hw_id {hw_id}"),
+            )
+        })?;
+        Ok(Json(DeviceView::from(&d)))
+    })
+    .await
+}
+
 /// The router: the same for the local server and the Lambda entry point.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/provision", post(provision))
         .route("/v1/devices/{serial}", get(device))
+        .route("/v1/devices", get(device_by_hw_id))
         .route("/v1/devices/{serial}/activate", post(activate))
+        .route("/v1/devices/{serial}/revoke", post(revoke))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -224,3 +224,57 @@ async fn activation_checks_the_signed_record_against_the_registry() {
     let (s, v) = call(&app, "POST", "/v1/devices/9/activate", &body).await;
     assert!(s.is_client_error(), "{v}");
 }
+
+#[tokio::test]
+async fn revoked_devices_get_no_serial_and_lookup_by_hw_id_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir);
+    call(
+        &app,
+        "POST",
+        "/v1/provision",
+        r#"{"hw_id":"1234567800000003"}"#,
+    )
+    .await;
+    let (s, v) = call(&app, "GET", "/v1/devices?hw_id=1234567800000003", "").await;
+    assert_eq!((s, v["serial"].as_u64()), (StatusCode::OK, Some(1)));
+    let (s, v) = call(&app, "GET", "/v1/devices?hw_id=1234567800000009", "").await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_hw_id"))
+    );
+    let (s, v) = call(&app, "GET", "/v1/devices?serial=1", "").await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request"))
+    );
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/devices/1/revoke",
+        r#"{"reason":"stolen"}"#,
+    )
+    .await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("revoked")));
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/provision",
+        r#"{"hw_id":"1234567800000003"}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked"))
+    );
+    let (s, v) = call(&app, "POST", "/v1/devices/1/revoke", r#"{"reason":""}"#).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_reason"))
+    );
+    let (s, v) = call(&app, "POST", "/v1/devices/5/revoke", r#"{"reason":"x"}"#).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_serial"))
+    );
+}
