@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::AuditEntry;
 use crate::model::Device;
-use crate::store::{Activation, Store, StoreError};
+use crate::store::{Activation, Challenge, ChallengeRefusal, Store, StoreError};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -389,6 +389,179 @@ async fn device_by_hw_id(
     .await
 }
 
+/// How long a challenge may be answered, in seconds.
+pub const CHALLENGE_TTL: i64 = 60;
+
+/// Context string that separates device authentication signatures from any
+/// other use of the device key.
+pub const AUTH_CONTEXT: &[u8] = b"nrf-fleet/device-auth/v1\0";
+
+/// The digest a device signs to answer a challenge: SHA-256 of the context
+/// string, the 32-byte nonce, the 8-byte hw_id and the serial (u32 LE).
+pub fn auth_digest(nonce: &[u8; 32], hw_id: HwId, serial: u32) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(AUTH_CONTEXT)
+        .chain_update(nonce)
+        .chain_update(hw_id.0)
+        .chain_update(serial.to_le_bytes())
+        .finalize()
+        .into()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `POST /v1/auth/challenge` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    /// The device asking.
+    pub serial: u32,
+}
+
+#[derive(Serialize)]
+struct ChallengeResponse {
+    challenge_id: String,
+    nonce: String,
+    expires_at: i64,
+}
+
+async fn challenge(
+    State(state): State<AppState>,
+    body: Result<Json<ChallengeRequest>, JsonRejection>,
+) -> Result<Json<ChallengeResponse>, ApiError> {
+    let Json(req) = body?;
+    let mut id = [0u8; 16];
+    let mut nonce = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    let c = Challenge {
+        id: hex::encode(id),
+        serial: req.serial,
+        nonce,
+        expires_at: unix_now() + CHALLENGE_TTL,
+    };
+    let store = Arc::clone(&state.store);
+    blocking(move || {
+        store.create_challenge(&c)?;
+        Ok(Json(ChallengeResponse {
+            challenge_id: c.id,
+            nonce: hex::encode(c.nonce),
+            expires_at: c.expires_at,
+        }))
+    })
+    .await
+}
+
+/// `POST /v1/auth/verify` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// From the challenge.
+    pub challenge_id: String,
+    /// The device's serial.
+    pub serial: u32,
+    /// The device's hardware ID, 16 hex digits.
+    pub hw_id: String,
+    /// ECDSA P-256 `r ‖ s` over [`auth_digest`], hex.
+    pub signature: String,
+}
+
+#[derive(Serialize)]
+struct VerifyResponse {
+    authenticated: bool,
+    serial: u32,
+}
+
+fn refused(code: &'static str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    body: Result<Json<VerifyRequest>, JsonRejection>,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    let Json(req) = body?;
+    let hw_id = parse_hw_id(&req.hw_id)?;
+    let signature = <[u8; 64]>::try_from(
+        hex::decode(&req.signature).unwrap_or_default().as_slice(),
+    )
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_hex",
+            "signature must be 64 bytes of hex",
+        )
+    })?;
+    let store = Arc::clone(&state.store);
+    blocking(move || {
+        let outcome = (|| {
+            let c = match store.consume_challenge(&req.challenge_id, unix_now())? {
+                Ok(c) => c,
+                Err(ChallengeRefusal::Unknown) => {
+                    return Err(refused("unknown_challenge", "unknown challenge"))
+                }
+                Err(ChallengeRefusal::Replayed) => {
+                    return Err(refused("replayed", "challenge already used"))
+                }
+                Err(ChallengeRefusal::Expired) => {
+                    return Err(refused("expired", "challenge expired"))
+                }
+            };
+            if c.serial != req.serial {
+                return Err(refused(
+                    "challenge_mismatch",
+                    "challenge was issued to another serial",
+                ));
+            }
+            let d = store
+                .device_by_serial(req.serial)?
+                .ok_or_else(|| refused("unknown_device", "unknown serial"))?;
+            match d.status {
+                crate::model::DeviceStatus::Active => {}
+                crate::model::DeviceStatus::Revoked => {
+                    return Err(refused("revoked", "device revoked"))
+                }
+                crate::model::DeviceStatus::FactoryOnly => {
+                    return Err(refused("not_active", "device not activated"))
+                }
+            }
+            if d.hw_id != hw_id {
+                return Err(refused("hw_id_mismatch", "hw_id does not match the serial"));
+            }
+            let key = d
+                .device_pubkey
+                .and_then(|k| P256PublicKey::from_sec1(&k).ok())
+                .ok_or_else(|| refused("not_active", "device has no key"))?;
+            key.verify_digest_raw(&auth_digest(&c.nonce, hw_id, req.serial), &signature)
+                .map_err(|_| refused("bad_signature", "signature does not verify"))?;
+            Ok(req.serial)
+        })();
+        store.audit(&AuditEntry {
+            actor: format!("device:{}", req.serial),
+            action: "auth.verify".into(),
+            subject: format!(
+                "challenge:{}",
+                req.challenge_id.chars().take(64).collect::<String>()
+            ),
+            outcome: match &outcome {
+                Ok(_) => "ok".into(),
+                Err(e) => e.code.into(),
+            },
+        })?;
+        outcome.map(|serial| {
+            Json(VerifyResponse {
+                authenticated: true,
+                serial,
+            })
+        })
+    })
+    .await
+}
+
 /// The router: the same for the local server and the Lambda entry point.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -397,6 +570,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/devices", get(device_by_hw_id))
         .route("/v1/devices/{serial}/activate", post(activate))
         .route("/v1/devices/{serial}/revoke", post(revoke))
+        .route("/v1/auth/challenge", post(challenge))
+        .route("/v1/auth/verify", post(verify))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

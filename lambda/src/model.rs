@@ -53,4 +53,6 @@ pub struct Device {
     pub created_at: i64,
     /// Last change, Unix seconds.
     pub updated_at: i64,
+    /// The per-device public key (SEC1), once activated.
+    pub device_pubkey: Option<[u8; 65]>,
 }

@@ -278,3 +278,121 @@ async fn revoked_devices_get_no_serial_and_lookup_by_hw_id_works() {
         (StatusCode::NOT_FOUND, Some("unknown_serial"))
     );
 }
+
+#[tokio::test]
+async fn challenge_response_with_the_device_key() {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    use p256::pkcs8::DecodePrivateKey;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir);
+    call(
+        &app,
+        "POST",
+        "/v1/provision",
+        r#"{"hw_id":"1234567800000003"}"#,
+    )
+    .await;
+    let (s, _) = call(&app, "POST", "/v1/auth/challenge", r#"{"serial":1}"#).await;
+    assert_eq!(s, StatusCode::OK);
+    let device_key = p256::ecdsa::SigningKey::from_pkcs8_pem(
+        &std::fs::read_to_string(format!("{DATA}device.pem")).unwrap(),
+    )
+    .unwrap();
+    let hw = firmware::record::HwId::parse_hex("1234567800000003").unwrap();
+    let answer = |c: &serde_json::Value, serial: u32, hw_id: &str| {
+        let nonce: [u8; 32] = hex::decode(c["nonce"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let sig: p256::ecdsa::Signature = device_key
+            .sign_prehash(&lambda::api::auth_digest(&nonce, hw, serial))
+            .unwrap();
+        format!(
+            r#"{{"challenge_id":"{}","serial":{serial},"hw_id":"{hw_id}","signature":"{}"}}"#,
+            c["challenge_id"].as_str().unwrap(),
+            hex::encode(sig.to_bytes())
+        )
+    };
+    // Not yet activated: refused.
+    let (_, c) = call(&app, "POST", "/v1/auth/challenge", r#"{"serial":1}"#).await;
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/auth/verify",
+        &answer(&c, 1, "1234567800000003"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("not_active"))
+    );
+
+    let body = format!(r#"{{"record":"{}"}}"#, record_hex("qemu-microbit.bin"));
+    assert_eq!(
+        call(&app, "POST", "/v1/devices/1/activate", &body).await.0,
+        StatusCode::OK
+    );
+    let (_, c) = call(&app, "POST", "/v1/auth/challenge", r#"{"serial":1}"#).await;
+    let good = answer(&c, 1, "1234567800000003");
+    let (s, v) = call(&app, "POST", "/v1/auth/verify", &good).await;
+    assert_eq!(
+        (s, v["authenticated"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{v}"
+    );
+    let (s, v) = call(&app, "POST", "/v1/auth/verify", &good).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("replayed"))
+    );
+
+    let (_, c) = call(&app, "POST", "/v1/auth/challenge", r#"{"serial":1}"#).await;
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/auth/verify",
+        &answer(&c, 1, "1234567800000004"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("hw_id_mismatch"))
+    );
+    let (_, c) = call(&app, "POST", "/v1/auth/challenge", r#"{"serial":1}"#).await;
+    let mut forged = answer(&c, 1, "1234567800000003");
+    let at = forged.rfind('"').unwrap() - 1;
+    forged.replace_range(
+        at..at + 1,
+        if &forged[at..at + 1] == "0" { "1" } else { "0" },
+    );
+    let (s, v) = call(&app, "POST", "/v1/auth/verify", &forged).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_signature"))
+    );
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/auth/verify",
+        r#"{"challenge_id":"x","serial":1,"hw_id":"1234567800000003","signature":"00"}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_hex"))
+    );
+    let sig64 = "00".repeat(64);
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/auth/verify",
+        &format!(
+            r#"{{"challenge_id":"x","serial":1,"hw_id":"1234567800000003","signature":"{sig64}"}}"#
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unknown_challenge"))
+    );
+}

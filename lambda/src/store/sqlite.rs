@@ -63,33 +63,47 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-fn row_to_device(
-    row: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, u32, Option<String>, String, i64, i64)> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-    ))
+/// A device row as read, before its fields are checked.
+struct RawDevice {
+    hw_id: String,
+    serial: u32,
+    product: Option<String>,
+    status: String,
+    created_at: i64,
+    updated_at: i64,
+    device_pubkey: Option<Vec<u8>>,
 }
 
-fn device(raw: (String, u32, Option<String>, String, i64, i64)) -> Result<Device, StoreError> {
-    let (hw, serial, product, status, created_at, updated_at) = raw;
-    Ok(Device {
-        hw_id: HwId::parse_hex(&hw).ok_or_else(|| StoreError::Corrupt(format!("hw_id {hw:?}")))?,
-        serial,
-        product,
-        status: DeviceStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
-        created_at,
-        updated_at,
+fn row_to_device(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawDevice> {
+    Ok(RawDevice {
+        hw_id: row.get(0)?,
+        serial: row.get(1)?,
+        product: row.get(2)?,
+        status: row.get(3)?,
+        created_at: row.get(4)?,
+        updated_at: row.get(5)?,
+        device_pubkey: row.get(6)?,
     })
 }
 
-const SELECT: &str = "SELECT hw_id, serial, product, status, created_at, updated_at FROM devices";
+fn device(raw: RawDevice) -> Result<Device, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(what.to_owned());
+    Ok(Device {
+        hw_id: HwId::parse_hex(&raw.hw_id).ok_or_else(|| corrupt("hw_id"))?,
+        serial: raw.serial,
+        product: raw.product,
+        status: DeviceStatus::parse(&raw.status).ok_or_else(|| corrupt("status"))?,
+        created_at: raw.created_at,
+        updated_at: raw.updated_at,
+        device_pubkey: raw
+            .device_pubkey
+            .map(|k| <[u8; 65]>::try_from(k.as_slice()).map_err(|_| corrupt("device_pubkey")))
+            .transpose()?,
+    })
+}
+
+const SELECT: &str =
+    "SELECT hw_id, serial, product, status, created_at, updated_at, device_pubkey FROM devices";
 
 impl SqliteStore {
     /// Open (creating if needed) the registry at `path`.
@@ -164,6 +178,7 @@ impl Store for SqliteStore {
             status: DeviceStatus::FactoryOnly,
             created_at: t,
             updated_at: t,
+            device_pubkey: None,
         };
         Ok(Provisioned {
             device,
