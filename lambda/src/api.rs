@@ -164,6 +164,28 @@ struct ProvisionResponse {
     created: bool,
 }
 
+/// Write the audit entry for an operation's result (outcome `ok` or the
+/// refusal's code) and pass the result on. Nothing is answered unaudited.
+fn audited<T>(
+    store: &dyn Store,
+    actor: String,
+    action: &str,
+    subject: String,
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code,
+    };
+    store.audit(&AuditEntry {
+        actor,
+        action: action.into(),
+        subject,
+        outcome: outcome.into(),
+    })?;
+    result
+}
+
 /// Run blocking store work off the async executor.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -196,18 +218,16 @@ async fn provision(
     }
     let store = Arc::clone(&state.store);
     blocking(move || {
-        let result = store.provision(hw_id, req.product.as_deref());
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(StoreError::Revoked(_)) => "revoked",
-            Err(_) => "error",
-        };
-        store.audit(&AuditEntry {
-            actor: "factory".into(),
-            action: "provision".into(),
-            subject: format!("hw_id:{hw_id}"),
-            outcome: outcome.into(),
-        })?;
+        let result = store
+            .provision(hw_id, req.product.as_deref())
+            .map_err(ApiError::from);
+        let result = audited(
+            store.as_ref(),
+            "factory".into(),
+            "provision",
+            format!("hw_id:{hw_id}"),
+            result,
+        );
         let p = result?;
         Ok(Json(ProvisionResponse {
             serial: p.device.serial,
@@ -305,18 +325,15 @@ async fn activate(
     };
     let store = Arc::clone(&state.store);
     blocking(move || {
-        let result = store.activate(serial, &activation);
-        store.audit(&AuditEntry {
-            actor: "factory".into(),
-            action: "activate".into(),
-            subject: format!("serial:{serial}"),
-            outcome: if result.is_ok() {
-                "ok".into()
-            } else {
-                "refused".into()
-            },
-        })?;
-        Ok(Json(DeviceView::from(&result?)))
+        let result = store.activate(serial, &activation).map_err(ApiError::from);
+        let device = audited(
+            store.as_ref(),
+            "factory".into(),
+            "activate",
+            format!("serial:{serial}"),
+            result,
+        )?;
+        Ok(Json(DeviceView::from(&device)))
     })
     .await
 }
@@ -345,17 +362,10 @@ async fn revoke(
     }
     let store = Arc::clone(&state.store);
     blocking(move || {
-        let result = store.revoke(serial);
-        store.audit(&AuditEntry {
-            actor: "admin".into(),
-            action: "revoke".into(),
-            subject: format!("serial:{serial}"),
-            outcome: match &result {
-                Ok(_) => format!("ok: {}", req.reason),
-                Err(_) => "refused".into(),
-            },
-        })?;
-        Ok(Json(DeviceView::from(&result?)))
+        let result = store.revoke(serial).map_err(ApiError::from);
+        let subject = format!("serial:{serial} reason:{}", req.reason);
+        let device = audited(store.as_ref(), "admin".into(), "revoke", subject, result)?;
+        Ok(Json(DeviceView::from(&device)))
     })
     .await
 }
@@ -540,18 +550,14 @@ async fn verify(
                 .map_err(|_| refused("bad_signature", "signature does not verify"))?;
             Ok(req.serial)
         })();
-        store.audit(&AuditEntry {
-            actor: format!("device:{}", req.serial),
-            action: "auth.verify".into(),
-            subject: format!(
-                "challenge:{}",
-                req.challenge_id.chars().take(64).collect::<String>()
-            ),
-            outcome: match &outcome {
-                Ok(_) => "ok".into(),
-                Err(e) => e.code.into(),
-            },
-        })?;
+        let challenge: String = req.challenge_id.chars().take(64).collect();
+        let outcome = audited(
+            store.as_ref(),
+            format!("device:{}", req.serial),
+            "auth.verify",
+            format!("challenge:{challenge}"),
+            outcome,
+        );
         outcome.map(|serial| {
             Json(VerifyResponse {
                 authenticated: true,
