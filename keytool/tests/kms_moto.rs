@@ -72,16 +72,7 @@ impl Drop for Moto {
 fn digest_signatures_from_the_launcher_verify_with_getpublickey() {
     let moto = Moto::start();
     let key = moto.key("release");
-    let made: serde_json::Value = serde_json::from_str(&ok(moto.keytool().args([
-        "key",
-        "generate",
-        "-t",
-        "ecdsa-p256",
-        "--json",
-        "-k",
-        &key,
-    ])))
-    .unwrap();
+    let made = generate_key(moto.keytool(), &key);
     let s = Scratch::new();
     let pem = s.path("kms.pub.pem");
     std::fs::write(

@@ -11,16 +11,7 @@ use firmware::P256PublicKey;
 const KEY: &str = "pkcs11:token=release;object=fw-2026";
 
 fn generate(h: &SoftHsm, uri: &str) -> serde_json::Value {
-    serde_json::from_str(&ok(h.keytool().args([
-        "key",
-        "generate",
-        "-t",
-        "ecdsa-p256",
-        "--json",
-        "-k",
-        uri,
-    ])))
-    .unwrap()
+    generate_key(h.keytool(), uri)
 }
 
 #[test]

@@ -30,6 +30,36 @@ fn same_chip_same_serial() {
     assert!(store.device_by_serial(99).unwrap().is_none());
 }
 
+/// `threads` threads, each with the store `open` gives it, provision
+/// `calls` times over `chips` hardware IDs; returns every (chip, serial) answer.
+fn provision_concurrently(
+    threads: u32,
+    calls: u32,
+    chips: u32,
+    open: impl Fn(u32) -> Arc<SqliteStore> + Sync,
+) -> Vec<(HwId, u32)> {
+    std::thread::scope(|s| {
+        let open = &open;
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let store = open(t);
+                    (0..calls)
+                        .map(|i| {
+                            let h = hw((i * 7 + t * 13) % chips);
+                            (h, store.provision(h, None).unwrap().device.serial)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    })
+}
+
 fn check_allocation(results: Vec<(HwId, u32)>, chips: u32) {
     let mut by_chip: BTreeMap<HwId, BTreeSet<u32>> = BTreeMap::new();
     for (h, s) in results {
@@ -55,25 +85,7 @@ fn concurrent_threads_get_one_gap_free_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("reg.db")).unwrap());
     let chips = 100;
-    let results: Vec<(HwId, u32)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..16u32)
-            .map(|t| {
-                let store = Arc::clone(&store);
-                s.spawn(move || {
-                    (0..200u32)
-                        .map(|i| {
-                            let h = hw((i * 7 + t * 13) % chips);
-                            (h, store.provision(h, None).unwrap().device.serial)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
-            .collect()
-    });
+    let results = provision_concurrently(16, 200, chips, |_| Arc::clone(&store));
     check_allocation(results, chips);
 }
 
@@ -82,25 +94,8 @@ fn separate_connections_to_one_file_agree_and_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("reg.db");
     let chips = 60;
-    let results: Vec<(HwId, u32)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..4u32)
-            .map(|t| {
-                let path = path.clone();
-                s.spawn(move || {
-                    let store = SqliteStore::open(&path).unwrap();
-                    (0..150u32)
-                        .map(|i| {
-                            let h = hw((i * 11 + t * 5) % chips);
-                            (h, store.provision(h, None).unwrap().device.serial)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
-            .collect()
+    let results = provision_concurrently(4, 150, chips, |_| {
+        Arc::new(SqliteStore::open(&path).unwrap())
     });
     check_allocation(results.clone(), chips);
     let reopened = SqliteStore::open(&path).unwrap();

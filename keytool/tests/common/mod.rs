@@ -52,6 +52,13 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `keytool key generate -t ecdsa-p256 --json -k KEY` through `cmd` (a
+/// keytool command with its environment); returns the JSON it printed.
+pub fn generate_key(mut cmd: Command, key: &str) -> serde_json::Value {
+    let out = ok(cmd.args(["key", "generate", "-t", "ecdsa-p256", "--json", "-k", key]));
+    serde_json::from_str(&out).unwrap()
+}
+
 /// A scratch directory with a development key and its public PEM.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
