@@ -1,11 +1,15 @@
-//! The HTTP API (JSON, versioned under `/v1`): one router for the local server
-//! and, later, the Lambda entry point. Every client mistake is a 4xx with
+//! The HTTP API (JSON, versioned under `/v1`, specified in
+//! `lambda/openapi.yaml`): one router for the local server and the Lambda
+//! entry point. Every client mistake is a 4xx with
 //! `{"error": CODE, "message": …}`; a 5xx only for a store failure.
+//! Factory and admin endpoints need a caller ([`crate::auth`]); device
+//! authentication needs none.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::audit::AuditEntry;
-use crate::model::Device;
+use crate::auth::Authenticator;
+use crate::model::{Caller, Device, Role};
 use crate::store::{Activation, Challenge, ChallengeRefusal, Store, StoreError};
 
 /// Largest request body accepted.
@@ -29,6 +34,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Provisioning-authority keys whose records activation accepts.
     pub authorities: Arc<Vec<P256PublicKey>>,
+    /// Who is calling.
+    pub auth: Arc<dyn Authenticator>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -92,24 +99,62 @@ impl From<JsonRejection> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Revoked(_) => Self::new(StatusCode::FORBIDDEN, "revoked", e.to_string()),
-            StoreError::UnknownSerial(_) => {
-                Self::new(StatusCode::NOT_FOUND, "unknown_serial", e.to_string())
+        let status = match e {
+            StoreError::Revoked(_) => StatusCode::FORBIDDEN,
+            StoreError::UnknownSerial(_) => StatusCode::NOT_FOUND,
+            StoreError::HwIdMismatch { .. }
+            | StoreError::AlreadyActive(_)
+            | StoreError::NameTaken(_) => StatusCode::CONFLICT,
+            StoreError::SerialsExhausted => StatusCode::INSUFFICIENT_STORAGE,
+            _ => {
+                return Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "store failure",
+                )
             }
-            StoreError::HwIdMismatch { .. } => {
-                Self::new(StatusCode::CONFLICT, "hw_id_mismatch", e.to_string())
-            }
-            StoreError::AlreadyActive(_) => {
-                Self::new(StatusCode::CONFLICT, "already_active", e.to_string())
-            }
-            _ => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "store failure",
-            ),
-        }
+        };
+        Self::new(status, e.code(), e.to_string())
     }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.auth.identify(parts)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "this endpoint needs a factory or admin credential",
+            )
+        })
+    }
+}
+
+/// Refuse (and audit) a caller whose role does not include `needed`.
+fn require(
+    store: &dyn Store,
+    caller: &Caller,
+    needed: Role,
+    action: &str,
+    subject: &str,
+) -> Result<(), ApiError> {
+    if caller.role.allows(needed) {
+        return Ok(());
+    }
+    let refusal = ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("{action} needs the {} role", needed.as_str()),
+    );
+    audited(
+        store,
+        caller.actor(),
+        action,
+        subject.to_owned(),
+        Err::<(), _>(refusal),
+    )
 }
 
 fn parse_hw_id(text: &str) -> Result<HwId, ApiError> {
@@ -201,6 +246,7 @@ async fn blocking<T: Send + 'static>(
 
 async fn provision(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Json<ProvisionRequest>, JsonRejection>,
 ) -> Result<Json<ProvisionResponse>, ApiError> {
     let Json(req) = body?;
@@ -218,17 +264,15 @@ async fn provision(
     }
     let store = Arc::clone(&state.store);
     blocking(move || {
-        let result = store
-            .provision(hw_id, req.product.as_deref())
-            .map_err(ApiError::from);
-        let result = audited(
+        let subject = format!("hw_id:{hw_id}");
+        require(
             store.as_ref(),
-            "factory".into(),
+            &caller,
+            Role::Factory,
             "provision",
-            format!("hw_id:{hw_id}"),
-            result,
-        );
-        let p = result?;
+            &subject,
+        )?;
+        let p = store.provision(hw_id, req.product.as_deref(), &caller.actor())?;
         Ok(Json(ProvisionResponse {
             serial: p.device.serial,
             hw_id: p.device.hw_id.to_string(),
@@ -241,6 +285,7 @@ async fn provision(
 
 async fn device(
     State(state): State<AppState>,
+    _caller: Caller,
     Path(serial): Path<String>,
 ) -> Result<Json<DeviceView>, ApiError> {
     let serial: u32 = serial.parse().map_err(|_| {
@@ -282,6 +327,7 @@ pub struct ActivateRequest {
 
 async fn activate(
     State(state): State<AppState>,
+    caller: Caller,
     Path(serial): Path<String>,
     body: Result<Json<ActivateRequest>, JsonRejection>,
 ) -> Result<Json<DeviceView>, ApiError> {
@@ -301,9 +347,49 @@ async fn activate(
             })?,
         ),
     };
-    let record = ProvisioningRecord::parse(&bytes)
+    let record_hash: [u8; 32] = Sha256::digest(&bytes).into();
+    let authorities = Arc::clone(&state.authorities);
+    let store = Arc::clone(&state.store);
+    blocking(move || {
+        let subject = format!("serial:{serial}");
+        require(store.as_ref(), &caller, Role::Factory, "activate", &subject)?;
+        // A record that fails here is refused and audited; the store audits
+        // the rest.
+        let record = match check_record(&bytes, serial, &authorities) {
+            Ok(r) => r,
+            Err(refusal) => {
+                let subject = format!("{subject} record:{}", hex::encode(record_hash));
+                return audited(
+                    store.as_ref(),
+                    caller.actor(),
+                    "activate",
+                    subject,
+                    Err(refusal),
+                );
+            }
+        };
+        let activation = Activation {
+            hw_id: record.body.hw_id,
+            device_pubkey: *record.body.device_pubkey.sec1(),
+            device_secret_hash: secret_hash,
+            record_hash,
+        };
+        let device = store.activate(serial, &activation, &caller.actor())?;
+        Ok(Json(DeviceView::from(&device)))
+    })
+    .await
+}
+
+/// Parse a provisioning record, check its signature against the configured
+/// authorities and that it names `serial`.
+fn check_record(
+    bytes: &[u8],
+    serial: u32,
+    authorities: &[P256PublicKey],
+) -> Result<ProvisioningRecord, ApiError> {
+    let record = ProvisioningRecord::parse(bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_record", e.to_string()))?;
-    record.verify_signature(&state.authorities).map_err(|e| {
+    record.verify_signature(authorities).map_err(|e| {
         let code = match e {
             firmware::record::RecordError::UnknownAuthority => "unknown_authority",
             _ => "bad_signature",
@@ -317,25 +403,7 @@ async fn activate(
             "the record is for another serial",
         ));
     }
-    let activation = Activation {
-        hw_id: record.body.hw_id,
-        device_pubkey: *record.body.device_pubkey.sec1(),
-        device_secret_hash: secret_hash,
-        record_hash: Sha256::digest(&bytes).into(),
-    };
-    let store = Arc::clone(&state.store);
-    blocking(move || {
-        let result = store.activate(serial, &activation).map_err(ApiError::from);
-        let device = audited(
-            store.as_ref(),
-            "factory".into(),
-            "activate",
-            format!("serial:{serial}"),
-            result,
-        )?;
-        Ok(Json(DeviceView::from(&device)))
-    })
-    .await
+    Ok(record)
 }
 
 /// `POST /v1/devices/{serial}/revoke` body.
@@ -348,6 +416,7 @@ pub struct RevokeRequest {
 
 async fn revoke(
     State(state): State<AppState>,
+    caller: Caller,
     Path(serial): Path<String>,
     body: Result<Json<RevokeRequest>, JsonRejection>,
 ) -> Result<Json<DeviceView>, ApiError> {
@@ -362,9 +431,9 @@ async fn revoke(
     }
     let store = Arc::clone(&state.store);
     blocking(move || {
-        let result = store.revoke(serial).map_err(ApiError::from);
-        let subject = format!("serial:{serial} reason:{}", req.reason);
-        let device = audited(store.as_ref(), "admin".into(), "revoke", subject, result)?;
+        let subject = format!("serial:{serial}");
+        require(store.as_ref(), &caller, Role::Admin, "revoke", &subject)?;
+        let device = store.revoke(serial, &req.reason, &caller.actor())?;
         Ok(Json(DeviceView::from(&device)))
     })
     .await
@@ -380,6 +449,7 @@ pub struct DeviceQuery {
 
 async fn device_by_hw_id(
     State(state): State<AppState>,
+    _caller: Caller,
     query: Result<axum::extract::Query<DeviceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DeviceView>, ApiError> {
     let axum::extract::Query(q) =

@@ -12,6 +12,8 @@
 
 pub mod api;
 pub mod audit;
+pub mod auth;
+pub mod config;
 pub mod model;
 pub mod store;
 

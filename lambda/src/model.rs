@@ -56,3 +56,53 @@ pub struct Device {
     /// The per-device public key (SEC1), once activated.
     pub device_pubkey: Option<[u8; 65]>,
 }
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A factory station: provision and activate devices, read the registry.
+    Factory,
+    /// An administrator: everything a factory may, and revoke devices.
+    Admin,
+}
+
+impl Role {
+    /// The stored and command-line name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Factory => "factory",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Parse the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "factory" => Some(Self::Factory),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+
+    /// Whether this role includes `needed`.
+    pub fn allows(self, needed: Role) -> bool {
+        self == Self::Admin || self == needed
+    }
+}
+
+/// An authenticated caller of the factory/admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Token name, or the IAM role ARN.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+impl Caller {
+    /// How the caller appears in the audit log: `ROLE:NAME`.
+    pub fn actor(&self) -> String {
+        format!("{}:{}", self.role.as_str(), self.name)
+    }
+}

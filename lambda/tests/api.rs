@@ -8,21 +8,40 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use lambda::api::{router, AppState};
-use lambda::SqliteStore;
+use lambda::auth::{token_hash, BearerTokens};
+use lambda::model::Role;
+use lambda::{SqliteStore, Store};
 use tower::ServiceExt;
 
+/// The tokens `app` registers.
+const ADMIN: &str = "pvd_test-admin";
+const FACTORY: &str = "pvd_test-factory";
+
+/// A call as the administrator.
 async fn call(
     app: &axum::Router,
     method: &str,
     uri: &str,
     body: &str,
 ) -> (StatusCode, serde_json::Value) {
-    let req = Request::builder()
+    call_as(app, Some(ADMIN), method, uri, body).await
+}
+
+async fn call_as(
+    app: &axum::Router,
+    token: Option<&str>,
+    method: &str,
+    uri: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::builder()
         .method(method)
         .uri(uri)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_owned()))
-        .unwrap();
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req.body(Body::from(body.to_owned())).unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -47,11 +66,76 @@ fn record_hex(name: &str) -> String {
 }
 
 fn app(dir: &tempfile::TempDir) -> axum::Router {
-    let store = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("reg.db")).unwrap());
+    store
+        .add_token("admin-1", Role::Admin, &token_hash(ADMIN))
+        .unwrap();
+    store
+        .add_token("line-1", Role::Factory, &token_hash(FACTORY))
+        .unwrap();
     router(AppState {
-        store: Arc::new(store),
+        auth: Arc::new(BearerTokens::new(Arc::clone(&store))),
+        store,
         authorities: Arc::new(vec![authority()]),
     })
+}
+
+#[tokio::test]
+async fn callers_need_a_token_with_the_right_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir);
+    let provision = r#"{"hw_id":"1234567800000003"}"#;
+    for token in [None, Some("pvd_unknown"), Some("not-a-token")] {
+        let (s, v) = call_as(&app, token, "POST", "/v1/provision", provision).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthenticated")),
+            "{token:?}"
+        );
+        let (s, _) = call_as(&app, token, "GET", "/v1/devices/1", "").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let (s, v) = call_as(&app, Some(FACTORY), "POST", "/v1/provision", provision).await;
+    assert_eq!((s, v["serial"].as_u64()), (StatusCode::OK, Some(1)));
+    let (s, _) = call_as(&app, Some(FACTORY), "GET", "/v1/devices/1", "").await;
+    assert_eq!(s, StatusCode::OK);
+    // Revocation is for administrators only; the refusal is audited.
+    let revoke = r#"{"reason":"lost"}"#;
+    let (s, v) = call_as(&app, Some(FACTORY), "POST", "/v1/devices/1/revoke", revoke).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (s, _) = call_as(&app, Some(ADMIN), "POST", "/v1/devices/1/revoke", revoke).await;
+    assert_eq!(s, StatusCode::OK);
+    // Device endpoints need no credential.
+    let (s, _) = call_as(&app, None, "POST", "/v1/auth/challenge", r#"{"serial":1}"#).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let store = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
+    let log = store.audit_log().unwrap();
+    let summary: Vec<(String, String, String)> = log
+        .iter()
+        .map(|e| {
+            (
+                e.entry.actor.clone(),
+                e.entry.action.clone(),
+                e.entry.outcome.clone(),
+            )
+        })
+        .collect();
+    let expect = |actor: &str, action: &str, outcome: &str| {
+        (actor.to_owned(), action.to_owned(), outcome.to_owned())
+    };
+    assert_eq!(
+        summary[2..],
+        [
+            expect("factory:line-1", "provision", "ok"),
+            expect("factory:line-1", "revoke", "forbidden"),
+            expect("admin:admin-1", "revoke", "ok"),
+        ]
+    );
+    assert_eq!(lambda::audit::verify_chain(log), Ok(5));
 }
 
 #[tokio::test]

@@ -10,10 +10,25 @@ use std::time::{Duration, Instant};
 struct Server {
     child: Child,
     port: u16,
+    token: String,
+}
+
+/// `provisiond token add`: the token is alone on the last line of stdout.
+fn add_token(db: &std::path::Path, name: &str, role: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .args(["token", "add", "--name", name, "--role", role, "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.lines().last().unwrap().to_owned();
+    assert!(token.starts_with("pvd_") && token.len() == 68, "{stdout}");
+    token
 }
 
 impl Server {
-    fn start(db: &std::path::Path) -> Self {
+    fn start(db: &std::path::Path, token: &str) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -30,14 +45,19 @@ impl Server {
             assert!(Instant::now() < deadline, "provisiond did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, port }
+        Self {
+            child,
+            port,
+            token: token.to_owned(),
+        }
     }
 
     fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(
             s,
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.token,
             body.len()
         )
         .unwrap();
@@ -68,7 +88,8 @@ impl Drop for Server {
 fn serials_answered_before_a_kill_9_are_there_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("reg.db");
-    let server = Server::start(&db);
+    let token = add_token(&db, "line-1", "factory");
+    let server = Server::start(&db, &token);
     let mut answered = Vec::new();
     for i in 0..50u32 {
         let (status, v) = server.post(
@@ -79,7 +100,7 @@ fn serials_answered_before_a_kill_9_are_there_after_restart() {
         answered.push((0x1000 + i, v["serial"].as_u64().unwrap()));
     }
     server.kill9();
-    let server = Server::start(&db);
+    let server = Server::start(&db, &token);
     for (chip, serial) in &answered {
         let (status, v) = server.post("/v1/provision", &format!(r#"{{"hw_id":"{chip:016x}"}}"#));
         assert_eq!(status, 200);

@@ -17,14 +17,17 @@ fn hw(i: u32) -> HwId {
 fn same_chip_same_serial() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
-    let a = store.provision(hw(3), Some("sensor-v2")).unwrap();
+    let a = store.provision(hw(3), Some("sensor-v2"), "test").unwrap();
     assert!(a.created);
     assert_eq!(a.device.serial, 1);
     assert_eq!(a.device.status, DeviceStatus::FactoryOnly);
-    let again = store.provision(hw(3), None).unwrap();
+    let again = store.provision(hw(3), None, "test").unwrap();
     assert!(!again.created);
     assert_eq!(again.device, a.device);
-    assert_eq!(store.provision(hw(4), None).unwrap().device.serial, 2);
+    assert_eq!(
+        store.provision(hw(4), None, "test").unwrap().device.serial,
+        2
+    );
     assert_eq!(store.device_by_serial(1).unwrap().unwrap().hw_id, hw(3));
     assert_eq!(store.device_by_hw_id(hw(4)).unwrap().unwrap().serial, 2);
     assert!(store.device_by_serial(99).unwrap().is_none());
@@ -47,7 +50,7 @@ fn provision_concurrently(
                     (0..calls)
                         .map(|i| {
                             let h = hw((i * 7 + t * 13) % chips);
-                            (h, store.provision(h, None).unwrap().device.serial)
+                            (h, store.provision(h, None, "test").unwrap().device.serial)
                         })
                         .collect::<Vec<_>>()
                 })
@@ -103,7 +106,11 @@ fn separate_connections_to_one_file_agree_and_survive_reopening() {
         assert_eq!(reopened.device_by_hw_id(h).unwrap().unwrap().serial, serial);
     }
     assert_eq!(
-        reopened.provision(hw(1000), None).unwrap().device.serial,
+        reopened
+            .provision(hw(1000), None, "test")
+            .unwrap()
+            .device
+            .serial,
         chips + 1
     );
 }
@@ -114,7 +121,7 @@ fn activation_is_idempotent_and_revocation_is_final() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("reg.db");
     let store = SqliteStore::open(&path).unwrap();
-    let serial = store.provision(hw(3), None).unwrap().device.serial;
+    let serial = store.provision(hw(3), None, "test").unwrap().device.serial;
     let act = Activation {
         hw_id: hw(3),
         device_pubkey: [4; 65],
@@ -122,11 +129,11 @@ fn activation_is_idempotent_and_revocation_is_final() {
         record_hash: [1; 32],
     };
     assert_eq!(
-        store.activate(serial, &act).unwrap().status,
+        store.activate(serial, &act, "test").unwrap().status,
         DeviceStatus::Active
     );
     assert_eq!(
-        store.activate(serial, &act).unwrap().status,
+        store.activate(serial, &act, "test").unwrap().status,
         DeviceStatus::Active,
         "same record again"
     );
@@ -135,7 +142,7 @@ fn activation_is_idempotent_and_revocation_is_final() {
         ..act.clone()
     };
     assert!(matches!(
-        store.activate(serial, &other_record),
+        store.activate(serial, &other_record, "test"),
         Err(StoreError::AlreadyActive(_))
     ));
     let other_chip = Activation {
@@ -143,26 +150,32 @@ fn activation_is_idempotent_and_revocation_is_final() {
         ..act.clone()
     };
     assert!(matches!(
-        store.activate(serial, &other_chip),
+        store.activate(serial, &other_chip, "test"),
         Err(StoreError::HwIdMismatch { .. })
     ));
     assert!(matches!(
-        store.activate(77, &act),
+        store.activate(77, &act, "test"),
         Err(StoreError::UnknownSerial(77))
     ));
 
-    assert_eq!(store.revoke(serial).unwrap().status, DeviceStatus::Revoked);
-    assert_eq!(store.revoke(serial).unwrap().status, DeviceStatus::Revoked);
+    assert_eq!(
+        store.revoke(serial, "lost", "test").unwrap().status,
+        DeviceStatus::Revoked
+    );
+    assert_eq!(
+        store.revoke(serial, "lost", "test").unwrap().status,
+        DeviceStatus::Revoked
+    );
     assert!(matches!(
-        store.provision(hw(3), None),
+        store.provision(hw(3), None, "test"),
         Err(StoreError::Revoked(_))
     ));
     assert!(matches!(
-        store.activate(serial, &act),
+        store.activate(serial, &act, "test"),
         Err(StoreError::Revoked(_))
     ));
     assert!(matches!(
-        store.revoke(77),
+        store.revoke(77, "x", "test"),
         Err(StoreError::UnknownSerial(77))
     ));
 }

@@ -1,18 +1,26 @@
-//! `provisiond`: the provisioning backend as a local server.
+//! `provisiond`: the provisioning backend as a local server, and its
+//! operator commands.
 //!
-//! `provisiond serve --listen 127.0.0.1:8080 --store sqlite:registry.db`
+//! ```text
+//! provisiond serve --listen 127.0.0.1:8080 --store sqlite:registry.db --authority authority.pub.pem
+//! provisiond token add --store sqlite:registry.db --name line-1 --role factory
+//! provisiond audit verify --store sqlite:registry.db
+//! ```
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
-use firmware::P256PublicKey;
+use clap::{Parser, Subcommand, ValueEnum};
 use lambda::api::{router, AppState};
-use lambda::SqliteStore;
+use lambda::audit::verify_chain;
+use lambda::auth::{new_token, token_hash, BearerTokens};
+use lambda::config::{authorities_from_files, StoreUri};
+use lambda::model::Role;
 
-/// The provisioning backend (serial allocation, device registry, audit).
+/// The provisioning backend: serial allocation, device registry, device
+/// authentication, audit.
 #[derive(Debug, Parser)]
 #[command(name = "provisiond", version, max_term_width = 100)]
 struct Cli {
@@ -22,52 +30,88 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the HTTP API.
+    /// Serve the HTTP API (factory and admin calls need a bearer token).
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// The store: sqlite:PATH.
-        #[arg(long, value_parser = store_path)]
-        store: PathBuf,
+        /// The store: sqlite:PATH or dynamodb:TABLE_PREFIX[?endpoint=URL].
+        #[arg(long)]
+        store: StoreUri,
         /// A provisioning-authority public key (PEM) whose records activation
-        /// accepts. Repeatable.
+        /// accepts. Repeatable (key rotation).
         #[arg(long)]
         authority: Vec<PathBuf>,
     },
+    /// API tokens for factory stations and administrators.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
-fn store_path(s: &str) -> Result<PathBuf, String> {
-    match s.strip_prefix("sqlite:") {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => Err(format!("{s:?}: expected sqlite:PATH")),
-    }
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token. It is printed once, alone on the last line of stdout;
+    /// the store keeps only its SHA-256.
+    Add {
+        /// The store: sqlite:PATH or dynamodb:TABLE_PREFIX[?endpoint=URL].
+        #[arg(long)]
+        store: StoreUri,
+        /// A unique name for the holder (kept in the audit log).
+        #[arg(long)]
+        name: String,
+        /// What the holder may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
 }
 
-fn load_authority(path: &PathBuf) -> anyhow::Result<P256PublicKey> {
-    use p256::elliptic_curve::sec1::ToEncodedPoint;
-    use p256::pkcs8::DecodePublicKey;
-    let pem =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let key = p256::PublicKey::from_public_key_pem(&pem)
-        .map_err(|_| anyhow::anyhow!("{}: not a P-256 public key (PEM)", path.display()))?;
-    P256PublicKey::from_sec1(key.to_encoded_point(false).as_bytes())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    /// Provision and activate devices, read the registry.
+    Factory,
+    /// Everything a factory may, and revoke devices.
+    Admin,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of the whole log (exit 1 naming the first bad
+    /// entry).
+    Verify {
+        /// The store: sqlite:PATH or dynamodb:TABLE_PREFIX[?endpoint=URL].
+        #[arg(long)]
+        store: StoreUri,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the log, one entry per line.
+    Show {
+        /// The store: sqlite:PATH or dynamodb:TABLE_PREFIX[?endpoint=URL].
+        #[arg(long)]
+        store: StoreUri,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 async fn serve(
     listen: SocketAddr,
-    store: PathBuf,
+    store: StoreUri,
     authorities: Vec<PathBuf>,
 ) -> anyhow::Result<()> {
-    let authorities = authorities
-        .iter()
-        .map(load_authority)
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let store =
-        SqliteStore::open(&store).map_err(|e| anyhow::anyhow!("{}: {e}", store.display()))?;
+    let authorities = authorities_from_files(&authorities)?;
+    if authorities.is_empty() {
+        eprintln!("provisiond: warning: no --authority; every activation will be refused");
+    }
+    let store = store.open()?;
     let app = router(AppState {
-        store: Arc::new(store),
+        auth: Arc::new(BearerTokens::new(Arc::clone(&store))),
+        store,
         authorities: Arc::new(authorities),
     });
     let listener = tokio::net::TcpListener::bind(listen)
@@ -78,28 +122,105 @@ async fn serve(
     Ok(())
 }
 
+fn token_add(store: &StoreUri, name: &str, role: RoleArg) -> anyhow::Result<()> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_graphic()) {
+        anyhow::bail!("--name: 1 to 64 printable ASCII characters, no spaces");
+    }
+    let role = match role {
+        RoleArg::Factory => Role::Factory,
+        RoleArg::Admin => Role::Admin,
+    };
+    let store = store.open()?;
+    let token = new_token();
+    store.add_token(name, role, &token_hash(&token))?;
+    eprintln!(
+        "provisiond: token {name:?} ({}) created; it is shown only this once:",
+        role.as_str()
+    );
+    println!("{token}");
+    Ok(())
+}
+
+fn audit_verify(store: &StoreUri, json: bool) -> anyhow::Result<bool> {
+    let log = store.open()?.audit_log()?;
+    let head = log.last().map(|e| hex::encode(e.hash));
+    match verify_chain(log) {
+        Ok(count) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": true, "entries": count, "head": head})
+                );
+            } else {
+                println!("audit log intact: {count} entries");
+            }
+            Ok(true)
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "first_bad_entry": e.seq, "problem": e.problem})
+                );
+            } else {
+                println!("audit log BROKEN at entry {}: {}", e.seq, e.problem);
+            }
+            Ok(false)
+        }
+    }
+}
+
+fn audit_show(store: &StoreUri, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let log = store.open()?.audit_log()?;
+    let mut out = std::io::stdout().lock();
+    for e in log {
+        if json {
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({
+                    "seq": e.seq, "time": e.time, "actor": e.entry.actor,
+                    "action": e.entry.action, "subject": e.entry.subject,
+                    "outcome": e.entry.outcome, "hash": hex::encode(e.hash),
+                }),
+            )?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "{:>6}  {}  {:<24} {:<12} {:<16} {}",
+                e.seq, e.time, e.entry.actor, e.entry.action, e.entry.outcome, e.entry.subject
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve {
-        listen,
-        store,
-        authority,
-    } = cli.command;
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let result = match cli.command {
+        Command::Serve {
+            listen,
+            store,
+            authority,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(serve(listen, store, authority))),
+        Command::Token(TokenCommand::Add { store, name, role }) => token_add(&store, &name, role),
+        Command::Audit(AuditCommand::Verify { store, json }) => match audit_verify(&store, json) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
+        Command::Audit(AuditCommand::Show { store, json }) => audit_show(&store, json),
     };
-    match rt.block_on(serve(listen, store, authority)) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("provisiond: error: {e:#}");
+            ExitCode::from(2)
         }
     }
 }

@@ -1,15 +1,16 @@
 //! Where devices are kept: one trait, so the same handlers run on SQLite
 //! (local server, tests) and DynamoDB (AWS).
 
+pub mod dynamodb;
 pub mod sqlite;
 
 use firmware::record::HwId;
 
 use crate::audit::{AuditEntry, ChainedEntry};
-use crate::model::{Device, Serial};
+use crate::model::{Caller, Device, Role, Serial};
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The hardware ID belongs to a revoked device.
@@ -34,12 +35,30 @@ pub enum StoreError {
     /// The device is already active with a different record.
     #[error("serial {0} is already active with another provisioning record")]
     AlreadyActive(Serial),
+    /// A token with this name exists already.
+    #[error("a token named {0:?} exists already")]
+    NameTaken(String),
     /// Stored data that does not parse (a corrupted or foreign database).
     #[error("corrupt store: {0}")]
     Corrupt(String),
     /// The database failed.
     #[error("database: {0}")]
     Database(String),
+}
+
+impl StoreError {
+    /// The stable reason code (API error code and audit outcome).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Revoked(_) => "revoked",
+            Self::UnknownSerial(_) => "unknown_serial",
+            Self::SerialsExhausted => "serials_exhausted",
+            Self::HwIdMismatch { .. } => "hw_id_mismatch",
+            Self::AlreadyActive(_) => "already_active",
+            Self::NameTaken(_) => "name_taken",
+            Self::Corrupt(_) | Self::Database(_) => "internal",
+        }
+    }
 }
 
 /// The outcome of [`Store::provision`].
@@ -91,20 +110,33 @@ pub struct Activation {
     pub record_hash: [u8; 32],
 }
 
-/// A device registry.
+/// A device registry. Every change is audited in the same atomic step as
+/// the change itself: the entry names `actor` and the outcome (`ok`, or the
+/// refusal's [`StoreError::code`]); a refusal changes nothing but the log.
 pub trait Store: Send + Sync {
     /// The serial of `hw_id`: the existing one, or the next of the global
     /// sequence (status `factory_only`). Atomic: concurrent calls for the same
     /// `hw_id` get the same serial, and no serial is skipped or reused.
-    fn provision(&self, hw_id: HwId, product: Option<&str>) -> Result<Provisioned, StoreError>;
+    fn provision(
+        &self,
+        hw_id: HwId,
+        product: Option<&str>,
+        actor: &str,
+    ) -> Result<Provisioned, StoreError>;
 
     /// Mark a `factory_only` device `active` with its verified record's data.
     /// Idempotent for the same record; refused for a revoked device, another
     /// chip, or a different record once active.
-    fn activate(&self, serial: Serial, activation: &Activation) -> Result<Device, StoreError>;
+    fn activate(
+        &self,
+        serial: Serial,
+        activation: &Activation,
+        actor: &str,
+    ) -> Result<Device, StoreError>;
 
-    /// Revoke a device (idempotent). A revoked hardware ID gets no serial again.
-    fn revoke(&self, serial: Serial) -> Result<Device, StoreError>;
+    /// Revoke a device (idempotent). A revoked hardware ID gets no serial
+    /// again. The reason goes into the audit log.
+    fn revoke(&self, serial: Serial, reason: &str, actor: &str) -> Result<Device, StoreError>;
 
     /// Store a new challenge.
     fn create_challenge(&self, challenge: &Challenge) -> Result<(), StoreError>;
@@ -128,4 +160,11 @@ pub trait Store: Send + Sync {
 
     /// The device with this hardware ID, if any.
     fn device_by_hw_id(&self, hw_id: HwId) -> Result<Option<Device>, StoreError>;
+
+    /// Register an API token by the SHA-256 of its text (the text itself is
+    /// never stored). Names are unique. Audited.
+    fn add_token(&self, name: &str, role: Role, token_hash: &[u8; 32]) -> Result<(), StoreError>;
+
+    /// The caller whose token hashes to `token_hash`, if any.
+    fn caller_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Caller>, StoreError>;
 }

@@ -1,18 +1,31 @@
 //! The embedded store: SQLite in WAL mode with `synchronous=FULL`, so an
-//! answered allocation survives a crash. Allocation runs in one `IMMEDIATE`
-//! transaction: look up the hardware ID, else take the next serial from the
-//! one-row sequence and insert the device.
+//! answered change survives a crash.
+//!
+//! Every change goes through one writer thread that commits in groups: it
+//! takes all the changes waiting, runs each in its own savepoint inside one
+//! `IMMEDIATE` transaction (a change that hits a database error is rolled
+//! back alone) and answers them after the single durable commit. Allocation
+//! looks up the hardware ID, else takes the next serial from the one-row
+//! sequence and inserts the device, and appends its audit entry, all in that
+//! transaction. Reads use a pool of separate connections (WAL readers do not
+//! wait for the writer). Several stores (or processes) may share one file:
+//! each group re-reads the sequence and the audit head inside its
+//! transaction.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use firmware::record::HwId;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
 use crate::audit::{entry_hash, AuditEntry, ChainedEntry};
-use crate::model::{Device, DeviceStatus, Serial};
+use crate::model::{Caller, Device, DeviceStatus, Role, Serial};
+
+/// Most changes committed together.
+const MAX_GROUP: usize = 512;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS serial_sequence (id INTEGER PRIMARY KEY CHECK (id = 1), next INTEGER NOT NULL);
@@ -45,6 +58,13 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash BLOB NOT NULL,
     hash BLOB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS challenges_expiry ON challenges (expires_at);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash BLOB PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
 ";
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -60,7 +80,211 @@ fn now() -> i64 {
 /// A registry in one SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    path: PathBuf,
+    writer: Mutex<Option<Sender<Box<dyn Job>>>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer after the changes already queued;
+        // waiting for it closes its connection (and checkpoints the WAL).
+        self.writer
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = self.writer_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The head of the audit chain, as the writer tracks it within a group.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    seq: u64,
+    hash: [u8; 32],
+}
+
+/// One change waiting for the writer.
+trait Job: Send {
+    /// Run inside the group's transaction; false when it must be rolled back.
+    fn run(&mut self, conn: &Connection, head: &mut Head) -> bool;
+    /// Answer the caller once the group's commit is known.
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+/// The database result of a change: `Err` is a database failure (the change
+/// is rolled back); `Ok` carries the answer, which may be a refusal.
+type Outcome<T> = Result<Result<T, StoreError>, StoreError>;
+
+struct TypedJob<T, F> {
+    work: Option<F>,
+    answer: Option<Result<T, StoreError>>,
+    reply: SyncSender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection, &mut Head) -> Outcome<T> + Send,
+{
+    fn run(&mut self, conn: &Connection, head: &mut Head) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        match work(conn, head) {
+            Ok(answer) => {
+                self.answer = Some(answer);
+                true
+            }
+            Err(e) => {
+                self.answer = Some(Err(e));
+                false
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let answer = match (commit, self.answer) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(a)) => a,
+            (Ok(()), None) => Err(StoreError::Database("change not run".into())),
+        };
+        // The caller may have gone; nothing to do then.
+        let _ = self.reply.send(answer);
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(db)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(db)?;
+    Ok(conn)
+}
+
+fn init(conn: &Connection) -> Result<(), StoreError> {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(db)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+    }
+    conn.execute_batch(SCHEMA).map_err(db)
+}
+
+fn read_head(conn: &Connection) -> Result<Head, StoreError> {
+    let last: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db)?;
+    Ok(match last {
+        None => Head {
+            seq: 0,
+            hash: [0; 32],
+        },
+        Some((seq, hash)) => Head {
+            seq: seq as u64,
+            hash: hash
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("audit hash length".into()))?,
+        },
+    })
+}
+
+/// Append `entry` after `head` and advance it.
+fn append_audit(conn: &Connection, head: &mut Head, entry: &AuditEntry) -> Result<u64, StoreError> {
+    let seq = head.seq + 1;
+    let time = now();
+    let hash = entry_hash(&head.hash, seq, time, entry);
+    conn.prepare_cached(
+        "INSERT INTO audit (seq, time, actor, action, subject, outcome, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .map_err(db)?
+    .execute(params![
+        seq as i64,
+        time,
+        entry.actor,
+        entry.action,
+        entry.subject,
+        entry.outcome,
+        &head.hash[..],
+        &hash[..]
+    ])
+    .map_err(db)?;
+    *head = Head { seq, hash };
+    Ok(seq)
+}
+
+/// Audit an answer: outcome `ok`, or the refusal's code.
+fn audit_answer<T>(
+    conn: &Connection,
+    head: &mut Head,
+    actor: &str,
+    action: &str,
+    subject: String,
+    answer: Result<T, StoreError>,
+) -> Outcome<T> {
+    let outcome = match &answer {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    append_audit(
+        conn,
+        head,
+        &AuditEntry {
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            subject,
+            outcome: outcome.to_owned(),
+        },
+    )?;
+    Ok(answer)
+}
+
+/// The writer thread: group commit until every sender is gone.
+fn write_loop(conn: Connection, jobs: Receiver<Box<dyn Job>>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        let commit = run_group(&conn, &mut group);
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for job in group {
+            job.finish(commit.clone());
+        }
+    }
+}
+
+fn run_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(db)?;
+    let mut head = read_head(conn)?;
+    for job in group.iter_mut() {
+        conn.execute_batch("SAVEPOINT change").map_err(db)?;
+        let saved = head;
+        if job.run(conn, &mut head) {
+            conn.execute_batch("RELEASE change").map_err(db)?;
+        } else {
+            head = saved;
+            conn.execute_batch("ROLLBACK TO change; RELEASE change")
+                .map_err(db)?;
+        }
+    }
+    conn.execute_batch("COMMIT").map_err(db)
 }
 
 /// A device row as read, before its fields are checked.
@@ -108,70 +332,124 @@ const SELECT: &str =
 impl SqliteStore {
     /// Open (creating if needed) the registry at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
+        let conn = open_connection(path)?;
+        // Switching to WAL and creating the schema can meet another opener
+        // of a new file mid-way; SQLite then answers "locked" at once.
+        let mut attempt = 0;
+        while let Err(e) = init(&conn) {
+            attempt += 1;
+            if attempt > 100 {
+                return Err(e);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let (send, jobs) = mpsc::channel::<Box<dyn Job>>();
+        let writer_thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(conn, jobs))
+            .map_err(|e| StoreError::Database(format!("writer thread: {e}")))?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            path: path.to_owned(),
+            writer: Mutex::new(Some(send)),
+            writer_thread: Some(writer_thread),
+            readers: Mutex::new(Vec::new()),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Run a change on the writer thread and wait for its durable answer.
+    fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Head) -> Outcome<T> + Send + 'static,
+    {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job = Box::new(TypedJob {
+            work: Some(work),
+            answer: None,
+            reply,
+        });
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .ok_or_else(|| StoreError::Database("store closed".into()))?
+            .send(job)
+            .map_err(|_| StoreError::Database("writer thread stopped".into()))?;
+        answer
+            .recv()
+            .map_err(|_| StoreError::Database("writer thread stopped".into()))?
+    }
+
+    /// Run a query on a pooled read connection.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        let result = f(&conn);
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
+        result
     }
 
     fn find(conn: &Connection, hw_id: HwId) -> Result<Option<Device>, StoreError> {
-        conn.query_row(
-            &format!("{SELECT} WHERE hw_id = ?1"),
-            [hw_id.to_string()],
-            row_to_device,
-        )
-        .optional()
-        .map_err(db)?
-        .map(device)
-        .transpose()
+        conn.prepare_cached(&format!("{SELECT} WHERE hw_id = ?1"))
+            .map_err(db)?
+            .query_row([hw_id.to_string()], row_to_device)
+            .optional()
+            .map_err(db)?
+            .map(device)
+            .transpose()
+    }
+
+    fn find_serial(conn: &Connection, serial: Serial) -> Result<Option<Device>, StoreError> {
+        conn.prepare_cached(&format!("{SELECT} WHERE serial = ?1"))
+            .map_err(db)?
+            .query_row([serial], row_to_device)
+            .optional()
+            .map_err(db)?
+            .map(device)
+            .transpose()
     }
 }
 
-impl Store for SqliteStore {
-    fn provision(&self, hw_id: HwId, product: Option<&str>) -> Result<Provisioned, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        if let Some(existing) = Self::find(&tx, hw_id)? {
-            if existing.status == DeviceStatus::Revoked {
-                return Err(StoreError::Revoked(hw_id));
-            }
-            return Ok(Provisioned {
-                device: existing,
-                created: false,
-            });
+fn provision_in(conn: &Connection, hw_id: HwId, product: Option<&str>) -> Outcome<Provisioned> {
+    if let Some(existing) = SqliteStore::find(conn, hw_id)? {
+        if existing.status == DeviceStatus::Revoked {
+            return Ok(Err(StoreError::Revoked(hw_id)));
         }
-        let next: i64 = tx
-            .query_row("SELECT next FROM serial_sequence WHERE id = 1", [], |r| {
-                r.get(0)
-            })
-            .map_err(db)?;
-        let serial = Serial::try_from(next).map_err(|_| StoreError::SerialsExhausted)?;
-        tx.execute(
-            "UPDATE serial_sequence SET next = next + 1 WHERE id = 1",
-            [],
-        )
+        return Ok(Ok(Provisioned {
+            device: existing,
+            created: false,
+        }));
+    }
+    let next: i64 = conn
+        .prepare_cached("SELECT next FROM serial_sequence WHERE id = 1")
+        .map_err(db)?
+        .query_row([], |r| r.get(0))
         .map_err(db)?;
-        let t = now();
-        tx.execute(
-            "INSERT INTO devices (serial, hw_id, product, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![serial, hw_id.to_string(), product, DeviceStatus::FactoryOnly.as_str(), t],
-        )
+    let Ok(serial) = Serial::try_from(next) else {
+        return Ok(Err(StoreError::SerialsExhausted));
+    };
+    conn.prepare_cached("UPDATE serial_sequence SET next = next + 1 WHERE id = 1")
+        .map_err(db)?
+        .execute([])
         .map_err(db)?;
-        tx.commit().map_err(db)?;
-        let device = Device {
+    let t = now();
+    conn.prepare_cached(
+        "INSERT INTO devices (serial, hw_id, product, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    )
+    .map_err(db)?
+    .execute(params![serial, hw_id.to_string(), product, DeviceStatus::FactoryOnly.as_str(), t])
+    .map_err(db)?;
+    Ok(Ok(Provisioned {
+        device: Device {
             hw_id,
             serial,
             product: product.map(str::to_owned),
@@ -179,85 +457,121 @@ impl Store for SqliteStore {
             created_at: t,
             updated_at: t,
             device_pubkey: None,
-        };
-        Ok(Provisioned {
-            device,
-            created: true,
+        },
+        created: true,
+    }))
+}
+
+fn activate_in(conn: &Connection, serial: Serial, a: &Activation) -> Outcome<Device> {
+    let row: Option<(String, String, Option<Vec<u8>>)> = conn
+        .query_row(
+            "SELECT hw_id, status, record_hash FROM devices WHERE serial = ?1",
+            [serial],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(db)?;
+    let Some((hw, status, record_hash)) = row else {
+        return Ok(Err(StoreError::UnknownSerial(serial)));
+    };
+    let registered =
+        HwId::parse_hex(&hw).ok_or_else(|| StoreError::Corrupt(format!("hw_id {hw:?}")))?;
+    if registered != a.hw_id {
+        return Ok(Err(StoreError::HwIdMismatch {
+            serial,
+            registered,
+            given: a.hw_id,
+        }));
+    }
+    match DeviceStatus::parse(&status) {
+        Some(DeviceStatus::Revoked) => return Ok(Err(StoreError::Revoked(registered))),
+        Some(DeviceStatus::Active) if record_hash.as_deref() == Some(&a.record_hash[..]) => {}
+        Some(DeviceStatus::Active) => return Ok(Err(StoreError::AlreadyActive(serial))),
+        Some(DeviceStatus::FactoryOnly) => {
+            conn.execute(
+                "UPDATE devices SET status = ?2, device_pubkey = ?3, device_secret_hash = ?4, record_hash = ?5, updated_at = ?6 WHERE serial = ?1",
+                params![
+                    serial,
+                    DeviceStatus::Active.as_str(),
+                    &a.device_pubkey[..],
+                    a.device_secret_hash.as_ref().map(|h| &h[..]),
+                    &a.record_hash[..],
+                    now()
+                ],
+            )
+            .map_err(db)?;
+        }
+        None => return Err(StoreError::Corrupt(format!("status {status:?}"))),
+    }
+    SqliteStore::find_serial(conn, serial)?
+        .map(Ok)
+        .ok_or(StoreError::UnknownSerial(serial))
+}
+
+fn revoke_in(conn: &Connection, serial: Serial) -> Outcome<Device> {
+    // Revoking twice keeps the first revocation's time.
+    conn.execute(
+        "UPDATE devices SET status = ?2, updated_at = ?3 WHERE serial = ?1 AND status != ?2",
+        params![serial, DeviceStatus::Revoked.as_str(), now()],
+    )
+    .map_err(db)?;
+    Ok(SqliteStore::find_serial(conn, serial)?.ok_or(StoreError::UnknownSerial(serial)))
+}
+
+impl Store for SqliteStore {
+    fn provision(
+        &self,
+        hw_id: HwId,
+        product: Option<&str>,
+        actor: &str,
+    ) -> Result<Provisioned, StoreError> {
+        let product = product.map(str::to_owned);
+        let actor = actor.to_owned();
+        self.write(move |conn, head| {
+            let answer = provision_in(conn, hw_id, product.as_deref())?;
+            let subject = match &answer {
+                Ok(p) => format!("hw_id:{hw_id} serial:{}", p.device.serial),
+                Err(_) => format!("hw_id:{hw_id}"),
+            };
+            audit_answer(conn, head, &actor, "provision", subject, answer)
         })
     }
 
-    fn activate(&self, serial: Serial, a: &Activation) -> Result<Device, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let row: Option<(String, String, Option<Vec<u8>>)> = tx
-            .query_row(
-                "SELECT hw_id, status, record_hash FROM devices WHERE serial = ?1",
-                [serial],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(db)?;
-        let (hw, status, record_hash) = row.ok_or(StoreError::UnknownSerial(serial))?;
-        let registered =
-            HwId::parse_hex(&hw).ok_or_else(|| StoreError::Corrupt(format!("hw_id {hw:?}")))?;
-        if registered != a.hw_id {
-            return Err(StoreError::HwIdMismatch {
-                serial,
-                registered,
-                given: a.hw_id,
-            });
-        }
-        match DeviceStatus::parse(&status) {
-            Some(DeviceStatus::Revoked) => return Err(StoreError::Revoked(registered)),
-            Some(DeviceStatus::Active) if record_hash.as_deref() == Some(&a.record_hash[..]) => {}
-            Some(DeviceStatus::Active) => return Err(StoreError::AlreadyActive(serial)),
-            Some(DeviceStatus::FactoryOnly) => {
-                tx.execute(
-                    "UPDATE devices SET status = ?2, device_pubkey = ?3, device_secret_hash = ?4, record_hash = ?5, updated_at = ?6 WHERE serial = ?1",
-                    params![
-                        serial,
-                        DeviceStatus::Active.as_str(),
-                        &a.device_pubkey[..],
-                        a.device_secret_hash.as_ref().map(|h| &h[..]),
-                        &a.record_hash[..],
-                        now()
-                    ],
-                )
-                .map_err(db)?;
-            }
-            None => return Err(StoreError::Corrupt(format!("status {status:?}"))),
-        }
-        tx.commit().map_err(db)?;
-        drop(conn);
-        self.device_by_serial(serial)?
-            .ok_or(StoreError::UnknownSerial(serial))
+    fn activate(&self, serial: Serial, a: &Activation, actor: &str) -> Result<Device, StoreError> {
+        let a = a.clone();
+        let actor = actor.to_owned();
+        self.write(move |conn, head| {
+            let answer = activate_in(conn, serial, &a)?;
+            let subject = format!("serial:{serial} record:{}", hex::encode(a.record_hash));
+            audit_answer(conn, head, &actor, "activate", subject, answer)
+        })
     }
 
-    fn revoke(&self, serial: Serial) -> Result<Device, StoreError> {
-        let changed = self
-            .conn()
-            .execute(
-                "UPDATE devices SET status = ?2, updated_at = ?3 WHERE serial = ?1",
-                params![serial, DeviceStatus::Revoked.as_str(), now()],
-            )
-            .map_err(db)?;
-        if changed == 0 {
-            return Err(StoreError::UnknownSerial(serial));
-        }
-        self.device_by_serial(serial)?
-            .ok_or(StoreError::UnknownSerial(serial))
+    fn revoke(&self, serial: Serial, reason: &str, actor: &str) -> Result<Device, StoreError> {
+        let actor = actor.to_owned();
+        let subject = format!("serial:{serial} reason:{reason}");
+        self.write(move |conn, head| {
+            let answer = revoke_in(conn, serial)?;
+            audit_answer(conn, head, &actor, "revoke", subject, answer)
+        })
     }
 
     fn create_challenge(&self, c: &Challenge) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
+        let c = c.clone();
+        self.write(move |conn, _| {
+            // Challenges live a minute; forget those long past.
+            conn.prepare_cached("DELETE FROM challenges WHERE expires_at < ?1")
+                .map_err(db)?
+                .execute([now() - 3600])
+                .map_err(db)?;
+            conn.prepare_cached(
                 "INSERT INTO challenges (id, serial, nonce, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                params![c.id, c.serial, &c.nonce[..], c.expires_at],
             )
+            .map_err(db)?
+            .execute(params![c.id, c.serial, &c.nonce[..], c.expires_at])
             .map_err(db)?;
-        Ok(())
+            Ok(Ok(()))
+        })
     }
 
     fn consume_challenge(
@@ -265,124 +579,129 @@ impl Store for SqliteStore {
         id: &str,
         now: i64,
     ) -> Result<Result<Challenge, ChallengeRefusal>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let row: Option<(u32, Vec<u8>, i64, i64)> = tx
-            .query_row(
-                "SELECT serial, nonce, expires_at, used FROM challenges WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()
-            .map_err(db)?;
-        let Some((serial, nonce, expires_at, used)) = row else {
-            return Ok(Err(ChallengeRefusal::Unknown));
-        };
-        if used != 0 {
-            return Ok(Err(ChallengeRefusal::Replayed));
-        }
-        tx.execute("UPDATE challenges SET used = 1 WHERE id = ?1", [id])
-            .map_err(db)?;
-        tx.commit().map_err(db)?;
-        if now >= expires_at {
-            return Ok(Err(ChallengeRefusal::Expired));
-        }
-        let nonce: [u8; 32] = nonce
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("nonce length".into()))?;
-        Ok(Ok(Challenge {
-            id: id.to_owned(),
-            serial,
-            nonce,
-            expires_at,
-        }))
+        let id = id.to_owned();
+        self.write(move |conn, _| {
+            let row: Option<(u32, Vec<u8>, i64, i64)> = conn
+                .prepare_cached(
+                    "SELECT serial, nonce, expires_at, used FROM challenges WHERE id = ?1",
+                )
+                .map_err(db)?
+                .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()
+                .map_err(db)?;
+            let Some((serial, nonce, expires_at, used)) = row else {
+                return Ok(Ok(Err(ChallengeRefusal::Unknown)));
+            };
+            if used != 0 {
+                return Ok(Ok(Err(ChallengeRefusal::Replayed)));
+            }
+            conn.prepare_cached("UPDATE challenges SET used = 1 WHERE id = ?1")
+                .map_err(db)?
+                .execute([&id])
+                .map_err(db)?;
+            if now >= expires_at {
+                return Ok(Ok(Err(ChallengeRefusal::Expired)));
+            }
+            let nonce: [u8; 32] = nonce
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("nonce length".into()))?;
+            Ok(Ok(Ok(Challenge {
+                id,
+                serial,
+                nonce,
+                expires_at,
+            })))
+        })
     }
 
     fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let last: Option<(i64, Vec<u8>)> = tx
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(db)?;
-        let (seq, prev) = match last {
-            None => (1u64, [0u8; 32]),
-            Some((s, h)) => {
-                let prev: [u8; 32] = h
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("audit hash length".into()))?;
-                (s as u64 + 1, prev)
-            }
-        };
-        let time = now();
-        let hash = entry_hash(&prev, seq, time, entry);
-        tx.execute(
-            "INSERT INTO audit (seq, time, actor, action, subject, outcome, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![seq as i64, time, entry.actor, entry.action, entry.subject, entry.outcome, &prev[..], &hash[..]],
-        )
-        .map_err(db)?;
-        tx.commit().map_err(db)?;
-        Ok(seq)
+        let entry = entry.clone();
+        self.write(move |conn, head| Ok(Ok(append_audit(conn, head, &entry)?)))
     }
 
     fn audit_log(&self) -> Result<Vec<ChainedEntry>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT seq, time, actor, action, subject, outcome, prev_hash, hash FROM audit ORDER BY rowid")
-            .map_err(db)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    AuditEntry {
-                        actor: r.get(2)?,
-                        action: r.get(3)?,
-                        subject: r.get(4)?,
-                        outcome: r.get(5)?,
-                    },
-                    r.get::<_, Vec<u8>>(6)?,
-                    r.get::<_, Vec<u8>>(7)?,
-                ))
-            })
-            .map_err(db)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, time, entry, prev, hash) = row.map_err(db)?;
-            let bad = |_| StoreError::Corrupt("audit hash length".into());
-            out.push(ChainedEntry {
-                seq: seq as u64,
-                time,
-                entry,
-                prev_hash: prev.try_into().map_err(bad)?,
-                hash: hash.try_into().map_err(bad)?,
-            });
-        }
-        Ok(out)
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT seq, time, actor, action, subject, outcome, prev_hash, hash FROM audit ORDER BY rowid")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        AuditEntry {
+                            actor: r.get(2)?,
+                            action: r.get(3)?,
+                            subject: r.get(4)?,
+                            outcome: r.get(5)?,
+                        },
+                        r.get::<_, Vec<u8>>(6)?,
+                        r.get::<_, Vec<u8>>(7)?,
+                    ))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, time, entry, prev, hash) = row.map_err(db)?;
+                let bad = |_| StoreError::Corrupt("audit hash length".into());
+                out.push(ChainedEntry {
+                    seq: seq as u64,
+                    time,
+                    entry,
+                    prev_hash: prev.try_into().map_err(bad)?,
+                    hash: hash.try_into().map_err(bad)?,
+                });
+            }
+            Ok(out)
+        })
     }
 
     fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError> {
-        self.conn()
-            .query_row(
-                &format!("{SELECT} WHERE serial = ?1"),
-                [serial],
-                row_to_device,
-            )
-            .optional()
-            .map_err(db)?
-            .map(device)
-            .transpose()
+        self.read(|conn| Self::find_serial(conn, serial))
     }
 
     fn device_by_hw_id(&self, hw_id: HwId) -> Result<Option<Device>, StoreError> {
-        Self::find(&self.conn(), hw_id)
+        self.read(|conn| Self::find(conn, hw_id))
+    }
+
+    fn add_token(&self, name: &str, role: Role, token_hash: &[u8; 32]) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        let token_hash = *token_hash;
+        self.write(move |conn, head| {
+            let taken: bool = conn
+                .query_row("SELECT 1 FROM tokens WHERE name = ?1", [&name], |_| Ok(()))
+                .optional()
+                .map_err(db)?
+                .is_some();
+            let answer = if taken {
+                Err(StoreError::NameTaken(name.clone()))
+            } else {
+                conn.execute(
+                    "INSERT INTO tokens (token_hash, name, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![&token_hash[..], name, role.as_str(), now()],
+                )
+                .map_err(db)?;
+                Ok(())
+            };
+            let subject = format!("token:{name} role:{}", role.as_str());
+            audit_answer(conn, head, "operator", "token.add", subject, answer)
+        })
+    }
+
+    fn caller_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Caller>, StoreError> {
+        self.read(|conn| {
+            let row: Option<(String, String)> = conn
+                .prepare_cached("SELECT name, role FROM tokens WHERE token_hash = ?1")
+                .map_err(db)?
+                .query_row([&token_hash[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(db)?;
+            row.map(|(name, role)| {
+                let role = Role::parse(&role)
+                    .ok_or_else(|| StoreError::Corrupt(format!("token role {role:?}")))?;
+                Ok(Caller { name, role })
+            })
+            .transpose()
+        })
     }
 }

@@ -1,0 +1,165 @@
+//! Who is calling the factory and admin endpoints. The entry point decides:
+//! the local server checks bearer tokens against the store (which keeps only
+//! their SHA-256), the Lambda maps the IAM identity API Gateway vouches for to
+//! a role from its configuration. Device endpoints need no credential.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+
+use crate::model::{Caller, Role};
+use crate::store::{Store, StoreError};
+
+/// Establishes the caller of a request.
+pub trait Authenticator: Send + Sync {
+    /// The caller, or `None` when the request carries no valid credential.
+    fn identify(&self, parts: &Parts) -> Result<Option<Caller>, StoreError>;
+}
+
+/// Prefix of every token text, so a leaked one is recognisable.
+pub const TOKEN_PREFIX: &str = "pvd_";
+
+/// A new random token's text: the prefix and 32 random bytes in hex.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    let text = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
+    zeroize::Zeroize::zeroize(&mut bytes);
+    text
+}
+
+/// What the store keeps of a token: SHA-256 of its text.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Bearer tokens checked against the store (the local server).
+#[derive(Clone)]
+pub struct BearerTokens {
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for BearerTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerTokens").finish_non_exhaustive()
+    }
+}
+
+impl BearerTokens {
+    /// Check tokens against `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+}
+
+impl Authenticator for BearerTokens {
+    fn identify(&self, parts: &Parts) -> Result<Option<Caller>, StoreError> {
+        let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let Some(token) = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| t.starts_with(TOKEN_PREFIX))
+        else {
+            return Ok(None);
+        };
+        self.store.caller_by_token(&token_hash(token))
+    }
+}
+
+/// The IAM identity API Gateway authorised (the Lambda), mapped to roles by
+/// configuration: role ARNs, and the assumed-role sessions of those roles.
+#[derive(Debug, Clone, Default)]
+pub struct IamRoles {
+    roles: HashMap<String, Role>,
+}
+
+impl IamRoles {
+    /// Parse the configuration: a JSON object from IAM role (or user) ARN to
+    /// `"factory"` or `"admin"`.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let raw: HashMap<String, String> =
+            serde_json::from_str(text).map_err(|e| format!("caller roles: {e}"))?;
+        let mut roles = HashMap::new();
+        for (arn, role) in raw {
+            let role = Role::parse(&role)
+                .ok_or_else(|| format!("caller roles: {arn}: unknown role {role:?}"))?;
+            roles.insert(arn, role);
+        }
+        Ok(Self { roles })
+    }
+
+    /// The role of the caller `arn`, as API Gateway reports it: an IAM ARN,
+    /// or `arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION` for a session of
+    /// the role `arn:aws:iam::ACCOUNT:role/NAME`.
+    pub fn caller(&self, arn: &str) -> Option<Caller> {
+        let role_arn = assumed_role_arn(arn);
+        let key = role_arn.as_deref().unwrap_or(arn);
+        self.roles.get(key).map(|&role| Caller {
+            name: key.to_owned(),
+            role,
+        })
+    }
+}
+
+fn assumed_role_arn(arn: &str) -> Option<String> {
+    let rest = arn.strip_prefix("arn:")?;
+    let mut fields = rest.splitn(5, ':');
+    let (partition, service, _region, account, resource) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
+    if service != "sts" {
+        return None;
+    }
+    let name = resource.strip_prefix("assumed-role/")?.split('/').next()?;
+    Some(format!("arn:{partition}:iam::{account}:role/{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assumed_role_sessions_map_to_their_role() {
+        let roles = IamRoles::from_json(
+            r#"{"arn:aws:iam::123456789012:role/factory-station": "factory",
+                "arn:aws:iam::123456789012:user/alice": "admin"}"#,
+        )
+        .unwrap();
+        let c = roles
+            .caller("arn:aws:sts::123456789012:assumed-role/factory-station/line-3")
+            .unwrap();
+        assert_eq!(c.role, Role::Factory);
+        assert_eq!(c.name, "arn:aws:iam::123456789012:role/factory-station");
+        assert_eq!(
+            roles
+                .caller("arn:aws:iam::123456789012:user/alice")
+                .unwrap()
+                .role,
+            Role::Admin
+        );
+        assert!(roles
+            .caller("arn:aws:sts::999999999999:assumed-role/factory-station/x")
+            .is_none());
+        assert!(roles.caller("not an arn").is_none());
+        assert!(IamRoles::from_json(r#"{"arn:x": "root"}"#).is_err());
+    }
+
+    #[test]
+    fn tokens_are_random_and_prefixed() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + 64);
+        assert_ne!(token_hash(&a), token_hash(&b));
+    }
+}

@@ -1,0 +1,882 @@
+//! The production store: DynamoDB, through the AWS SDK.
+//!
+//! Tables, all named `PREFIX-…` and billed per request:
+//! - `devices`: key `hw_id`; a global secondary index `by-serial` (keys only)
+//!   maps a serial to its `hw_id`, which never changes, and the device itself
+//!   is then read consistently by `hw_id`.
+//! - `meta`: key `name`; the item `serial_sequence` (`next`) and the item
+//!   `audit_head` (`seq`, `hash`); `token-name:NAME` items reserve token names.
+//! - `audit`: key `seq`, the hash-chained log.
+//! - `challenges`: key `id`, with a TTL attribute `ttl` that lets DynamoDB
+//!   delete them an hour after they expire.
+//! - `tokens`: key `token_hash` (SHA-256 of a bearer token).
+//!
+//! Every change is one `TransactWriteItems`: the change with its conditions
+//! (the sequence still at the value read, the device still in the state
+//! read), the audit entry and the audit head moved on from the value read.
+//! A cancelled transaction (another writer got there first) is retried from
+//! the reads, so allocation is atomic and gap-free and the log one chain.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+use firmware::record::HwId;
+
+use super::{Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
+use crate::audit::{entry_hash, AuditEntry, ChainedEntry};
+use crate::model::{Caller, Device, DeviceStatus, Role, Serial};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Most attempts at one change before giving up on contention.
+const MAX_ATTEMPTS: u32 = 200;
+
+/// A registry in DynamoDB tables named `PREFIX-…`.
+#[derive(Debug)]
+pub struct DynamoStore {
+    rt: Option<tokio::runtime::Runtime>,
+    client: Client,
+    devices: String,
+    meta: String,
+    audit: String,
+    challenges: String,
+    tokens: String,
+}
+
+impl Drop for DynamoStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn db(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn dbe<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Database(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn b(v: &[u8]) -> AttributeValue {
+    AttributeValue::B(Blob::new(v))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+fn get_s<'a>(item: &'a Item, key: &str) -> Result<&'a str, StoreError> {
+    item.get(key)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or_else(|| corrupt(key))
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Result<T, StoreError> {
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| corrupt(key))
+}
+
+fn get_b<'a>(item: &'a Item, key: &str) -> Result<Option<&'a [u8]>, StoreError> {
+    match item.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .as_b()
+            .map(|blob| Some(blob.as_ref()))
+            .map_err(|_| corrupt(key)),
+    }
+}
+
+fn get_array<const N: usize>(item: &Item, key: &str) -> Result<Option<[u8; N]>, StoreError> {
+    get_b(item, key)?
+        .map(|v| <[u8; N]>::try_from(v).map_err(|_| corrupt(key)))
+        .transpose()
+}
+
+fn device_from(item: &Item) -> Result<Device, StoreError> {
+    Ok(Device {
+        hw_id: HwId::parse_hex(get_s(item, "hw_id")?).ok_or_else(|| corrupt("hw_id"))?,
+        serial: get_n(item, "serial")?,
+        product: item.get("product").and_then(|v| v.as_s().ok()).cloned(),
+        status: DeviceStatus::parse(get_s(item, "status")?).ok_or_else(|| corrupt("status"))?,
+        created_at: get_n(item, "created_at")?,
+        updated_at: get_n(item, "updated_at")?,
+        device_pubkey: get_array(item, "device_pubkey")?,
+    })
+}
+
+/// A put of `item` that holds only if `condition` does.
+fn put(
+    table: &str,
+    item: Item,
+    condition: &str,
+    names: &[(&str, &str)],
+) -> Result<TransactWriteItem, StoreError> {
+    put_if(table, item, condition, names, vec![])
+}
+
+/// Like [`put`], with expression values.
+fn put_if(
+    table: &str,
+    item: Item,
+    condition: &str,
+    names: &[(&str, &str)],
+    values: Vec<(&str, AttributeValue)>,
+) -> Result<TransactWriteItem, StoreError> {
+    let mut p = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression(condition);
+    for (k, v) in names {
+        p = p.expression_attribute_names(*k, *v);
+    }
+    for (k, v) in values {
+        p = p.expression_attribute_values(k, v);
+    }
+    Ok(TransactWriteItem::builder()
+        .put(p.build().map_err(db)?)
+        .build())
+}
+
+/// Whether a transaction lost a race (retry) rather than failed.
+fn cancelled(
+    e: &SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(TransactWriteItemsError::TransactionCanceledException(_))
+    )
+}
+
+async fn backoff(attempt: u32) {
+    let mut jitter = [0u8; 1];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut jitter);
+    let ms = (1u64 << attempt.min(5)) + u64::from(jitter[0] % 8);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+impl DynamoStore {
+    /// Connect, and create the tables (with the index and the TTL) if they
+    /// do not exist. Credentials and region come from the environment (the
+    /// region defaults to `us-east-1` with an emulator endpoint).
+    pub fn open(prefix: &str, endpoint: Option<&str>) -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("dynamodb")
+            .enable_all()
+            .build()?;
+        let endpoint = endpoint.map(str::to_owned);
+        let conf = run_on(&rt, async move {
+            let mut loader = aws_config::defaults(BehaviorVersion::latest());
+            if let Some(url) = &endpoint {
+                loader = loader.endpoint_url(url);
+                if std::env::var_os("AWS_REGION").is_none()
+                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+                {
+                    loader = loader.region(Region::new("us-east-1"));
+                }
+            }
+            loader.load().await
+        })
+        .map_err(anyhow::Error::msg)?;
+        if conf.region().is_none() {
+            anyhow::bail!("no AWS region: set AWS_REGION");
+        }
+        let store = Self {
+            client: Client::new(&conf),
+            devices: format!("{prefix}-devices"),
+            meta: format!("{prefix}-meta"),
+            audit: format!("{prefix}-audit"),
+            challenges: format!("{prefix}-challenges"),
+            tokens: format!("{prefix}-tokens"),
+            rt: Some(rt),
+        };
+        store.run(store.create_tables())??;
+        Ok(store)
+    }
+
+    /// Run `fut` on the store's own runtime and wait for it, from any thread
+    /// (a handler's blocking thread, a test's thread).
+    fn run<T: Send>(&self, fut: impl Future<Output = T> + Send) -> Result<T, StoreError> {
+        let rt = self
+            .rt
+            .as_ref()
+            .ok_or_else(|| StoreError::Database("store closed".into()))?;
+        run_on(rt, fut).map_err(db)
+    }
+
+    async fn create_tables(&self) -> anyhow::Result<()> {
+        let key = |name: &str, t: ScalarAttributeType| -> anyhow::Result<_> {
+            Ok((
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(t)
+                    .build()?,
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(KeyType::Hash)
+                    .build()?,
+            ))
+        };
+        let tables = [
+            (&self.devices, "hw_id", ScalarAttributeType::S),
+            (&self.meta, "name", ScalarAttributeType::S),
+            (&self.audit, "seq", ScalarAttributeType::N),
+            (&self.challenges, "id", ScalarAttributeType::S),
+            (&self.tokens, "token_hash", ScalarAttributeType::B),
+        ];
+        for (table, attr, kind) in tables {
+            let (def, schema) = key(attr, kind)?;
+            let mut create = self
+                .client
+                .create_table()
+                .table_name(table.as_str())
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(def)
+                .key_schema(schema);
+            if table == &self.devices {
+                let (def, schema) = key("serial", ScalarAttributeType::N)?;
+                create = create.attribute_definitions(def).global_secondary_indexes(
+                    GlobalSecondaryIndex::builder()
+                        .index_name("by-serial")
+                        .key_schema(schema)
+                        .projection(
+                            Projection::builder()
+                                .projection_type(ProjectionType::KeysOnly)
+                                .build(),
+                        )
+                        .build()?,
+                );
+            }
+            match create.send().await {
+                Ok(_) => {
+                    if table == &self.challenges {
+                        self.client
+                            .update_time_to_live()
+                            .table_name(table.as_str())
+                            .time_to_live_specification(
+                                TimeToLiveSpecification::builder()
+                                    .enabled(true)
+                                    .attribute_name("ttl")
+                                    .build()?,
+                            )
+                            .send()
+                            .await
+                            .map_err(|e| anyhow::anyhow!("{table}: {}", dbe(e)))?;
+                    }
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+                Err(e) => anyhow::bail!("{table}: {}", dbe(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        table: &str,
+        key: &str,
+        value: AttributeValue,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key(key, value)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dbe)?;
+        Ok(out.item)
+    }
+
+    async fn device(&self, hw_id: HwId) -> Result<Option<Device>, StoreError> {
+        self.get(&self.devices, "hw_id", s(hw_id.to_string()))
+            .await?
+            .as_ref()
+            .map(device_from)
+            .transpose()
+    }
+
+    /// The hardware ID registered under `serial` (from the index).
+    async fn hw_id_of(&self, serial: Serial) -> Result<Option<HwId>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.devices)
+            .index_name("by-serial")
+            .key_condition_expression("#s = :s")
+            .expression_attribute_names("#s", "serial")
+            .expression_attribute_values(":s", n(serial))
+            .send()
+            .await
+            .map_err(dbe)?;
+        match out.items().first() {
+            None => Ok(None),
+            Some(item) => Ok(Some(
+                HwId::parse_hex(get_s(item, "hw_id")?).ok_or_else(|| corrupt("hw_id"))?,
+            )),
+        }
+    }
+
+    async fn device_at(&self, serial: Serial) -> Result<Option<Device>, StoreError> {
+        match self.hw_id_of(serial).await? {
+            None => Ok(None),
+            Some(hw_id) => Ok(self.device(hw_id).await?.filter(|d| d.serial == serial)),
+        }
+    }
+
+    async fn head(&self) -> Result<(u64, [u8; 32]), StoreError> {
+        match self.get(&self.meta, "name", s("audit_head")).await? {
+            None => Ok((0, [0; 32])),
+            Some(item) => Ok((
+                get_n(&item, "seq")?,
+                get_array(&item, "hash")?.ok_or_else(|| corrupt("audit head"))?,
+            )),
+        }
+    }
+
+    /// Commit `items` with the audit entry for them, atomically. `Ok(false)`:
+    /// another writer got there first; read again and retry.
+    async fn commit(
+        &self,
+        mut items: Vec<TransactWriteItem>,
+        entry: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let (prev_seq, prev_hash) = self.head().await?;
+        let seq = prev_seq + 1;
+        let time = now();
+        let hash = entry_hash(&prev_hash, seq, time, entry);
+        let record = HashMap::from([
+            ("seq".to_owned(), n(seq)),
+            ("time".to_owned(), n(time)),
+            ("actor".to_owned(), s(&entry.actor)),
+            ("action".to_owned(), s(&entry.action)),
+            ("subject".to_owned(), s(&entry.subject)),
+            ("outcome".to_owned(), s(&entry.outcome)),
+            ("prev_hash".to_owned(), b(&prev_hash)),
+            ("hash".to_owned(), b(&hash)),
+        ]);
+        items.push(put(
+            &self.audit,
+            record,
+            "attribute_not_exists(#k)",
+            &[("#k", "seq")],
+        )?);
+        let head = HashMap::from([
+            ("name".to_owned(), s("audit_head")),
+            ("seq".to_owned(), n(seq)),
+            ("hash".to_owned(), b(&hash)),
+        ]);
+        items.push(put_if(
+            &self.meta,
+            head,
+            "attribute_not_exists(#k) OR #seq = :prev",
+            &[("#k", "name"), ("#seq", "seq")],
+            vec![(":prev", n(prev_seq))],
+        )?);
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if cancelled(&e) => Ok(false),
+            Err(e) => Err(dbe(e)),
+        }
+    }
+
+    /// Run one audited change: `plan` reads the current state and returns the
+    /// answer with the writes it needs; the writes and the audit entry commit
+    /// together, or everything is read and planned again.
+    async fn change<T, P, F>(&self, actor: &str, action: &str, mut plan: P) -> Result<T, StoreError>
+    where
+        P: FnMut() -> F,
+        F: Future<Output = Result<Planned<T>, StoreError>>,
+    {
+        for attempt in 0..MAX_ATTEMPTS {
+            let planned = plan().await?;
+            let outcome = match &planned.answer {
+                Ok(_) => "ok",
+                Err(e) => e.code(),
+            };
+            let entry = AuditEntry {
+                actor: actor.to_owned(),
+                action: action.to_owned(),
+                subject: planned.subject,
+                outcome: outcome.to_owned(),
+            };
+            if self.commit(planned.writes, &entry).await? {
+                return planned.answer;
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Database(
+            "too much contention; try again".into(),
+        ))
+    }
+
+    fn device_item(d: &Device, a: Option<&Activation>) -> Item {
+        let mut item = HashMap::from([
+            ("hw_id".to_owned(), s(d.hw_id.to_string())),
+            ("serial".to_owned(), n(d.serial)),
+            ("status".to_owned(), s(d.status.as_str())),
+            ("created_at".to_owned(), n(d.created_at)),
+            ("updated_at".to_owned(), n(d.updated_at)),
+        ]);
+        if let Some(p) = &d.product {
+            item.insert("product".into(), s(p));
+        }
+        if let Some(k) = &d.device_pubkey {
+            item.insert("device_pubkey".into(), b(k));
+        }
+        if let Some(a) = a {
+            item.insert("record_hash".into(), b(&a.record_hash));
+            if let Some(h) = &a.device_secret_hash {
+                item.insert("device_secret_hash".into(), b(h));
+            }
+        }
+        item
+    }
+
+    /// A write of `item` that holds only if the device is still in `status`.
+    fn device_update(
+        &self,
+        item: Item,
+        status: DeviceStatus,
+    ) -> Result<TransactWriteItem, StoreError> {
+        put_if(
+            &self.devices,
+            item,
+            "#st = :st",
+            &[("#st", "status")],
+            vec![(":st", s(status.as_str()))],
+        )
+    }
+}
+
+/// What a change will answer, the writes it needs and its audit subject.
+struct Planned<T> {
+    answer: Result<T, StoreError>,
+    writes: Vec<TransactWriteItem>,
+    subject: String,
+}
+
+fn run_on<T: Send>(
+    rt: &tokio::runtime::Runtime,
+    fut: impl Future<Output = T> + Send,
+) -> Result<T, String> {
+    // The future borrows the store; the scope below ends only after it has
+    // finished, so run it to completion on this thread with the runtime's
+    // reactor and timers available.
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let _ = tx.send(rt.handle().block_on(fut));
+        });
+    });
+    rx.recv().map_err(|_| "store task failed".to_owned())
+}
+
+impl Store for DynamoStore {
+    fn provision(
+        &self,
+        hw_id: HwId,
+        product: Option<&str>,
+        actor: &str,
+    ) -> Result<Provisioned, StoreError> {
+        self.run(self.change(actor, "provision", || async move {
+            if let Some(existing) = self.device(hw_id).await? {
+                let subject = format!("hw_id:{hw_id} serial:{}", existing.serial);
+                let answer = if existing.status == DeviceStatus::Revoked {
+                    Err(StoreError::Revoked(hw_id))
+                } else {
+                    Ok(Provisioned {
+                        device: existing,
+                        created: false,
+                    })
+                };
+                return Ok(Planned {
+                    answer,
+                    writes: vec![],
+                    subject,
+                });
+            }
+            let next: u64 = match self.get(&self.meta, "name", s("serial_sequence")).await? {
+                None => 1,
+                Some(item) => get_n(&item, "next")?,
+            };
+            let Ok(serial) = Serial::try_from(next) else {
+                return Ok(Planned {
+                    answer: Err(StoreError::SerialsExhausted),
+                    writes: vec![],
+                    subject: format!("hw_id:{hw_id}"),
+                });
+            };
+            let t = now();
+            let device = Device {
+                hw_id,
+                serial,
+                product: product.map(str::to_owned),
+                status: DeviceStatus::FactoryOnly,
+                created_at: t,
+                updated_at: t,
+                device_pubkey: None,
+            };
+            let sequence = HashMap::from([
+                ("name".to_owned(), s("serial_sequence")),
+                ("next".to_owned(), n(next + 1)),
+            ]);
+            let writes = vec![
+                put_if(
+                    &self.meta,
+                    sequence,
+                    if next == 1 {
+                        "attribute_not_exists(#k)"
+                    } else {
+                        "#next = :next"
+                    },
+                    &if next == 1 {
+                        vec![("#k", "name")]
+                    } else {
+                        vec![("#next", "next")]
+                    },
+                    if next == 1 {
+                        vec![]
+                    } else {
+                        vec![(":next", n(next))]
+                    },
+                )?,
+                put(
+                    &self.devices,
+                    Self::device_item(&device, None),
+                    "attribute_not_exists(#k)",
+                    &[("#k", "hw_id")],
+                )?,
+            ];
+            Ok(Planned {
+                answer: Ok(Provisioned {
+                    device,
+                    created: true,
+                }),
+                writes,
+                subject: format!("hw_id:{hw_id} serial:{serial}"),
+            })
+        }))?
+    }
+
+    fn activate(&self, serial: Serial, a: &Activation, actor: &str) -> Result<Device, StoreError> {
+        self.run(self.change(actor, "activate", || async move {
+            let subject = format!("serial:{serial} record:{}", hex::encode(a.record_hash));
+            let refuse = |e| {
+                Ok(Planned {
+                    answer: Err(e),
+                    writes: vec![],
+                    subject: subject.clone(),
+                })
+            };
+            let Some(d) = self.device_at(serial).await? else {
+                return refuse(StoreError::UnknownSerial(serial));
+            };
+            if d.hw_id != a.hw_id {
+                return refuse(StoreError::HwIdMismatch {
+                    serial,
+                    registered: d.hw_id,
+                    given: a.hw_id,
+                });
+            }
+            let item = self
+                .get(&self.devices, "hw_id", s(d.hw_id.to_string()))
+                .await?;
+            let stored_record: Option<[u8; 32]> = match &item {
+                Some(i) => get_array(i, "record_hash")?,
+                None => None,
+            };
+            match d.status {
+                DeviceStatus::Revoked => refuse(StoreError::Revoked(d.hw_id)),
+                DeviceStatus::Active if stored_record == Some(a.record_hash) => Ok(Planned {
+                    answer: Ok(d),
+                    writes: vec![],
+                    subject: subject.clone(),
+                }),
+                DeviceStatus::Active => refuse(StoreError::AlreadyActive(serial)),
+                DeviceStatus::FactoryOnly => {
+                    let active = Device {
+                        status: DeviceStatus::Active,
+                        updated_at: now(),
+                        device_pubkey: Some(a.device_pubkey),
+                        ..d
+                    };
+                    let write = self.device_update(
+                        Self::device_item(&active, Some(a)),
+                        DeviceStatus::FactoryOnly,
+                    )?;
+                    Ok(Planned {
+                        answer: Ok(active),
+                        writes: vec![write],
+                        subject: subject.clone(),
+                    })
+                }
+            }
+        }))?
+    }
+
+    fn revoke(&self, serial: Serial, reason: &str, actor: &str) -> Result<Device, StoreError> {
+        let subject = format!("serial:{serial} reason:{reason}");
+        self.run(self.change(actor, "revoke", || {
+            let subject = subject.clone();
+            async move {
+                let Some(d) = self.device_at(serial).await? else {
+                    return Ok(Planned {
+                        answer: Err(StoreError::UnknownSerial(serial)),
+                        writes: vec![],
+                        subject,
+                    });
+                };
+                if d.status == DeviceStatus::Revoked {
+                    return Ok(Planned {
+                        answer: Ok(d),
+                        writes: vec![],
+                        subject,
+                    });
+                }
+                let item = self
+                    .get(&self.devices, "hw_id", s(d.hw_id.to_string()))
+                    .await?
+                    .ok_or(StoreError::UnknownSerial(serial))?;
+                let was = d.status;
+                let revoked = Device {
+                    status: DeviceStatus::Revoked,
+                    updated_at: now(),
+                    ..d
+                };
+                let mut new_item = item;
+                new_item.insert("status".into(), s(DeviceStatus::Revoked.as_str()));
+                new_item.insert("updated_at".into(), n(revoked.updated_at));
+                Ok(Planned {
+                    answer: Ok(revoked),
+                    writes: vec![self.device_update(new_item, was)?],
+                    subject,
+                })
+            }
+        }))?
+    }
+
+    fn create_challenge(&self, c: &Challenge) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            ("id".to_owned(), s(&c.id)),
+            ("serial".to_owned(), n(c.serial)),
+            ("nonce".to_owned(), b(&c.nonce)),
+            ("expires_at".to_owned(), n(c.expires_at)),
+            ("used".to_owned(), AttributeValue::Bool(false)),
+            // DynamoDB deletes the item some time after this (TTL).
+            ("ttl".to_owned(), n(c.expires_at + 3600)),
+        ]);
+        self.run(async {
+            self.client
+                .put_item()
+                .table_name(&self.challenges)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#k)")
+                .expression_attribute_names("#k", "id")
+                .send()
+                .await
+                .map_err(dbe)
+        })??;
+        Ok(())
+    }
+
+    fn consume_challenge(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Result<Challenge, ChallengeRefusal>, StoreError> {
+        self.run(async {
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.challenges)
+                .key("id", s(id))
+                .update_expression("SET #u = :t")
+                .condition_expression("attribute_exists(#k) AND #u = :f")
+                .expression_attribute_names("#u", "used")
+                .expression_attribute_names("#k", "id")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .expression_attribute_values(":f", AttributeValue::Bool(false))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+                .send()
+                .await;
+            let item = match out {
+                Ok(out) => out.attributes.ok_or_else(|| corrupt("challenge"))?,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    // Lost: it was used before, or never existed.
+                    let exists = self.get(&self.challenges, "id", s(id)).await?.is_some();
+                    return Ok(Err(if exists {
+                        ChallengeRefusal::Replayed
+                    } else {
+                        ChallengeRefusal::Unknown
+                    }));
+                }
+                Err(e) => return Err(dbe(e)),
+            };
+            let expires_at: i64 = get_n(&item, "expires_at")?;
+            if now >= expires_at {
+                return Ok(Err(ChallengeRefusal::Expired));
+            }
+            Ok(Ok(Challenge {
+                id: id.to_owned(),
+                serial: get_n(&item, "serial")?,
+                nonce: get_array(&item, "nonce")?.ok_or_else(|| corrupt("nonce"))?,
+                expires_at,
+            }))
+        })?
+    }
+
+    fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
+        self.run(async {
+            for attempt in 0..MAX_ATTEMPTS {
+                if self.commit(vec![], entry).await? {
+                    return Ok(self.head().await?.0);
+                }
+                backoff(attempt).await;
+            }
+            Err(StoreError::Database(
+                "too much contention; try again".into(),
+            ))
+        })?
+    }
+
+    fn audit_log(&self) -> Result<Vec<ChainedEntry>, StoreError> {
+        self.run(async {
+            let mut entries = Vec::new();
+            let mut pages = self
+                .client
+                .scan()
+                .table_name(&self.audit)
+                .consistent_read(true)
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = pages.next().await {
+                let item = item.map_err(dbe)?;
+                entries.push(ChainedEntry {
+                    seq: get_n(&item, "seq")?,
+                    time: get_n(&item, "time")?,
+                    entry: AuditEntry {
+                        actor: get_s(&item, "actor")?.to_owned(),
+                        action: get_s(&item, "action")?.to_owned(),
+                        subject: get_s(&item, "subject")?.to_owned(),
+                        outcome: get_s(&item, "outcome")?.to_owned(),
+                    },
+                    prev_hash: get_array(&item, "prev_hash")?
+                        .ok_or_else(|| corrupt("prev_hash"))?,
+                    hash: get_array(&item, "hash")?.ok_or_else(|| corrupt("hash"))?,
+                });
+            }
+            entries.sort_by_key(|e| e.seq);
+            Ok(entries)
+        })?
+    }
+
+    fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError> {
+        self.run(self.device_at(serial))?
+    }
+
+    fn device_by_hw_id(&self, hw_id: HwId) -> Result<Option<Device>, StoreError> {
+        self.run(self.device(hw_id))?
+    }
+
+    fn add_token(&self, name: &str, role: Role, token_hash: &[u8; 32]) -> Result<(), StoreError> {
+        let subject = format!("token:{name} role:{}", role.as_str());
+        self.run(self.change("operator", "token.add", || {
+            let subject = subject.clone();
+            async move {
+                let reserved = format!("token-name:{name}");
+                if self.get(&self.meta, "name", s(&reserved)).await?.is_some() {
+                    return Ok(Planned {
+                        answer: Err(StoreError::NameTaken(name.to_owned())),
+                        writes: vec![],
+                        subject,
+                    });
+                }
+                let token = HashMap::from([
+                    ("token_hash".to_owned(), b(token_hash)),
+                    ("name".to_owned(), s(name)),
+                    ("role".to_owned(), s(role.as_str())),
+                    ("created_at".to_owned(), n(now())),
+                ]);
+                let reservation = HashMap::from([("name".to_owned(), s(reserved))]);
+                Ok(Planned {
+                    answer: Ok(()),
+                    writes: vec![
+                        put(
+                            &self.tokens,
+                            token,
+                            "attribute_not_exists(#k)",
+                            &[("#k", "token_hash")],
+                        )?,
+                        put(
+                            &self.meta,
+                            reservation,
+                            "attribute_not_exists(#k)",
+                            &[("#k", "name")],
+                        )?,
+                    ],
+                    subject,
+                })
+            }
+        }))?
+    }
+
+    fn caller_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Caller>, StoreError> {
+        self.run(async {
+            let Some(item) = self.get(&self.tokens, "token_hash", b(token_hash)).await? else {
+                return Ok(None);
+            };
+            Ok(Some(Caller {
+                name: get_s(&item, "name")?.to_owned(),
+                role: Role::parse(get_s(&item, "role")?).ok_or_else(|| corrupt("role"))?,
+            }))
+        })?
+    }
+}
