@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""moto_server for the tests, with one gap closed: KMS Sign/Verify with
-MessageType=DIGEST.
+"""moto_server for the tests, with two gaps closed: KMS Sign/Verify with
+MessageType=DIGEST, and DynamoDB transactions that are not isolated.
 
 moto 5.2 ignores MessageType and hashes the message again, so a signature over
 a digest comes out over SHA-256(digest) and never verifies against the key, as
@@ -8,6 +8,13 @@ it would on AWS. This launcher treats the message as the digest when
 MessageType is DIGEST (checking its length as AWS does), and changes nothing
 else. tests keep it honest: a DIGEST signature must verify with the public key
 from GetPublicKey.
+
+DynamoDB runs TransactWriteItems serializably. moto applies a transaction
+without a lock and, when one fails its conditions, restores a snapshot of the
+whole table taken before it, which erases writes other threads made meanwhile.
+This launcher answers one request at a time, so the emulator is at least as
+strict as the service; the tests' races then play out between requests, as
+they do against AWS.
 
 usage: scripts/moto_server.py [-H 127.0.0.1] [-p PORT]   (moto_server's flags)
 """
@@ -76,7 +83,24 @@ responses.KmsResponse.verify = _with_message_type(responses.KmsResponse.verify)
 utils.ECDSAPrivateKey.sign = _sign
 utils.ECDSAPrivateKey.verify = _verify
 
+def _one_request_at_a_time():
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    lock = threading.Lock()
+    call = DomainDispatcherApplication.__call__
+
+    def serialized(self, environ, start_response):
+        with lock:
+            # Read the whole answer inside the lock: WSGI bodies may be lazy.
+            return list(call(self, environ, start_response))
+
+    DomainDispatcherApplication.__call__ = serialized
+
+
 if __name__ == "__main__":
     from moto.server import main
 
+    _one_request_at_a_time()
     main(sys.argv[1:])

@@ -1,22 +1,69 @@
-//! Serial allocation on the SQLite store: idempotent per hardware ID, one
-//! gap-free sequence under concurrency (threads sharing a store, and separate
-//! connections to one file), durable across reopening.
-#![allow(clippy::unwrap_used)]
+//! What every store must do, run on SQLite and on DynamoDB (moto_server,
+//! through the real SDK): serials idempotent per hardware ID and one gap-free
+//! sequence under concurrency (threads sharing a store, and separate stores
+//! on one database), activation and revocation rules, single-use challenges,
+//! tokens, and every change in one audit chain.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use firmware::record::HwId;
-use lambda::{DeviceStatus, SqliteStore, Store};
+use lambda::audit::verify_chain;
+use lambda::model::Role;
+use lambda::{DeviceStatus, SqliteStore, Store, StoreError};
+
+/// Opens stores on one database: each call a separate store (connection or
+/// client) on the same data.
+trait Backend: Sync {
+    fn open(&self) -> Arc<dyn Store>;
+}
+
+struct Sqlite {
+    dir: tempfile::TempDir,
+}
+
+impl Sqlite {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+impl Backend for Sqlite {
+    fn open(&self) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&self.dir.path().join("reg.db")).unwrap())
+    }
+}
+
+struct Dynamo {
+    moto: common::Moto,
+}
+
+impl Dynamo {
+    fn new() -> Self {
+        Self {
+            moto: common::Moto::start(),
+        }
+    }
+}
+
+impl Backend for Dynamo {
+    fn open(&self) -> Arc<dyn Store> {
+        let uri: lambda::config::StoreUri = self.moto.store_uri("t").parse().unwrap();
+        uri.open().unwrap()
+    }
+}
 
 fn hw(i: u32) -> HwId {
     HwId::from_deviceid(i, 0x1234_5678)
 }
 
-#[test]
-fn same_chip_same_serial() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
+fn same_chip_same_serial(b: &dyn Backend) {
+    let store = b.open();
     let a = store.provision(hw(3), Some("sensor-v2"), "test").unwrap();
     assert!(a.created);
     assert_eq!(a.device.serial, 1);
@@ -39,7 +86,7 @@ fn provision_concurrently(
     threads: u32,
     calls: u32,
     chips: u32,
-    open: impl Fn(u32) -> Arc<SqliteStore> + Sync,
+    open: impl Fn(u32) -> Arc<dyn Store> + Sync,
 ) -> Vec<(HwId, u32)> {
     std::thread::scope(|s| {
         let open = &open;
@@ -83,25 +130,30 @@ fn check_allocation(results: Vec<(HwId, u32)>, chips: u32) {
     );
 }
 
-#[test]
-fn concurrent_threads_get_one_gap_free_sequence() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("reg.db")).unwrap());
-    let chips = 100;
-    let results = provision_concurrently(16, 200, chips, |_| Arc::clone(&store));
+fn concurrent_threads_get_one_gap_free_sequence(
+    b: &dyn Backend,
+    threads: u32,
+    calls: u32,
+    chips: u32,
+) {
+    let store = b.open();
+    let results = provision_concurrently(threads, calls, chips, |_| Arc::clone(&store));
     check_allocation(results, chips);
+    assert_eq!(
+        verify_chain(store.audit_log().unwrap()),
+        Ok(u64::from(threads * calls))
+    );
 }
 
-#[test]
-fn separate_connections_to_one_file_agree_and_survive_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reg.db");
-    let chips = 60;
-    let results = provision_concurrently(4, 150, chips, |_| {
-        Arc::new(SqliteStore::open(&path).unwrap())
-    });
+fn separate_stores_agree_and_survive_reopening(
+    b: &dyn Backend,
+    threads: u32,
+    calls: u32,
+    chips: u32,
+) {
+    let results = provision_concurrently(threads, calls, chips, |_| b.open());
     check_allocation(results.clone(), chips);
-    let reopened = SqliteStore::open(&path).unwrap();
+    let reopened = b.open();
     for (h, serial) in results {
         assert_eq!(reopened.device_by_hw_id(h).unwrap().unwrap().serial, serial);
     }
@@ -113,14 +165,15 @@ fn separate_connections_to_one_file_agree_and_survive_reopening() {
             .serial,
         chips + 1
     );
+    assert_eq!(
+        verify_chain(reopened.audit_log().unwrap()),
+        Ok(u64::from(threads * calls) + 1)
+    );
 }
 
-#[test]
-fn activation_is_idempotent_and_revocation_is_final() {
-    use lambda::{Activation, StoreError};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reg.db");
-    let store = SqliteStore::open(&path).unwrap();
+fn activation_is_idempotent_and_revocation_is_final(b: &dyn Backend) {
+    use lambda::Activation;
+    let store = b.open();
     let serial = store.provision(hw(3), None, "test").unwrap().device.serial;
     let act = Activation {
         hw_id: hw(3),
@@ -178,10 +231,54 @@ fn activation_is_idempotent_and_revocation_is_final() {
         store.revoke(77, "x", "test"),
         Err(StoreError::UnknownSerial(77))
     ));
+    // Every change and every refusal is in the log, in order.
+    let log = store.audit_log().unwrap();
+    let outcomes: Vec<(&str, &str)> = log
+        .iter()
+        .map(|e| (e.entry.action.as_str(), e.entry.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("provision", "ok"),
+            ("activate", "ok"),
+            ("activate", "ok"),
+            ("activate", "already_active"),
+            ("activate", "hw_id_mismatch"),
+            ("activate", "unknown_serial"),
+            ("revoke", "ok"),
+            ("revoke", "ok"),
+            ("provision", "revoked"),
+            ("activate", "revoked"),
+            ("revoke", "unknown_serial"),
+        ]
+    );
+    assert_eq!(log[6].entry.subject, "serial:1 reason:lost");
+    assert_eq!(verify_chain(log), Ok(11));
+}
+
+fn tokens_are_kept_by_hash_with_unique_names(b: &dyn Backend) {
+    let store = b.open();
+    store.add_token("line-1", Role::Factory, &[1; 32]).unwrap();
+    store.add_token("boss", Role::Admin, &[2; 32]).unwrap();
+    assert!(matches!(
+        store.add_token("line-1", Role::Admin, &[3; 32]),
+        Err(StoreError::NameTaken(_))
+    ));
+    let c = store.caller_by_token(&[1; 32]).unwrap().unwrap();
+    assert_eq!((c.name.as_str(), c.role), ("line-1", Role::Factory));
+    assert_eq!(
+        store.caller_by_token(&[2; 32]).unwrap().unwrap().role,
+        Role::Admin
+    );
+    assert!(store.caller_by_token(&[3; 32]).unwrap().is_none());
+    let log = store.audit_log().unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[2].entry.outcome, "name_taken");
 }
 
 #[test]
-fn audit_chain_detects_edits_removals_and_reordering() {
+fn sqlite_audit_chain_detects_edits_removals_and_reordering() {
     use lambda::audit::{verify_chain, AuditEntry};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("reg.db");
@@ -218,12 +315,9 @@ fn audit_chain_detects_edits_removals_and_reordering() {
     assert_eq!(reordered.seq, 2);
 }
 
-#[test]
-fn a_challenge_is_used_once_even_under_concurrency() {
+fn a_challenge_is_used_once_even_under_concurrency(b: &dyn Backend) {
     use lambda::{Challenge, ChallengeRefusal};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reg.db");
-    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let store = b.open();
     let c = Challenge {
         id: "c-1".into(),
         serial: 1,
@@ -231,20 +325,13 @@ fn a_challenge_is_used_once_even_under_concurrency() {
         expires_at: 2_000_000_000,
     };
     store.create_challenge(&c).unwrap();
-    // 32 concurrent verifies, half through another connection to the file.
+    // 32 concurrent verifies, half through other stores on the same data.
     let wins: usize = std::thread::scope(|s| {
         let handles: Vec<_> = (0..32)
             .map(|i| {
                 let store = Arc::clone(&store);
-                let path = path.clone();
                 s.spawn(move || {
-                    let other;
-                    let st: &dyn Store = if i % 2 == 0 {
-                        store.as_ref()
-                    } else {
-                        other = SqliteStore::open(&path).unwrap();
-                        &other
-                    };
+                    let st = if i % 2 == 0 { store } else { b.open() };
                     match st.consume_challenge("c-1", 1_900_000_000).unwrap() {
                         Ok(got) => {
                             assert_eq!(got.nonce, [7; 32]);
@@ -281,3 +368,53 @@ fn a_challenge_is_used_once_even_under_concurrency() {
         Err(ChallengeRefusal::Replayed)
     );
 }
+
+/// The contract, instantiated for one backend.
+macro_rules! contract {
+    ($backend:ident, $new:expr, $volume:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[test]
+            fn same_chip_same_serial() {
+                super::same_chip_same_serial(&$new);
+            }
+
+            #[test]
+            fn concurrent_threads_get_one_gap_free_sequence() {
+                let (threads, calls, chips) = $volume;
+                super::concurrent_threads_get_one_gap_free_sequence(&$new, threads, calls, chips);
+            }
+
+            #[test]
+            fn separate_stores_agree_and_survive_reopening() {
+                let (threads, calls, chips) = $volume;
+                super::separate_stores_agree_and_survive_reopening(
+                    &$new,
+                    threads / 4,
+                    calls,
+                    chips / 2,
+                );
+            }
+
+            #[test]
+            fn activation_is_idempotent_and_revocation_is_final() {
+                super::activation_is_idempotent_and_revocation_is_final(&$new);
+            }
+
+            #[test]
+            fn a_challenge_is_used_once_even_under_concurrency() {
+                super::a_challenge_is_used_once_even_under_concurrency(&$new);
+            }
+
+            #[test]
+            fn tokens_are_kept_by_hash_with_unique_names() {
+                super::tokens_are_kept_by_hash_with_unique_names(&$new);
+            }
+        }
+    };
+}
+
+contract!(sqlite, Sqlite::new(), (16, 200, 100));
+// moto_server handles one request at a time; the same races at lower volume.
+contract!(dynamodb, Dynamo::new(), (8, 25, 40));
