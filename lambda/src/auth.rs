@@ -107,6 +107,22 @@ impl IamRoles {
     }
 }
 
+impl Authenticator for IamRoles {
+    fn identify(&self, parts: &Parts) -> Result<Option<Caller>, StoreError> {
+        use lambda_http::request::RequestContext;
+        let arn = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.user_arn.clone(),
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+                .authorizer
+                .as_ref()
+                .and_then(|a| a.iam.as_ref())
+                .and_then(|iam| iam.user_arn.clone()),
+            _ => None,
+        };
+        Ok(arn.and_then(|arn| self.caller(&arn)))
+    }
+}
+
 fn assumed_role_arn(arn: &str) -> Option<String> {
     let rest = arn.strip_prefix("arn:")?;
     let mut fields = rest.splitn(5, ':');

@@ -61,15 +61,26 @@ impl std::str::FromStr for StoreUri {
 }
 
 impl StoreUri {
-    /// Open the store (creating SQLite files and DynamoDB tables as needed).
+    /// Open the store, creating the SQLite file or the DynamoDB tables as
+    /// needed.
     pub fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        self.open_with(true)
+    }
+
+    /// Open the store; with `create_tables` false, DynamoDB tables must exist
+    /// (the Lambda: its tables come from the deployment template).
+    pub fn open_with(&self, create_tables: bool) -> anyhow::Result<Arc<dyn Store>> {
         match self {
             Self::Sqlite(path) => Ok(Arc::new(
                 SqliteStore::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
             )),
-            Self::DynamoDb { prefix, endpoint } => Ok(Arc::new(
-                crate::store::dynamodb::DynamoStore::open(prefix, endpoint.as_deref())?,
-            )),
+            Self::DynamoDb { prefix, endpoint } => {
+                Ok(Arc::new(crate::store::dynamodb::DynamoStore::open(
+                    prefix,
+                    endpoint.as_deref(),
+                    create_tables,
+                )?))
+            }
         }
     }
 }

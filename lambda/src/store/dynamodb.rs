@@ -189,10 +189,11 @@ async fn backoff(attempt: u32) {
 }
 
 impl DynamoStore {
-    /// Connect, and create the tables (with the index and the TTL) if they
-    /// do not exist. Credentials and region come from the environment (the
-    /// region defaults to `us-east-1` with an emulator endpoint).
-    pub fn open(prefix: &str, endpoint: Option<&str>) -> anyhow::Result<Self> {
+    /// Connect, and with `create_tables` create the tables (with the index
+    /// and the TTL) that do not exist. Credentials and region come from the
+    /// environment (the region defaults to `us-east-1` with an emulator
+    /// endpoint).
+    pub fn open(prefix: &str, endpoint: Option<&str>, create_tables: bool) -> anyhow::Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("dynamodb")
@@ -224,7 +225,9 @@ impl DynamoStore {
             tokens: format!("{prefix}-tokens"),
             rt: Some(rt),
         };
-        store.run(store.create_tables())??;
+        if create_tables {
+            store.run(store.create_tables())??;
+        }
         Ok(store)
     }
 

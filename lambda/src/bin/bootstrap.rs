@@ -1,0 +1,37 @@
+//! The provisioning backend as an AWS Lambda function (`provided.al2023`,
+//! built as `bootstrap`), behind API Gateway with IAM authorization. The
+//! router is the local server's.
+//!
+//! Configuration, from the environment:
+//! - `PROVISIOND_STORE`: `dynamodb:TABLE_PREFIX` (tables from the template).
+//! - `PROVISIOND_AUTHORITIES`: the provisioning-authority public keys, PEM.
+//! - `PROVISIOND_CALLER_ROLES`: JSON object, IAM role ARN → `factory`/`admin`.
+
+use std::sync::Arc;
+
+use lambda::api::{router, AppState};
+use lambda::auth::IamRoles;
+use lambda::config::{authorities_from_pem, StoreUri};
+
+fn var(name: &str) -> Result<String, lambda_http::Error> {
+    std::env::var(name).map_err(|_| format!("{name} is not set").into())
+}
+
+fn main() -> Result<(), lambda_http::Error> {
+    let store: StoreUri = var("PROVISIOND_STORE")?.parse()?;
+    let authorities = authorities_from_pem(&var("PROVISIOND_AUTHORITIES")?)
+        .map_err(|e| format!("PROVISIOND_AUTHORITIES: {e}"))?;
+    let roles = IamRoles::from_json(&var("PROVISIOND_CALLER_ROLES")?)?;
+    let store = store.open_with(false)?;
+    let app = router(AppState {
+        store,
+        authorities: Arc::new(authorities),
+        auth: Arc::new(roles),
+    });
+    // One invocation at a time per instance: a current-thread runtime starts
+    // fastest; store calls run on the blocking pool.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(lambda_http::run(app))
+}
