@@ -1,16 +1,17 @@
-//! `provisiond serve` over real HTTP on 127.0.0.1, and its data surviving a
-//! `kill -9` and restart.
+//! `provisiond serve` over real HTTP on 127.0.0.1: tokens made with
+//! `provisiond token add`, 64 concurrent clients, and a `kill -9` under load.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use common::load::{self, Client};
 
 struct Server {
     child: Child,
     port: u16,
-    token: String,
 }
 
 /// `provisiond token add`: the token is alone on the last line of stdout.
@@ -28,50 +29,19 @@ fn add_token(db: &std::path::Path, name: &str, role: &str) -> String {
 }
 
 impl Server {
-    fn start(db: &std::path::Path, token: &str) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+    fn start(db: &std::path::Path) -> Self {
+        let port = common::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_provisiond"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--store"])
             .arg(format!("sqlite:{}", db.display()))
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "provisiond did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child,
-            port,
-            token: token.to_owned(),
-        }
+        common::wait_for_port(port, "provisiond");
+        Self { child, port }
     }
 
-    fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.token,
-            body.len()
-        )
-        .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        let status: u16 = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let json = resp.split("\r\n\r\n").nth(1).unwrap_or("");
-        (
-            status,
-            serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
-        )
-    }
-
-    fn kill9(mut self) {
+    fn kill9(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
@@ -84,31 +54,119 @@ impl Drop for Server {
     }
 }
 
+fn provision_body(hw_id: u64) -> (String, String) {
+    (
+        "/v1/provision".into(),
+        format!(r#"{{"hw_id":"{hw_id:016x}"}}"#),
+    )
+}
+
+fn serial_of(a: &load::Answer) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(&a.response).unwrap();
+    v["serial"].as_u64().unwrap()
+}
+
+/// Every serial in the registry file: must be exactly 1..=N.
+fn stored_serials(db: &std::path::Path) -> Vec<u64> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT serial FROM devices ORDER BY serial")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 #[test]
-fn serials_answered_before_a_kill_9_are_there_after_restart() {
+fn sixty_four_clients_two_thousand_requests_five_hundred_chips() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("reg.db");
     let token = add_token(&db, "line-1", "factory");
-    let server = Server::start(&db, &token);
-    let mut answered = Vec::new();
-    for i in 0..50u32 {
-        let (status, v) = server.post(
-            "/v1/provision",
-            &format!(r#"{{"hw_id":"{:016x}"}}"#, 0x1000 + i),
-        );
-        assert_eq!(status, 200);
-        answered.push((0x1000 + i, v["serial"].as_u64().unwrap()));
+    let server = Server::start(&db);
+    let chips = 500u64;
+    let answers = load::run(server.port, &token, 64, 2000, |c, i| {
+        provision_body(0x1000 + (c as u64 * 7919 + i as u64 * 31) % chips)
+    });
+    assert_eq!(answers.len(), 64 * 2000);
+    let mut by_chip: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for a in &answers {
+        assert_eq!(a.status, 200, "{a:?}");
+        by_chip
+            .entry(a.body.clone())
+            .or_default()
+            .insert(serial_of(a));
     }
-    server.kill9();
-    let server = Server::start(&db, &token);
-    for (chip, serial) in &answered {
-        let (status, v) = server.post("/v1/provision", &format!(r#"{{"hw_id":"{chip:016x}"}}"#));
+    assert_eq!(by_chip.len() as u64, chips);
+    let serials: BTreeSet<u64> = by_chip
+        .values()
+        .map(|s| {
+            assert_eq!(s.len(), 1, "one chip, several serials: {s:?}");
+            *s.first().unwrap()
+        })
+        .collect();
+    assert_eq!(serials, (1..=chips).collect());
+    assert_eq!(stored_serials(&db), (1..=chips).collect::<Vec<_>>());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .args(["audit", "verify", "--json", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The token's creation and every request.
+    assert_eq!(v["entries"], 1 + 64 * 2000);
+}
+
+#[test]
+fn serials_answered_before_a_kill_9_under_load_are_there_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("reg.db");
+    let token = add_token(&db, "line-1", "factory");
+    let mut server = Server::start(&db);
+    let port = server.port;
+    // 16 clients provision new chips until the server dies under them.
+    let answers = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            load::run(port, &token, 16, 1_000_000, |c, i| {
+                provision_body(((c as u64) << 32) | i as u64)
+            })
+        });
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        server.kill9();
+        load.join().unwrap()
+    });
+    assert!(
+        answers.len() > 100,
+        "only {} answers before the kill",
+        answers.len()
+    );
+    let stored = stored_serials(&db);
+    assert_eq!(
+        stored,
+        (1..=stored.len() as u64).collect::<Vec<_>>(),
+        "serials after the crash must be 1..=N"
+    );
+
+    let server = Server::start(&db);
+    let mut client = Client::connect(server.port, &token).unwrap();
+    for a in &answers {
+        assert_eq!(a.status, 200);
+        let (status, again) = client.request("POST", &a.path, &a.body).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&again).unwrap();
         assert_eq!(status, 200);
-        assert_eq!(v["serial"].as_u64().unwrap(), *serial);
+        assert_eq!(v["serial"].as_u64(), Some(serial_of(a)), "{}", a.body);
         assert_eq!(v["created"], false);
     }
-    let serials: Vec<u64> = answered.iter().map(|a| a.1).collect();
-    assert_eq!(serials, (1..=50).collect::<Vec<_>>());
-    let (status, v) = server.post("/v1/provision", r#"{"hw_id":"zz"}"#);
-    assert_eq!((status, v["error"].as_str()), (400, Some("bad_hw_id")));
+    // The next chip continues the sequence without a gap.
+    let (_, v) = client
+        .request("POST", "/v1/provision", r#"{"hw_id":"ffffffffffffffff"}"#)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v["serial"].as_u64(), Some(stored.len() as u64 + 1));
+    let (status, v) = client
+        .request("POST", "/v1/provision", r#"{"hw_id":"zz"}"#)
+        .unwrap();
+    assert_eq!(status, 400, "{v}");
 }
