@@ -263,24 +263,30 @@ async fn provision(
         ));
     }
     let store = Arc::clone(&state.store);
-    blocking(move || {
+    if !caller.role.allows(Role::Factory) {
         let subject = format!("hw_id:{hw_id}");
-        require(
-            store.as_ref(),
-            &caller,
-            Role::Factory,
-            "provision",
-            &subject,
-        )?;
-        let p = store.provision(hw_id, req.product.as_deref(), &caller.actor())?;
-        Ok(Json(ProvisionResponse {
-            serial: p.device.serial,
-            hw_id: p.device.hw_id.to_string(),
-            status: p.device.status.as_str(),
-            created: p.created,
-        }))
-    })
-    .await
+        let caller = caller.clone();
+        let store = Arc::clone(&store);
+        blocking(move || {
+            require(
+                store.as_ref(),
+                &caller,
+                Role::Factory,
+                "provision",
+                &subject,
+            )
+        })
+        .await?;
+    }
+    let p = store
+        .provision_async(hw_id, req.product, caller.actor())
+        .await?;
+    Ok(Json(ProvisionResponse {
+        serial: p.device.serial,
+        hw_id: p.device.hw_id.to_string(),
+        status: p.device.status.as_str(),
+        created: p.created,
+    }))
 }
 
 async fn device(

@@ -35,10 +35,15 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Bearer tokens checked against the store (the local server).
-#[derive(Clone)]
+/// How long a token, once found in the store, is believed without asking
+/// the store again.
+const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Bearer tokens checked against the store (the local server). Tokens found
+/// are remembered for [`TOKEN_CACHE_TTL`]; unknown ones are asked every time.
 pub struct BearerTokens {
     store: Arc<dyn Store>,
+    known: std::sync::Mutex<HashMap<[u8; 32], (Caller, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for BearerTokens {
@@ -50,7 +55,10 @@ impl std::fmt::Debug for BearerTokens {
 impl BearerTokens {
     /// Check tokens against `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            known: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -68,7 +76,25 @@ impl Authenticator for BearerTokens {
         else {
             return Ok(None);
         };
-        self.store.caller_by_token(&token_hash(token))
+        let hash = token_hash(token);
+        let now = std::time::Instant::now();
+        {
+            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((caller, at)) = known.get(&hash) {
+                if now.duration_since(*at) < TOKEN_CACHE_TTL {
+                    return Ok(Some(caller.clone()));
+                }
+            }
+        }
+        let caller = self.store.caller_by_token(&hash)?;
+        if let Some(c) = &caller {
+            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            if known.len() > 1024 {
+                known.clear();
+            }
+            known.insert(hash, (c.clone(), now));
+        }
+        Ok(caller)
     }
 }
 

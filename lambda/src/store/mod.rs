@@ -4,6 +4,10 @@
 pub mod dynamodb;
 pub mod sqlite;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use firmware::record::HwId;
 
 use crate::audit::{AuditEntry, ChainedEntry};
@@ -110,6 +114,9 @@ pub struct Activation {
     pub record_hash: [u8; 32],
 }
 
+/// A store operation for async callers.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
+
 /// A device registry. Every change is audited in the same atomic step as
 /// the change itself: the entry names `actor` and the outcome (`ok`, or the
 /// refusal's [`StoreError::code`]); a refusal changes nothing but the log.
@@ -123,6 +130,25 @@ pub trait Store: Send + Sync {
         product: Option<&str>,
         actor: &str,
     ) -> Result<Provisioned, StoreError>;
+
+    /// [`Store::provision`] for async callers (the API's hot path). The
+    /// default runs it on the runtime's blocking pool; a store that can wait
+    /// for its answer without a thread overrides it.
+    fn provision_async(
+        self: Arc<Self>,
+        hw_id: HwId,
+        product: Option<String>,
+        actor: String,
+    ) -> BoxFuture<Provisioned>
+    where
+        Self: 'static,
+    {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || self.provision(hw_id, product.as_deref(), &actor))
+                .await
+                .map_err(|_| StoreError::Database("worker failed".into()))?
+        })
+    }
 
     /// Mark a `factory_only` device `active` with its verified record's data.
     /// Idempotent for the same record; refused for a revoked device, another

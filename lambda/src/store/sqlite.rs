@@ -13,14 +13,15 @@
 //! transaction.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use firmware::record::HwId;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
+use super::{Activation, BoxFuture, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
 use crate::audit::{entry_hash, AuditEntry, ChainedEntry};
 use crate::model::{Caller, Device, DeviceStatus, Role, Serial};
 
@@ -115,6 +116,9 @@ trait Job: Send {
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
 
+/// Where a change's answer goes: a waiting thread or a waiting task.
+type Reply<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
+
 /// The database result of a change: `Err` is a database failure (the change
 /// is rolled back); `Ok` carries the answer, which may be a refusal.
 type Outcome<T> = Result<Result<T, StoreError>, StoreError>;
@@ -122,7 +126,7 @@ type Outcome<T> = Result<Result<T, StoreError>, StoreError>;
 struct TypedJob<T, F> {
     work: Option<F>,
     answer: Option<Result<T, StoreError>>,
-    reply: SyncSender<Result<T, StoreError>>,
+    reply: Option<Reply<T>>,
 }
 
 impl<T, F> Job for TypedJob<T, F>
@@ -152,8 +156,9 @@ where
             (Ok(()), Some(a)) => a,
             (Ok(()), None) => Err(StoreError::Database("change not run".into())),
         };
-        // The caller may have gone; nothing to do then.
-        let _ = self.reply.send(answer);
+        if let Some(reply) = self.reply {
+            reply(answer);
+        }
     }
 }
 
@@ -356,17 +361,16 @@ impl SqliteStore {
         })
     }
 
-    /// Run a change on the writer thread and wait for its durable answer.
-    fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    /// Queue a change for the writer thread; `reply` gets its durable answer.
+    fn submit<T, F>(&self, work: F, reply: Reply<T>) -> Result<(), StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Head) -> Outcome<T> + Send + 'static,
     {
-        let (reply, answer) = mpsc::sync_channel(1);
         let job = Box::new(TypedJob {
             work: Some(work),
             answer: None,
-            reply,
+            reply: Some(reply),
         });
         self.writer
             .lock()
@@ -374,10 +378,47 @@ impl SqliteStore {
             .as_ref()
             .ok_or_else(|| StoreError::Database("store closed".into()))?
             .send(job)
-            .map_err(|_| StoreError::Database("writer thread stopped".into()))?;
+            .map_err(|_| StoreError::Database("writer thread stopped".into()))
+    }
+
+    /// Run a change on the writer thread and wait for its durable answer.
+    fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Head) -> Outcome<T> + Send + 'static,
+    {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.submit(
+            work,
+            Box::new(move |a| {
+                // The caller may have gone; nothing to do then.
+                let _ = reply.send(a);
+            }),
+        )?;
         answer
             .recv()
             .map_err(|_| StoreError::Database("writer thread stopped".into()))?
+    }
+
+    /// Like [`Self::write`], for a task: it waits without holding a thread.
+    fn write_async<T, F>(&self, work: F) -> BoxFuture<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Head) -> Outcome<T> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queued = self.submit(
+            work,
+            Box::new(move |a| {
+                let _ = reply.send(a);
+            }),
+        );
+        Box::pin(async move {
+            queued?;
+            answer
+                .await
+                .map_err(|_| StoreError::Database("writer thread stopped".into()))?
+        })
     }
 
     /// Run a query on a pooled read connection.
@@ -462,6 +503,22 @@ fn provision_in(conn: &Connection, hw_id: HwId, product: Option<&str>) -> Outcom
     }))
 }
 
+/// Provisioning as a change for the writer: allocate or find, and audit.
+fn provision_change(
+    hw_id: HwId,
+    product: Option<String>,
+    actor: String,
+) -> impl FnOnce(&Connection, &mut Head) -> Outcome<Provisioned> + Send + 'static {
+    move |conn, head| {
+        let answer = provision_in(conn, hw_id, product.as_deref())?;
+        let subject = match &answer {
+            Ok(p) => format!("hw_id:{hw_id} serial:{}", p.device.serial),
+            Err(_) => format!("hw_id:{hw_id}"),
+        };
+        audit_answer(conn, head, &actor, "provision", subject, answer)
+    }
+}
+
 fn activate_in(conn: &Connection, serial: Serial, a: &Activation) -> Outcome<Device> {
     let row: Option<(String, String, Option<Vec<u8>>)> = conn
         .query_row(
@@ -525,16 +582,20 @@ impl Store for SqliteStore {
         product: Option<&str>,
         actor: &str,
     ) -> Result<Provisioned, StoreError> {
-        let product = product.map(str::to_owned);
-        let actor = actor.to_owned();
-        self.write(move |conn, head| {
-            let answer = provision_in(conn, hw_id, product.as_deref())?;
-            let subject = match &answer {
-                Ok(p) => format!("hw_id:{hw_id} serial:{}", p.device.serial),
-                Err(_) => format!("hw_id:{hw_id}"),
-            };
-            audit_answer(conn, head, &actor, "provision", subject, answer)
-        })
+        self.write(provision_change(
+            hw_id,
+            product.map(str::to_owned),
+            actor.to_owned(),
+        ))
+    }
+
+    fn provision_async(
+        self: Arc<Self>,
+        hw_id: HwId,
+        product: Option<String>,
+        actor: String,
+    ) -> BoxFuture<Provisioned> {
+        self.write_async(provision_change(hw_id, product, actor))
     }
 
     fn activate(&self, serial: Serial, a: &Activation, actor: &str) -> Result<Device, StoreError> {
