@@ -251,15 +251,13 @@ async fn provision(
 ) -> Result<Json<ProvisionResponse>, ApiError> {
     let Json(req) = body?;
     let hw_id = parse_hw_id(&req.hw_id)?;
-    if req
-        .product
-        .as_deref()
-        .is_some_and(|p| p.len() > 16 || !p.is_ascii())
-    {
+    if req.product.as_deref().is_some_and(|p| {
+        p.is_empty() || p.len() > 16 || !p.bytes().all(|b| (0x20..=0x7e).contains(&b))
+    }) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_product",
-            "product: ASCII, at most 16 characters",
+            "product: 1 to 16 printable ASCII characters",
         ));
     }
     let store = Arc::clone(&state.store);
@@ -428,7 +426,7 @@ async fn revoke(
 ) -> Result<Json<DeviceView>, ApiError> {
     let serial = parse_serial(&serial)?;
     let Json(req) = body?;
-    if req.reason.is_empty() || req.reason.len() > 256 {
+    if req.reason.is_empty() || req.reason.chars().count() > 256 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_reason",
