@@ -68,7 +68,8 @@ impl StoreUri {
     }
 
     /// Open the store; with `create_tables` false, DynamoDB tables must exist
-    /// (the Lambda: its tables come from the deployment template).
+    /// (the Lambda and the operator commands: tables come from the deployment
+    /// template, and their IAM policies grant no `CreateTable`).
     pub fn open_with(&self, create_tables: bool) -> anyhow::Result<Arc<dyn Store>> {
         match self {
             Self::Sqlite(path) => Ok(Arc::new(

@@ -130,7 +130,7 @@ fn token_add(store: &StoreUri, name: &str, role: RoleArg) -> anyhow::Result<()> 
         RoleArg::Factory => Role::Factory,
         RoleArg::Admin => Role::Admin,
     };
-    let store = store.open()?;
+    let store = store.open_with(false)?;
     let token = new_token();
     store.add_token(name, role, &token_hash(&token))?;
     eprintln!(
@@ -142,7 +142,7 @@ fn token_add(store: &StoreUri, name: &str, role: RoleArg) -> anyhow::Result<()> 
 }
 
 fn audit_verify(store: &StoreUri, json: bool) -> anyhow::Result<bool> {
-    let log = store.open()?.audit_log()?;
+    let log = store.open_with(false)?.audit_log()?;
     let head = log.last().map(|e| hex::encode(e.hash));
     match verify_chain(log) {
         Ok(count) => {
@@ -172,7 +172,7 @@ fn audit_verify(store: &StoreUri, json: bool) -> anyhow::Result<bool> {
 
 fn audit_show(store: &StoreUri, json: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    let log = store.open()?.audit_log()?;
+    let log = store.open_with(false)?.audit_log()?;
     let mut out = std::io::stdout().lock();
     for e in log {
         if json {
