@@ -18,6 +18,9 @@ use sha2::{Digest, Sha256};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/records/");
 
+/// Named byte strings to look for.
+type Needles = Vec<(String, Vec<u8>)>;
+
 struct Server(Child);
 
 impl Drop for Server {
@@ -29,7 +32,7 @@ impl Drop for Server {
 
 /// Runs the whole device story against `store`; returns (secrets that must
 /// not be stored, values that must be).
-fn end_to_end(store: &str) -> (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>) {
+fn end_to_end(store: &str) -> (Needles, Needles) {
     let out = Command::new(env!("CARGO_BIN_EXE_provisiond"))
         .args([
             "token", "add", "--name", "line-1", "--role", "admin", "--store", store,
@@ -112,7 +115,7 @@ fn end_to_end(store: &str) -> (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>) {
         ("bearer token".to_owned(), token.clone().into_bytes()),
         (
             "bearer token secret part".to_owned(),
-            token["pvd_".len()..].as_bytes().to_vec(),
+            token.as_bytes()["pvd_".len()..].to_vec(),
         ),
     ];
     let pubkey = record[8 + 8 + 4 + 16..8 + 8 + 4 + 16 + 65].to_vec();
@@ -127,7 +130,7 @@ fn end_to_end(store: &str) -> (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>) {
     (secrets, expected)
 }
 
-fn check(haystack: &[u8], secrets: &[(String, Vec<u8>)], expected: &[(String, Vec<u8>)]) {
+fn check(haystack: &[u8], secrets: &Needles, expected: &Needles) {
     let contains = |needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
     for (what, bytes) in expected {
         assert!(
