@@ -196,6 +196,26 @@ mod tests {
         assert!(IamRoles::from_json(r#"{"arn:x": "root"}"#).is_err());
     }
 
+    proptest::proptest! {
+        /// Caller ARNs come from the request context: any text maps to a
+        /// configured role or to nobody, never a panic, and never to a role
+        /// unless it names a configured ARN or a session of one.
+        #[test]
+        fn arn_mapping_is_total(arn in "(arn:aws:(iam|sts)::[0-9]{0,12}:)?[ -~]{0,60}") {
+            let roles = IamRoles::from_json(
+                r#"{"arn:aws:iam::123456789012:role/factory-station": "factory"}"#,
+            )
+            .unwrap();
+            if let Some(c) = roles.caller(&arn) {
+                proptest::prop_assert_eq!(c.name.as_str(), "arn:aws:iam::123456789012:role/factory-station");
+                proptest::prop_assert!(
+                    arn == c.name
+                        || arn.starts_with("arn:aws:sts::123456789012:assumed-role/factory-station")
+                );
+            }
+        }
+    }
+
     #[test]
     fn tokens_are_random_and_prefixed() {
         let (a, b) = (new_token(), new_token());

@@ -157,4 +157,27 @@ mod tests {
             assert!(bad.parse::<StoreUri>().is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        /// Any text gives a store or a typed error, never a panic; what
+        /// parses names a usable prefix or a non-empty path.
+        #[test]
+        fn store_uri_parser_is_total(text in "(sqlite:|dynamodb:)?[ -~]{0,40}(\\?endpoint=http://[ -~]{0,20})?") {
+            match text.parse::<StoreUri>() {
+                Ok(StoreUri::Sqlite(p)) => proptest::prop_assert!(!p.as_os_str().is_empty()),
+                Ok(StoreUri::DynamoDb { prefix, .. }) => proptest::prop_assert!(
+                    !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                ),
+                Err(e) => proptest::prop_assert!(e.contains("expected") || e.contains("prefix") || e.contains("option")),
+            }
+        }
+
+        /// Authority PEM text that is not a key is an error, never a panic.
+        #[test]
+        fn authority_pem_parser_is_total(text in "[ -~\n]{0,300}") {
+            let _ = authorities_from_pem(&text);
+            let with_markers = format!("-----BEGIN PUBLIC KEY-----\n{text}\n-----END PUBLIC KEY-----\n");
+            proptest::prop_assert!(authorities_from_pem(&with_markers).is_err());
+        }
+    }
 }
