@@ -4,10 +4,28 @@
 //! by the SHA-256 of that DER (the KEYHASH TLV). For P-256 with an uncompressed
 //! point the DER is a fixed 26-byte prefix followed by the 65-byte SEC1 point,
 //! so both are computed here without allocation.
+//!
+//! The curve arithmetic (on-curve check, ECDSA verification of range-checked
+//! scalars) is behind two functions in `keys/curve.rs`; encodings, range
+//! checks and the DER parser are ours.
 
-use ecdsa::signature::hazmat::PrehashVerifier;
-use p256::ecdsa::{Signature, VerifyingKey};
+mod der;
+
+mod curve;
+
+pub use curve::NAME as BACKEND;
 use sha2::{Digest, Sha256};
+
+/// The order n of the P-256 group, big-endian.
+const ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// Whether a big-endian scalar is in 1..n (a valid `r` or `s`).
+fn scalar_in_range(x: &[u8; 32]) -> bool {
+    x.iter().any(|&b| b != 0) && x < &ORDER
+}
 
 /// DER prefix of a P-256 `SubjectPublicKeyInfo` with an uncompressed point:
 /// SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) }.
@@ -41,7 +59,6 @@ pub enum KeyError {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct P256PublicKey {
     sec1: [u8; 65],
-    key: VerifyingKey,
 }
 
 impl core::fmt::Debug for P256PublicKey {
@@ -67,11 +84,10 @@ impl P256PublicKey {
     /// From a 65-byte SEC1 uncompressed point (`04 ‖ x ‖ y`).
     pub fn from_sec1(bytes: &[u8]) -> Result<Self, KeyError> {
         let sec1: [u8; 65] = bytes.try_into().map_err(|_| KeyError::InvalidPoint)?;
-        if sec1[0] != 0x04 {
+        if sec1[0] != 0x04 || !curve::on_curve(&sec1) {
             return Err(KeyError::InvalidPoint);
         }
-        let key = VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| KeyError::InvalidPoint)?;
-        Ok(Self { sec1, key })
+        Ok(Self { sec1 })
     }
 
     /// From the DER `SubjectPublicKeyInfo` (the form MCUboot embeds, and the
@@ -108,51 +124,53 @@ impl P256PublicKey {
 
     /// Verify a strictly DER-encoded ECDSA signature over a SHA-256 digest.
     pub fn verify_digest_der(&self, digest: &[u8; 32], der: &[u8]) -> Result<(), KeyError> {
-        let sig = Signature::from_der(der).map_err(|_| KeyError::MalformedSignature)?;
-        self.verify(digest, &sig)
+        let (r, s) = der::parse(der).ok_or(KeyError::MalformedSignature)?;
+        self.verify(digest, &r, &s)
     }
 
     /// Verify a DER signature as an MCUboot ECDSASIG TLV holds it: zero bytes
     /// after the DER SEQUENCE are tolerated, as MCUboot does for signatures
     /// padded by `imgtool --pad-sig`.
     pub fn verify_digest_der_padded(&self, digest: &[u8; 32], der: &[u8]) -> Result<(), KeyError> {
-        let sig = parse_der_signature(der)?;
-        self.verify(digest, &sig)
+        // The SEQUENCE's own length says where the signature ends.
+        let end = match der {
+            [0x30, len, ..] if len & 0x80 == 0 => 2 + usize::from(*len),
+            _ => return Err(KeyError::MalformedSignature),
+        };
+        let (sig, padding) = der
+            .split_at_checked(end)
+            .ok_or(KeyError::MalformedSignature)?;
+        if padding.iter().any(|&b| b != 0) {
+            return Err(KeyError::MalformedSignature);
+        }
+        self.verify_digest_der(digest, sig)
     }
 
     /// Verify a fixed 64-byte `r ‖ s` ECDSA signature over a SHA-256 digest.
     pub fn verify_digest_raw(&self, digest: &[u8; 32], raw: &[u8; 64]) -> Result<(), KeyError> {
-        let sig = Signature::from_slice(raw).map_err(|_| KeyError::MalformedSignature)?;
-        self.verify(digest, &sig)
+        let (r, s) = raw.split_at(32);
+        let (Ok(r), Ok(s)) = (<[u8; 32]>::try_from(r), <[u8; 32]>::try_from(s)) else {
+            return Err(KeyError::MalformedSignature);
+        };
+        self.verify(digest, &r, &s)
     }
 
-    fn verify(&self, digest: &[u8; 32], sig: &Signature) -> Result<(), KeyError> {
-        self.key
-            .verify_prehash(digest, sig)
-            .map_err(|_| KeyError::BadSignature)
+    fn verify(&self, digest: &[u8; 32], r: &[u8; 32], s: &[u8; 32]) -> Result<(), KeyError> {
+        if !scalar_in_range(r) || !scalar_in_range(s) {
+            return Err(KeyError::MalformedSignature);
+        }
+        if curve::verify(&self.sec1, digest, r, s) {
+            Ok(())
+        } else {
+            Err(KeyError::BadSignature)
+        }
     }
-}
-
-/// Parse a DER ECDSA signature, allowing zero padding after the SEQUENCE.
-fn parse_der_signature(der: &[u8]) -> Result<Signature, KeyError> {
-    // SEQUENCE with a short-form length: P-256 signatures are at most 72 bytes.
-    if der.len() < 2 || der[0] != 0x30 || der[1] & 0x80 != 0 {
-        return Err(KeyError::MalformedSignature);
-    }
-    let end = 2 + usize::from(der[1]);
-    let (body, padding) = der
-        .split_at_checked(end)
-        .ok_or(KeyError::MalformedSignature)?;
-    if padding.iter().any(|&b| b != 0) {
-        return Err(KeyError::MalformedSignature);
-    }
-    Signature::from_der(body).map_err(|_| KeyError::MalformedSignature)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p256::ecdsa::{signature::hazmat::PrehashSigner, SigningKey};
+    use p256::ecdsa::{signature::hazmat::PrehashSigner, Signature, SigningKey};
 
     fn key() -> (SigningKey, P256PublicKey) {
         let sk = SigningKey::from_slice(&[0x11; 32]).unwrap();
@@ -214,6 +232,31 @@ mod tests {
         assert_eq!(
             pk.verify_digest_raw(&other, &raw),
             Err(KeyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn scalars_outside_one_to_n_are_malformed() {
+        let (_, pk) = key();
+        let digest = [0x5a; 32];
+        let mut raw = [0u8; 64];
+        raw[63] = 1;
+        assert_eq!(
+            pk.verify_digest_raw(&digest, &raw),
+            Err(KeyError::MalformedSignature),
+            "r = 0"
+        );
+        raw[..32].copy_from_slice(&ORDER);
+        assert_eq!(
+            pk.verify_digest_raw(&digest, &raw),
+            Err(KeyError::MalformedSignature),
+            "r = n"
+        );
+        raw[31] -= 1;
+        assert_eq!(
+            pk.verify_digest_raw(&digest, &raw),
+            Err(KeyError::BadSignature),
+            "r = n - 1 is in range"
         );
     }
 }

@@ -83,3 +83,31 @@ fn boot_stage_on_emulated_nrf51() {
         )
     );
 }
+
+/// The verifiers as compiled for Cortex-M4 (thumbv7em, the nRF52 series),
+/// run on QEMU's Cortex-M4 board: every Wycheproof P-256/SHA-256 vector (raw
+/// and DER) and the record known answer through the public API.
+#[test]
+fn verifier_self_test_on_emulated_cortex_m4() {
+    let out = Command::new(format!("{ROOT}/firmware/qemu/selftest.sh"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run selftest.sh: {e}"));
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{console}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = console
+        .lines()
+        .find(|l| l.starts_with("SELFTEST"))
+        .unwrap_or_else(|| panic!("no SELFTEST line:\n{console}"));
+    let vectors: u32 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("vectors="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(vectors > 700, "{line}");
+    assert!(line.ends_with("failed=0"), "{line}");
+}

@@ -131,7 +131,7 @@ fn check_image() -> bool {
             true
         }
         Err(e) => {
-            hprintln!("IMAGE INVALID {}", e);
+            hprintln!("IMAGE INVALID reason={}", e.code());
             false
         }
     }

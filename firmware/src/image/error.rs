@@ -128,3 +128,31 @@ pub enum ImageError {
         len: usize,
     },
 }
+
+impl ImageError {
+    /// A short stable reason code, for logs and consoles that should not
+    /// carry the formatting machinery of the full message.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Truncated { .. } => "truncated",
+            Self::BadMagic { .. } => "bad-magic",
+            Self::HeaderTooSmall(_) => "header-too-small",
+            Self::BadTlvInfoMagic { .. } => "bad-tlv-magic",
+            Self::ProtectedSizeMismatch { .. } => "protected-size-mismatch",
+            Self::BadTlvAreaLength { .. } => "bad-tlv-area-length",
+            Self::TlvOverrun { .. } => "tlv-overrun",
+            Self::UnprotectedTlvNotAllowed { .. } => "unprotected-tlv-not-allowed",
+            Self::MisplacedTlv { .. } => "misplaced-tlv",
+            Self::DuplicateTlv { .. } => "duplicate-tlv",
+            Self::BadTlvLength { .. } => "bad-tlv-length",
+            Self::MissingHash => "missing-hash",
+            Self::HashMismatch => "hash-mismatch",
+            Self::Unsigned => "unsigned",
+            Self::KeyMismatch => "key-mismatch",
+            Self::BadSignature(_) => "bad-signature",
+            Self::MissingSecurityCounter => "missing-security-counter",
+            Self::SecurityCounterTooLow { .. } => "security-counter-too-low",
+            Self::BadTail { .. } => "bad-tail",
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! On-target self-test of the P-256 verifier this target builds with (the
+//! `p256-cm4` backend on Cortex-M4): every Wycheproof ECDSA P-256/SHA-256
+//! vector, raw `r ‖ s` and DER, through the firmware crate's public API, plus
+//! the provisioning-record known answer. Run on QEMU's `mps2-an386`
+//! (Cortex-M4) by `firmware/qemu/selftest.sh`; prints
+//! `SELFTEST backend=… vectors=N failed=F` and exits 0 only if F is 0.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug, hprintln};
+use firmware::P256PublicKey;
+use sha2::{Digest, Sha256};
+
+include!(concat!(env!("OUT_DIR"), "/authorities.rs"));
+
+static VECTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vectors.bin"));
+/// The known-answer record (tests/data/records/qemu-microbit.bin): serial 1,
+/// hw_id 1234567800000003, signed by tests/data/records/authority.pem.
+static RECORD: &[u8] = include_bytes!("../../../../tests/data/records/qemu-microbit.bin");
+
+fn take<'a>(data: &mut &'a [u8], n: usize) -> &'a [u8] {
+    let (head, tail) = data.split_at(n);
+    *data = tail;
+    head
+}
+
+fn u16_at(data: &mut &[u8]) -> usize {
+    let b = take(data, 2);
+    usize::from(u16::from_le_bytes([b[0], b[1]]))
+}
+
+#[entry]
+fn main() -> ! {
+    let (mut vectors, mut failed) = (0u32, 0u32);
+    let mut data = VECTORS;
+    while data[0] != 0xff {
+        let kind = take(&mut data, 1)[0];
+        let key = P256PublicKey::from_sec1(take(&mut data, 65));
+        let tests = u16_at(&mut data);
+        for _ in 0..tests {
+            let valid = take(&mut data, 1)[0] == 1;
+            let (msg_len, sig_len) = (u16_at(&mut data), u16_at(&mut data));
+            let digest: [u8; 32] = Sha256::digest(take(&mut data, msg_len)).into();
+            let sig = take(&mut data, sig_len);
+            let accepted = match (&key, kind) {
+                (Ok(k), 0) => <&[u8; 64]>::try_from(sig)
+                    .is_ok_and(|raw| k.verify_digest_raw(&digest, raw).is_ok()),
+                (Ok(k), _) => k.verify_digest_der(&digest, sig).is_ok(),
+                (Err(_), _) => false,
+            };
+            vectors += 1;
+            if accepted != valid {
+                failed += 1;
+                hprintln!("FAIL vector {} kind {} expected {}", vectors, kind, valid);
+            }
+        }
+    }
+
+    // The record known answer: valid for its chip, refused for another chip
+    // and when one bit of it changes.
+    let authorities: [P256PublicKey; 1] = match P256PublicKey::from_sec1(&AUTHORITIES[0]) {
+        Ok(k) => [k],
+        Err(_) => {
+            hprintln!("SELFTEST no authority key");
+            exit(false);
+        }
+    };
+    let chip = firmware::record::HwId::from_deviceid(0x0000_0003, 0x1234_5678);
+    let other = firmware::record::HwId::from_deviceid(0x0000_0004, 0x1234_5678);
+    let mut flipped = [0u8; 208];
+    flipped.copy_from_slice(&RECORD[..208]);
+    flipped[40] ^= 1;
+    let checks = [
+        firmware::record::verify_provisioning(RECORD, chip, &authorities)
+            .is_ok_and(|p| p.body.serial == 1),
+        firmware::record::verify_provisioning(RECORD, other, &authorities).is_err(),
+        firmware::record::verify_provisioning(&flipped, chip, &authorities).is_err(),
+    ];
+    for (i, ok) in checks.iter().enumerate() {
+        vectors += 1;
+        if !ok {
+            failed += 1;
+            hprintln!("FAIL record check {}", i);
+        }
+    }
+
+    hprintln!(
+        "SELFTEST backend={} vectors={} failed={}",
+        firmware::keys::BACKEND,
+        vectors,
+        failed
+    );
+    exit(failed == 0);
+}
+
+/// Report the verdict to QEMU over semihosting and stop.
+fn exit(ok: bool) -> ! {
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    loop {
+        cortex_m::asm::wfi();
+    }
+}

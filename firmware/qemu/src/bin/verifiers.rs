@@ -1,0 +1,66 @@
+//! The verifiers alone, for the footprint benchmark (`bench/footprint.sh`):
+//! with feature `record` it verifies the provisioning partition, with `image`
+//! the image slot, against the authority keys compiled in; with neither it
+//! only reads the flash it would check, the baseline. Nothing is printed, so
+//! the size difference to the baseline is the verifiers' code and tables and
+//! nothing of a console's formatting.
+#![no_std]
+#![no_main]
+
+use core::hint::black_box;
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::debug;
+// Linked in every variant (its panic handler), used only with the features.
+use firmware as _;
+
+include!(concat!(env!("OUT_DIR"), "/authorities.rs"));
+
+#[entry]
+fn main() -> ! {
+    // SAFETY: on-chip flash, mapped and readable; the address is opaque to the
+    // optimiser so nothing is folded away.
+    let flash: &[u8] =
+        unsafe { core::slice::from_raw_parts(black_box(0x0003_F000usize) as *const u8, 0x1000) };
+    #[allow(unused_mut)]
+    let mut verdict = u32::from(flash[0]);
+    #[cfg(any(feature = "record", feature = "image"))]
+    {
+        let mut keys = [None; 4];
+        for (slot, raw) in keys.iter_mut().zip(AUTHORITIES) {
+            *slot = firmware::P256PublicKey::from_sec1(raw).ok();
+        }
+        let Some(first) = keys[0] else {
+            exit(false);
+        };
+        let keys = keys.map(|k| k.unwrap_or(first));
+        #[cfg(feature = "record")]
+        {
+            let chip = firmware::record::HwId::from_deviceid(black_box(3), black_box(0x1234_5678));
+            verdict += u32::from(firmware::record::verify_provisioning(flash, chip, &keys).is_ok());
+        }
+        #[cfg(feature = "image")]
+        {
+            // SAFETY: as above.
+            let slot: &[u8] = unsafe {
+                core::slice::from_raw_parts(black_box(0x0000_8000usize) as *const u8, 0x3_0000)
+            };
+            let ok = firmware::image::Image::parse(slot).and_then(|i| i.verify(&keys, None));
+            verdict += u32::from(ok.is_ok());
+        }
+    }
+    black_box(verdict);
+    exit(true);
+}
+
+/// Report the verdict to QEMU over semihosting and stop.
+fn exit(ok: bool) -> ! {
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
