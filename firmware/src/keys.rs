@@ -6,14 +6,26 @@
 //! so both are computed here without allocation.
 //!
 //! The curve arithmetic (on-curve check, ECDSA verification of range-checked
-//! scalars) is behind two functions in `keys/curve.rs`; encodings, range
-//! checks and the DER parser are ours.
+//! scalars) is two functions with two implementations: on the
+//! microcontrollers (`target_os = "none"`) our small verifier
+//! (`keys/compact.rs`), on hosts RustCrypto's `p256` (`keys/curve.rs`, fast).
+//! Encodings, range checks and the DER parser are ours and shared.
 
 mod der;
 
+#[cfg(any(test, target_os = "none"))]
+mod compact;
+#[cfg(not(target_os = "none"))]
 mod curve;
+#[cfg(target_os = "none")]
+use compact as curve;
 
-pub use curve::NAME as BACKEND;
+/// Which P-256 arithmetic this build verifies with.
+#[cfg(target_os = "none")]
+pub const BACKEND: &str = "compact";
+/// Which P-256 arithmetic this build verifies with.
+#[cfg(not(target_os = "none"))]
+pub const BACKEND: &str = curve::NAME;
 use sha2::{Digest, Sha256};
 
 /// The order n of the P-256 group, big-endian.

@@ -1,15 +1,11 @@
-//! The P-256 arithmetic: RustCrypto's `p256` (portable, constant-time).
-//!
-//! `p256-cm4` (a Cortex-M4 port of P256-Cortex-M4, about 10 KiB) was tried
-//! here and left out: its `mul288x288` uses a single-register `LDM.W`, an
-//! UNPREDICTABLE encoding in ARMv7-M that QEMU's Cortex-M4 rejects as
-//! undefined (docs/benchmarks.md).
+//! The P-256 arithmetic on hosts: RustCrypto's `p256` (fast, constant-time).
+//! The microcontrollers use `compact.rs`, which is much smaller.
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 
 /// Which implementation this build verifies with.
-pub const NAME: &str = "rustcrypto-p256";
+pub(crate) const NAME: &str = "rustcrypto-p256";
 
 /// Whether `sec1` (uncompressed) is a point on the curve.
 pub(crate) fn on_curve(sec1: &[u8; 65]) -> bool {
