@@ -2,20 +2,24 @@
 # Build the boot stage with the given provisioning-authority keys compiled in,
 # boot it on QEMU's nRF51 (microbit) with REC.bin in the provisioning partition
 # (0x3F000; none = erased flash), print its console, exit with its code
-# (0 PROVISIONED, 1 NOT PROVISIONED).
+# (0 PROVISIONED, 1 NOT PROVISIONED). With --gdb PORT the chip waits, halted,
+# for a debugger on 127.0.0.1:PORT (QEMU's GDB stub) to write it and continue:
+# how the factory station provisions it.
 #
-#   firmware/qemu/boot.sh --authority PUB.pem [--authority PUB2.pem …] [--record REC.bin]
+#   firmware/qemu/boot.sh --authority PUB.pem [--authority PUB2.pem …] [--record REC.bin] [--gdb PORT]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-usage() { echo "usage: $0 --authority PUB.pem [--authority PUB.pem …] [--record REC.bin]" >&2; exit 2; }
+usage() { echo "usage: $0 --authority PUB.pem [--authority PUB.pem …] [--record REC.bin] [--gdb PORT]" >&2; exit 2; }
 
 authorities=()
 record=""
+gdb=""
 while (($#)); do
     case "$1" in
         --authority) [ $# -ge 2 ] || usage; authorities+=("$2"); shift 2 ;;
         --record) [ $# -ge 2 ] || usage; record=$2; shift 2 ;;
+        --gdb) [ $# -ge 2 ] || usage; gdb=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "unknown argument: $1" >&2; usage ;;
     esac
@@ -38,6 +42,7 @@ elf="$CARGO_TARGET_DIR/thumbv6m-none-eabi/release/boot-stage"
 args=(-M microbit -nographic -monitor none -serial none
       -semihosting-config enable=on,target=native -kernel "$elf")
 [ -z "$record" ] || args+=(-device "loader,file=$record,addr=0x3f000")
+[ -z "$gdb" ] || args+=(-S -gdb "tcp:127.0.0.1:$gdb")
 set +e
 timeout 120 qemu-system-arm "${args[@]}"
 rc=$?

@@ -1,0 +1,234 @@
+//! What the station does to a chip, over any debug connection: the `Target`
+//! trait (raw memory, flash, reset, lock) with a GDB-remote implementation and
+//! a fake for tests. Everything above raw access (reading the hardware ID,
+//! verifying what was written) is shared and lives here or in the flow.
+
+use firmware::record::HwId;
+
+use crate::chips::{Chip, LockMechanism};
+use crate::gdb::{GdbClient, GdbError};
+
+/// Why an operation on the chip failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The debug connection failed.
+    #[error(transparent)]
+    Gdb(#[from] GdbError),
+    /// A fake target's scripted fault, or a probe's refusal.
+    #[error("target: {0}")]
+    Failed(String),
+    /// FICR reads as erased or blank: not a real chip, or the read is wrong.
+    #[error("FICR DEVICEID at {addr:#010x} reads {value}: erased or unreadable (wrong --chip?)")]
+    BlankDeviceId {
+        /// Where it was read.
+        addr: u32,
+        /// What was read, hex.
+        value: String,
+    },
+}
+
+/// A chip on the other end of a debug connection.
+pub trait Target {
+    /// Read `buf.len()` bytes at `addr`.
+    fn read_memory(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), TargetError>;
+    /// Erase the pages covering `addr..addr + data.len()` and program `data`.
+    fn program_flash(&mut self, chip: &Chip, addr: u32, data: &[u8]) -> Result<(), TargetError>;
+    /// Reset and let the chip run.
+    fn reset_and_run(&mut self) -> Result<(), TargetError>;
+    /// Close debug access the way `chip` needs.
+    fn lock(&mut self, chip: &Chip) -> Result<(), TargetError>;
+}
+
+/// The chip's hardware ID from FICR `DEVICEID`, as the firmware reads it.
+pub fn read_hw_id(target: &mut dyn Target, chip: &Chip) -> Result<HwId, TargetError> {
+    let mut words = [0u8; 8];
+    target.read_memory(chip.deviceid, &mut words)?;
+    let d0 = u32::from_le_bytes([words[0], words[1], words[2], words[3]]);
+    let d1 = u32::from_le_bytes([words[4], words[5], words[6], words[7]]);
+    if (d0 == u32::MAX && d1 == u32::MAX) || (d0 == 0 && d1 == 0) {
+        return Err(TargetError::BlankDeviceId {
+            addr: chip.deviceid,
+            value: format!("{d1:08x}{d0:08x}"),
+        });
+    }
+    Ok(HwId::from_deviceid(d0, d1))
+}
+
+/// A chip behind a GDB remote stub.
+#[derive(Debug)]
+pub struct GdbTarget {
+    client: GdbClient,
+}
+
+impl GdbTarget {
+    /// Connect to the stub at `addr` (`HOST:PORT`).
+    pub fn connect(addr: &str) -> Result<Self, TargetError> {
+        Ok(Self {
+            client: GdbClient::connect(addr)?,
+        })
+    }
+}
+
+impl Target for GdbTarget {
+    fn read_memory(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), TargetError> {
+        Ok(self.client.read_memory(addr, buf)?)
+    }
+
+    fn program_flash(&mut self, chip: &Chip, addr: u32, data: &[u8]) -> Result<(), TargetError> {
+        if self.client.has_vflash() {
+            Ok(self.client.program_flash(addr, data, chip.page_size)?)
+        } else {
+            // Stubs without a flash map (QEMU) write flash like memory.
+            Ok(self.client.write_memory(addr, data)?)
+        }
+    }
+
+    fn reset_and_run(&mut self) -> Result<(), TargetError> {
+        Ok(self.client.resume()?)
+    }
+
+    fn lock(&mut self, chip: &Chip) -> Result<(), TargetError> {
+        match chip.lock {
+            LockMechanism::UicrRbpconf
+            | LockMechanism::UicrApprotect
+            | LockMechanism::UicrApprotectHw => {
+                let word = chip.lock_value.to_le_bytes();
+                self.client.write_memory(chip.approtect, &word)?;
+                let mut back = [0u8; 4];
+                self.client.read_memory(chip.approtect, &mut back)?;
+                if back != word {
+                    return Err(TargetError::Failed(format!(
+                        "UICR word at {:#010x} reads {} after writing {}",
+                        chip.approtect,
+                        hex::encode(back),
+                        hex::encode(word)
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An in-memory chip for tests: flash, FICR and UICR as a sparse map, with
+/// faults that can be scripted.
+#[derive(Debug, Default)]
+pub struct FakeTarget {
+    memory: std::collections::BTreeMap<u32, u8>,
+    /// Fail the next `program_flash` after writing this many bytes.
+    pub fail_write_after: Option<usize>,
+    /// Flip a bit in what later reads return at this address.
+    pub corrupt_reads_at: Option<u32>,
+    /// Whether `lock` was called.
+    pub locked: bool,
+    /// How many resets.
+    pub resets: u32,
+}
+
+impl FakeTarget {
+    /// A chip whose FICR DEVICEID holds `d0`, `d1`, with erased flash.
+    pub fn new(chip: &Chip, d0: u32, d1: u32) -> Self {
+        let mut t = Self::default();
+        t.poke(chip.deviceid, &d0.to_le_bytes());
+        t.poke(chip.deviceid + 4, &d1.to_le_bytes());
+        t
+    }
+
+    /// Set memory directly.
+    pub fn poke(&mut self, addr: u32, data: &[u8]) {
+        for (i, &b) in data.iter().enumerate() {
+            self.memory.insert(addr + i as u32, b);
+        }
+    }
+}
+
+impl Target for FakeTarget {
+    fn read_memory(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), TargetError> {
+        for (i, b) in buf.iter_mut().enumerate() {
+            let at = addr + i as u32;
+            *b = self.memory.get(&at).copied().unwrap_or(0xff);
+            if self.corrupt_reads_at == Some(at) {
+                *b ^= 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn program_flash(&mut self, chip: &Chip, addr: u32, data: &[u8]) -> Result<(), TargetError> {
+        let start = addr - addr % chip.page_size;
+        let end = (addr + data.len() as u32).div_ceil(chip.page_size) * chip.page_size;
+        for a in start..end {
+            self.memory.remove(&a);
+        }
+        for (i, &b) in data.iter().enumerate() {
+            if self.fail_write_after == Some(i) {
+                self.fail_write_after = None;
+                return Err(TargetError::Failed(format!(
+                    "flash write failed at {:#x}",
+                    addr + i as u32
+                )));
+            }
+            self.memory.insert(addr + i as u32, b);
+        }
+        Ok(())
+    }
+
+    fn reset_and_run(&mut self) -> Result<(), TargetError> {
+        self.resets += 1;
+        Ok(())
+    }
+
+    fn lock(&mut self, chip: &Chip) -> Result<(), TargetError> {
+        self.poke(chip.approtect, &chip.lock_value.to_le_bytes());
+        self.locked = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chips::ChipTable;
+
+    #[test]
+    fn hw_id_is_deviceid1_then_deviceid0_big_endian() {
+        let table = ChipTable::builtin().unwrap();
+        let chip = table.get("nrf51822").unwrap();
+        let mut t = FakeTarget::new(chip, 0x0000_0003, 0x1234_5678);
+        assert_eq!(
+            read_hw_id(&mut t, chip).unwrap().to_string(),
+            "1234567800000003"
+        );
+    }
+
+    #[test]
+    fn erased_or_zero_ficr_is_refused() {
+        let table = ChipTable::builtin().unwrap();
+        let chip = table.get("nrf52840").unwrap();
+        let mut erased = FakeTarget::default();
+        let e = read_hw_id(&mut erased, chip).unwrap_err().to_string();
+        assert!(
+            e.contains("ffffffffffffffff") && e.contains("wrong --chip"),
+            "{e}"
+        );
+        let mut zero = FakeTarget::new(chip, 0, 0);
+        assert!(read_hw_id(&mut zero, chip).is_err());
+    }
+
+    #[test]
+    fn fake_flash_erases_whole_pages_and_can_fail_midway() {
+        let table = ChipTable::builtin().unwrap();
+        let chip = table.get("nrf52840").unwrap();
+        let mut t = FakeTarget::new(chip, 1, 2);
+        t.poke(chip.partition + 0x800, &[0x42]);
+        t.program_flash(chip, chip.partition, &[1, 2, 3]).unwrap();
+        let mut back = [0u8; 4];
+        t.read_memory(chip.partition, &mut back).unwrap();
+        assert_eq!(back, [1, 2, 3, 0xff]);
+        let mut far = [0u8; 1];
+        t.read_memory(chip.partition + 0x800, &mut far).unwrap();
+        assert_eq!(far, [0xff], "the page was erased");
+        t.fail_write_after = Some(2);
+        assert!(t.program_flash(chip, chip.partition, &[9, 9, 9]).is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! The station's debug connection against a real GDB stub: QEMU's emulated
+//! nRF51 (`-M microbit`, whose FICR DEVICEID reads 1234567800000003). The
+//! hardware ID is read over the stub, and a provisioning record written over
+//! it into the halted chip's flash is what the boot stage then verifies.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use factory::chips::ChipTable;
+use factory::target::{read_hw_id, GdbTarget, Target};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{what} exited before listening"
+        );
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn read_id_over_qemus_gdb_stub() {
+    let port = free_port();
+    let mut qemu = Command::new("qemu-system-arm")
+        .args([
+            "-M",
+            "microbit",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+            "-S",
+        ])
+        .args(["-gdb", &format!("tcp:127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("qemu-system-arm: {e} (scripts/setup.sh installs it)"));
+    wait_for(port, &mut qemu, "qemu");
+    let _qemu = Killed(qemu);
+    let out = Command::new(env!("CARGO_BIN_EXE_factory"))
+        .args(["read-id", "--chip", "nrf51822", "--json", "--gdb"])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["hw_id"], "1234567800000003");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_factory"))
+        .args(["read-id", "--chip", "nrf9999", "--gdb"])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown chip") && err.contains("nrf52840"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_record_written_over_gdb_boots_as_provisioned() {
+    let port = free_port();
+    let mut boot = Command::new(format!("{ROOT}/firmware/qemu/boot.sh"))
+        .arg("--authority")
+        .arg(format!("{ROOT}/tests/data/records/authority.pub.pem"))
+        .args(["--gdb", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(port, &mut boot, "boot.sh");
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf51822").unwrap();
+    let mut target = GdbTarget::connect(&format!("127.0.0.1:{port}")).unwrap();
+    assert_eq!(
+        read_hw_id(&mut target, chip).unwrap().to_string(),
+        "1234567800000003"
+    );
+    let record = std::fs::read(format!("{ROOT}/tests/data/records/qemu-microbit.bin")).unwrap();
+    target.program_flash(chip, chip.partition, &record).unwrap();
+    let mut back = vec![0u8; record.len()];
+    target.read_memory(chip.partition, &mut back).unwrap();
+    assert_eq!(back, record, "read back what was written");
+    target.reset_and_run().unwrap();
+
+    let mut console = String::new();
+    boot.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut console)
+        .unwrap();
+    let status = boot.wait().unwrap();
+    assert!(status.success(), "{console}");
+    assert!(
+        console.contains("PROVISIONED serial=1 hw_id=1234567800000003"),
+        "{console}"
+    );
+}
