@@ -7,6 +7,10 @@
 //! for tests, and reading the hardware ID. The provisioning flow, probe-rs
 //! and station mode follow (issue 6).
 
+pub mod backend;
 pub mod chips;
 pub mod gdb;
+pub mod image_check;
+pub mod partition;
+pub mod provision;
 pub mod target;

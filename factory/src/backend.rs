@@ -1,0 +1,204 @@
+//! The station's client of the provisioning backend (`lambda/openapi.yaml`):
+//! bearer-token calls with retries and backoff for transport failures and
+//! server faults; a refusal (4xx) is returned at once with its code.
+
+use std::time::Duration;
+
+use firmware::record::HwId;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Why a backend call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend could not be reached (after retries).
+    #[error("backend {url} unreachable after {attempts} attempts: {reason}")]
+    Unreachable {
+        /// The URL called.
+        url: String,
+        /// How many tries.
+        attempts: u32,
+        /// The last failure.
+        reason: String,
+    },
+    /// The backend refused the call.
+    #[error("backend refused {what}: {status} {code}: {message}")]
+    Refused {
+        /// Which call.
+        what: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The API's error code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// The answer is not what the API specifies.
+    #[error("backend answered {what} with something unexpected: {source}")]
+    BadAnswer {
+        /// Which call.
+        what: &'static str,
+        /// The problem, as text.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `POST /v1/provision`'s answer.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Provisioned {
+    /// The chip's serial.
+    pub serial: u32,
+    /// Its status (`factory_only`, `active`).
+    pub status: String,
+    /// Whether this call allocated the serial.
+    pub created: bool,
+}
+
+/// A device as the backend sees it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct DeviceState {
+    /// Serial.
+    pub serial: u32,
+    /// `factory_only`, `active` or `revoked`.
+    pub status: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+    message: String,
+}
+
+/// A backend at `base` (e.g. `http://127.0.0.1:8080`), called with a token.
+pub struct Backend {
+    base: String,
+    token: SecretString,
+    agent: ureq::Agent,
+    /// Tries per call.
+    pub attempts: u32,
+    /// First backoff; doubles each retry.
+    pub backoff: Duration,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    /// A client of the backend at `base` using `token`.
+    pub fn new(base: &str, token: SecretString) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(3))
+                .timeout(Duration::from_secs(10))
+                .build(),
+            attempts: 5,
+            backoff: Duration::from_millis(100),
+        }
+    }
+
+    fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, BackendError> {
+        let url = format!("{}{path}", self.base);
+        let mut last = String::new();
+        let mut wait = self.backoff;
+        for attempt in 1..=self.attempts {
+            let req = self.agent.request(method, &url).set(
+                "authorization",
+                &format!("Bearer {}", self.token.expose_secret()),
+            );
+            let result = match &body {
+                Some(b) => req.send_json(b.clone()),
+                None => req.call(),
+            };
+            match result {
+                Ok(resp) => {
+                    return resp
+                        .into_json()
+                        .map_err(|source| BackendError::BadAnswer { what, source })
+                }
+                Err(ureq::Error::Status(status, resp)) if status < 500 => {
+                    let (code, message) = match resp.into_json::<ErrorBody>() {
+                        Ok(e) => (e.error, e.message),
+                        Err(_) => ("?".into(), "(no error body)".into()),
+                    };
+                    return Err(BackendError::Refused {
+                        what,
+                        status,
+                        code,
+                        message,
+                    });
+                }
+                Err(ureq::Error::Status(status, _)) => last = format!("HTTP {status}"),
+                Err(ureq::Error::Transport(t)) => last = t.to_string(),
+            }
+            if attempt < self.attempts {
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
+        }
+        Err(BackendError::Unreachable {
+            url,
+            attempts: self.attempts,
+            reason: last,
+        })
+    }
+
+    /// `POST /v1/provision`: the chip's serial (idempotent).
+    pub fn provision(
+        &self,
+        hw_id: HwId,
+        product: Option<&str>,
+    ) -> Result<Provisioned, BackendError> {
+        let mut body = serde_json::json!({ "hw_id": hw_id.to_string() });
+        if let Some(p) = product {
+            body["product"] = p.into();
+        }
+        self.call("provision", "POST", "/v1/provision", Some(body))
+    }
+
+    /// `POST /v1/devices/{serial}/activate`.
+    pub fn activate(
+        &self,
+        serial: u32,
+        record: &[u8],
+        secret_hash: &[u8; 32],
+    ) -> Result<DeviceState, BackendError> {
+        let body = serde_json::json!({
+            "record": hex::encode(record),
+            "device_secret_hash": hex::encode(secret_hash),
+        });
+        self.call(
+            "activate",
+            "POST",
+            &format!("/v1/devices/{serial}/activate"),
+            Some(body),
+        )
+    }
+
+    /// `GET /v1/devices?hw_id=`: the device, if registered.
+    pub fn device(&self, hw_id: HwId) -> Result<Option<DeviceState>, BackendError> {
+        match self.call(
+            "device lookup",
+            "GET",
+            &format!("/v1/devices?hw_id={hw_id}"),
+            None,
+        ) {
+            Ok(d) => Ok(Some(d)),
+            Err(BackendError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The provisioning flow on fake chips against the real backend (the
+//! `lambda` router on SQLite, over HTTP on 127.0.0.1): the happy path and its
+//! re-run, each fault the station must survive, and a batch of 50 chips.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use factory::backend::Backend;
+use factory::chips::ChipTable;
+use factory::provision::{provision, Job};
+use factory::target::{FakeTarget, Target};
+use lambda::auth::{token_hash, BearerTokens};
+use lambda::model::Role;
+use lambda::{SqliteStore, Store};
+
+const TOKEN: &str = "pvd_factory-test";
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/");
+
+/// A backend on a free port, running until the test ends.
+struct LocalBackend {
+    url: String,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+fn backend() -> LocalBackend {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("reg.db")).unwrap());
+    store
+        .add_token("line-1", Role::Factory, &token_hash(TOKEN))
+        .unwrap();
+    let authorities = lambda::config::authorities_from_files(&[format!(
+        "{DATA}records/authority.pub.pem"
+    )
+    .into()])
+    .unwrap();
+    let app = lambda::api::router(lambda::api::AppState {
+        auth: Arc::new(BearerTokens::new(Arc::clone(&store))),
+        store: Arc::clone(&store),
+        authorities: Arc::new(authorities),
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    LocalBackend {
+        url,
+        store,
+        _dir: dir,
+    }
+}
+
+fn authority() -> Box<dyn signer::Signer> {
+    let key: signer::KeyRef = format!("file:{DATA}records/authority.pem").parse().unwrap();
+    signer::open_signer(&key).unwrap()
+}
+
+fn client(url: &str) -> Backend {
+    let mut b = Backend::new(url, TOKEN.to_owned().into());
+    b.backoff = std::time::Duration::from_millis(5);
+    b.attempts = 3;
+    b
+}
+
+fn status(store: &Arc<dyn Store>, serial: u32) -> String {
+    store
+        .device_by_serial(serial)
+        .unwrap()
+        .map(|d| d.status.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn provisions_then_only_verifies_on_a_rerun() {
+    let be = backend();
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf52840").unwrap();
+    let authority = authority();
+    let backend = client(&be.url);
+    let job = Job {
+        chip,
+        backend: &backend,
+        authority: authority.as_ref(),
+        product: Some("sensor-v2".into()),
+        firmware: None,
+        lock: true,
+        force: false,
+    };
+    let mut chip_a = FakeTarget::new(chip, 0x0000_0003, 0x1234_5678);
+    let r = provision(&mut chip_a, &job);
+    assert_eq!((r.outcome, r.serial), ("provisioned", Some(1)), "{r:?}");
+    assert_eq!(r.hw_id.as_deref(), Some("1234567800000003"));
+    assert!(chip_a.locked);
+    assert_eq!(status(&be.store, 1), "active");
+
+    // What the chip holds verifies as the firmware would check it.
+    let mut partition = vec![0u8; 4096];
+    chip_a.read_memory(chip.partition, &mut partition).unwrap();
+    let hw = firmware::record::HwId::from_deviceid(3, 0x1234_5678);
+    let key = authority.public_key().unwrap();
+    let p = firmware::record::verify_provisioning(&partition, hw, &[key]).unwrap();
+    assert_eq!(p.body.serial, 1);
+    let (device_key, _) = factory::partition::key_block(&partition).unwrap();
+    let sk = p256::SecretKey::from_slice(device_key.as_ref()).unwrap();
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    assert_eq!(
+        sk.public_key().to_encoded_point(false).as_bytes(),
+        p.body.device_pubkey.sec1(),
+        "the injected key is the record's"
+    );
+
+    let again = provision(&mut chip_a, &job);
+    assert_eq!(
+        (again.outcome, again.serial),
+        ("verified", Some(1)),
+        "{again:?}"
+    );
+
+    let mut chip_b = FakeTarget::new(chip, 0x0000_0004, 0x1234_5678);
+    assert_eq!(provision(&mut chip_b, &job).serial, Some(2));
+}
+
+#[test]
+fn faults_leave_a_clear_error_and_the_next_run_recovers() {
+    let be = backend();
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf51822").unwrap();
+    let authority = authority();
+    let backend = client(&be.url);
+    let job = |backend| Job {
+        chip,
+        backend,
+        authority: authority.as_ref(),
+        product: None,
+        firmware: None,
+        lock: false,
+        force: false,
+    };
+
+    // Backend down: nothing is written to the chip.
+    let down = client("http://127.0.0.1:9");
+    let mut t = FakeTarget::new(chip, 7, 0xabcd_0000);
+    let r = provision(&mut t, &job(&down));
+    assert_eq!(r.outcome, "failed");
+    assert!(r.error.as_deref().unwrap().contains("unreachable"), "{r:?}");
+    let mut partition = [0u8; 64];
+    t.read_memory(chip.partition, &mut partition).unwrap();
+    assert!(partition.iter().all(|&b| b == 0xff), "nothing written");
+
+    // A write fails mid-way: the device stays factory_only; a re-run recovers.
+    t.fail_write_after = Some(100);
+    let r = provision(&mut t, &job(&backend));
+    assert!(
+        r.error.as_deref().unwrap().contains("flash write failed"),
+        "{r:?}"
+    );
+    let serial = r.serial.unwrap();
+    assert_eq!(status(&be.store, serial), "factory_only");
+    let r = provision(&mut t, &job(&backend));
+    assert_eq!(
+        (r.outcome, r.serial),
+        ("provisioned", Some(serial)),
+        "{r:?}"
+    );
+    assert_eq!(status(&be.store, serial), "active");
+
+    // A read-back mismatch: refused; the next run activates what was written.
+    let mut u = FakeTarget::new(chip, 8, 0xabcd_0000);
+    u.corrupt_reads_at = Some(chip.partition + 0x110);
+    let r = provision(&mut u, &job(&backend));
+    assert!(
+        r.error.as_deref().unwrap().contains("read-back mismatch"),
+        "{r:?}"
+    );
+    let serial = r.serial.unwrap();
+    assert_eq!(status(&be.store, serial), "factory_only");
+    u.corrupt_reads_at = None;
+    let r = provision(&mut u, &job(&backend));
+    assert_eq!(
+        (r.outcome, r.serial),
+        ("provisioned", Some(serial)),
+        "{r:?}"
+    );
+
+    // An erased FICR: refused before the backend is asked.
+    let mut blank = FakeTarget::default();
+    let r = provision(&mut blank, &job(&backend));
+    assert!(r.error.as_deref().unwrap().contains("erased"), "{r:?}");
+    assert!(r.serial.is_none());
+}
+
+#[test]
+fn a_batch_of_fifty_chips_gets_fifty_serials_all_active() {
+    let be = backend();
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf52832").unwrap();
+    let authority = authority();
+    let backend = client(&be.url);
+    let job = Job {
+        chip,
+        backend: &backend,
+        authority: authority.as_ref(),
+        product: Some("batch".into()),
+        firmware: None,
+        lock: true,
+        force: false,
+    };
+    let mut serials = std::collections::BTreeSet::new();
+    for i in 0..50u32 {
+        let mut t = FakeTarget::new(chip, 0x1000 + i, 0x5555_0000);
+        let r = provision(&mut t, &job);
+        assert_eq!(r.outcome, "provisioned", "{r:?}");
+        serials.insert(r.serial.unwrap());
+    }
+    assert_eq!(serials, (1..=50).collect());
+    for s in 1..=50 {
+        assert_eq!(status(&be.store, s), "active");
+    }
+}
+
+#[test]
+fn firmware_is_checked_before_any_chip_is_touched() {
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf52840").unwrap();
+    let keys =
+        factory::image_check::load_public_keys(&[format!("{DATA}images/dev-key.pub.pem").into()])
+            .unwrap();
+    let signed = std::path::PathBuf::from(format!("{DATA}images/signed.bin"));
+    let fw = factory::image_check::check_firmware(&signed, &keys, Some(0xC000), chip).unwrap();
+    assert_eq!(fw.addr, 0xC000);
+    let e = factory::image_check::check_firmware(&signed, &keys, None, chip).unwrap_err();
+    assert!(e.to_string().contains("--slot"), "{e}");
+    let other = factory::image_check::load_public_keys(&[format!(
+        "{DATA}records/authority.pub.pem"
+    )
+    .into()])
+    .unwrap();
+    let e = factory::image_check::check_firmware(&signed, &other, Some(0xC000), chip).unwrap_err();
+    assert!(
+        e.to_string().contains("refused before touching the chip"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let tampered = dir.path().join("t.bin");
+    let mut bytes = std::fs::read(&signed).unwrap();
+    bytes[0x40] ^= 1;
+    std::fs::write(&tampered, &bytes).unwrap();
+    assert!(factory::image_check::check_firmware(&tampered, &keys, Some(0xC000), chip).is_err());
+    let unsigned = std::path::PathBuf::from(format!("{DATA}images/unsigned.bin"));
+    assert!(factory::image_check::check_firmware(&unsigned, &keys, Some(0xC000), chip).is_err());
+}
