@@ -3,58 +3,16 @@
 //! re-run, each fault the station must survive, and a batch of 50 chips.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{backend, DATA, TOKEN};
 use factory::backend::Backend;
 use factory::chips::ChipTable;
 use factory::provision::{provision, Job};
 use factory::target::{FakeTarget, Target};
-use lambda::auth::{token_hash, BearerTokens};
-use lambda::model::Role;
-use lambda::{SqliteStore, Store};
-
-const TOKEN: &str = "pvd_factory-test";
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/");
-
-/// A backend on a free port, running until the test ends.
-struct LocalBackend {
-    url: String,
-    store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
-}
-
-fn backend() -> LocalBackend {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("reg.db")).unwrap());
-    store
-        .add_token("line-1", Role::Factory, &token_hash(TOKEN))
-        .unwrap();
-    let authorities = lambda::config::authorities_from_files(&[format!(
-        "{DATA}records/authority.pub.pem"
-    )
-    .into()])
-    .unwrap();
-    let app = lambda::api::router(lambda::api::AppState {
-        auth: Arc::new(BearerTokens::new(Arc::clone(&store))),
-        store: Arc::clone(&store),
-        authorities: Arc::new(authorities),
-    });
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    LocalBackend {
-        url,
-        store,
-        _dir: dir,
-    }
-}
+use lambda::Store;
 
 fn authority() -> Box<dyn signer::Signer> {
     let key: signer::KeyRef = format!("file:{DATA}records/authority.pem").parse().unwrap();

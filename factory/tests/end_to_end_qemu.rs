@@ -1,0 +1,154 @@
+//! `factory provision` end to end with real parts: the emulated nRF51 under
+//! QEMU (its GDB stub), the backend over HTTP on 127.0.0.1, the provisioning
+//! authority's key in a SoftHSM2 token. The chip then boots, and its boot
+//! stage reports PROVISIONED with the serial the backend allocated.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{backend_with, DATA, TOKEN};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+}
+
+#[test]
+fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
+    // The authority key, generated inside a fresh SoftHSM2 token.
+    let module = std::env::var("PKCS11_MODULE").unwrap_or_else(|_| {
+        panic!("PKCS11_MODULE is not set: run the tests through scripts/test.sh")
+    });
+    let hsm = tempfile::tempdir().unwrap();
+    let tokens = hsm.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = hsm.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    std::env::set_var("PKCS11_PIN", "1234");
+    run_ok(Command::new("softhsm2-util").args([
+        "--init-token",
+        "--free",
+        "--label",
+        "factory",
+        "--pin",
+        "1234",
+        "--so-pin",
+        "5678",
+    ]));
+    run_ok(Command::new("pkcs11-tool").args([
+        "--module",
+        &module,
+        "--token-label",
+        "factory",
+        "--login",
+        "--pin",
+        "1234",
+        "--keypairgen",
+        "--key-type",
+        "EC:prime256v1",
+        "--label",
+        "authority",
+        "--id",
+        "01",
+    ]));
+    let uri = "pkcs11:token=factory;object=authority";
+    let authority = signer::open_signer(&uri.parse().unwrap()).unwrap();
+    let authority_pub = authority.public_key().unwrap();
+    let pem = {
+        use p256::pkcs8::EncodePublicKey;
+        p256::PublicKey::from_sec1_bytes(authority_pub.sec1())
+            .unwrap()
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .unwrap()
+    };
+    let pem_path = hsm.path().join("authority.pub.pem");
+    std::fs::write(&pem_path, pem).unwrap();
+
+    let be = backend_with(vec![authority_pub]);
+    let token_file = hsm.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+
+    // The chip: halted, waiting for the station on its GDB stub.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut chip = Command::new(format!("{ROOT}/firmware/qemu/boot.sh"))
+        .arg("--authority")
+        .arg(&pem_path)
+        .args(["--gdb", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(chip.try_wait().unwrap().is_none(), "boot.sh exited");
+        assert!(Instant::now() < deadline, "the emulated chip did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_factory"))
+        .args([
+            "provision",
+            "--chip",
+            "nrf51822",
+            "--json",
+            "--product",
+            "microbit-demo",
+        ])
+        .args(["--gdb", &format!("127.0.0.1:{port}")])
+        .args(["--backend", &be.url])
+        .arg("--token-file")
+        .arg(&token_file)
+        .args(["--authority-key", uri])
+        .arg("--firmware")
+        .arg(format!("{DATA}images/signed.bin"))
+        .arg("--release-key")
+        .arg(format!("{DATA}images/dev-key.pub.pem"))
+        .args(["--slot", "0x8000"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["outcome"], "provisioned", "{report}");
+    assert_eq!(report["serial"], 1);
+    assert_eq!(report["hw_id"], "1234567800000003");
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert!(steps.contains(&"program_firmware") && steps.contains(&"backend_activate"));
+
+    let mut console = String::new();
+    chip.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut console)
+        .unwrap();
+    assert!(chip.wait().unwrap().success(), "{console}");
+    assert!(
+        console.contains("PROVISIONED serial=1 hw_id=1234567800000003 product=microbit-demo"),
+        "{console}"
+    );
+    let device = be.store.device_by_serial(1).unwrap().unwrap();
+    assert_eq!(device.status.as_str(), "active");
+}
