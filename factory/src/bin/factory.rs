@@ -36,7 +36,7 @@ enum Command {
     /// Provision one chip: check the firmware, read the hardware ID, get the
     /// serial, inject a new device key and the signed record, program the
     /// firmware, verify, activate, optionally lock.
-    Provision(ProvisionArgs),
+    Provision(Box<ProvisionArgs>),
     /// List the chips the station knows.
     Chips {
         /// JSON lines instead of a table.
@@ -172,7 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Provision(args) => {
-            if !provision_one(&table, args)? {
+            if !provision_one(&table, *args)? {
                 anyhow::bail!("provisioning failed");
             }
         }
