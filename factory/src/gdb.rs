@@ -269,13 +269,10 @@ impl GdbClient {
         self.expect_ok(b"vFlashDone")
     }
 
-    /// Let the target run (no answer is awaited: it runs until it stops).
-    pub fn resume(&mut self) -> Result<(), GdbError> {
-        self.send(b"c")
-    }
-
-    /// Detach, leaving the target running.
-    pub fn detach(mut self) -> Result<(), GdbError> {
+    /// Detach: the target runs on and the stub is free for the next
+    /// debugger (a plain `c` and a dropped connection leave some stubs, QEMU's
+    /// among them, halting the target again).
+    pub fn detach(&mut self) -> Result<(), GdbError> {
         self.expect_ok(b"D")
     }
 }

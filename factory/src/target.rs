@@ -33,7 +33,7 @@ pub trait Target {
     fn read_memory(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), TargetError>;
     /// Erase the pages covering `addr..addr + data.len()` and program `data`.
     fn program_flash(&mut self, chip: &Chip, addr: u32, data: &[u8]) -> Result<(), TargetError>;
-    /// Reset and let the chip run.
+    /// Let the chip run its firmware and release the debug connection.
     fn reset_and_run(&mut self) -> Result<(), TargetError>;
     /// Close debug access the way `chip` needs.
     fn lock(&mut self, chip: &Chip) -> Result<(), TargetError>;
@@ -84,7 +84,7 @@ impl Target for GdbTarget {
     }
 
     fn reset_and_run(&mut self) -> Result<(), TargetError> {
-        Ok(self.client.resume()?)
+        Ok(self.client.detach()?)
     }
 
     fn lock(&mut self, chip: &Chip) -> Result<(), TargetError> {

@@ -36,8 +36,15 @@ done
 [ -z "$record" ] || [ -f "$record" ] || { echo "$record: no such file" >&2; exit 2; }
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+# Several boots (tests) may build with different keys at once: build and take a
+# private copy of the ELF under a lock.
+elf=$(mktemp)
+trap 'rm -f "$elf"' EXIT
+exec 9>"$CARGO_TARGET_DIR/boot-stage.lock"
+flock 9
 (cd "$here" && PROV_AUTHORITIES=$(IFS=,; echo "${keys[*]}") cargo build --quiet --release)
-elf="$CARGO_TARGET_DIR/thumbv6m-none-eabi/release/boot-stage"
+cp "$CARGO_TARGET_DIR/thumbv6m-none-eabi/release/boot-stage" "$elf"
+flock -u 9
 
 args=(-M microbit -nographic -monitor none -serial none
       -semihosting-config enable=on,target=native -kernel "$elf")

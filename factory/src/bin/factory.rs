@@ -1,8 +1,8 @@
 //! `factory`: the factory station's command line.
 
-use std::process::ExitCode;
-
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use factory::backend::Backend;
@@ -37,6 +37,9 @@ enum Command {
     /// serial, inject a new device key and the signed record, program the
     /// firmware, verify, activate, optionally lock.
     Provision(Box<ProvisionArgs>),
+    /// Station mode: provision chip after chip as they attach to the stub,
+    /// with a running summary (done, failed, rate).
+    Run(Box<RunArgs>),
     /// List the chips the station knows.
     Chips {
         /// JSON lines instead of a table.
@@ -103,34 +106,66 @@ fn read_token(path: &PathBuf) -> anyhow::Result<secrecy::SecretString> {
     Ok(token.to_owned().into())
 }
 
-fn provision_one(table: &ChipTable, a: ProvisionArgs) -> anyhow::Result<bool> {
-    let chip = table.get(&a.chip)?;
-    if let Some(p) = &a.product {
-        if p.is_empty() || p.len() > 16 || !p.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-            anyhow::bail!("--product: 1 to 16 printable ASCII characters");
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    station: ProvisionArgs,
+    /// Stop after this many chips (default: run until interrupted).
+    #[arg(long, value_name = "N")]
+    count: Option<u32>,
+}
+
+/// Everything prepared before the first chip: checked firmware, opened keys.
+struct Station {
+    chip: factory::chips::Chip,
+    firmware: factory::provision::Firmware,
+    backend: Backend,
+    authority: Box<dyn signer::Signer>,
+    args: ProvisionArgs,
+}
+
+impl Station {
+    fn prepare(table: &ChipTable, args: ProvisionArgs) -> anyhow::Result<Self> {
+        let chip = table.get(&args.chip)?.clone();
+        if let Some(p) = &args.product {
+            if p.is_empty() || p.len() > 16 || !p.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+                anyhow::bail!("--product: 1 to 16 printable ASCII characters");
+            }
         }
+        // Everything that can be checked without a chip is checked first.
+        let release_keys = load_public_keys(&args.release_keys)?;
+        let firmware = check_firmware(&args.firmware, &release_keys, args.slot, &chip)?;
+        let token = read_token(&args.token_file)?;
+        let authority = signer::open_signer(&args.authority_key)?;
+        let backend = Backend::new(&args.backend, token);
+        Ok(Self {
+            chip,
+            firmware,
+            backend,
+            authority,
+            args,
+        })
     }
-    // Everything that can be checked without the chip is checked first.
-    let release_keys = load_public_keys(&a.release_keys)?;
-    let firmware = check_firmware(&a.firmware, &release_keys, a.slot, chip)?;
-    let token = read_token(&a.token_file)?;
-    let authority = signer::open_signer(&a.authority_key)?;
-    let backend = Backend::new(&a.backend, token);
-    let mut target = GdbTarget::connect(&a.gdb)
-        .map_err(|e| anyhow::anyhow!("cannot reach the gdb stub at {}: {e}", a.gdb))?;
-    let job = Job {
-        chip,
-        backend: &backend,
-        authority: authority.as_ref(),
-        product: a.product,
-        firmware: Some(&firmware),
-        lock: a.lock,
-        force: a.force,
-    };
-    let report = provision(&mut target, &job);
-    if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
+
+    fn provision(&self, target: &mut GdbTarget) -> factory::provision::Report {
+        let job = Job {
+            chip: &self.chip,
+            backend: &self.backend,
+            authority: self.authority.as_ref(),
+            product: self.args.product.clone(),
+            firmware: Some(&self.firmware),
+            lock: self.args.lock,
+            force: self.args.force,
+        };
+        provision(target, &job)
+    }
+
+    /// Print a report: a JSON line, or a line for people.
+    fn show(&self, report: &factory::provision::Report) -> anyhow::Result<()> {
+        if self.args.json {
+            println!("{}", serde_json::to_string(report)?);
+            return Ok(());
+        }
         let total: f64 = report.steps.iter().map(|s| s.ms).sum();
         match (&report.error, report.serial) {
             (None, Some(serial)) => println!(
@@ -144,8 +179,73 @@ fn provision_one(table: &ChipTable, a: ProvisionArgs) -> anyhow::Result<bool> {
                 report.error.as_deref().unwrap_or("unknown")
             ),
         }
+        Ok(())
     }
+}
+
+fn provision_one(table: &ChipTable, args: ProvisionArgs) -> anyhow::Result<bool> {
+    let station = Station::prepare(table, args)?;
+    let mut target = GdbTarget::connect(&station.args.gdb)
+        .map_err(|e| anyhow::anyhow!("cannot reach the gdb stub at {}: {e}", station.args.gdb))?;
+    let report = station.provision(&mut target);
+    station.show(&report)?;
     Ok(report.error.is_none())
+}
+
+/// Station mode. A chip counts as new when the stub comes back after having
+/// gone away (QEMU, a probe re-plugged), or answers with another hw_id.
+fn run_station(table: &ChipTable, args: RunArgs) -> anyhow::Result<bool> {
+    let station = Station::prepare(table, args.station)?;
+    let gdb = station.args.gdb.clone();
+    let started = Instant::now();
+    let (mut done, mut failed) = (0u32, 0u32);
+    let mut last: Option<String> = None;
+    eprintln!("factory: station ready; waiting for chips on {gdb}");
+    while args.count.is_none_or(|n| done + failed < n) {
+        let mut target = match GdbTarget::connect(&gdb) {
+            Ok(t) => t,
+            Err(_) => {
+                last = None; // detached
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
+        if let Some(prev) = &last {
+            let same = read_hw_id(&mut target, &station.chip).is_ok_and(|h| &h.to_string() == prev);
+            if same {
+                // Still the chip just done: let it run on.
+                let _ = factory::target::Target::reset_and_run(&mut target);
+                drop(target);
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+        }
+        let report = station.provision(&mut target);
+        drop(target);
+        if report.error.is_none() {
+            done += 1;
+        } else {
+            failed += 1;
+        }
+        last = report.hw_id.clone();
+        station.show(&report)?;
+        // The chip resets into its firmware; give it and the operator a moment
+        // before asking the stub again.
+        std::thread::sleep(Duration::from_millis(500));
+        let minutes = started.elapsed().as_secs_f64() / 60.0;
+        eprintln!(
+            "factory: done {done}, failed {failed}, {:.1} chips/min",
+            f64::from(done + failed) / minutes.max(1e-9)
+        );
+    }
+    if station.args.json {
+        println!(
+            "{}",
+            serde_json::json!({"summary": {"done": done, "failed": failed,
+                "seconds": started.elapsed().as_secs_f64()}})
+        );
+    }
+    Ok(failed == 0)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -174,6 +274,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Provision(args) => {
             if !provision_one(&table, *args)? {
                 anyhow::bail!("provisioning failed");
+            }
+        }
+        Command::Run(args) => {
+            if !run_station(&table, *args)? {
+                anyhow::bail!("some chips failed");
             }
         }
         Command::Chips { json } => {
