@@ -47,6 +47,7 @@ fn flow_on_fake_chips(devices: u32) {
         firmware: None,
         lock: true,
         force: false,
+        run_after: true,
     };
     let mut own = Vec::new();
     let mut total = Vec::new();

@@ -64,6 +64,15 @@ pub struct DeviceState {
     pub status: String,
 }
 
+/// `POST /v1/auth/challenge`'s answer.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Challenge {
+    /// Names the challenge in the answer.
+    pub challenge_id: String,
+    /// 32 bytes, hex.
+    pub nonce: String,
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     error: String,
@@ -186,6 +195,34 @@ impl Backend {
             &format!("/v1/devices/{serial}/activate"),
             Some(body),
         )
+    }
+
+    /// `POST /v1/auth/challenge`: a nonce for the device `serial` to sign.
+    pub fn challenge(&self, serial: u32) -> Result<Challenge, BackendError> {
+        self.call(
+            "challenge",
+            "POST",
+            "/v1/auth/challenge",
+            Some(serde_json::json!({ "serial": serial })),
+        )
+    }
+
+    /// `POST /v1/auth/verify`: the device's answer.
+    pub fn verify(
+        &self,
+        challenge_id: &str,
+        serial: u32,
+        hw_id: HwId,
+        signature: &[u8; 64],
+    ) -> Result<(), BackendError> {
+        let body = serde_json::json!({
+            "challenge_id": challenge_id,
+            "serial": serial,
+            "hw_id": hw_id.to_string(),
+            "signature": hex::encode(signature),
+        });
+        let _: serde_json::Value = self.call("verify", "POST", "/v1/auth/verify", Some(body))?;
+        Ok(())
     }
 
     /// `GET /v1/devices?hw_id=`: the device, if registered.

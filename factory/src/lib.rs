@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod chips;
+pub mod device_auth;
 pub mod gdb;
 pub mod image_check;
 pub mod partition;

@@ -53,6 +53,9 @@ pub struct Job<'a> {
     pub lock: bool,
     /// Re-program the firmware even when the chip is already provisioned.
     pub force: bool,
+    /// Let the chip run at the end (false: leave it halted under the
+    /// debugger, for an end-of-line check).
+    pub run_after: bool,
 }
 
 impl std::fmt::Debug for Job<'_> {
@@ -276,7 +279,9 @@ fn finish(target: &mut dyn Target, job: &Job<'_>, timer: &mut Timer) -> Result<(
     if job.lock {
         timer.run("lock", || target.lock(job.chip))?;
     }
-    timer.run("reset", || target.reset_and_run())?;
+    if job.run_after {
+        timer.run("reset", || target.reset_and_run())?;
+    }
     Ok(())
 }
 

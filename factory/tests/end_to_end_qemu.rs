@@ -1,7 +1,9 @@
 //! `factory provision` end to end with real parts: the emulated nRF51 under
 //! QEMU (its GDB stub), the backend over HTTP on 127.0.0.1, the provisioning
 //! authority's key in a SoftHSM2 token. The chip then boots, and its boot
-//! stage reports PROVISIONED with the serial the backend allocated.
+//! stage reports PROVISIONED with the serial the backend allocated, after the
+//! chip has authenticated to the backend with the injected key read back
+//! from its flash (`factory device-auth`).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
@@ -121,7 +123,7 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
         .arg(format!("{DATA}images/signed.bin"))
         .arg("--release-key")
         .arg(format!("{DATA}images/dev-key.pub.pem"))
-        .args(["--slot", "0x8000"])
+        .args(["--slot", "0x8000", "--hold"])
         .output()
         .unwrap();
     let report: serde_json::Value =
@@ -138,6 +140,21 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
         .collect();
     assert!(steps.contains(&"program_firmware") && steps.contains(&"backend_activate"));
 
+    // Still halted: answer a challenge with the key read back from the chip.
+    let out = Command::new(env!("CARGO_BIN_EXE_factory"))
+        .args(["device-auth", "--chip", "nrf51822"])
+        .args(["--gdb", &format!("127.0.0.1:{port}")])
+        .args(["--backend", &be.url])
+        .arg("--token-file")
+        .arg(&token_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "AUTHENTICATED serial=1"
+    );
+
     let mut console = String::new();
     chip.stdout
         .take()
@@ -151,4 +168,10 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
     );
     let device = be.store.device_by_serial(1).unwrap().unwrap();
     assert_eq!(device.status.as_str(), "active");
+    let log = be.store.audit_log().unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.entry.action == "auth.verify" && e.entry.outcome == "ok"),
+        "the device authenticated"
+    );
 }

@@ -49,6 +49,7 @@ fn provisions_then_only_verifies_on_a_rerun() {
         firmware: None,
         lock: true,
         force: false,
+        run_after: true,
     };
     let mut chip_a = FakeTarget::new(chip, 0x0000_0003, 0x1234_5678);
     let r = provision(&mut chip_a, &job);
@@ -99,6 +100,7 @@ fn faults_leave_a_clear_error_and_the_next_run_recovers() {
         firmware: None,
         lock: false,
         force: false,
+        run_after: true,
     };
 
     // Backend down: nothing is written to the chip.
@@ -168,6 +170,7 @@ fn a_batch_of_fifty_chips_gets_fifty_serials_all_active() {
         firmware: None,
         lock: true,
         force: false,
+        run_after: true,
     };
     let mut serials = std::collections::BTreeSet::new();
     for i in 0..50u32 {

@@ -19,6 +19,7 @@
 #[cfg(any(test, not(target_os = "none")))]
 extern crate std;
 
+pub mod auth;
 #[cfg(feature = "capi")]
 pub mod capi;
 pub mod image;

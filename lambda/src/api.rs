@@ -476,21 +476,7 @@ async fn device_by_hw_id(
 /// How long a challenge may be answered, in seconds.
 pub const CHALLENGE_TTL: i64 = 60;
 
-/// Context string that separates device authentication signatures from any
-/// other use of the device key.
-pub const AUTH_CONTEXT: &[u8] = b"nrf-fleet/device-auth/v1\0";
-
-/// The digest a device signs to answer a challenge: SHA-256 of the context
-/// string, the 32-byte nonce, the 8-byte hw_id and the serial (u32 LE).
-pub fn auth_digest(nonce: &[u8; 32], hw_id: HwId, serial: u32) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(AUTH_CONTEXT)
-        .chain_update(nonce)
-        .chain_update(hw_id.0)
-        .chain_update(serial.to_le_bytes())
-        .finalize()
-        .into()
-}
+pub use firmware::auth::{auth_digest, AUTH_CONTEXT};
 
 fn unix_now() -> i64 {
     std::time::SystemTime::now()

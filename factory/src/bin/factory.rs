@@ -40,6 +40,22 @@ enum Command {
     /// Station mode: provision chip after chip as they attach to the stub,
     /// with a running summary (done, failed, rate).
     Run(Box<RunArgs>),
+    /// End-of-line check of an unlocked chip: answer the backend's challenge
+    /// with the device key read back from the chip, then let the chip run.
+    DeviceAuth {
+        /// The chip (`factory chips` lists them).
+        #[arg(long)]
+        chip: String,
+        /// A GDB remote stub, HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        gdb: String,
+        /// The backend's base URL.
+        #[arg(long, value_name = "URL")]
+        backend: String,
+        /// A file holding the station's API token.
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+    },
     /// List the chips the station knows.
     Chips {
         /// JSON lines instead of a table.
@@ -83,6 +99,10 @@ struct ProvisionArgs {
     /// Program the firmware even if the chip is already provisioned.
     #[arg(long)]
     force: bool,
+    /// Leave the chip halted under the debugger at the end (for
+    /// `factory device-auth`), instead of letting it run.
+    #[arg(long, conflicts_with = "lock")]
+    hold: bool,
     /// One JSON line with the steps and their durations.
     #[arg(long)]
     json: bool,
@@ -156,6 +176,7 @@ impl Station {
             firmware: Some(&self.firmware),
             lock: self.args.lock,
             force: self.args.force,
+            run_after: !self.args.hold,
         };
         provision(target, &job)
     }
@@ -275,6 +296,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !provision_one(&table, *args)? {
                 anyhow::bail!("provisioning failed");
             }
+        }
+        Command::DeviceAuth {
+            chip,
+            gdb,
+            backend,
+            token_file,
+        } => {
+            let chip = table.get(&chip)?;
+            let backend = Backend::new(&backend, read_token(&token_file)?);
+            let mut target = GdbTarget::connect(&gdb)
+                .map_err(|e| anyhow::anyhow!("cannot reach the gdb stub at {gdb}: {e}"))?;
+            let serial = factory::device_auth::authenticate(&mut target, chip, &backend)?;
+            factory::target::Target::reset_and_run(&mut target)?;
+            println!("AUTHENTICATED serial={serial}");
         }
         Command::Run(args) => {
             if !run_station(&table, *args)? {
