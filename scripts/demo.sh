@@ -1,40 +1,79 @@
 #!/usr/bin/env bash
-# The main job on embedded defaults: create a development signing key, sign a
-# sample nRF52840 application image, and verify it with keytool and with
-# MCUboot's own imgtool. Everything goes to .work/demo/.
+# The main job on embedded defaults, on this machine alone:
+#   a provisioning backend (provisiond, SQLite) with a factory token;
+#   development keys (release and provisioning authority) inside a SoftHSM2 token;
+#   a sample application signed as an MCUboot image with the HSM's release key;
+#   an emulated nRF51 (QEMU) provisioned over its GDB stub by the factory station:
+#   hardware ID from FICR, serial from the backend, device key and signed record
+#   written to flash, image programmed, everything read back, device activated;
+#   the device authenticating to the backend with the injected key, read back
+#   from the emulated flash; then it boots and its boot stage reports PROVISIONED.
+# Everything goes to .work/demo/ (removed and made afresh each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 step() { printf '\n==> %s\n' "$*"; }
 
 scripts/setup.sh
-step "build keytool (release)"
-cargo build --quiet --release -p keytool
-keytool=target/release/keytool
-imgtool=.venv/bin/imgtool
-out=.work/demo
-mkdir -p "$out"
+step "build keytool, provisiond, factory (release)"
+cargo build --quiet --release -p keytool -p lambda -p factory
+bin=$root/target/release
+out=$root/.work/demo
+rm -rf "$out" && mkdir -p "$out/tokens"
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-step "development key: $out/release-dev.pem"
-[ -f "$out/release-dev.pem" ] || $keytool key generate -t ecdsa-p256 -k "$out/release-dev.pem"
-$keytool key getpub -e pem -k "$out/release-dev.pem" -o "$out/release-dev.pub.pem"
-$keytool key getpubhash -e raw -k "$out/release-dev.pem" | od -An -tx1 | tr -d ' \n' | sed 's/^/key hash (KEYHASH): /'; echo
+step "SoftHSM2 token 'demo' in $out/tokens, with the release and authority keys inside"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$out/tokens" > "$out/softhsm2.conf"
+export SOFTHSM2_CONF=$out/softhsm2.conf PKCS11_PIN=1234
+export PKCS11_MODULE=${PKCS11_MODULE:-$(ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so 2>/dev/null | head -1)}
+softhsm2-util --init-token --free --label demo --pin 1234 --so-pin 5678 >/dev/null
+release="pkcs11:token=demo;object=release"
+authority="pkcs11:token=demo;object=authority"
+$bin/keytool key generate -t ecdsa-p256 -k "$release"
+$bin/keytool key generate -t ecdsa-p256 -k "$authority"
+$bin/keytool key getpub -e pem -k "$release" -o "$out/release.pub.pem"
+$bin/keytool key getpub -e pem -k "$authority" -o "$out/authority.pub.pem"
 
-step "sample application: $out/app.bin (192 KiB)"
-head -c 196608 /dev/urandom > "$out/app.bin"
+step "provisioning backend on SQLite, with a token for the factory line"
+$bin/provisiond token add --store "sqlite:$out/registry.db" --name line-1 --role factory | tail -1 > "$out/line-1.token"
+api=$(port)
+$bin/provisiond serve --listen "127.0.0.1:$api" --store "sqlite:$out/registry.db" \
+    --authority "$out/authority.pub.pem" 2>"$out/provisiond.log" &
+pids+=($!)
+until (exec 3<>"/dev/tcp/127.0.0.1/$api") 2>/dev/null; do sleep 0.1; done
+echo "provisiond on http://127.0.0.1:$api"
 
-step "sign for an nRF52840 MCUboot slot (header 0x200, slot 0x76000, align 4)"
-$keytool image sign -k "$out/release-dev.pem" -v 1.0.0+1 -s auto \
-    -H 0x200 --pad-header -S 0x76000 --align 4 --confirm \
-    "$out/app.bin" "$out/app.signed.bin"
-$keytool image sign -k "$out/release-dev.pem" -v 1.0.0+1 -s auto \
-    -H 0x200 --pad-header -S 0x76000 --align 4 -x 0xc000 \
-    "$out/app.bin" "$out/app.signed.hex"
+step "sample application, signed with the HSM's release key (MCUboot image, header 0x200)"
+head -c 16384 /dev/urandom > "$out/app.bin"
+$bin/keytool image sign -k "$release" -v 1.0.0+1 -s auto -H 0x200 --pad-header \
+    -S 0x37000 --align 4 "$out/app.bin" "$out/app.signed.bin"
+$bin/keytool image verify -k "$out/release.pub.pem" "$out/app.signed.bin"
 
-step "verify with keytool"
-$keytool image verify -k "$out/release-dev.pub.pem" "$out/app.signed.bin"
+step "emulated nRF51 (QEMU microbit), halted on its GDB stub, waiting for the station"
+gdb=$(port)
+firmware/qemu/boot.sh --authority "$out/authority.pub.pem" --gdb "$gdb" > "$out/console.txt" &
+chip=$!
+until (exec 3<>"/dev/tcp/127.0.0.1/$gdb") 2>/dev/null; do sleep 0.1; done
+$bin/factory read-id --chip nrf51822 --gdb "127.0.0.1:$gdb"
 
-step "verify with imgtool $($imgtool version)"
-$imgtool verify -k "$out/release-dev.pem" "$out/app.signed.bin"
-$imgtool verify -k "$out/release-dev.pem" "$out/app.signed.hex"
+step "factory provision (over the GDB stub; authority key in the HSM)"
+$bin/factory provision --chip nrf51822 --gdb "127.0.0.1:$gdb" \
+    --backend "http://127.0.0.1:$api" --token-file "$out/line-1.token" \
+    --authority-key "$authority" --product demo \
+    --firmware "$out/app.signed.bin" --slot 0x8000 --release-key "$out/release.pub.pem" \
+    --hold
 
-step "done: $out/app.signed.bin and $out/app.signed.hex"
+step "the device authenticates with the key read back from the emulated flash"
+$bin/factory device-auth --chip nrf51822 --gdb "127.0.0.1:$gdb" \
+    --backend "http://127.0.0.1:$api" --token-file "$out/line-1.token"
+
+step "the chip boots: its boot stage checks the record against FICR"
+wait "$chip"
+cat "$out/console.txt"
+
+step "the backend's audit log"
+$bin/provisiond audit show --store "sqlite:$out/registry.db"
+$bin/provisiond audit verify --store "sqlite:$out/registry.db"
+step "done: keys in $out/tokens, registry $out/registry.db"

@@ -47,7 +47,7 @@ fn check_suffix(suffix: &str) -> Result<(), Failure> {
 /// Print the public key of KEY.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The key: a path or file:PATH (private or public PEM).
+    /// The key: file:PATH or a path (private or public PEM), pkcs11:… or awskms:…
     #[arg(short, long, value_parser = key_ref)]
     key: KeyRef,
     /// Output encoding (default lang-c).
@@ -99,7 +99,7 @@ impl Args {
 /// Print the SHA-256 of KEY's DER public key (MCUboot's KEYHASH).
 #[derive(Debug, clap::Args)]
 pub(crate) struct HashArgs {
-    /// The key: a path or file:PATH (private or public PEM).
+    /// The key: file:PATH or a path (private or public PEM), pkcs11:… or awskms:…
     #[arg(short, long, value_parser = key_ref)]
     key: KeyRef,
     /// Output encoding.
