@@ -23,12 +23,8 @@ struct Cli {
 enum Command {
     /// Print the chip's hardware ID (FICR DEVICEID, as the firmware reads it).
     ReadId {
-        /// The chip (`factory chips` lists them).
-        #[arg(long)]
-        chip: String,
-        /// A GDB remote stub, HOST:PORT (QEMU -gdb, OpenOCD, pyOCD, J-Link).
-        #[arg(long, value_name = "HOST:PORT")]
-        gdb: String,
+        #[command(flatten)]
+        conn: Connection,
         /// One JSON object instead of the bare ID.
         #[arg(long)]
         json: bool,
@@ -43,18 +39,10 @@ enum Command {
     /// End-of-line check of an unlocked chip: answer the backend's challenge
     /// with the device key read back from the chip, then let the chip run.
     DeviceAuth {
-        /// The chip (`factory chips` lists them).
-        #[arg(long)]
-        chip: String,
-        /// A GDB remote stub, HOST:PORT.
-        #[arg(long, value_name = "HOST:PORT")]
-        gdb: String,
-        /// The backend's base URL.
-        #[arg(long, value_name = "URL")]
-        backend: String,
-        /// A file holding the station's API token.
-        #[arg(long, value_name = "FILE")]
-        token_file: PathBuf,
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        api: Api,
     },
     /// List the chips the station knows.
     Chips {
@@ -64,20 +52,47 @@ enum Command {
     },
 }
 
+/// Which chip, through which debug connection.
 #[derive(Debug, clap::Args)]
-struct ProvisionArgs {
+struct Connection {
     /// The chip (`factory chips` lists them).
     #[arg(long)]
     chip: String,
     /// A GDB remote stub, HOST:PORT (QEMU -gdb, OpenOCD, pyOCD, J-Link).
     #[arg(long, value_name = "HOST:PORT")]
     gdb: String,
+}
+
+impl Connection {
+    fn connect(&self) -> anyhow::Result<GdbTarget> {
+        GdbTarget::connect(&self.gdb)
+            .map_err(|e| anyhow::anyhow!("cannot reach the gdb stub at {}: {e}", self.gdb))
+    }
+}
+
+/// The backend and the station's credential.
+#[derive(Debug, clap::Args)]
+struct Api {
     /// The backend's base URL.
     #[arg(long, value_name = "URL")]
     backend: String,
     /// A file holding the station's API token (`provisiond token add`).
     #[arg(long, value_name = "FILE")]
     token_file: PathBuf,
+}
+
+impl Api {
+    fn client(&self) -> anyhow::Result<Backend> {
+        Ok(Backend::new(&self.backend, read_token(&self.token_file)?))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct ProvisionArgs {
+    #[command(flatten)]
+    conn: Connection,
+    #[command(flatten)]
+    api: Api,
     /// The provisioning authority's key: file:, pkcs11: or awskms: URI.
     #[arg(long, value_name = "URI")]
     authority_key: signer::KeyRef,
@@ -146,7 +161,7 @@ struct Station {
 
 impl Station {
     fn prepare(table: &ChipTable, args: ProvisionArgs) -> anyhow::Result<Self> {
-        let chip = table.get(&args.chip)?.clone();
+        let chip = table.get(&args.conn.chip)?.clone();
         if let Some(p) = &args.product {
             if p.is_empty() || p.len() > 16 || !p.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
                 anyhow::bail!("--product: 1 to 16 printable ASCII characters");
@@ -155,9 +170,8 @@ impl Station {
         // Everything that can be checked without a chip is checked first.
         let release_keys = load_public_keys(&args.release_keys)?;
         let firmware = check_firmware(&args.firmware, &release_keys, args.slot, &chip)?;
-        let token = read_token(&args.token_file)?;
+        let backend = args.api.client()?;
         let authority = signer::open_signer(&args.authority_key)?;
-        let backend = Backend::new(&args.backend, token);
         Ok(Self {
             chip,
             firmware,
@@ -206,8 +220,7 @@ impl Station {
 
 fn provision_one(table: &ChipTable, args: ProvisionArgs) -> anyhow::Result<bool> {
     let station = Station::prepare(table, args)?;
-    let mut target = GdbTarget::connect(&station.args.gdb)
-        .map_err(|e| anyhow::anyhow!("cannot reach the gdb stub at {}: {e}", station.args.gdb))?;
+    let mut target = station.args.conn.connect()?;
     let report = station.provision(&mut target);
     station.show(&report)?;
     Ok(report.error.is_none())
@@ -217,7 +230,7 @@ fn provision_one(table: &ChipTable, args: ProvisionArgs) -> anyhow::Result<bool>
 /// gone away (QEMU, a probe re-plugged), or answers with another hw_id.
 fn run_station(table: &ChipTable, args: RunArgs) -> anyhow::Result<bool> {
     let station = Station::prepare(table, args.station)?;
-    let gdb = station.args.gdb.clone();
+    let gdb = station.args.conn.gdb.clone();
     let started = Instant::now();
     let (mut done, mut failed) = (0u32, 0u32);
     let mut last: Option<String> = None;
@@ -272,16 +285,15 @@ fn run_station(table: &ChipTable, args: RunArgs) -> anyhow::Result<bool> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let table = ChipTable::builtin()?;
     match cli.command {
-        Command::ReadId { chip, gdb, json } => {
-            let chip = table.get(&chip)?;
+        Command::ReadId { conn, json } => {
+            let chip = table.get(&conn.chip)?;
             if !chip.verified {
                 eprintln!(
                     "factory: warning: the {} entry of the chip table is not verified against the MDK or a chip",
                     chip.name
                 );
             }
-            let mut target = GdbTarget::connect(&gdb)
-                .map_err(|e| anyhow::anyhow!("cannot reach the gdb stub at {gdb}: {e}"))?;
+            let mut target = conn.connect()?;
             let hw_id = read_hw_id(&mut target, chip)?;
             if json {
                 println!(
@@ -297,16 +309,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("provisioning failed");
             }
         }
-        Command::DeviceAuth {
-            chip,
-            gdb,
-            backend,
-            token_file,
-        } => {
-            let chip = table.get(&chip)?;
-            let backend = Backend::new(&backend, read_token(&token_file)?);
-            let mut target = GdbTarget::connect(&gdb)
-                .map_err(|e| anyhow::anyhow!("cannot reach the gdb stub at {gdb}: {e}"))?;
+        Command::DeviceAuth { conn, api } => {
+            let chip = table.get(&conn.chip)?;
+            let backend = api.client()?;
+            let mut target = conn.connect()?;
             let serial = factory::device_auth::authenticate(&mut target, chip, &backend)?;
             factory::target::Target::reset_and_run(&mut target)?;
             println!("AUTHENTICATED serial={serial}");

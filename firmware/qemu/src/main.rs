@@ -17,8 +17,9 @@
 #![no_std]
 #![no_main]
 
+use boot_stage::exit;
 use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hprintln};
+use cortex_m_semihosting::hprintln;
 use firmware::record::HwId;
 #[cfg(any(feature = "record", feature = "image"))]
 use firmware::P256PublicKey;
@@ -50,17 +51,6 @@ fn read_hw_id() -> HwId {
         )
     };
     HwId::from_deviceid(d0, d1)
-}
-
-fn exit(ok: bool) -> ! {
-    debug::exit(if ok {
-        debug::EXIT_SUCCESS
-    } else {
-        debug::EXIT_FAILURE
-    });
-    loop {
-        cortex_m::asm::wfi();
-    }
 }
 
 /// The compiled-in keys, in a fixed array (`None` if there are none).

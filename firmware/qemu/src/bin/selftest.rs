@@ -7,8 +7,9 @@
 #![no_std]
 #![no_main]
 
+use boot_stage::exit;
 use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hprintln};
+use cortex_m_semihosting::hprintln;
 use firmware::P256PublicKey;
 use sha2::{Digest, Sha256};
 
@@ -92,16 +93,4 @@ fn main() -> ! {
         failed
     );
     exit(failed == 0);
-}
-
-/// Report the verdict to QEMU over semihosting and stop.
-fn exit(ok: bool) -> ! {
-    debug::exit(if ok {
-        debug::EXIT_SUCCESS
-    } else {
-        debug::EXIT_FAILURE
-    });
-    loop {
-        cortex_m::asm::wfi();
-    }
 }

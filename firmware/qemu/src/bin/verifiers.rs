@@ -9,8 +9,8 @@
 
 use core::hint::black_box;
 
+use boot_stage::exit;
 use cortex_m_rt::entry;
-use cortex_m_semihosting::debug;
 // Linked in every variant (its panic handler), used only with the features.
 use firmware as _;
 
@@ -51,16 +51,4 @@ fn main() -> ! {
     }
     black_box(verdict);
     exit(true);
-}
-
-/// Report the verdict to QEMU over semihosting and stop.
-fn exit(ok: bool) -> ! {
-    debug::exit(if ok {
-        debug::EXIT_SUCCESS
-    } else {
-        debug::EXIT_FAILURE
-    });
-    loop {
-        cortex_m::asm::wfi();
-    }
 }
