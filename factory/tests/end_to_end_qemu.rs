@@ -17,57 +17,13 @@ use common::{backend_with, DATA, TOKEN};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {out:?}");
-}
-
 #[test]
 fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
     // The authority key, generated inside a fresh SoftHSM2 token.
-    let module = std::env::var("PKCS11_MODULE").unwrap_or_else(|_| {
-        panic!("PKCS11_MODULE is not set: run the tests through scripts/test.sh")
-    });
-    let hsm = tempfile::tempdir().unwrap();
-    let tokens = hsm.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = hsm.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    std::env::set_var("PKCS11_PIN", "1234");
-    run_ok(Command::new("softhsm2-util").args([
-        "--init-token",
-        "--free",
-        "--label",
-        "factory",
-        "--pin",
-        "1234",
-        "--so-pin",
-        "5678",
-    ]));
-    run_ok(Command::new("pkcs11-tool").args([
-        "--module",
-        &module,
-        "--token-label",
-        "factory",
-        "--login",
-        "--pin",
-        "1234",
-        "--keypairgen",
-        "--key-type",
-        "EC:prime256v1",
-        "--label",
-        "authority",
-        "--id",
-        "01",
-    ]));
+    let token = signer::testing::SoftHsmToken::new("factory", "1234").unwrap();
+    token.set_process_env();
+    token.generate_p256("authority", "01").unwrap();
+    let hsm = &token.dir;
     let uri = "pkcs11:token=factory;object=authority";
     let authority = signer::open_signer(&uri.parse().unwrap()).unwrap();
     let authority_pub = authority.public_key().unwrap();

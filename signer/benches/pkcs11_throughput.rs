@@ -6,7 +6,6 @@
 //! makes its own token in a temporary directory.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,41 +23,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(5000);
-    let module = PathBuf::from(std::env::var("PKCS11_MODULE").map_err(|_| "set PKCS11_MODULE")?);
-    let dir = tempfile::tempdir()?;
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens)?;
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )?;
-    // SAFETY of the environment: set before any thread starts and before the
-    // module is loaded, which reads it.
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    std::env::set_var("PKCS11_PIN", PIN);
-    let init = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "bench",
-            "--pin",
-            PIN,
-            "--so-pin",
-            "5678",
-        ])
-        .output()?;
-    if !init.status.success() {
-        return Err(format!(
-            "softhsm2-util failed: {}",
-            String::from_utf8_lossy(&init.stderr)
-        )
-        .into());
-    }
+    let token = signer::testing::SoftHsmToken::new("bench", PIN)?;
+    // Set before any thread starts and before the module is loaded, which
+    // reads it.
+    token.set_process_env();
+    let module = PathBuf::from(&token.module);
     let uri_text = format!(
         "pkcs11:token=bench;object=bench-key?module-path={}",
         module.display()

@@ -11,6 +11,8 @@ pub mod key_ref;
 pub mod keys;
 pub mod public_key;
 pub mod record;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use key_ref::{KeyRef, KeyRefError};
 pub use keys::{open_signer, EcdsaSignature, Signer, SignerError};

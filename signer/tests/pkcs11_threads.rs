@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::process::Command;
 use std::sync::Arc;
 
 use signer::keys::pkcs11::{self, Pkcs11Key};
@@ -11,42 +10,11 @@ use signer::{KeyRef, Signer};
 
 #[test]
 fn concurrent_signing_from_one_key() {
-    let module = std::env::var("PKCS11_MODULE").unwrap_or_else(|_| {
-        panic!("PKCS11_MODULE is not set: run the tests through scripts/test.sh")
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
+    let token = signer::testing::SoftHsmToken::new("threads", "1234").unwrap();
     // This test binary has only this test, so setting the environment before
     // the module loads races with nothing.
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    let init = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "threads",
-            "--pin",
-            "1234",
-            "--so-pin",
-            "5678",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    token.set_process_env();
+    let module = &token.module;
     let text = format!("pkcs11:token=threads;object=k?module-path={module}&pin-value=1234");
     let KeyRef::Pkcs11(uri) = text.parse::<KeyRef>().unwrap() else {
         panic!()

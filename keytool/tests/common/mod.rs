@@ -136,8 +136,7 @@ pub fn pkcs11_module() -> String {
 
 /// A SoftHSM2 token in a private token directory (never /var/lib/softhsm).
 pub struct SoftHsm {
-    pub dir: tempfile::TempDir,
-    pub conf: PathBuf,
+    token: signer::testing::SoftHsmToken,
     pub module: String,
 }
 
@@ -146,43 +145,16 @@ pub const USER_PIN: &str = "1234";
 impl SoftHsm {
     /// A fresh token labelled `label`, user PIN `USER_PIN`.
     pub fn new(label: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        let h = Self {
-            dir,
-            conf,
-            module: pkcs11_module(),
-        };
-        ok(h.cmd("softhsm2-util").args([
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--pin",
-            USER_PIN,
-            "--so-pin",
-            "5678",
-        ]));
-        h
+        let token = signer::testing::SoftHsmToken::new(label, USER_PIN).unwrap();
+        Self {
+            module: token.module.clone(),
+            token,
+        }
     }
 
     /// A command with this token's environment (config, module, PIN).
     pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new(program);
-        c.env("SOFTHSM2_CONF", &self.conf)
-            .env("PKCS11_MODULE", &self.module)
-            .env("PKCS11_PIN", USER_PIN);
-        c
+        self.token.command(program)
     }
 
     pub fn keytool(&self) -> Command {

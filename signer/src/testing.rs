@@ -1,0 +1,106 @@
+//! Test support (feature `test-support`): a SoftHSM2 token in a private token
+//! directory, never the system's `/var/lib/softhsm`. Used by the tests and
+//! benchmarks of every crate that talks PKCS#11.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A freshly initialised SoftHSM2 token; its directory goes when it drops.
+#[derive(Debug)]
+pub struct SoftHsmToken {
+    /// The directory holding the config and the token files.
+    pub dir: tempfile::TempDir,
+    /// The `SOFTHSM2_CONF` file.
+    pub conf: PathBuf,
+    /// The PKCS#11 module (`PKCS11_MODULE`).
+    pub module: String,
+    /// The token's label.
+    pub label: String,
+    /// The user PIN.
+    pub pin: String,
+}
+
+impl SoftHsmToken {
+    /// Initialise a token `label` with user PIN `pin`. `PKCS11_MODULE` must name
+    /// the SoftHSM2 module (`scripts/test.sh` sets it).
+    pub fn new(label: &str, pin: &str) -> Result<Self, String> {
+        let module = std::env::var("PKCS11_MODULE")
+            .map_err(|_| "PKCS11_MODULE is not set: run through scripts/test.sh".to_owned())?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).map_err(|e| e.to_string())?;
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let token = Self {
+            dir,
+            conf,
+            module,
+            label: label.to_owned(),
+            pin: pin.to_owned(),
+        };
+        let out = token
+            .command("softhsm2-util")
+            .args(["--init-token", "--free", "--label", label, "--pin", pin])
+            .args(["--so-pin", "5678"])
+            .output()
+            .map_err(|e| format!("softhsm2-util: {e} (scripts/setup.sh installs it)"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "softhsm2-util --init-token: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(token)
+    }
+
+    /// The environment a process needs to use this token.
+    pub fn env(&self) -> [(&'static str, String); 3] {
+        [
+            ("SOFTHSM2_CONF", self.conf.display().to_string()),
+            ("PKCS11_MODULE", self.module.clone()),
+            ("PKCS11_PIN", self.pin.clone()),
+        ]
+    }
+
+    /// A command with this token's environment.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        c.envs(self.env());
+        c
+    }
+
+    /// Point this process at the token (before any PKCS#11 module loads, and
+    /// before other threads start).
+    pub fn set_process_env(&self) {
+        for (k, v) in self.env() {
+            std::env::set_var(k, v);
+        }
+    }
+
+    /// Generate a P-256 key pair labelled `label` in the token with OpenSC's
+    /// `pkcs11-tool`.
+    pub fn generate_p256(&self, label: &str, id: &str) -> Result<(), String> {
+        let out = self
+            .command("pkcs11-tool")
+            .args(["--module", &self.module, "--token-label", &self.label])
+            .args(["--login", "--pin", &self.pin, "--keypairgen"])
+            .args(["--key-type", "EC:prime256v1", "--label", label, "--id", id])
+            .output()
+            .map_err(|e| format!("pkcs11-tool: {e} (scripts/setup.sh installs opensc)"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pkcs11-tool --keypairgen: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
