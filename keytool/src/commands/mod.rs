@@ -1,6 +1,7 @@
 //! One module per command group; each subcommand is an `Args` struct with a
 //! `run` method.
 
+mod audit;
 pub(crate) mod image;
 pub(crate) mod key;
 mod record;
@@ -22,6 +23,9 @@ pub(crate) enum Command {
     /// Provisioning records: sign, verify, dump.
     #[command(subcommand)]
     Record(record::RecordCommand),
+    /// The station's audit log: show, verify.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 impl Command {
@@ -30,6 +34,7 @@ impl Command {
             Command::Image(c) => c.run(),
             Command::Key(c) => c.run(),
             Command::Record(c) => c.run(),
+            Command::Audit(c) => c.run(),
         }
     }
 }

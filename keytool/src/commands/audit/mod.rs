@@ -1,0 +1,140 @@
+//! `keytool audit …`: the station's audit log (docs/audit-log.md).
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use policies::audit::{verify, Entry};
+use signer::public_key::load_public_key;
+use signer::KeyRef;
+
+use crate::commands::util::key_ref;
+use crate::failure::{CmdResult, Failure};
+
+/// Audit-log commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Print the log, one event per line.
+    Show(ShowArgs),
+    /// Check the whole chain and the signed head; exit 1 naming the first bad
+    /// line.
+    Verify(VerifyArgs),
+}
+
+impl AuditCommand {
+    pub(crate) fn run(self) -> CmdResult {
+        match self {
+            AuditCommand::Show(a) => a.run(),
+            AuditCommand::Verify(a) => a.run(),
+        }
+    }
+}
+
+/// The log file.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LogArg {
+    /// The audit log (its signed head is LOG.head).
+    #[arg(long, default_value = "audit.jsonl")]
+    log: PathBuf,
+}
+
+/// `keytool audit show`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ShowArgs {
+    #[command(flatten)]
+    log: LogArg,
+    /// The lines as they are stored (JSON), instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ShowArgs {
+    fn run(self) -> CmdResult {
+        let path = &self.log.log;
+        let file = std::fs::File::open(path)
+            .map_err(|e| Failure::usage_msg(format!("{}: {e}", path.display())))?;
+        let mut out = std::io::stdout().lock();
+        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(Failure::failed)?;
+            if self.json {
+                writeln!(out, "{line}").map_err(Failure::failed)?;
+                continue;
+            }
+            match serde_json::from_str::<Entry>(&line) {
+                Ok(e) => writeln!(
+                    out,
+                    "{:>6}  {}  {:<16} {:<16} {:<10} {}",
+                    e.seq,
+                    e.time,
+                    e.actor,
+                    e.action,
+                    e.outcome,
+                    e.subjects.join(" ")
+                ),
+                Err(_) => writeln!(out, "{:>6}  (not a log entry)", n + 1),
+            }
+            .map_err(Failure::failed)?;
+        }
+        Ok(())
+    }
+}
+
+/// `keytool audit verify`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct VerifyArgs {
+    #[command(flatten)]
+    log: LogArg,
+    /// The station key that signs checkpoints (any key URI or a public-key
+    /// PEM); without it the chain is checked but not the signatures.
+    #[arg(short = 'k', long, value_parser = key_ref)]
+    station_key: Option<KeyRef>,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl VerifyArgs {
+    fn run(self) -> CmdResult {
+        let key = self
+            .station_key
+            .as_ref()
+            .map(load_public_key)
+            .transpose()
+            .map_err(Failure::usage)?;
+        match verify(&self.log.log, key.as_ref()) {
+            Ok(v) => {
+                if self.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"valid": true, "entries": v.entries,
+                            "checkpoints": v.checkpoints, "unsealed": v.unsealed, "head": v.head})
+                    );
+                } else {
+                    println!(
+                        "audit log intact: {} entries, {} checkpoints{}",
+                        v.entries,
+                        v.checkpoints,
+                        if v.unsealed > 0 {
+                            format!(
+                                ", {} after the last checkpoint (session not closed)",
+                                v.unsealed
+                            )
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if self.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"valid": false, "first_bad_line": e.line, "problem": e.problem})
+                    );
+                }
+                Err(Failure::failed(e))
+            }
+        }
+    }
+}
