@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use firmware::record::{HwId, ProvisioningRecord, RECORD_LEN};
+use firmware::record::{HwId, RECORD_LEN};
 use firmware::P256PublicKey;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -173,16 +173,7 @@ fn run(
                 )));
             }
             Some(d) if d.status == "active" => {
-                if let Some(fw) = job.firmware {
-                    if job.force {
-                        timer.run("program_firmware", || {
-                            target.program_flash(chip, fw.addr, &fw.bytes)
-                        })?;
-                    }
-                    timer.run("verify_firmware", || {
-                        verify(target, fw.addr, &fw.bytes, "firmware")
-                    })?;
-                }
+                firmware(target, job, timer, job.force)?;
                 finish(target, job, timer)?;
                 return Ok("verified");
             }
@@ -191,14 +182,7 @@ fn run(
                 let (_, secret) = partition::key_block(&existing).ok_or_else(|| {
                     FlowError::Inconsistent("the partition's key block is damaged".into())
                 })?;
-                if let Some(fw) = job.firmware {
-                    timer.run("program_firmware", || {
-                        target.program_flash(chip, fw.addr, &fw.bytes)
-                    })?;
-                    timer.run("verify_firmware", || {
-                        verify(target, fw.addr, &fw.bytes, "firmware")
-                    })?;
-                }
+                firmware(target, job, timer, true)?;
                 let secret_hash: [u8; 32] = Sha256::digest(*secret).into();
                 timer.run("backend_provision", || {
                     job.backend.provision(hw_id, job.product.as_deref())
@@ -274,6 +258,27 @@ fn run(
     Ok("provisioned")
 }
 
+/// On a chip provisioned before: program the firmware if `program`, then
+/// verify it.
+fn firmware(
+    target: &mut dyn Target,
+    job: &Job<'_>,
+    timer: &mut Timer,
+    program: bool,
+) -> Result<(), FlowError> {
+    let Some(fw) = job.firmware else {
+        return Ok(());
+    };
+    if program {
+        timer.run("program_firmware", || {
+            target.program_flash(job.chip, fw.addr, &fw.bytes)
+        })?;
+    }
+    timer.run("verify_firmware", || {
+        verify(target, fw.addr, &fw.bytes, "firmware")
+    })
+}
+
 /// Lock if asked, then let the chip run.
 fn finish(target: &mut dyn Target, job: &Job<'_>, timer: &mut Timer) -> Result<(), FlowError> {
     if job.lock {
@@ -290,10 +295,8 @@ fn valid_record(
     partition: &[u8],
     hw_id: HwId,
     authority: &P256PublicKey,
-) -> Option<ProvisioningRecord> {
-    firmware::record::verify_provisioning(partition, hw_id, std::slice::from_ref(authority))
-        .ok()
-        .and_then(|_| ProvisioningRecord::parse(&partition[..RECORD_LEN]).ok())
+) -> Option<firmware::record::Provisioned> {
+    firmware::record::verify_provisioning(partition, hw_id, std::slice::from_ref(authority)).ok()
 }
 
 /// Read back `expected.len()` bytes at `addr` and compare SHA-256 digests.
