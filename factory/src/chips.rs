@@ -42,6 +42,12 @@ pub struct Chip {
     pub approtect: u32,
     /// The value written there.
     pub lock_value: u32,
+    /// The NVM controller's READY register (bit 0 set when idle).
+    pub nvm_ready: u32,
+    /// The NVM controller's CONFIG register (1 enables writes, 0 ends them).
+    pub nvm_config: u32,
+    /// The probe-rs target name used with `--probe` (core 0 is provisioned).
+    pub probe_rs_target: String,
     /// Whether the addresses were checked against the MDK or a chip.
     pub verified: bool,
 }
@@ -102,7 +108,15 @@ impl ChipTable {
             {
                 return Err(invalid("partition must lie inside flash"));
             }
-            if chip.deviceid % 4 != 0 || chip.approtect % 4 != 0 {
+            if [
+                chip.deviceid,
+                chip.approtect,
+                chip.nvm_ready,
+                chip.nvm_config,
+            ]
+            .iter()
+            .any(|a| a % 4 != 0)
+            {
                 return Err(invalid("register addresses must be word-aligned"));
             }
             chip.name = name.clone();
@@ -171,7 +185,7 @@ mod tests {
     fn inconsistent_entries_are_refused() {
         let entry = |partition: &str| {
             format!(
-                "[x]\ndeviceid = 0x10000060\nflash_size = 0x40000\npage_size = 0x400\npartition = {partition}\nlock = \"uicr-approtect\"\napprotect = 0x10001208\nlock_value = 0\nverified = true\n"
+                "[x]\ndeviceid = 0x10000060\nflash_size = 0x40000\npage_size = 0x400\npartition = {partition}\nlock = \"uicr-approtect\"\napprotect = 0x10001208\nlock_value = 0\nnvm_ready = 0x4001E400\nnvm_config = 0x4001E504\nprobe_rs_target = \"nRF51822_xxAA\"\nverified = true\n"
             )
         };
         ChipTable::parse(&entry("0x3F000")).unwrap();

@@ -283,6 +283,9 @@ fn firmware(
 fn finish(target: &mut dyn Target, job: &Job<'_>, timer: &mut Timer) -> Result<(), FlowError> {
     if job.lock {
         timer.run("lock", || target.lock(job.chip))?;
+        // Confirming resets the chip into its firmware.
+        timer.run("confirm_lock", || target.confirm_lock(job.chip))?;
+        return Ok(());
     }
     if job.run_after {
         timer.run("reset", || target.reset_and_run())?;

@@ -1,6 +1,6 @@
 //! What the station does to a chip, over any debug connection: the `Target`
-//! trait (raw memory, flash, reset, lock) with a GDB-remote implementation and
-//! a fake for tests. Everything above raw access (reading the hardware ID,
+//! trait (raw memory, flash, reset, lock, lock confirmation) with a GDB-remote
+//! implementation, a fake for tests, and a probe-rs one in [`crate::probe`]. Everything above raw access (reading the hardware ID,
 //! verifying what was written) is shared and lives here or in the flow.
 
 use firmware::record::HwId;
@@ -14,9 +14,15 @@ pub enum TargetError {
     /// The debug connection failed.
     #[error(transparent)]
     Gdb(#[from] GdbError),
-    /// A fake target's scripted fault, or a probe's refusal.
+    /// A fake target's scripted fault, or a stub's refusal.
     #[error("target: {0}")]
     Failed(String),
+    /// The debug probe (probe-rs) failed.
+    #[error("probe: {0}")]
+    Probe(String),
+    /// After locking and a reset the chip still answers debug reads.
+    #[error("debug access is still open after locking: {0}")]
+    NotLocked(String),
     /// FICR reads as erased or blank: not a real chip, or the read is wrong.
     #[error("FICR DEVICEID at {addr:#010x} reads {value}: erased or unreadable (wrong --chip?)")]
     BlankDeviceId {
@@ -31,12 +37,27 @@ pub enum TargetError {
 pub trait Target {
     /// Read `buf.len()` bytes at `addr`.
     fn read_memory(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), TargetError>;
+    /// Write `data` at `addr` as plain bus writes (RAM, peripheral registers).
+    fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), TargetError>;
     /// Erase the pages covering `addr..addr + data.len()` and program `data`.
     fn program_flash(&mut self, chip: &Chip, addr: u32, data: &[u8]) -> Result<(), TargetError>;
     /// Let the chip run its firmware and release the debug connection.
     fn reset_and_run(&mut self) -> Result<(), TargetError>;
-    /// Close debug access the way `chip` needs.
-    fn lock(&mut self, chip: &Chip) -> Result<(), TargetError>;
+    /// Close debug access the way `chip` needs: the lock word goes into UICR
+    /// through the chip's NVM controller. Takes effect at the next reset.
+    fn lock(&mut self, chip: &Chip) -> Result<(), TargetError> {
+        match chip.lock {
+            LockMechanism::UicrRbpconf
+            | LockMechanism::UicrApprotect
+            | LockMechanism::UicrApprotectHw => {
+                write_nvm_word(self, chip, chip.approtect, chip.lock_value)
+            }
+        }
+    }
+    /// Reset the chip so the lock takes effect and confirm it did, as far as
+    /// the connection can tell. The chip is left running and the connection
+    /// released, as after [`Target::reset_and_run`].
+    fn confirm_lock(&mut self, chip: &Chip) -> Result<(), TargetError>;
 }
 
 /// The chip's hardware ID from FICR `DEVICEID`, as the firmware reads it.
@@ -52,6 +73,49 @@ pub fn read_hw_id(target: &mut dyn Target, chip: &Chip) -> Result<HwId, TargetEr
         });
     }
     Ok(HwId::from_deviceid(d0, d1))
+}
+
+/// How long the NVM controller may stay busy for one word (the parts need
+/// tens of microseconds; a debug round trip is longer).
+const NVM_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Write one word of non-volatile memory (flash, UICR, RRAM) the way the
+/// chip's own firmware would: enable writes in the controller's CONFIG, write
+/// the word, wait for READY, disable writes.
+pub fn write_nvm_word<T: Target + ?Sized>(
+    target: &mut T,
+    chip: &Chip,
+    addr: u32,
+    value: u32,
+) -> Result<(), TargetError> {
+    wait_nvm_ready(target, chip)?;
+    target.write_memory(chip.nvm_config, &1u32.to_le_bytes())?;
+    let written = target
+        .write_memory(addr, &value.to_le_bytes())
+        .and_then(|()| wait_nvm_ready(target, chip));
+    // Writes are disabled again whatever happened.
+    let disabled = target
+        .write_memory(chip.nvm_config, &0u32.to_le_bytes())
+        .and_then(|()| wait_nvm_ready(target, chip));
+    written.and(disabled)
+}
+
+fn wait_nvm_ready<T: Target + ?Sized>(target: &mut T, chip: &Chip) -> Result<(), TargetError> {
+    let start = std::time::Instant::now();
+    loop {
+        let mut ready = [0u8; 4];
+        target.read_memory(chip.nvm_ready, &mut ready)?;
+        if ready[0] & 1 == 1 {
+            return Ok(());
+        }
+        if start.elapsed() > NVM_TIMEOUT {
+            return Err(TargetError::Failed(format!(
+                "NVM controller not ready (READY at {:#010x} reads {})",
+                chip.nvm_ready,
+                hex::encode(ready)
+            )));
+        }
+    }
 }
 
 /// A chip behind a GDB remote stub.
@@ -74,6 +138,10 @@ impl Target for GdbTarget {
         Ok(self.client.read_memory(addr, buf)?)
     }
 
+    fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), TargetError> {
+        Ok(self.client.write_memory(addr, data)?)
+    }
+
     fn program_flash(&mut self, chip: &Chip, addr: u32, data: &[u8]) -> Result<(), TargetError> {
         if self.client.has_vflash() {
             Ok(self.client.program_flash(addr, data, chip.page_size)?)
@@ -87,26 +155,22 @@ impl Target for GdbTarget {
         Ok(self.client.detach()?)
     }
 
-    fn lock(&mut self, chip: &Chip) -> Result<(), TargetError> {
-        match chip.lock {
-            LockMechanism::UicrRbpconf
-            | LockMechanism::UicrApprotect
-            | LockMechanism::UicrApprotectHw => {
-                let word = chip.lock_value.to_le_bytes();
-                self.client.write_memory(chip.approtect, &word)?;
-                let mut back = [0u8; 4];
-                self.client.read_memory(chip.approtect, &mut back)?;
-                if back != word {
-                    return Err(TargetError::Failed(format!(
-                        "UICR word at {:#010x} reads {} after writing {}",
-                        chip.approtect,
-                        hex::encode(back),
-                        hex::encode(word)
-                    )));
-                }
-                Ok(())
-            }
+    /// A GDB stub cannot show a closed debug port without losing the
+    /// connection it speaks over, so this confirms what it can see: the UICR
+    /// word holds the lock value. A stub in front of a real probe
+    /// (OpenOCD, J-Link) then loses the chip at the reset.
+    fn confirm_lock(&mut self, chip: &Chip) -> Result<(), TargetError> {
+        let mut back = [0u8; 4];
+        self.client.read_memory(chip.approtect, &mut back)?;
+        if back != chip.lock_value.to_le_bytes() {
+            return Err(TargetError::NotLocked(format!(
+                "UICR word at {:#010x} reads {}, expected {:08x}",
+                chip.approtect,
+                hex::encode(back),
+                chip.lock_value.swap_bytes()
+            )));
         }
+        Ok(self.client.detach()?)
     }
 }
 
@@ -119,16 +183,27 @@ pub struct FakeTarget {
     pub fail_write_after: Option<usize>,
     /// Flip a bit in what later reads return at this address.
     pub corrupt_reads_at: Option<u32>,
-    /// Whether `lock` was called.
+    /// Whether the lock word was written to UICR.
     pub locked: bool,
+    /// Whether a lock has taken effect (after a reset): reads then fail.
+    pub protected: bool,
+    /// Scripted fault: the UICR write is accepted but never lands.
+    pub lock_ignored: bool,
     /// How many resets.
     pub resets: u32,
+    uicr_lock: Option<u32>,
+    nvm_config: Option<u32>,
+    nvm_write_enabled: bool,
 }
 
 impl FakeTarget {
     /// A chip whose FICR DEVICEID holds `d0`, `d1`, with erased flash.
     pub fn new(chip: &Chip, d0: u32, d1: u32) -> Self {
-        let mut t = Self::default();
+        let mut t = Self {
+            uicr_lock: Some(chip.approtect),
+            nvm_config: Some(chip.nvm_config),
+            ..Self::default()
+        };
         t.poke(chip.deviceid, &d0.to_le_bytes());
         t.poke(chip.deviceid + 4, &d1.to_le_bytes());
         t
@@ -144,6 +219,11 @@ impl FakeTarget {
 
 impl Target for FakeTarget {
     fn read_memory(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), TargetError> {
+        if self.protected {
+            return Err(TargetError::Failed(
+                "debug access denied (APPROTECT)".into(),
+            ));
+        }
         for (i, b) in buf.iter_mut().enumerate() {
             let at = addr + i as u32;
             *b = self.memory.get(&at).copied().unwrap_or(0xff);
@@ -175,13 +255,36 @@ impl Target for FakeTarget {
 
     fn reset_and_run(&mut self) -> Result<(), TargetError> {
         self.resets += 1;
+        self.protected = self.locked && !self.lock_ignored;
         Ok(())
     }
 
-    fn lock(&mut self, chip: &Chip) -> Result<(), TargetError> {
-        self.poke(chip.approtect, &chip.lock_value.to_le_bytes());
-        self.locked = true;
+    fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), TargetError> {
+        if Some(addr) == self.nvm_config {
+            self.nvm_write_enabled = data.first() == Some(&1);
+            return Ok(());
+        }
+        if Some(addr) == self.uicr_lock {
+            // Like the NVMC: a UICR write without write enable is dropped.
+            if self.lock_ignored || !self.nvm_write_enabled {
+                return Ok(());
+            }
+            self.locked = true;
+        }
+        self.poke(addr, data);
         Ok(())
+    }
+
+    fn confirm_lock(&mut self, chip: &Chip) -> Result<(), TargetError> {
+        self.reset_and_run()?;
+        let mut probe = [0u8; 4];
+        match self.read_memory(chip.deviceid, &mut probe) {
+            Err(_) => Ok(()),
+            Ok(()) => Err(TargetError::NotLocked(format!(
+                "FICR at {:#010x} is still readable",
+                chip.deviceid
+            ))),
+        }
     }
 }
 

@@ -47,7 +47,7 @@ fn provisions_then_only_verifies_on_a_rerun() {
         authority: authority.as_ref(),
         product: Some("sensor-v2".into()),
         firmware: None,
-        lock: true,
+        lock: false,
         force: false,
         run_after: true,
     };
@@ -55,7 +55,7 @@ fn provisions_then_only_verifies_on_a_rerun() {
     let r = provision(&mut chip_a, &job);
     assert_eq!((r.outcome, r.serial), ("provisioned", Some(1)), "{r:?}");
     assert_eq!(r.hw_id.as_deref(), Some("1234567800000003"));
-    assert!(chip_a.locked);
+    assert!(!chip_a.locked);
     assert_eq!(status(&be.store, 1), "active");
 
     // What the chip holds verifies as the firmware would check it.
@@ -83,6 +83,20 @@ fn provisions_then_only_verifies_on_a_rerun() {
 
     let mut chip_b = FakeTarget::new(chip, 0x0000_0004, 0x1234_5678);
     assert_eq!(provision(&mut chip_b, &job).serial, Some(2));
+
+    // Locked at the end of a run: the lock word went through the NVMC, took
+    // effect at the reset, and the confirmation saw debug access refused.
+    let locking = Job { lock: true, ..job };
+    let r = provision(&mut chip_a, &locking);
+    assert_eq!((r.outcome, r.serial), ("verified", Some(1)), "{r:?}");
+    let steps: Vec<_> = r.steps.iter().map(|s| s.step).collect();
+    assert!(steps.ends_with(&["lock", "confirm_lock"]), "{steps:?}");
+    assert!(chip_a.locked && chip_a.protected);
+    let mut word = [0u8; 4];
+    assert!(chip_a.read_memory(chip.deviceid, &mut word).is_err());
+    // A locked chip cannot be provisioned again; the error says why.
+    let r = provision(&mut chip_a, &locking);
+    assert!(r.error.as_deref().unwrap().contains("APPROTECT"), "{r:?}");
 }
 
 #[test]
@@ -147,6 +161,27 @@ fn faults_leave_a_clear_error_and_the_next_run_recovers() {
         ("provisioned", Some(serial)),
         "{r:?}"
     );
+
+    // A lock that does not take is reported, not assumed.
+    let mut w = FakeTarget::new(chip, 9, 0xabcd_0000);
+    w.lock_ignored = true;
+    let locking = Job {
+        lock: true,
+        ..job(&backend)
+    };
+    let r = provision(&mut w, &locking);
+    assert_eq!(r.outcome, "failed");
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap()
+            .contains("still open after locking"),
+        "{r:?}"
+    );
+    w.lock_ignored = false;
+    let r = provision(&mut w, &locking);
+    assert_eq!((r.outcome, r.error), ("verified", None));
+    assert!(w.protected);
 
     // An erased FICR: refused before the backend is asked.
     let mut blank = FakeTarget::default();

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use factory::backend::Backend;
-use factory::chips::ChipTable;
+use factory::chips::{Chip, ChipTable};
 use factory::image_check::{check_firmware, load_public_keys};
 use factory::provision::{provision, Job};
-use factory::target::{read_hw_id, GdbTarget};
+use factory::target::{read_hw_id, GdbTarget, Target};
 
 /// The factory station: identify, provision and lock nRF chips.
 #[derive(Debug, Parser)]
@@ -44,6 +44,13 @@ enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// List the debug probes attached to this machine, with the selector
+    /// that picks each one for --probe.
+    Probes {
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the chips the station knows.
     Chips {
         /// JSON lines instead of a table.
@@ -54,19 +61,58 @@ enum Command {
 
 /// Which chip, through which debug connection.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("link").required(true).args(["probe", "gdb"])))]
 struct Connection {
     /// The chip (`factory chips` lists them).
     #[arg(long)]
     chip: String,
+    /// A debug probe through probe-rs (J-Link, CMSIS-DAP, ST-Link): `auto`
+    /// for the only one attached, or VID:PID[:SERIAL] (`factory probes`).
+    #[arg(long, value_name = "SELECTOR", value_parser = parse_probe)]
+    probe: Option<ProbeArg>,
     /// A GDB remote stub, HOST:PORT (QEMU -gdb, OpenOCD, pyOCD, J-Link).
     #[arg(long, value_name = "HOST:PORT")]
-    gdb: String,
+    gdb: Option<String>,
+}
+
+#[cfg(feature = "probe-rs")]
+type ProbeArg = factory::probe::ProbeSelector;
+#[cfg(not(feature = "probe-rs"))]
+type ProbeArg = String;
+
+fn parse_probe(s: &str) -> Result<ProbeArg, String> {
+    #[cfg(feature = "probe-rs")]
+    return s
+        .parse()
+        .map_err(|e: factory::probe::ProbeSelectorError| e.to_string());
+    #[cfg(not(feature = "probe-rs"))]
+    return Err(format!(
+        "--probe {s}: this factory was built without the probe-rs feature; use --gdb"
+    ));
 }
 
 impl Connection {
-    fn connect(&self) -> anyhow::Result<GdbTarget> {
-        GdbTarget::connect(&self.gdb)
-            .map_err(|e| anyhow::anyhow!("cannot reach the gdb stub at {}: {e}", self.gdb))
+    /// What the station is connected through, for messages.
+    fn describe(&self) -> String {
+        match (&self.probe, &self.gdb) {
+            (Some(p), _) => format!("probe {p}"),
+            (None, Some(g)) => format!("gdb stub {g}"),
+            (None, None) => "nothing".into(),
+        }
+    }
+
+    fn connect(&self, chip: &Chip) -> anyhow::Result<Box<dyn Target>> {
+        #[cfg(feature = "probe-rs")]
+        if let Some(selector) = &self.probe {
+            return Ok(Box::new(factory::probe::ProbeRsTarget::open(
+                selector, chip,
+            )?));
+        }
+        let _ = chip;
+        let gdb = self.gdb.as_deref().unwrap_or_default();
+        let target = GdbTarget::connect(gdb)
+            .map_err(|e| anyhow::anyhow!("cannot reach the gdb stub at {gdb}: {e}"))?;
+        Ok(Box::new(target))
     }
 }
 
@@ -181,7 +227,7 @@ impl Station {
         })
     }
 
-    fn provision(&self, target: &mut GdbTarget) -> factory::provision::Report {
+    fn provision(&self, target: &mut dyn Target) -> factory::provision::Report {
         let job = Job {
             chip: &self.chip,
             backend: &self.backend,
@@ -220,23 +266,24 @@ impl Station {
 
 fn provision_one(table: &ChipTable, args: ProvisionArgs) -> anyhow::Result<bool> {
     let station = Station::prepare(table, args)?;
-    let mut target = station.args.conn.connect()?;
-    let report = station.provision(&mut target);
+    let mut target = station.args.conn.connect(&station.chip)?;
+    let report = station.provision(target.as_mut());
     station.show(&report)?;
     Ok(report.error.is_none())
 }
 
-/// Station mode. A chip counts as new when the stub comes back after having
-/// gone away (QEMU, a probe re-plugged), or answers with another hw_id.
+/// Station mode. A chip counts as new when the connection comes back after
+/// having gone away (a stub restarted, a probe or a chip re-plugged), or the
+/// chip answers with another hw_id.
 fn run_station(table: &ChipTable, args: RunArgs) -> anyhow::Result<bool> {
     let station = Station::prepare(table, args.station)?;
-    let gdb = station.args.conn.gdb.clone();
+    let link = station.args.conn.describe();
     let started = Instant::now();
     let (mut done, mut failed) = (0u32, 0u32);
     let mut last: Option<String> = None;
-    eprintln!("factory: station ready; waiting for chips on {gdb}");
+    eprintln!("factory: station ready; waiting for chips on the {link}");
     while args.count.is_none_or(|n| done + failed < n) {
-        let mut target = match GdbTarget::connect(&gdb) {
+        let mut target = match station.args.conn.connect(&station.chip) {
             Ok(t) => t,
             Err(_) => {
                 last = None; // detached
@@ -245,16 +292,17 @@ fn run_station(table: &ChipTable, args: RunArgs) -> anyhow::Result<bool> {
             }
         };
         if let Some(prev) = &last {
-            let same = read_hw_id(&mut target, &station.chip).is_ok_and(|h| &h.to_string() == prev);
+            let same =
+                read_hw_id(target.as_mut(), &station.chip).is_ok_and(|h| &h.to_string() == prev);
             if same {
                 // Still the chip just done: let it run on.
-                let _ = factory::target::Target::reset_and_run(&mut target);
+                let _ = target.reset_and_run();
                 drop(target);
                 std::thread::sleep(Duration::from_millis(500));
                 continue;
             }
         }
-        let report = station.provision(&mut target);
+        let report = station.provision(target.as_mut());
         drop(target);
         if report.error.is_none() {
             done += 1;
@@ -293,8 +341,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     chip.name
                 );
             }
-            let mut target = conn.connect()?;
-            let hw_id = read_hw_id(&mut target, chip)?;
+            let mut target = conn.connect(chip)?;
+            let hw_id = read_hw_id(target.as_mut(), chip)?;
             if json {
                 println!(
                     "{}",
@@ -312,9 +360,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeviceAuth { conn, api } => {
             let chip = table.get(&conn.chip)?;
             let backend = api.client()?;
-            let mut target = conn.connect()?;
-            let serial = factory::device_auth::authenticate(&mut target, chip, &backend)?;
-            factory::target::Target::reset_and_run(&mut target)?;
+            let mut target = conn.connect(chip)?;
+            let serial = factory::device_auth::authenticate(target.as_mut(), chip, &backend)?;
+            target.reset_and_run()?;
             println!("AUTHENTICATED serial={serial}");
         }
         Command::Run(args) => {
@@ -322,6 +370,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("some chips failed");
             }
         }
+        Command::Probes { json } => list_probes(json)?,
         Command::Chips { json } => {
             for c in table.iter() {
                 if json {
@@ -348,6 +397,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(feature = "probe-rs")]
+fn list_probes(json: bool) -> anyhow::Result<()> {
+    let probes = factory::probe::list_probes();
+    if probes.is_empty() && !json {
+        eprintln!("factory: no debug probes attached");
+    }
+    for p in probes {
+        if json {
+            println!("{}", serde_json::to_string(&p)?);
+        } else {
+            println!("{:<28} --probe {}", p.name, p.selector);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "probe-rs"))]
+fn list_probes(_json: bool) -> anyhow::Result<()> {
+    anyhow::bail!("this factory was built without the probe-rs feature")
 }
 
 fn main() -> ExitCode {
