@@ -133,3 +133,42 @@ fn a_lock_the_stub_cannot_apply_is_reported_not_assumed() {
         "{e}"
     );
 }
+
+#[test]
+fn a_record_written_over_gdb_boots_as_provisioned() {
+    let port = free_port();
+    let mut boot = Command::new(format!("{ROOT}/firmware/qemu/boot.sh"))
+        .arg("--authority")
+        .arg(format!("{ROOT}/tests/data/records/authority.pub.pem"))
+        .args(["--gdb", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(port, &mut boot, "boot.sh");
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf51822").unwrap();
+    let mut target = GdbTarget::connect(&format!("127.0.0.1:{port}")).unwrap();
+    assert_eq!(
+        read_hw_id(&mut target, chip).unwrap().to_string(),
+        "1234567800000003"
+    );
+    let record = std::fs::read(format!("{ROOT}/tests/data/records/qemu-microbit.bin")).unwrap();
+    target.program_flash(chip, chip.partition, &record).unwrap();
+    let mut back = vec![0u8; record.len()];
+    target.read_memory(chip.partition, &mut back).unwrap();
+    assert_eq!(back, record, "read back what was written");
+    target.reset_and_run().unwrap();
+
+    let mut console = String::new();
+    boot.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut console)
+        .unwrap();
+    let status = boot.wait().unwrap();
+    assert!(status.success(), "{console}");
+    assert!(
+        console.contains("PROVISIONED serial=1 hw_id=1234567800000003"),
+        "{console}"
+    );
+}
