@@ -76,12 +76,40 @@ pub enum ImageBuildError {
     /// The output could not be written.
     #[error(transparent)]
     Write(#[from] crate::atomic::WriteError),
+    /// A prebuilt image to be signed does not parse.
+    #[error("not an MCUboot image: {0}")]
+    NotAnImage(#[from] firmware::image::ImageError),
+    /// A prebuilt image to be signed already carries a key or signature TLV.
+    #[error(
+        "the image is already signed (its unprotected TLVs hold {0}); sign the unsigned image"
+    )]
+    AlreadySigned(&'static str),
+    /// A prebuilt image's SHA256 TLV does not match its bytes.
+    #[error("the image's SHA256 TLV does not match its header, payload and protected TLVs")]
+    HashMismatch,
+    /// A padded prebuilt image has no erased room after its TLVs for the
+    /// key and signature TLVs.
+    #[error("no room for the signature: {needed} erased bytes are needed after the TLVs, {available} are there")]
+    NoRoomForSignature {
+        /// Bytes the new TLVs take.
+        needed: usize,
+        /// Erased bytes available.
+        available: usize,
+    },
 }
 
 impl ImageBuildError {
     /// Whether imgtool would call this a usage error (exit code 2) rather
     /// than a failure (exit code 1).
     pub fn is_usage(&self) -> bool {
-        !matches!(self, Self::Write(_) | Self::FixedSignatureInvalid)
+        !matches!(
+            self,
+            Self::Write(_)
+                | Self::FixedSignatureInvalid
+                | Self::HashMismatch
+                | Self::NotAnImage(_)
+                | Self::AlreadySigned(_)
+                | Self::NoRoomForSignature { .. }
+        )
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! The layout itself is `firmware::image`; this module only assembles it.
 
+mod attach;
 mod build;
 mod error;
 mod info;
@@ -11,6 +12,7 @@ mod options;
 mod output;
 mod stream;
 
+pub use attach::{sign_prebuilt, Prebuilt};
 pub use build::{build, SignedImage, Signing, VectorToSign};
 pub use error::ImageBuildError;
 pub use info::{describe, ImageInfo, TlvEntry};
