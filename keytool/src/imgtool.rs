@@ -69,9 +69,9 @@ struct DumpinfoArgs {
 }
 
 impl Cli {
-    pub(crate) fn run(self) -> CmdResult {
+    pub(crate) fn run(self, ctx: &crate::commands::station::Context) -> CmdResult {
         match self.command {
-            Command::Sign(a) => a.run(),
+            Command::Sign(a) => a.run(ctx),
             Command::Verify(a) => {
                 // imgtool's output: three lines on success.
                 let report = a.inner.check()?;

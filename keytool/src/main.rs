@@ -28,6 +28,11 @@ use failure::Failure;
 #[derive(Debug, Parser)]
 #[command(name = "keytool", version, max_term_width = 100)]
 struct Cli {
+    /// The release policy (docs/policy.md). With one, every signature goes
+    /// through it and the audit log: images only by `release sign` with
+    /// approvals, records only with authority keys.
+    #[arg(long, global = true, value_name = "FILE", env = "KEYTOOL_POLICY")]
+    policy: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,12 +73,16 @@ fn invoked_as_imgtool() -> bool {
 fn main() -> ExitCode {
     let result = if invoked_as_imgtool() {
         match parse::<imgtool::Cli>() {
-            Ok(cli) => cli.run(),
+            Ok(cli) => cli.run(&commands::station::Context {
+                policy: std::env::var_os("KEYTOOL_POLICY").map(Into::into),
+            }),
             Err(code) => return code,
         }
     } else {
         match parse::<Cli>() {
-            Ok(cli) => cli.command.run(),
+            Ok(cli) => cli
+                .command
+                .run(&commands::station::Context { policy: cli.policy }),
             Err(code) => return code,
         }
     };

@@ -24,6 +24,15 @@ pub fn load_public_key(key: &KeyRef) -> Result<P256PublicKey, SignerError> {
     }
 }
 
+/// The public key in PEM text (a public key, or a private key's public half),
+/// as written inline in a policy file.
+pub fn public_key_from_pem(text: &str) -> Result<P256PublicKey, SignerError> {
+    match file::pem_key("inline PEM".to_owned(), text)? {
+        file::PemKey::Private(sk) => Ok(file::public_of(&sk)),
+        file::PemKey::Public(pk) => Ok(pk),
+    }
+}
+
 /// Encodings of `getpub`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PubEncoding {

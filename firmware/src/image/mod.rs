@@ -128,6 +128,14 @@ pub mod tlv {
         NAMES.iter().find(|(k, _)| *k == kind).map(|(_, n)| *n)
     }
 
+    /// The type imgtool calls `name` (case-insensitive), if defined.
+    pub fn kind(name: &str) -> Option<u16> {
+        NAMES
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(name))
+            .map(|(k, _)| *k)
+    }
+
     /// Whether `kind` is one of the types MCUboot defines (and so not free for
     /// `--custom-tlv`).
     pub fn is_defined(kind: u16) -> bool {

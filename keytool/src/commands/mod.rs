@@ -4,7 +4,10 @@
 mod audit;
 pub(crate) mod image;
 pub(crate) mod key;
+mod policy;
 mod record;
+mod release;
+pub(crate) mod station;
 pub(crate) mod util;
 
 use clap::Subcommand;
@@ -23,17 +26,25 @@ pub(crate) enum Command {
     /// Provisioning records: sign, verify, dump.
     #[command(subcommand)]
     Record(record::RecordCommand),
+    /// Releases under the policy: request, approve (M of N officers), check, sign.
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
+    /// Release policies: check.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// The station's audit log: show, verify.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
 }
 
 impl Command {
-    pub(crate) fn run(self) -> CmdResult {
+    pub(crate) fn run(self, ctx: &station::Context) -> CmdResult {
         match self {
-            Command::Image(c) => c.run(),
+            Command::Image(c) => c.run(ctx),
             Command::Key(c) => c.run(),
-            Command::Record(c) => c.run(),
+            Command::Record(c) => c.run(ctx),
+            Command::Release(c) => c.run(ctx),
+            Command::Policy(c) => c.run(),
             Command::Audit(c) => c.run(),
         }
     }

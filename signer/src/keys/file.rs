@@ -76,11 +76,16 @@ pub(crate) fn read_pem_key(key_ref: &KeyRef, path: &Path) -> Result<PemKey, Sign
             source,
         })?,
     );
+    pem_key(key, &text)
+}
+
+/// Decode PEM key text; `key` names it in errors.
+pub(crate) fn pem_key(key: String, text: &str) -> Result<PemKey, SignerError> {
     let invalid = |reason: &str| SignerError::InvalidKey {
         key: key.clone(),
         reason: reason.to_owned(),
     };
-    let (label, der) = pem_rfc7468_decode(&text).map_err(|_| invalid("not a PEM file"))?;
+    let (label, der) = pem_rfc7468_decode(text).map_err(|_| invalid("not a PEM file"))?;
     let der = Zeroizing::new(der);
     match label.as_str() {
         "PRIVATE KEY" => {

@@ -20,9 +20,9 @@ pub(crate) enum ImageCommand {
 }
 
 impl ImageCommand {
-    pub(crate) fn run(self) -> CmdResult {
+    pub(crate) fn run(self, ctx: &crate::commands::station::Context) -> CmdResult {
         match self {
-            ImageCommand::Sign(a) => a.run(),
+            ImageCommand::Sign(a) => a.run(ctx),
             ImageCommand::Verify(a) => a.run(),
             ImageCommand::Dumpinfo(a) => a.run(),
         }

@@ -46,6 +46,8 @@ struct Generated {
     key: String,
     key_type: &'static str,
     key_id: String,
+    /// The key ID as a policy file writes it.
+    fingerprint: String,
 }
 
 impl Args {
@@ -97,6 +99,7 @@ impl Args {
             key: key.to_string(),
             key_type: "ecdsa-p256",
             key_id: hex::encode(public.key_id()),
+            fingerprint: policies::policy::fingerprint(&public),
         };
         if self.json {
             return print_json(&out);

@@ -24,9 +24,9 @@ pub(crate) enum RecordCommand {
 }
 
 impl RecordCommand {
-    pub(crate) fn run(self) -> CmdResult {
+    pub(crate) fn run(self, ctx: &crate::commands::station::Context) -> CmdResult {
         match self {
-            RecordCommand::Sign(a) => a.run(),
+            RecordCommand::Sign(a) => a.run(ctx),
             RecordCommand::Verify(a) => a.run(),
             RecordCommand::Dump(a) => a.run(),
         }
@@ -94,7 +94,7 @@ fn view(r: &ProvisioningRecord) -> RecordView {
 }
 
 impl SignArgs {
-    fn run(self) -> CmdResult {
+    fn run(self, ctx: &crate::commands::station::Context) -> CmdResult {
         let product = RecordBody::product_field(&self.product).ok_or_else(|| {
             Failure::usage_msg(format!(
                 "--product {:?}: ASCII, at most 16 characters",
@@ -117,8 +117,38 @@ impl SignArgs {
             device_pubkey,
             issued_at,
         };
+        // Under a policy: an authority key only, and the signature audited.
+        let mut session = match &ctx.policy {
+            Some(path) => Some(crate::commands::station::Session::open(path)?),
+            None => None,
+        };
+        let mut subjects = vec![
+            format!("hw_id:{}", self.hw_id),
+            format!("serial:{}", self.serial),
+            format!("product:{}", self.product),
+            format!("device_key:sha256:{}", hex::encode(device_pubkey.key_id())),
+        ];
+        if let Some(s) = session.take() {
+            let public = authority.public_key().map_err(Failure::failed)?;
+            match s
+                .policy
+                .check_key(policies::policy::Role::Authority, &self.key, &public)
+            {
+                Ok(name) => {
+                    subjects.push(format!("key:{name}"));
+                    session = Some(s);
+                }
+                Err(why) => return Err(s.refuse("record.sign", subjects, &why)),
+            }
+        }
         let bytes = sign_record(&req, authority.as_ref()).map_err(Failure::failed)?;
-        signer::atomic::write(&self.output, &bytes).map_err(Failure::failed)?;
+        match session {
+            Some(mut s) => {
+                s.write_recorded(&self.output, &bytes, "record.sign", subjects)?;
+                s.close()?;
+            }
+            None => signer::atomic::write(&self.output, &bytes).map_err(Failure::failed)?,
+        }
         if self.json {
             let record = ProvisioningRecord::parse(&bytes).map_err(Failure::failed)?;
             return print_json(&view(&record));

@@ -1,0 +1,509 @@
+//! `keytool release request | approve | check | sign`: releases under the
+//! policy with M-of-N officer approval (docs/policy.md).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::{Subcommand, ValueEnum};
+use policies::evaluate::{evaluate, Candidate, Evaluation};
+use policies::history::{last_releases, release_subjects, RELEASE_ACTION};
+use policies::policy::{fingerprint, parse_fingerprint, Policy};
+use policies::request::{ReleaseRequest, RequestFile, REQUEST_FORMAT};
+use signer::image::{is_hex_path, sign_prebuilt, Prebuilt, PublicKeyFormat};
+use signer::{intel_hex, open_signer, KeyRef};
+
+use crate::commands::station::{Context, Session};
+use crate::commands::util::{key_ref, print_json};
+use crate::failure::{CmdResult, Failure};
+
+/// Release commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReleaseCommand {
+    /// Write a release request for an unsigned image: digest, product,
+    /// version, security counter, release key and expiry.
+    Request(RequestArgs),
+    /// Add an officer's approval (a signature over the request) to REQ.
+    Approve(ApproveArgs),
+    /// Evaluate the policy for a release without signing anything.
+    Check(CheckArgs),
+    /// Sign the image if, and only if, the policy passes.
+    Sign(SignArgs),
+}
+
+impl ReleaseCommand {
+    pub(crate) fn run(self, ctx: &Context) -> CmdResult {
+        match self {
+            ReleaseCommand::Request(a) => a.run(ctx),
+            ReleaseCommand::Approve(a) => a.run(ctx),
+            ReleaseCommand::Check(a) => a.run(ctx),
+            ReleaseCommand::Sign(a) => a.run(ctx),
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// An image file: its bytes and, for Intel HEX, its address.
+fn read_image(path: &Path) -> Result<(Vec<u8>, Option<u32>), Failure> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::usage_msg(format!("cannot read {}: {e}", path.display())))?;
+    if !is_hex_path(path) {
+        return Ok((bytes, None));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Failure::usage_msg(format!("{}: not Intel HEX text", path.display())))?;
+    let hex = intel_hex::parse(&text)
+        .map_err(|e| Failure::usage_msg(format!("{}: {e}", path.display())))?;
+    Ok((hex.data, hex.base_addr))
+}
+
+fn prebuilt(path: &Path) -> Result<(Vec<u8>, Option<u32>, Prebuilt), Failure> {
+    let (bytes, base) = read_image(path)?;
+    let info = Prebuilt::parse(&bytes)
+        .map_err(|e| Failure::usage_msg(format!("{}: {e}", path.display())))?;
+    Ok((bytes, base, info))
+}
+
+fn read_request(path: &Path) -> Result<RequestFile, Failure> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::usage_msg(format!("cannot read {}: {e}", path.display())))?;
+    RequestFile::parse(&bytes).map_err(|e| Failure::usage_msg(format!("{}: {e}", path.display())))
+}
+
+/// Seconds in `90s`, `30m`, `72h`, `7d`.
+fn duration(s: &str) -> Result<i64, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 72h"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit is s, m, h or d")),
+    };
+    match n.checked_mul(scale) {
+        Some(v) if v > 0 && v <= 366 * 86_400 => Ok(v),
+        _ => Err(format!("{s:?}: between 1s and 366d")),
+    }
+}
+
+fn request_subjects(r: &ReleaseRequest) -> Vec<String> {
+    let mut s = vec![
+        format!("product:{}", r.product),
+        format!("version:{}", r.version),
+    ];
+    if let Some(c) = r.security_counter {
+        s.push(format!("security_counter:{c}"));
+    }
+    s.push(format!("sha256:{}", r.image_digest));
+    s
+}
+
+/// `keytool release request`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RequestArgs {
+    /// The unsigned MCUboot image (`keytool image sign` without a key), .bin or .hex.
+    image: PathBuf,
+    /// The product, as the policy names it.
+    #[arg(long)]
+    product: String,
+    /// The release key meant to sign, by its policy name (default: the
+    /// product's only release key).
+    #[arg(long, value_name = "NAME")]
+    release_key: Option<String>,
+    /// How long the approvals may be collected and used: a number with s, m,
+    /// h or d.
+    #[arg(long, value_name = "DURATION", default_value = "72h", value_parser = duration)]
+    valid_for: i64,
+    /// The request file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Print the request as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RequestArgs {
+    fn run(self, ctx: &Context) -> CmdResult {
+        let mut session = Session::open(ctx.require_policy("release request")?)?;
+        let (_, _, image) = prebuilt(&self.image)?;
+        let product = session
+            .policy
+            .products
+            .get(&self.product)
+            .cloned()
+            .ok_or_else(|| {
+                Failure::usage_msg(format!(
+                    "product {:?} is not in the policy (products: {})",
+                    self.product,
+                    session
+                        .policy
+                        .products
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        let key_name = match (&self.release_key, product.release_keys.as_slice()) {
+            (Some(k), _) => k.clone(),
+            (None, [only]) => only.clone(),
+            (None, many) => {
+                return Err(Failure::usage_msg(format!(
+                    "product {:?} has several release keys; pick one with --release-key ({})",
+                    self.product,
+                    many.join(", ")
+                )))
+            }
+        };
+        if !product.release_keys.contains(&key_name) {
+            return Err(Failure::usage_msg(format!(
+                "{key_name:?} is not a release key of {:?} ({})",
+                self.product,
+                product.release_keys.join(", ")
+            )));
+        }
+        let key = session.policy.keys.get(&key_name).ok_or_else(|| {
+            Failure::usage_msg(format!("{key_name:?} is not in the policy's [keys]"))
+        })?;
+        let created = now();
+        let request = ReleaseRequest {
+            format: REQUEST_FORMAT.into(),
+            product: self.product.clone(),
+            image_digest: hex::encode(image.digest),
+            image_size: image.size as u64,
+            version: image.version.to_string(),
+            security_counter: image.security_counter,
+            release_key: key_name,
+            release_key_fingerprint: format!("sha256:{}", hex::encode(key.fingerprint)),
+            created,
+            expires: created + self.valid_for,
+        };
+        let file = RequestFile {
+            request,
+            approvals: Vec::new(),
+        };
+        signer::atomic::write(&self.output, &file.to_bytes()).map_err(Failure::failed)?;
+        session.record("release.request", request_subjects(&file.request), "ok")?;
+        session.close()?;
+        if self.json {
+            return print_json(&file);
+        }
+        eprintln!(
+            "release request for {} {} (sha256:{}) written to {}; it needs {} approval(s) (keytool release approve)",
+            file.request.product,
+            file.request.version,
+            file.request.image_digest,
+            self.output.display(),
+            product.quorum
+        );
+        Ok(())
+    }
+}
+
+/// `keytool release approve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ApproveArgs {
+    /// The request file; the approval is added to it.
+    request: PathBuf,
+    /// The officer's approval key (pkcs11: token, or a file in development).
+    #[arg(long, value_name = "URI", value_parser = key_ref)]
+    officer_key: KeyRef,
+    /// Print the approval as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ApproveArgs {
+    fn run(self, ctx: &Context) -> CmdResult {
+        let mut session = Session::open(ctx.require_policy("release approve")?)?;
+        let mut file = read_request(&self.request)?;
+        let key = open_signer(&self.officer_key).map_err(Failure::usage)?;
+        let public = key.public_key().map_err(Failure::failed)?;
+        let subjects = request_subjects(&file.request);
+        let officer = session
+            .policy
+            .officer_by_key_id(&public.key_id())
+            .map(|(n, _)| n.to_owned());
+        let Some(officer) = officer else {
+            return Err(session.refuse(
+                "release.approve",
+                subjects,
+                &[format!(
+                    "the key {} ({}) is no officer's approval key",
+                    self.officer_key,
+                    fingerprint(&public)
+                )],
+            ));
+        };
+        session.set_actor(officer.clone());
+        let mut why = Vec::new();
+        if session.policy.production && matches!(self.officer_key, KeyRef::File(_)) {
+            why.push(format!(
+                "the production policy {:?} refuses file: keys; approve with the officer's token",
+                session.policy.name
+            ));
+        }
+        match session.policy.products.get(&file.request.product) {
+            Some(p) if !p.officers.contains(&officer) => why.push(format!(
+                "{officer} is not an officer of {}",
+                file.request.product
+            )),
+            None => why.push(format!(
+                "product {:?} is not in the policy",
+                file.request.product
+            )),
+            _ => {}
+        }
+        if file.request.expires <= now() {
+            why.push("the request has expired: request a new release".into());
+        }
+        if file
+            .approvals
+            .iter()
+            .any(|a| parse_fingerprint(&a.key_fingerprint) == Some(public.key_id()))
+        {
+            why.push(format!("{officer} has already approved this request"));
+        }
+        if !why.is_empty() {
+            return Err(session.refuse("release.approve", subjects, &why));
+        }
+        let approval = file
+            .request
+            .approve(&officer, key.as_ref(), now())
+            .map_err(Failure::failed)?;
+        file.approvals.push(approval.clone());
+        signer::atomic::write(&self.request, &file.to_bytes()).map_err(Failure::failed)?;
+        session.record("release.approve", subjects, "ok")?;
+        session.close()?;
+        if self.json {
+            return print_json(&approval);
+        }
+        eprintln!(
+            "{officer} approved {} {} (sha256:{}); {} approval(s) on the request",
+            file.request.product,
+            file.request.version,
+            file.request.image_digest,
+            file.approvals.len()
+        );
+        Ok(())
+    }
+}
+
+/// What `check` and `sign` share.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReleaseArgs {
+    /// The request file, with its approvals.
+    request: PathBuf,
+    /// The unsigned image the request names.
+    #[arg(long)]
+    image: PathBuf,
+    /// The release key to sign with.
+    #[arg(short, long, value_name = "URI", value_parser = key_ref)]
+    key: KeyRef,
+    /// Print the evaluation (and the result) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `keytool release check`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    release: ReleaseArgs,
+}
+
+/// `keytool release sign`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SignArgs {
+    #[command(flatten)]
+    release: ReleaseArgs,
+    /// The signed image to write (.bin, or .hex for a .hex input).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Put the key's hash (KEYHASH) or the whole key (PUBKEY) in the image.
+    #[arg(long, value_enum, default_value = "hash")]
+    public_key_format: KeyFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KeyFormat {
+    Hash,
+    Full,
+}
+
+fn print_evaluation(e: &Evaluation) {
+    let mut err = std::io::stderr().lock();
+    for r in &e.rules {
+        let _ = writeln!(
+            err,
+            "  {}  {:<22} {}",
+            if r.passed { "PASS" } else { "FAIL" },
+            r.rule,
+            r.detail
+        );
+    }
+}
+
+/// Everything a release evaluation needs, read and opened.
+struct Prepared {
+    file: RequestFile,
+    bytes: Vec<u8>,
+    base: Option<u32>,
+    image: Prebuilt,
+    key: Box<dyn signer::keys::Signer>,
+    public: firmware::P256PublicKey,
+}
+
+fn prepare(args: &ReleaseArgs) -> Result<Prepared, Failure> {
+    let file = read_request(&args.request)?;
+    let (bytes, base, image) = prebuilt(&args.image)?;
+    let key = open_signer(&args.key).map_err(Failure::usage)?;
+    let public = key.public_key().map_err(Failure::failed)?;
+    Ok(Prepared {
+        file,
+        bytes,
+        base,
+        image,
+        key,
+        public,
+    })
+}
+
+fn judge(
+    policy: &Policy,
+    log: &Path,
+    args: &ReleaseArgs,
+    p: &Prepared,
+) -> Result<Evaluation, Failure> {
+    let station = policy
+        .station_key
+        .as_ref()
+        .map(signer::public_key::load_public_key)
+        .transpose()
+        .map_err(|e| Failure::failed(anyhow::anyhow!("station key: {e}")))?;
+    let history = last_releases(log, station.as_ref()).map_err(Failure::failed)?;
+    let candidate = Candidate {
+        request: &p.file,
+        image: &p.image,
+        key_ref: &args.key,
+        key: &p.public,
+    };
+    Ok(evaluate(
+        policy,
+        &candidate,
+        history.get(&p.file.request.product),
+        now(),
+    ))
+}
+
+impl CheckArgs {
+    fn run(self, ctx: &Context) -> CmdResult {
+        let path = ctx.require_policy("release check")?;
+        let policy = Policy::load(path).map_err(Failure::usage)?;
+        let p = prepare(&self.release)?;
+        let eval = judge(&policy, &policy.audit_log, &self.release, &p)?;
+        if self.release.json {
+            print_json(&eval)?;
+        } else {
+            print_evaluation(&eval);
+        }
+        if eval.passed() {
+            Ok(())
+        } else {
+            Err(Failure::failed(anyhow::anyhow!(
+                "the policy would refuse this release:\n  {}",
+                eval.failures().join("\n  ")
+            )))
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct SignSummary<'a> {
+    signed: bool,
+    output: Option<String>,
+    audit_seq: Option<u64>,
+    evaluation: &'a Evaluation,
+}
+
+impl SignArgs {
+    fn run(self, ctx: &Context) -> CmdResult {
+        let mut session = Session::open(ctx.require_policy("release sign")?)?;
+        let p = match prepare(&self.release) {
+            Ok(p) => p,
+            Err(f) => {
+                let reason = format!("{:#}", f.error);
+                return Err(session.refuse(RELEASE_ACTION, vec![], &[reason]));
+            }
+        };
+        let log = session.log_path().to_owned();
+        let eval = judge(&session.policy, &log, &self.release, &p)?;
+        let request = &p.file.request;
+        let subjects = release_subjects(
+            &request.product,
+            &p.image.version,
+            p.image.security_counter,
+            &hex::encode(p.image.digest),
+            &request.release_key,
+        );
+        if self.release.json {
+            // The evaluation goes out whatever the verdict.
+        } else {
+            print_evaluation(&eval);
+        }
+        if !eval.passed() {
+            if self.release.json {
+                print_json(&SignSummary {
+                    signed: false,
+                    output: None,
+                    audit_seq: None,
+                    evaluation: &eval,
+                })?;
+            }
+            return Err(session.refuse(RELEASE_ACTION, subjects, &eval.failures()));
+        }
+        let format = match self.public_key_format {
+            KeyFormat::Hash => PublicKeyFormat::Hash,
+            KeyFormat::Full => PublicKeyFormat::Full,
+        };
+        let signed = sign_prebuilt(&p.bytes, p.key.as_ref(), format)?;
+        let out_bytes = if is_hex_path(&self.output) {
+            let base = p.base.ok_or_else(|| {
+                Failure::usage_msg("a .hex output needs a .hex input (its address)")
+            })?;
+            intel_hex::write(&[(base, &signed.bytes)])
+                .map_err(Failure::failed)?
+                .into_bytes()
+        } else {
+            signed.bytes
+        };
+        let mut subjects = subjects;
+        subjects.push(format!("approved-by:{}", eval.approvers.join(",")));
+        let seq = session.write_recorded(&self.output, &out_bytes, RELEASE_ACTION, subjects)?;
+        session.close()?;
+        if self.release.json {
+            return print_json(&SignSummary {
+                signed: true,
+                output: Some(self.output.display().to_string()),
+                audit_seq: Some(seq),
+                evaluation: &eval,
+            });
+        }
+        eprintln!(
+            "signed {} {} for {} with {} (approved by {}); audit line {seq}",
+            request.product,
+            p.image.version,
+            self.output.display(),
+            request.release_key,
+            eval.approvers.join(", ")
+        );
+        Ok(())
+    }
+}
