@@ -1,0 +1,770 @@
+//! Releases under a written policy, through the real binary: the release key
+//! and one officer's approval key live in a SoftHSM2 token, the other
+//! officers use files, signed images are checked with imgtool. One test per
+//! attack a signing station must stop; every refusal leaves nothing signed
+//! and exactly one audit entry saying why.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{imgtool, ok, stderr};
+use policies::audit::Entry;
+use sha2::{Digest, Sha256};
+use signer::testing::SoftHsmToken;
+
+const RELEASE_KEY: &str = "pkcs11:token=release;object=sensor-release";
+const ALICE_KEY: &str = "pkcs11:token=release;object=alice";
+
+/// A station: a token, file keys, a policy and its audit log in a directory.
+struct Station {
+    token: SoftHsmToken,
+    dir: PathBuf,
+    station_key: String,
+}
+
+fn fingerprint_of_der(der: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(der)))
+}
+
+impl Station {
+    /// `products` is appended to a policy holding the keys and officers.
+    fn new(production: bool, products: &str) -> Self {
+        let token = SoftHsmToken::new("release", "1234").unwrap();
+        token.generate_p256("sensor-release", "01").unwrap();
+        token.generate_p256("alice", "02").unwrap();
+        token.generate_p256("station", "03").unwrap();
+        let dir = token.dir.path().join("station");
+        std::fs::create_dir(&dir).unwrap();
+        let station_key = if production {
+            "pkcs11:token=release;object=station".to_owned()
+        } else {
+            format!("file:{}", dir.join("station.pem").display())
+        };
+        let s = Self {
+            token,
+            dir,
+            station_key,
+        };
+        for name in ["authority", "station", "bob", "carol", "dave", "outsider"] {
+            ok(s.keytool()
+                .args(["key", "generate", "-t", "ecdsa-p256", "-k"])
+                .arg(s.path(&format!("{name}.pem"))));
+        }
+        for (name, key) in [
+            ("alice", ALICE_KEY.to_owned()),
+            ("bob", s.file_key("bob")),
+            ("carol", s.file_key("carol")),
+            ("dave", s.file_key("dave")),
+        ] {
+            let pem = ok(s.keytool().args(["key", "getpub", "-e", "pem", "-k", &key]));
+            std::fs::write(s.path(&format!("{name}.pub.pem")), pem).unwrap();
+        }
+        let release_fp = s.fingerprint(RELEASE_KEY);
+        let authority_fp = s.fingerprint(&s.file_key("authority"));
+        let (authority_uri, station_uri) = if production {
+            // Production keys must not be files; these are never opened by
+            // the tests that use a production policy.
+            (
+                "pkcs11:token=release;object=authority",
+                "pkcs11:token=release;object=station",
+            )
+        } else {
+            ("file:authority.pem", "file:station.pem")
+        };
+        let policy = format!(
+            r#"name = "test-fleet"
+production = {production}
+audit_log = "audit.jsonl"
+station_key = "{station_uri}"
+
+[keys.sensor-release]
+uri = "{RELEASE_KEY}"
+role = "release"
+fingerprint = "{release_fp}"
+
+[keys.authority]
+uri = "{authority_uri}"
+role = "authority"
+fingerprint = "{authority_fp}"
+
+[officers]
+alice = {{ public_key = "alice.pub.pem" }}
+bob = {{ public_key = "bob.pub.pem" }}
+carol = {{ public_key = "carol.pub.pem" }}
+dave = {{ public_key = "dave.pub.pem" }}
+
+{products}"#
+        );
+        std::fs::write(s.policy(), policy).unwrap();
+        s
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn policy(&self) -> PathBuf {
+        self.path("policy.toml")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.path("audit.jsonl")
+    }
+
+    fn file_key(&self, name: &str) -> String {
+        format!("file:{}", self.path(&format!("{name}.pem")).display())
+    }
+
+    fn officer_key(&self, name: &str) -> String {
+        if name == "alice" {
+            ALICE_KEY.to_owned()
+        } else {
+            self.file_key(name)
+        }
+    }
+
+    fn keytool(&self) -> Command {
+        let mut c = self.token.command(env!("CARGO_BIN_EXE_keytool"));
+        c.env("KEYTOOL_POLICY", self.dir.join("policy.toml"));
+        c.env("USER", "release-engineer");
+        c
+    }
+
+    fn fingerprint(&self, key: &str) -> String {
+        let out = self
+            .keytool()
+            .args(["key", "getpub", "-e", "raw", "-k", key])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        fingerprint_of_der(&out.stdout)
+    }
+
+    /// An unsigned image of `size` payload bytes (pseudo-random, by `seed`).
+    fn image(&self, name: &str, version: &str, counter: u32, size: usize, seed: u8) -> PathBuf {
+        let raw = self.path(&format!("{name}.raw"));
+        let payload: Vec<u8> = (0..size)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect();
+        std::fs::write(&raw, payload).unwrap();
+        let out = self.path(&format!("{name}.unsigned.bin"));
+        ok(Command::new(env!("CARGO_BIN_EXE_keytool"))
+            .args([
+                "image",
+                "sign",
+                "-v",
+                version,
+                "-H",
+                "0x200",
+                "--pad-header",
+            ])
+            .args(["-S", "0x20000", "-s", &counter.to_string()])
+            .arg(&raw)
+            .arg(&out));
+        out
+    }
+
+    fn request(&self, image: &Path, product: &str, extra: &[&str]) -> PathBuf {
+        let req = image.with_extension("req.json");
+        ok(self
+            .keytool()
+            .args(["release", "request", "--product", product, "-o"])
+            .arg(&req)
+            .args(extra)
+            .arg(image));
+        req
+    }
+
+    fn approve(&self, req: &Path, officer: &str) -> Output {
+        self.keytool()
+            .args([
+                "release",
+                "approve",
+                "--officer-key",
+                &self.officer_key(officer),
+            ])
+            .arg(req)
+            .output()
+            .unwrap()
+    }
+
+    fn approve_ok(&self, req: &Path, officers: &[&str]) {
+        for o in officers {
+            let out = self.approve(req, o);
+            assert!(out.status.success(), "approve {o}: {}", stderr(&out));
+        }
+    }
+
+    fn sign(&self, req: &Path, image: &Path, key: &str, out: &Path) -> Output {
+        self.keytool()
+            .args(["release", "sign", "-k", key, "--image"])
+            .arg(image)
+            .arg("-o")
+            .arg(out)
+            .arg(req)
+            .output()
+            .unwrap()
+    }
+
+    fn release(&self, image: &Path, officers: &[&str]) -> PathBuf {
+        let req = self.request(image, "sensor", &[]);
+        self.approve_ok(&req, officers);
+        let out = image.with_extension("signed.bin");
+        let o = self.sign(&req, image, RELEASE_KEY, &out);
+        assert!(o.status.success(), "sign: {}", stderr(&o));
+        out
+    }
+
+    /// The log's entries other than checkpoints.
+    fn events(&self) -> Vec<Entry> {
+        std::fs::read_to_string(self.log())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Entry>(l).unwrap())
+            .filter(|e| e.action != "checkpoint")
+            .collect()
+    }
+
+    /// Run `f`, which must be refused: exit 1, `out` not written, and exactly
+    /// one new audit entry for `action`, refused, naming `reason`.
+    fn assert_refused(
+        &self,
+        action: &str,
+        reason: &str,
+        out: Option<&Path>,
+        f: impl FnOnce() -> Output,
+    ) {
+        let before = self.events().len();
+        let o = f();
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "expected a refusal: {}",
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains(reason),
+            "{reason:?} not in: {}",
+            stderr(&o)
+        );
+        if let Some(out) = out {
+            assert!(!out.exists(), "{} was written", out.display());
+        }
+        let events = self.events();
+        assert_eq!(events.len(), before + 1, "one audit entry per refusal");
+        let last = events.last().unwrap();
+        assert_eq!(last.action, action);
+        assert!(
+            last.outcome.starts_with("refused: ") && last.outcome.contains(reason),
+            "{:?}",
+            last.outcome
+        );
+        self.assert_log_verifies();
+    }
+
+    fn assert_log_verifies(&self) {
+        ok(self
+            .keytool()
+            .args(["audit", "verify", "-k", &self.station_key, "--log"])
+            .arg(self.log()));
+    }
+}
+
+const SENSOR: &str = r#"
+[products.sensor]
+slot_size = 0x20000
+release_keys = ["sensor-release"]
+officers = ["alice", "bob", "carol", "dave"]
+quorum = 2
+rollback_quorum = 3
+max_major_jump = 1
+required_tlvs = ["SEC_CNT"]
+
+[products.tiny]
+slot_size = 0x800
+release_keys = ["sensor-release"]
+officers = ["alice", "bob", "carol"]
+quorum = 2
+rollback_quorum = 3
+"#;
+
+fn imgtool_verifies(station: &Station, signed: &Path) {
+    let pem = station.path("release.pub.pem");
+    std::fs::write(
+        &pem,
+        ok(station
+            .keytool()
+            .args(["key", "getpub", "-e", "pem", "-k", RELEASE_KEY])),
+    )
+    .unwrap();
+    let out = imgtool()
+        .arg("verify")
+        .arg("-k")
+        .arg(&pem)
+        .arg(signed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "imgtool verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_release_needs_a_quorum_of_distinct_officers_and_verifies_with_imgtool() {
+    let s = Station::new(false, SENSOR);
+    ok(s.keytool().arg("policy").arg("check").arg(s.policy()));
+    let image = s.image("app", "1.2.0", 3, 3000, 1);
+    let req = s.request(&image, "sensor", &[]);
+    let out = s.path("app.signed.bin");
+
+    // Alice (HSM) approves; her second approval is refused and logged.
+    s.approve_ok(&req, &["alice"]);
+    s.assert_refused(
+        "release.approve",
+        "alice has already approved",
+        None,
+        || s.approve(&req, "alice"),
+    );
+    // An outsider's key is nobody's approval key.
+    s.assert_refused("release.approve", "no officer's approval key", None, || {
+        s.keytool()
+            .args([
+                "release",
+                "approve",
+                "--officer-key",
+                &s.file_key("outsider"),
+            ])
+            .arg(&req)
+            .output()
+            .unwrap()
+    });
+    // Alice's approval copied in twice still counts once.
+    let mut file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&req).unwrap()).unwrap();
+    let first = file["approvals"][0].clone();
+    file["approvals"].as_array_mut().unwrap().push(first);
+    std::fs::write(&req, serde_json::to_string_pretty(&file).unwrap()).unwrap();
+    s.assert_refused("release.sign", "1 of 2 needed (alice)", Some(&out), || {
+        s.sign(&req, &image, RELEASE_KEY, &out)
+    });
+    assert!(stderr(&s.sign(&req, &image, RELEASE_KEY, &out)).contains("counted once"));
+
+    s.approve_ok(&req, &["bob"]);
+    let o = s.sign(&req, &image, RELEASE_KEY, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    imgtool_verifies(&s, &out);
+    let last = s.events().pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.outcome.as_str()),
+        ("release.sign", "ok")
+    );
+    assert!(
+        last.subjects.contains(&"version:1.2.0+0".to_owned()),
+        "{last:?}"
+    );
+    assert!(
+        last.subjects.contains(&"approved-by:alice,bob".to_owned()),
+        "{last:?}"
+    );
+    s.assert_log_verifies();
+}
+
+#[test]
+fn rollbacks_lower_counters_and_fast_forwards_need_more_or_are_refused() {
+    let s = Station::new(false, SENSOR);
+    s.release(&s.image("v120", "1.2.0", 3, 2000, 1), &["alice", "bob"]);
+
+    // A lower version: a rollback, which the normal quorum cannot sign.
+    let old = s.image("v110", "1.1.0", 3, 2000, 2);
+    let req = s.request(&old, "sensor", &[]);
+    s.approve_ok(&req, &["bob", "carol"]);
+    let out = s.path("v110.signed.bin");
+    s.assert_refused(
+        "release.sign",
+        "2 of 3 needed for a rollback",
+        Some(&out),
+        || s.sign(&req, &old, RELEASE_KEY, &out),
+    );
+    // The rollback quorum signs it; the log now holds 1.1.0 as the last.
+    s.approve_ok(&req, &["dave"]);
+    let o = s.sign(&req, &old, RELEASE_KEY, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A lower security counter is never signed, whatever the approvals.
+    let low = s.image("v130", "1.3.0", 2, 2000, 3);
+    let req = s.request(&low, "sensor", &[]);
+    s.approve_ok(&req, &["alice", "bob", "carol", "dave"]);
+    let out = s.path("v130.signed.bin");
+    s.assert_refused(
+        "release.sign",
+        "security counter 2 is below the last release's 3",
+        Some(&out),
+        || s.sign(&req, &low, RELEASE_KEY, &out),
+    );
+
+    // A jump of two major versions is a fast-forward.
+    let far = s.image("v300", "3.0.0", 9, 2000, 4);
+    let req = s.request(&far, "sensor", &[]);
+    s.approve_ok(&req, &["alice", "bob"]);
+    let out = s.path("v300.signed.bin");
+    s.assert_refused(
+        "release.sign",
+        "2 of 3 needed for a fast-forward",
+        Some(&out),
+        || s.sign(&req, &far, RELEASE_KEY, &out),
+    );
+    s.approve_ok(&req, &["carol"]);
+    assert!(s.sign(&req, &far, RELEASE_KEY, &out).status.success());
+    imgtool_verifies(&s, &out);
+
+    // A normal step after it needs only the normal quorum again.
+    s.release(&s.image("v310", "3.1.0", 10, 2000, 5), &["alice", "dave"]);
+}
+
+#[test]
+fn approvals_bind_exactly_one_image_and_version() {
+    let s = Station::new(false, SENSOR);
+    let a = s.image("a", "1.0.0", 1, 2000, 1);
+    let req_a = s.request(&a, "sensor", &[]);
+    s.approve_ok(&req_a, &["alice", "bob"]);
+
+    // Another image of the same version, with A's approvals pasted in.
+    let b = s.image("b", "1.0.0", 1, 2000, 9);
+    let req_b = s.request(&b, "sensor", &[]);
+    let approvals: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&req_a).unwrap())
+            .unwrap()["approvals"]
+            .clone();
+    let mut file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&req_b).unwrap()).unwrap();
+    file["approvals"] = approvals;
+    std::fs::write(&req_b, serde_json::to_string(&file).unwrap()).unwrap();
+    let out = s.path("b.signed.bin");
+    s.assert_refused(
+        "release.sign",
+        "2 signature(s) not over this request",
+        Some(&out),
+        || s.sign(&req_b, &b, RELEASE_KEY, &out),
+    );
+
+    // A's approved request, with B's image: the image does not match.
+    s.assert_refused("release.sign", "is not the requested", Some(&out), || {
+        s.sign(&req_a, &b, RELEASE_KEY, &out)
+    });
+
+    // A's request edited to another version: every approval is void.
+    let text = std::fs::read_to_string(&req_a)
+        .unwrap()
+        .replace("\"1.0.0+0\"", "\"1.0.1+0\"");
+    let edited = s.path("edited.req.json");
+    std::fs::write(&edited, text).unwrap();
+    s.assert_refused("release.sign", "not over this request", Some(&out), || {
+        s.sign(&edited, &a, RELEASE_KEY, &out)
+    });
+}
+
+#[test]
+fn an_expired_request_is_refused() {
+    let s = Station::new(false, SENSOR);
+    let image = s.image("app", "1.0.0", 1, 2000, 1);
+    let req = s.request(&image, "sensor", &["--valid-for", "2s"]);
+    s.approve_ok(&req, &["alice", "bob"]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let out = s.path("app.signed.bin");
+    s.assert_refused("release.sign", "unexpired: expired", Some(&out), || {
+        s.sign(&req, &image, RELEASE_KEY, &out)
+    });
+    s.assert_refused("release.approve", "expired", None, || {
+        s.approve(&req, "carol")
+    });
+}
+
+#[test]
+fn keys_sign_only_within_their_role() {
+    let s = Station::new(false, SENSOR);
+    let image = s.image("app", "1.0.0", 1, 2000, 1);
+    let req = s.request(&image, "sensor", &[]);
+    s.approve_ok(&req, &["alice", "bob"]);
+    let out = s.path("app.signed.bin");
+    // The authority key may not sign an image.
+    s.assert_refused(
+        "release.sign",
+        "is a authority key; it may not sign images",
+        Some(&out),
+        || s.sign(&req, &image, &s.file_key("authority"), &out),
+    );
+    // A key the policy does not know may not sign at all.
+    s.assert_refused("release.sign", "is not in the policy", Some(&out), || {
+        s.sign(&req, &image, &s.file_key("outsider"), &out)
+    });
+
+    // The release key may not sign a provisioning record; the authority may.
+    let dev_pub = s.path("bob.pub.pem");
+    let record = |key: &str, out: &Path| {
+        s.keytool()
+            .args([
+                "record",
+                "sign",
+                "-k",
+                key,
+                "--hw-id",
+                "1234567800000003",
+                "--serial",
+                "7",
+            ])
+            .arg("--device-pubkey")
+            .arg(&dev_pub)
+            .arg("-o")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let rec = s.path("rec.bin");
+    s.assert_refused(
+        "record.sign",
+        "is a release key; it may not sign provisioning records",
+        Some(&rec),
+        || record(RELEASE_KEY, &rec),
+    );
+    let o = record(&s.file_key("authority"), &rec);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last = s.events().pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.outcome.as_str()),
+        ("record.sign", "ok")
+    );
+    assert!(last.subjects.contains(&"serial:7".to_owned()), "{last:?}");
+
+    // Under a policy an image is never signed directly, even by a release key.
+    let direct = s.path("direct.bin");
+    s.assert_refused(
+        "image.sign",
+        "images are signed only by `keytool release sign`",
+        Some(&direct),
+        || {
+            s.keytool()
+                .args([
+                    "image",
+                    "sign",
+                    "-k",
+                    RELEASE_KEY,
+                    "-v",
+                    "1.0.0",
+                    "-H",
+                    "0x200",
+                ])
+                .args(["--pad-header", "-S", "0x20000"])
+                .arg(s.path("app.raw"))
+                .arg(&direct)
+                .output()
+                .unwrap()
+        },
+    );
+}
+
+#[test]
+fn an_image_larger_than_its_slot_is_refused() {
+    let s = Station::new(false, SENSOR);
+    let image = s.image("big", "1.0.0", 1, 3000, 1);
+    let req = s.request(&image, "tiny", &[]);
+    s.approve_ok(&req, &["alice", "bob"]);
+    let out = s.path("big.signed.bin");
+    s.assert_refused("release.sign", "slot-size", Some(&out), || {
+        s.sign(&req, &image, RELEASE_KEY, &out)
+    });
+    // And an image without the required security counter TLV.
+    let raw = s.path("big.raw");
+    let no_counter = s.path("nocnt.unsigned.bin");
+    ok(Command::new(env!("CARGO_BIN_EXE_keytool"))
+        .args([
+            "image",
+            "sign",
+            "-v",
+            "1.0.0",
+            "-H",
+            "0x200",
+            "--pad-header",
+            "-S",
+            "0x20000",
+        ])
+        .arg(&raw)
+        .arg(&no_counter));
+    let req = s.request(&no_counter, "sensor", &[]);
+    s.approve_ok(&req, &["alice", "bob"]);
+    let out = s.path("nocnt.signed.bin");
+    s.assert_refused(
+        "release.sign",
+        "missing from the protected TLVs: SEC_CNT",
+        Some(&out),
+        || s.sign(&req, &no_counter, RELEASE_KEY, &out),
+    );
+}
+
+#[test]
+fn a_production_policy_refuses_file_keys() {
+    // A production policy that names file keys fails its check, each named.
+    let s = Station::new(false, SENSOR);
+    let text = std::fs::read_to_string(s.policy())
+        .unwrap()
+        .replace("production = false", "production = true");
+    let bad = s.path("prod-bad.toml");
+    std::fs::write(&bad, text).unwrap();
+    let o = s
+        .keytool()
+        .arg("policy")
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("station_key: a production policy refuses file: keys"),
+        "{e}"
+    );
+    assert!(
+        e.contains("keys.authority.uri: a production policy refuses file: keys"),
+        "{e}"
+    );
+
+    // A valid production policy: a file key is refused at signing time, and a
+    // file officer key at approval time.
+    let p = Station::new(true, SENSOR);
+    ok(p.keytool().arg("policy").arg("check").arg(p.policy()));
+    let image = p.image("app", "1.0.0", 1, 2000, 1);
+    let req = p.request(&image, "sensor", &[]);
+    p.assert_refused("release.approve", "refuses file: keys", None, || {
+        p.approve(&req, "bob")
+    });
+    p.approve_ok(&req, &["alice"]);
+    let out = p.path("app.signed.bin");
+    p.assert_refused("release.sign", "refuses file: keys", Some(&out), || {
+        p.sign(&req, &image, &p.file_key("authority"), &out)
+    });
+}
+
+#[test]
+fn a_tampered_audit_log_stops_the_station() {
+    let s = Station::new(false, SENSOR);
+    s.release(&s.image("v1", "1.0.0", 1, 2000, 1), &["alice", "bob"]);
+    let image = s.image("v2", "1.1.0", 2, 2000, 2);
+    let req = s.request(&image, "sensor", &[]);
+    s.approve_ok(&req, &["alice", "bob"]);
+    let intact = std::fs::read_to_string(s.log()).unwrap();
+    let lines: Vec<&str> = intact.lines().collect();
+    let out = s.path("v2.signed.bin");
+
+    let edited = intact.replacen("\"version:1.0.0+0\"", "\"version:9.0.0+0\"", 1);
+    let mut deleted = lines.clone();
+    deleted.remove(2);
+    let mut reordered = lines.clone();
+    reordered.swap(2, 3);
+    let truncated = &lines[..lines.len() - 2];
+    for (what, text) in [
+        ("edited", edited),
+        ("deleted", deleted.join("\n") + "\n"),
+        ("reordered", reordered.join("\n") + "\n"),
+        ("truncated", truncated.join("\n") + "\n"),
+    ] {
+        std::fs::write(s.log(), &text).unwrap();
+        let v = s
+            .keytool()
+            .args(["audit", "verify", "-k", &s.file_key("station"), "--log"])
+            .arg(s.log())
+            .output()
+            .unwrap();
+        assert_eq!(v.status.code(), Some(1), "{what}: audit verify passed");
+        assert!(
+            stderr(&v).contains("broken at line"),
+            "{what}: {}",
+            stderr(&v)
+        );
+        let o = s.sign(&req, &image, RELEASE_KEY, &out);
+        assert_eq!(o.status.code(), Some(1), "{what}: signed anyway");
+        assert!(
+            stderr(&o).contains("nothing is signed until it verifies"),
+            "{what}: {}",
+            stderr(&o)
+        );
+        assert!(!out.exists(), "{what}: output written");
+        assert_eq!(
+            std::fs::read_to_string(s.log()).unwrap(),
+            text,
+            "{what}: log touched"
+        );
+    }
+    std::fs::write(s.log(), &intact).unwrap();
+    assert!(s.sign(&req, &image, RELEASE_KEY, &out).status.success());
+}
+
+#[test]
+fn policy_check_explains_every_error() {
+    let s = Station::new(false, "");
+    let text = std::fs::read_to_string(s.policy()).unwrap()
+        + r#"
+[products.broken]
+slot_size = 0
+release_keys = ["authority", "nosuch"]
+officers = ["alice", "bob", "mallory", "bob"]
+quorum = 5
+rollback_quorum = 2
+required_tlvs = ["SEC_CNT", "NOT_A_TLV"]
+"#;
+    let text = text.replacen("fingerprint = \"sha256:", "fingerprint = \"sha1:", 1);
+    let bad = s.path("bad.toml");
+    std::fs::write(&bad, text).unwrap();
+    let o = s
+        .keytool()
+        .args(["policy", "check", "--json"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    let problems: Vec<String> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: {}",
+                p["at"].as_str().unwrap(),
+                p["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for expected in [
+        "keys.sensor-release.fingerprint: expected sha256:",
+        "products.broken.slot_size",
+        "products.broken.release_keys: \"authority\" is a authority key",
+        "products.broken.release_keys: \"nosuch\" is not in [keys]",
+        "products.broken.officers: names an officer twice",
+        "products.broken.officers: \"mallory\" is not in [officers]",
+        "products.broken.quorum: must be between 1 and the 3 officers named",
+        "products.broken.rollback_quorum: must be larger than quorum (5)",
+        "products.broken.required_tlvs: \"NOT_A_TLV\" is not an MCUboot TLV name",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} missing from {problems:#?}"
+        );
+    }
+    // A syntax error names its line.
+    std::fs::write(&bad, "name = \"x\"\n[products.a]\nquorum = \"two\"\n").unwrap();
+    let o = s
+        .keytool()
+        .arg("policy")
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("line 3"), "{}", stderr(&o));
+}
