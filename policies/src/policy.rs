@@ -337,6 +337,12 @@ fn check(raw: RawPolicy, base: &Path, c: &mut Collector) -> Policy {
         }
     });
 
+    if raw.production && raw.station_key.is_none() {
+        c.add(
+            "station_key",
+            "a production policy needs a station key: it signs the audit log's checkpoints, so a cut log is detected",
+        );
+    }
     let mut keys = BTreeMap::new();
     let mut seen_fp: BTreeMap<[u8; 32], String> = BTreeMap::new();
     for (name, k) in raw.keys {
