@@ -209,6 +209,25 @@ dave = {{ public_key = "dave.pub.pem" }}
             .unwrap()
     }
 
+    /// An unsigned image, its request for `product` approved by `officers`,
+    /// and where its signed image would go.
+    #[allow(clippy::too_many_arguments)]
+    fn approved(
+        &self,
+        name: &str,
+        version: &str,
+        counter: u32,
+        size: usize,
+        seed: u8,
+        product: &str,
+        officers: &[&str],
+    ) -> (PathBuf, PathBuf, PathBuf) {
+        let image = self.image(name, version, counter, size, seed);
+        let req = self.request(&image, product, &[]);
+        self.approve_ok(&req, officers);
+        (image, req, self.path(&format!("{name}.signed.bin")))
+    }
+
     fn release(&self, image: &Path, officers: &[&str]) -> PathBuf {
         let req = self.request(image, "sensor", &[]);
         self.approve_ok(&req, officers);
@@ -263,6 +282,13 @@ dave = {{ public_key = "dave.pub.pem" }}
             last.outcome
         );
         self.assert_log_verifies();
+    }
+
+    /// `release sign` with the release key must be refused for `reason`.
+    fn assert_release_refused(&self, req: &Path, image: &Path, out: &Path, reason: &str) {
+        self.assert_refused("release.sign", reason, Some(out), || {
+            self.sign(req, image, RELEASE_KEY, out)
+        });
     }
 
     fn assert_log_verifies(&self) {
@@ -381,44 +407,33 @@ fn rollbacks_lower_counters_and_fast_forwards_need_more_or_are_refused() {
     s.release(&s.image("v120", "1.2.0", 3, 2000, 1), &["alice", "bob"]);
 
     // A lower version: a rollback, which the normal quorum cannot sign.
-    let old = s.image("v110", "1.1.0", 3, 2000, 2);
-    let req = s.request(&old, "sensor", &[]);
-    s.approve_ok(&req, &["bob", "carol"]);
-    let out = s.path("v110.signed.bin");
-    s.assert_refused(
-        "release.sign",
-        "2 of 3 needed for a rollback",
-        Some(&out),
-        || s.sign(&req, &old, RELEASE_KEY, &out),
-    );
+    let (old, req, out) = s.approved("v110", "1.1.0", 3, 2000, 2, "sensor", &["bob", "carol"]);
+    s.assert_release_refused(&req, &old, &out, "2 of 3 needed for a rollback");
     // The rollback quorum signs it; the log now holds 1.1.0 as the last.
     s.approve_ok(&req, &["dave"]);
     let o = s.sign(&req, &old, RELEASE_KEY, &out);
     assert!(o.status.success(), "{}", stderr(&o));
 
     // A lower security counter is never signed, whatever the approvals.
-    let low = s.image("v130", "1.3.0", 2, 2000, 3);
-    let req = s.request(&low, "sensor", &[]);
-    s.approve_ok(&req, &["alice", "bob", "carol", "dave"]);
-    let out = s.path("v130.signed.bin");
-    s.assert_refused(
-        "release.sign",
+    let (low, req, out) = s.approved(
+        "v130",
+        "1.3.0",
+        2,
+        2000,
+        3,
+        "sensor",
+        &["alice", "bob", "carol", "dave"],
+    );
+    s.assert_release_refused(
+        &req,
+        &low,
+        &out,
         "security counter 2 is below the last release's 3",
-        Some(&out),
-        || s.sign(&req, &low, RELEASE_KEY, &out),
     );
 
     // A jump of two major versions is a fast-forward.
-    let far = s.image("v300", "3.0.0", 9, 2000, 4);
-    let req = s.request(&far, "sensor", &[]);
-    s.approve_ok(&req, &["alice", "bob"]);
-    let out = s.path("v300.signed.bin");
-    s.assert_refused(
-        "release.sign",
-        "2 of 3 needed for a fast-forward",
-        Some(&out),
-        || s.sign(&req, &far, RELEASE_KEY, &out),
-    );
+    let (far, req, out) = s.approved("v300", "3.0.0", 9, 2000, 4, "sensor", &["alice", "bob"]);
+    s.assert_release_refused(&req, &far, &out, "2 of 3 needed for a fast-forward");
     s.approve_ok(&req, &["carol"]);
     assert!(s.sign(&req, &far, RELEASE_KEY, &out).status.success());
     imgtool_verifies(&s, &out);
@@ -446,12 +461,7 @@ fn approvals_bind_exactly_one_image_and_version() {
     file["approvals"] = approvals;
     std::fs::write(&req_b, serde_json::to_string(&file).unwrap()).unwrap();
     let out = s.path("b.signed.bin");
-    s.assert_refused(
-        "release.sign",
-        "2 signature(s) not over this request",
-        Some(&out),
-        || s.sign(&req_b, &b, RELEASE_KEY, &out),
-    );
+    s.assert_release_refused(&req_b, &b, &out, "2 signature(s) not over this request");
 
     // A's approved request, with B's image: the image does not match.
     s.assert_refused("release.sign", "is not the requested", Some(&out), || {
@@ -488,10 +498,7 @@ fn an_expired_request_is_refused() {
 #[test]
 fn keys_sign_only_within_their_role() {
     let s = Station::new(false, SENSOR);
-    let image = s.image("app", "1.0.0", 1, 2000, 1);
-    let req = s.request(&image, "sensor", &[]);
-    s.approve_ok(&req, &["alice", "bob"]);
-    let out = s.path("app.signed.bin");
+    let (image, req, out) = s.approved("app", "1.0.0", 1, 2000, 1, "sensor", &["alice", "bob"]);
     // The authority key may not sign an image.
     s.assert_refused(
         "release.sign",
@@ -571,10 +578,7 @@ fn keys_sign_only_within_their_role() {
 #[test]
 fn an_image_larger_than_its_slot_is_refused() {
     let s = Station::new(false, SENSOR);
-    let image = s.image("big", "1.0.0", 1, 3000, 1);
-    let req = s.request(&image, "tiny", &[]);
-    s.approve_ok(&req, &["alice", "bob"]);
-    let out = s.path("big.signed.bin");
+    let (image, req, out) = s.approved("big", "1.0.0", 1, 3000, 1, "tiny", &["alice", "bob"]);
     s.assert_refused("release.sign", "slot-size", Some(&out), || {
         s.sign(&req, &image, RELEASE_KEY, &out)
     });
@@ -598,11 +602,11 @@ fn an_image_larger_than_its_slot_is_refused() {
     let req = s.request(&no_counter, "sensor", &[]);
     s.approve_ok(&req, &["alice", "bob"]);
     let out = s.path("nocnt.signed.bin");
-    s.assert_refused(
-        "release.sign",
+    s.assert_release_refused(
+        &req,
+        &no_counter,
+        &out,
         "missing from the protected TLVs: SEC_CNT",
-        Some(&out),
-        || s.sign(&req, &no_counter, RELEASE_KEY, &out),
     );
 }
 

@@ -88,6 +88,14 @@ impl Evaluation {
 struct Rules(Vec<RuleResult>);
 
 impl Rules {
+    /// A rule that holds when nothing is wrong: `ok` describes the pass,
+    /// otherwise every reason is listed.
+    fn verdict(&mut self, rule: &'static str, why: &[String], ok: impl FnOnce() -> String) {
+        let passed = why.is_empty();
+        let detail = if passed { ok() } else { why.join("; ") };
+        self.add(rule, passed, detail);
+    }
+
     fn add(&mut self, rule: &'static str, passed: bool, detail: impl Into<String>) {
         self.0.push(RuleResult {
             rule,
@@ -205,16 +213,9 @@ fn release_key(policy: &Policy, product: Option<&Product>, c: &Candidate<'_>, ru
             request.release_key, request.release_key_fingerprint
         ));
     }
-    let passed = why.is_empty();
-    rules.add(
-        "release-key",
-        passed,
-        if passed {
-            format!("{} ({used})", request.release_key)
-        } else {
-            why.join("; ")
-        },
-    );
+    rules.verdict("release-key", &why, || {
+        format!("{} ({used})", request.release_key)
+    });
 }
 
 fn image_matches(c: &Candidate<'_>, rules: &mut Rules) {
@@ -246,19 +247,12 @@ fn image_matches(c: &Candidate<'_>, rules: &mut Rules) {
             image.size, request.image_size
         ));
     }
-    let passed = why.is_empty();
-    rules.add(
-        "image-matches-request",
-        passed,
-        if passed {
-            format!(
-                "sha256:{} version {}",
-                request.image_digest, request.version
-            )
-        } else {
-            why.join("; ")
-        },
-    );
+    rules.verdict("image-matches-request", &why, || {
+        format!(
+            "sha256:{} version {}",
+            request.image_digest, request.version
+        )
+    });
 }
 
 /// Classify against the last release; the rule itself fails only when the
