@@ -2,7 +2,9 @@
 # The main job on embedded defaults, on this machine alone:
 #   a provisioning backend (provisiond, SQLite) with a factory token;
 #   development keys (release and provisioning authority) inside a SoftHSM2 token;
-#   a sample application signed as an MCUboot image with the HSM's release key;
+#   a sample application released under a written policy: two of three
+#   officers (approval keys in the token) approve, then the station signs it
+#   as an MCUboot image with the HSM's release key and audits every step;
 #   an emulated nRF51 (QEMU) provisioned over its GDB stub by the factory station:
 #   hardware ID from FICR, serial from the backend, device key and signed record
 #   written to flash, image programmed, everything read back, device activated;
@@ -24,7 +26,7 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-step "SoftHSM2 token 'demo' in $out/tokens, with the release and authority keys inside"
+step "SoftHSM2 token 'demo' in $out/tokens: release, authority, station and officers' keys"
 printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$out/tokens" > "$out/softhsm2.conf"
 export SOFTHSM2_CONF=$out/softhsm2.conf PKCS11_PIN=1234
 export PKCS11_MODULE=${PKCS11_MODULE:-$(ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so 2>/dev/null | head -1)}
@@ -35,6 +37,12 @@ $bin/keytool key generate -t ecdsa-p256 -k "$release"
 $bin/keytool key generate -t ecdsa-p256 -k "$authority"
 $bin/keytool key getpub -e pem -k "$release" -o "$out/release.pub.pem"
 $bin/keytool key getpub -e pem -k "$authority" -o "$out/authority.pub.pem"
+$bin/keytool key generate -t ecdsa-p256 -k "pkcs11:token=demo;object=station" >/dev/null
+for officer in alice bob carol; do
+    $bin/keytool key generate -t ecdsa-p256 -k "pkcs11:token=demo;object=$officer" >/dev/null
+    $bin/keytool key getpub -e pem -k "pkcs11:token=demo;object=$officer" -o "$out/$officer.pub.pem"
+done
+fingerprint() { $bin/keytool key getpub -e raw -k "$1" | sha256sum | cut -c1-64; }
 
 step "provisioning backend on SQLite, with a token for the factory line"
 $bin/provisiond token add --store "sqlite:$out/registry.db" --name line-1 --role factory | tail -1 > "$out/line-1.token"
@@ -45,11 +53,51 @@ pids+=($!)
 until (exec 3<>"/dev/tcp/127.0.0.1/$api") 2>/dev/null; do sleep 0.1; done
 echo "provisiond on http://127.0.0.1:$api"
 
-step "sample application, signed with the HSM's release key (MCUboot image, header 0x200)"
+step "the release policy: 2 of 3 officers, version rule, keys by role (production: no file keys)"
+cat > "$out/policy.toml" <<POLICY
+name = "demo-fleet"
+production = true
+audit_log = "audit.jsonl"
+station_key = "pkcs11:token=demo;object=station"
+
+[keys.release]
+uri = "$release"
+role = "release"
+fingerprint = "sha256:$(fingerprint "$release")"
+
+[keys.authority]
+uri = "$authority"
+role = "authority"
+fingerprint = "sha256:$(fingerprint "$authority")"
+
+[officers]
+alice = { public_key = "alice.pub.pem" }
+bob = { public_key = "bob.pub.pem" }
+carol = { public_key = "carol.pub.pem" }
+
+[products.demo]
+slot_size = 0x37000
+release_keys = ["release"]
+officers = ["alice", "bob", "carol"]
+quorum = 2
+rollback_quorum = 3
+required_tlvs = ["SEC_CNT"]
+POLICY
+export KEYTOOL_POLICY=$out/policy.toml
+$bin/keytool policy check --resolve-keys "$KEYTOOL_POLICY"
+
+step "sample application released: request, two officers approve, the station signs"
 head -c 16384 /dev/urandom > "$out/app.bin"
-$bin/keytool image sign -k "$release" -v 1.0.0+1 -s auto -H 0x200 --pad-header \
-    -S 0x37000 --align 4 "$out/app.bin" "$out/app.signed.bin"
+$bin/keytool image sign -v 1.0.0+1 -s auto -H 0x200 --pad-header \
+    -S 0x37000 --align 4 "$out/app.bin" "$out/app.unsigned.bin"
+$bin/keytool release request "$out/app.unsigned.bin" --product demo -o "$out/app.req.json"
+$bin/keytool release approve "$out/app.req.json" --officer-key "pkcs11:token=demo;object=alice"
+$bin/keytool release approve "$out/app.req.json" --officer-key "pkcs11:token=demo;object=bob"
+$bin/keytool release sign "$out/app.req.json" --image "$out/app.unsigned.bin" -k "$release" \
+    -o "$out/app.signed.bin"
 $bin/keytool image verify -k "$out/release.pub.pem" "$out/app.signed.bin"
+$bin/keytool audit verify --log "$out/audit.jsonl" -k "pkcs11:token=demo;object=station"
+unset KEYTOOL_POLICY
 
 step "emulated nRF51 (QEMU microbit), halted on its GDB stub, waiting for the station"
 gdb=$(port)
@@ -76,4 +124,4 @@ cat "$out/console.txt"
 step "the backend's audit log"
 $bin/provisiond audit show --store "sqlite:$out/registry.db"
 $bin/provisiond audit verify --store "sqlite:$out/registry.db"
-step "done: keys in $out/tokens, registry $out/registry.db"
+step "done: keys in $out/tokens, registry $out/registry.db, station audit log $out/audit.jsonl"
