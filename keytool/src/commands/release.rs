@@ -8,7 +8,7 @@ use clap::{Subcommand, ValueEnum};
 use policies::evaluate::{evaluate, Candidate, Evaluation};
 use policies::history::{last_releases, release_subjects, RELEASE_ACTION};
 use policies::policy::{fingerprint, parse_fingerprint, Policy};
-use policies::request::{ReleaseRequest, RequestFile, REQUEST_FORMAT};
+use policies::request::{Approval, ReleaseRequest, RequestFile, REQUEST_FORMAT};
 use signer::image::{is_hex_path, sign_prebuilt, Prebuilt, PublicKeyFormat};
 use signer::{intel_hex, open_signer, KeyRef};
 
@@ -131,80 +131,97 @@ pub(crate) struct RequestArgs {
 
 impl RequestArgs {
     fn run(self, ctx: &Context) -> CmdResult {
-        let mut session = Session::open(ctx.require_policy("release request")?)?;
-        let (_, _, image) = prebuilt(&self.image)?;
-        let product = session
-            .policy
-            .products
-            .get(&self.product)
-            .cloned()
-            .ok_or_else(|| {
-                Failure::usage_msg(format!(
-                    "product {:?} is not in the policy (products: {})",
-                    self.product,
-                    session
-                        .policy
-                        .products
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
-        let key_name = match (&self.release_key, product.release_keys.as_slice()) {
-            (Some(k), _) => k.clone(),
-            (None, [only]) => only.clone(),
-            (None, many) => {
-                return Err(Failure::usage_msg(format!(
-                    "product {:?} has several release keys; pick one with --release-key ({})",
-                    self.product,
-                    many.join(", ")
-                )))
-            }
-        };
-        if !product.release_keys.contains(&key_name) {
-            return Err(Failure::usage_msg(format!(
-                "{key_name:?} is not a release key of {:?} ({})",
-                self.product,
-                product.release_keys.join(", ")
-            )));
-        }
-        let key = session.policy.keys.get(&key_name).ok_or_else(|| {
-            Failure::usage_msg(format!("{key_name:?} is not in the policy's [keys]"))
-        })?;
-        let created = now();
-        let request = ReleaseRequest {
-            format: REQUEST_FORMAT.into(),
-            product: self.product.clone(),
-            image_digest: hex::encode(image.digest),
-            image_size: image.size as u64,
-            version: image.version.to_string(),
-            security_counter: image.security_counter,
-            release_key: key_name,
-            release_key_fingerprint: format!("sha256:{}", hex::encode(key.fingerprint)),
-            created,
-            expires: created + self.valid_for,
-        };
-        let file = RequestFile {
-            request,
-            approvals: Vec::new(),
-        };
-        signer::atomic::write(&self.output, &file.to_bytes()).map_err(Failure::failed)?;
-        session.record("release.request", request_subjects(&file.request), "ok")?;
-        session.close()?;
+        let policy = ctx.require_policy("release request")?;
+        let (file, quorum) = request_release(
+            policy,
+            &self.image,
+            &self.product,
+            self.release_key.as_deref(),
+            self.valid_for,
+            &self.output,
+        )?;
         if self.json {
             return print_json(&file);
         }
         eprintln!(
-            "release request for {} {} (sha256:{}) written to {}; it needs {} approval(s) (keytool release approve)",
+            "release request for {} {} (sha256:{}) written to {}; it needs {quorum} approval(s) (keytool release approve)",
             file.request.product,
             file.request.version,
             file.request.image_digest,
             self.output.display(),
-            product.quorum
         );
         Ok(())
     }
+}
+
+/// Write a release request for `image` to `output` and audit it; returns the
+/// request and the product's quorum.
+pub(crate) fn request_release(
+    policy_path: &Path,
+    image_path: &Path,
+    product_name: &str,
+    release_key: Option<&str>,
+    valid_for: i64,
+    output: &Path,
+) -> Result<(RequestFile, usize), Failure> {
+    let mut session = Session::open(policy_path)?;
+    let (_, _, image) = prebuilt(image_path)?;
+    let product = session
+        .policy
+        .products
+        .get(product_name)
+        .cloned()
+        .ok_or_else(|| {
+            Failure::usage_msg(format!(
+                "product {product_name:?} is not in the policy (products: {})",
+                session
+                    .policy
+                    .products
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    let key_name = match (release_key, product.release_keys.as_slice()) {
+        (Some(k), _) => k.to_owned(),
+        (None, [only]) => only.clone(),
+        (None, many) => return Err(Failure::usage_msg(format!(
+            "product {product_name:?} has several release keys; pick one with --release-key ({})",
+            many.join(", ")
+        ))),
+    };
+    if !product.release_keys.contains(&key_name) {
+        return Err(Failure::usage_msg(format!(
+            "{key_name:?} is not a release key of {product_name:?} ({})",
+            product.release_keys.join(", ")
+        )));
+    }
+    let key =
+        session.policy.keys.get(&key_name).ok_or_else(|| {
+            Failure::usage_msg(format!("{key_name:?} is not in the policy's [keys]"))
+        })?;
+    let created = now();
+    let request = ReleaseRequest {
+        format: REQUEST_FORMAT.into(),
+        product: product_name.to_owned(),
+        image_digest: hex::encode(image.digest),
+        image_size: image.size as u64,
+        version: image.version.to_string(),
+        security_counter: image.security_counter,
+        release_key: key_name,
+        release_key_fingerprint: format!("sha256:{}", hex::encode(key.fingerprint)),
+        created,
+        expires: created + valid_for,
+    };
+    let file = RequestFile {
+        request,
+        approvals: Vec::new(),
+    };
+    signer::atomic::write(output, &file.to_bytes()).map_err(Failure::failed)?;
+    session.record("release.request", request_subjects(&file.request), "ok")?;
+    session.close()?;
+    Ok((file, product.quorum))
 }
 
 /// `keytool release approve`.
@@ -222,66 +239,8 @@ pub(crate) struct ApproveArgs {
 
 impl ApproveArgs {
     fn run(self, ctx: &Context) -> CmdResult {
-        let mut session = Session::open(ctx.require_policy("release approve")?)?;
-        let mut file = read_request(&self.request)?;
-        let key = open_signer(&self.officer_key).map_err(Failure::usage)?;
-        let public = key.public_key().map_err(Failure::failed)?;
-        let subjects = request_subjects(&file.request);
-        let officer = session
-            .policy
-            .officer_by_key_id(&public.key_id())
-            .map(|(n, _)| n.to_owned());
-        let Some(officer) = officer else {
-            return Err(session.refuse(
-                "release.approve",
-                subjects,
-                &[format!(
-                    "the key {} ({}) is no officer's approval key",
-                    self.officer_key,
-                    fingerprint(&public)
-                )],
-            ));
-        };
-        session.set_actor(officer.clone());
-        let mut why = Vec::new();
-        if session.policy.production && matches!(self.officer_key, KeyRef::File(_)) {
-            why.push(format!(
-                "the production policy {:?} refuses file: keys; approve with the officer's token",
-                session.policy.name
-            ));
-        }
-        match session.policy.products.get(&file.request.product) {
-            Some(p) if !p.officers.contains(&officer) => why.push(format!(
-                "{officer} is not an officer of {}",
-                file.request.product
-            )),
-            None => why.push(format!(
-                "product {:?} is not in the policy",
-                file.request.product
-            )),
-            _ => {}
-        }
-        if file.request.expires <= now() {
-            why.push("the request has expired: request a new release".into());
-        }
-        if file
-            .approvals
-            .iter()
-            .any(|a| parse_fingerprint(&a.key_fingerprint) == Some(public.key_id()))
-        {
-            why.push(format!("{officer} has already approved this request"));
-        }
-        if !why.is_empty() {
-            return Err(session.refuse("release.approve", subjects, &why));
-        }
-        let approval = file
-            .request
-            .approve(&officer, key.as_ref(), now())
-            .map_err(Failure::failed)?;
-        file.approvals.push(approval.clone());
-        signer::atomic::write(&self.request, &file.to_bytes()).map_err(Failure::failed)?;
-        session.record("release.approve", subjects, "ok")?;
-        session.close()?;
+        let policy = ctx.require_policy("release approve")?;
+        let (officer, approval, file) = approve_release(policy, &self.request, &self.officer_key)?;
         if self.json {
             return print_json(&approval);
         }
@@ -294,6 +253,76 @@ impl ApproveArgs {
         );
         Ok(())
     }
+}
+
+/// Add the approval of the officer whose key `officer_key` is to the request
+/// at `request_path`, audited; refusals are audited too.
+pub(crate) fn approve_release(
+    policy_path: &Path,
+    request_path: &Path,
+    officer_key: &KeyRef,
+) -> Result<(String, Approval, RequestFile), Failure> {
+    let mut session = Session::open(policy_path)?;
+    let mut file = read_request(request_path)?;
+    let key = open_signer(officer_key).map_err(Failure::usage)?;
+    let public = key.public_key().map_err(Failure::failed)?;
+    let subjects = request_subjects(&file.request);
+    let officer = session
+        .policy
+        .officer_by_key_id(&public.key_id())
+        .map(|(n, _)| n.to_owned());
+    let Some(officer) = officer else {
+        return Err(session.refuse(
+            "release.approve",
+            subjects,
+            &[format!(
+                "the key {} ({}) is no officer's approval key",
+                officer_key,
+                fingerprint(&public)
+            )],
+        ));
+    };
+    session.set_actor(officer.clone());
+    let mut why = Vec::new();
+    if session.policy.production && matches!(officer_key, KeyRef::File(_)) {
+        why.push(format!(
+            "the production policy {:?} refuses file: keys; approve with the officer's token",
+            session.policy.name
+        ));
+    }
+    match session.policy.products.get(&file.request.product) {
+        Some(p) if !p.officers.contains(&officer) => why.push(format!(
+            "{officer} is not an officer of {}",
+            file.request.product
+        )),
+        None => why.push(format!(
+            "product {:?} is not in the policy",
+            file.request.product
+        )),
+        _ => {}
+    }
+    if file.request.expires <= now() {
+        why.push("the request has expired: request a new release".into());
+    }
+    if file
+        .approvals
+        .iter()
+        .any(|a| parse_fingerprint(&a.key_fingerprint) == Some(public.key_id()))
+    {
+        why.push(format!("{officer} has already approved this request"));
+    }
+    if !why.is_empty() {
+        return Err(session.refuse("release.approve", subjects, &why));
+    }
+    let approval = file
+        .request
+        .approve(&officer, key.as_ref(), now())
+        .map_err(Failure::failed)?;
+    file.approvals.push(approval.clone());
+    signer::atomic::write(request_path, &file.to_bytes()).map_err(Failure::failed)?;
+    session.record("release.approve", subjects, "ok")?;
+    session.close()?;
+    Ok((officer, approval, file))
 }
 
 /// What `check` and `sign` share.
@@ -361,10 +390,10 @@ struct Prepared {
     public: firmware::P256PublicKey,
 }
 
-fn prepare(args: &ReleaseArgs) -> Result<Prepared, Failure> {
-    let file = read_request(&args.request)?;
-    let (bytes, base, image) = prebuilt(&args.image)?;
-    let key = open_signer(&args.key).map_err(Failure::usage)?;
+fn prepare(request: &Path, image: &Path, key: &KeyRef) -> Result<Prepared, Failure> {
+    let file = read_request(request)?;
+    let (bytes, base, image) = prebuilt(image)?;
+    let key = open_signer(key).map_err(Failure::usage)?;
     let public = key.public_key().map_err(Failure::failed)?;
     Ok(Prepared {
         file,
@@ -376,12 +405,8 @@ fn prepare(args: &ReleaseArgs) -> Result<Prepared, Failure> {
     })
 }
 
-fn judge(
-    policy: &Policy,
-    log: &Path,
-    args: &ReleaseArgs,
-    p: &Prepared,
-) -> Result<Evaluation, Failure> {
+fn judge(policy: &Policy, key_ref: &KeyRef, p: &Prepared) -> Result<Evaluation, Failure> {
+    let log = &policy.audit_log;
     let station = policy
         .station_key
         .as_ref()
@@ -392,7 +417,7 @@ fn judge(
     let candidate = Candidate {
         request: &p.file,
         image: &p.image,
-        key_ref: &args.key,
+        key_ref,
         key: &p.public,
     };
     Ok(evaluate(
@@ -405,11 +430,14 @@ fn judge(
 
 impl CheckArgs {
     fn run(self, ctx: &Context) -> CmdResult {
-        let path = ctx.require_policy("release check")?;
-        let policy = Policy::load(path).map_err(Failure::usage)?;
-        let p = prepare(&self.release)?;
-        let eval = judge(&policy, &policy.audit_log, &self.release, &p)?;
-        if self.release.json {
+        let r = &self.release;
+        let eval = evaluate_release(
+            ctx.require_policy("release check")?,
+            &r.request,
+            &r.image,
+            &r.key,
+        )?;
+        if r.json {
             print_json(&eval)?;
         } else {
             print_evaluation(&eval);
@@ -425,6 +453,19 @@ impl CheckArgs {
     }
 }
 
+/// The policy's verdict on signing `image` for `request` with `key`, without
+/// signing or writing anything.
+pub(crate) fn evaluate_release(
+    policy_path: &Path,
+    request: &Path,
+    image: &Path,
+    key: &KeyRef,
+) -> Result<Evaluation, Failure> {
+    let policy = Policy::load(policy_path).map_err(Failure::usage)?;
+    let p = prepare(request, image, key)?;
+    judge(&policy, key, &p)
+}
+
 #[derive(serde::Serialize)]
 struct SignSummary<'a> {
     signed: bool,
@@ -435,75 +476,136 @@ struct SignSummary<'a> {
 
 impl SignArgs {
     fn run(self, ctx: &Context) -> CmdResult {
-        let mut session = Session::open(ctx.require_policy("release sign")?)?;
-        let p = match prepare(&self.release) {
-            Ok(p) => p,
-            Err(f) => {
-                let reason = format!("{:#}", f.error);
-                return Err(session.refuse(RELEASE_ACTION, vec![], &[reason]));
-            }
-        };
-        let log = session.log_path().to_owned();
-        let eval = judge(&session.policy, &log, &self.release, &p)?;
-        let request = &p.file.request;
-        let subjects = release_subjects(
-            &request.product,
-            &p.image.version,
-            p.image.security_counter,
-            &hex::encode(p.image.digest),
-            &request.release_key,
-        );
-        if self.release.json {
-            // The evaluation goes out whatever the verdict.
-        } else {
-            print_evaluation(&eval);
-        }
-        if !eval.passed() {
-            if self.release.json {
-                print_json(&SignSummary {
-                    signed: false,
-                    output: None,
-                    audit_seq: None,
-                    evaluation: &eval,
-                })?;
-            }
-            return Err(session.refuse(RELEASE_ACTION, subjects, &eval.failures()));
-        }
+        let r = &self.release;
         let format = match self.public_key_format {
             KeyFormat::Hash => PublicKeyFormat::Hash,
             KeyFormat::Full => PublicKeyFormat::Full,
         };
-        let signed = sign_prebuilt(&p.bytes, p.key.as_ref(), format)?;
-        let out_bytes = if is_hex_path(&self.output) {
-            let base = p.base.ok_or_else(|| {
-                Failure::usage_msg("a .hex output needs a .hex input (its address)")
-            })?;
-            intel_hex::write(&[(base, &signed.bytes)])
-                .map_err(Failure::failed)?
-                .into_bytes()
-        } else {
-            signed.bytes
-        };
-        let mut subjects = subjects;
-        subjects.push(format!("approved-by:{}", eval.approvers.join(",")));
-        let seq = session.write_recorded(&self.output, &out_bytes, RELEASE_ACTION, subjects)?;
-        session.close()?;
-        if self.release.json {
-            return print_json(&SignSummary {
-                signed: true,
-                output: Some(self.output.display().to_string()),
-                audit_seq: Some(seq),
-                evaluation: &eval,
-            });
+        let policy = ctx.require_policy("release sign")?;
+        let outcome = sign_release(policy, &r.request, &r.image, &r.key, &self.output, format);
+        if let Some(eval) = &outcome.evaluation {
+            if r.json {
+                print_json(&SignSummary {
+                    signed: outcome.result.is_ok(),
+                    output: outcome
+                        .result
+                        .is_ok()
+                        .then(|| self.output.display().to_string()),
+                    audit_seq: outcome.result.as_ref().ok().map(|s| s.seq),
+                    evaluation: eval,
+                })?;
+            } else {
+                print_evaluation(eval);
+            }
         }
-        eprintln!(
-            "signed {} {} for {} with {} (approved by {}); audit line {seq}",
-            request.product,
-            p.image.version,
-            self.output.display(),
-            request.release_key,
-            eval.approvers.join(", ")
-        );
+        let signed = outcome.result?;
+        if !r.json {
+            eprintln!(
+                "signed {} {} for {} with {} (approved by {}); audit line {}",
+                signed.product,
+                signed.version,
+                self.output.display(),
+                signed.release_key,
+                signed.approvers.join(", "),
+                signed.seq
+            );
+        }
         Ok(())
     }
+}
+
+/// A release that was signed.
+#[derive(Debug)]
+pub(crate) struct Signed {
+    pub(crate) product: String,
+    pub(crate) version: String,
+    pub(crate) release_key: String,
+    pub(crate) approvers: Vec<String>,
+    /// The audit line that records it.
+    pub(crate) seq: u64,
+}
+
+/// What `sign_release` did: the evaluation (when it got that far) and the
+/// signature or the refusal.
+#[derive(Debug)]
+pub(crate) struct SignOutcome {
+    pub(crate) evaluation: Option<Evaluation>,
+    pub(crate) result: Result<Signed, Failure>,
+}
+
+/// Sign `image` into `output` if, and only if, the policy passes; every
+/// outcome is audited and nothing is written on a refusal.
+pub(crate) fn sign_release(
+    policy_path: &Path,
+    request: &Path,
+    image: &Path,
+    key_ref: &KeyRef,
+    output: &Path,
+    format: PublicKeyFormat,
+) -> SignOutcome {
+    let fail = |f: Failure| SignOutcome {
+        evaluation: None,
+        result: Err(f),
+    };
+    let session = match Session::open(policy_path) {
+        Ok(s) => s,
+        Err(f) => return fail(f),
+    };
+    let p = match prepare(request, image, key_ref) {
+        Ok(p) => p,
+        Err(f) => {
+            let reason = format!("{:#}", f.error);
+            return fail(session.refuse(RELEASE_ACTION, vec![], &[reason]));
+        }
+    };
+    let eval = match judge(&session.policy, key_ref, &p) {
+        Ok(e) => e,
+        Err(f) => return fail(f),
+    };
+    let result = sign_judged(session, &p, &eval, output, format);
+    SignOutcome {
+        evaluation: Some(eval),
+        result,
+    }
+}
+
+fn sign_judged(
+    mut session: Session,
+    p: &Prepared,
+    eval: &Evaluation,
+    output: &Path,
+    format: PublicKeyFormat,
+) -> Result<Signed, Failure> {
+    let request = &p.file.request;
+    let mut subjects = release_subjects(
+        &request.product,
+        &p.image.version,
+        p.image.security_counter,
+        &hex::encode(p.image.digest),
+        &request.release_key,
+    );
+    if !eval.passed() {
+        return Err(session.refuse(RELEASE_ACTION, subjects, &eval.failures()));
+    }
+    let signed = sign_prebuilt(&p.bytes, p.key.as_ref(), format)?;
+    let out_bytes = if is_hex_path(output) {
+        let base = p
+            .base
+            .ok_or_else(|| Failure::usage_msg("a .hex output needs a .hex input (its address)"))?;
+        intel_hex::write(&[(base, &signed.bytes)])
+            .map_err(Failure::failed)?
+            .into_bytes()
+    } else {
+        signed.bytes
+    };
+    subjects.push(format!("approved-by:{}", eval.approvers.join(",")));
+    let seq = session.write_recorded(output, &out_bytes, RELEASE_ACTION, subjects)?;
+    session.close()?;
+    Ok(Signed {
+        product: request.product.clone(),
+        version: p.image.version.to_string(),
+        release_key: request.release_key.clone(),
+        approvers: eval.approvers.clone(),
+        seq,
+    })
 }

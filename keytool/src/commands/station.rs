@@ -90,11 +90,6 @@ impl Session {
         self.actor = actor.into();
     }
 
-    /// The audit log's path.
-    pub(crate) fn log_path(&self) -> &Path {
-        &self.policy.audit_log
-    }
-
     /// Append one entry.
     pub(crate) fn record(
         &mut self,
