@@ -8,6 +8,7 @@ mod commands;
 mod failure;
 mod imgtool;
 mod imgtool_dumpinfo;
+mod tui;
 
 use std::process::ExitCode;
 

@@ -6,7 +6,7 @@ pub(crate) mod image;
 pub(crate) mod key;
 mod policy;
 mod record;
-mod release;
+pub(crate) mod release;
 pub(crate) mod station;
 pub(crate) mod util;
 
@@ -35,6 +35,9 @@ pub(crate) enum Command {
     /// The station's audit log: show, verify.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The officer's station in the terminal: keys, releases with
+    /// approvals, provisioning batches, the audit log.
+    Tui(crate::tui::Args),
 }
 
 impl Command {
@@ -46,6 +49,7 @@ impl Command {
             Command::Release(c) => c.run(ctx),
             Command::Policy(c) => c.run(),
             Command::Audit(c) => c.run(),
+            Command::Tui(a) => a.run(ctx),
         }
     }
 }

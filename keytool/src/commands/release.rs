@@ -186,10 +186,12 @@ pub(crate) fn request_release(
     let key_name = match (release_key, product.release_keys.as_slice()) {
         (Some(k), _) => k.to_owned(),
         (None, [only]) => only.clone(),
-        (None, many) => return Err(Failure::usage_msg(format!(
+        (None, many) => {
+            return Err(Failure::usage_msg(format!(
             "product {product_name:?} has several release keys; pick one with --release-key ({})",
             many.join(", ")
-        ))),
+        )))
+        }
     };
     if !product.release_keys.contains(&key_name) {
         return Err(Failure::usage_msg(format!(
