@@ -80,7 +80,7 @@ fn hint_line(app: &App) -> String {
         Screen::Provision => "Enter sign batch  r rescan",
         Screen::Audit => "f product  a action  v verify  r reload",
     };
-    format!("{screen}  | ? help  Tab screens  ^L lock  q quit")
+    format!("{screen}   ? help  q quit")
 }
 
 fn draw_status(frame: &mut Frame<'_>, area: Rect, app: &App) {
@@ -210,7 +210,16 @@ fn draw_release(frame: &mut Frame<'_>, area: Rect, app: &App) {
                         s.protected_tlvs.join(",")
                     }
                 )));
-                lines.push(Line::from(format!("Digest    {}", s.digest)));
+                // The whole digest, in groups, for comparing with the build's.
+                let groups: Vec<&str> = (0..s.digest.len())
+                    .step_by(16)
+                    .filter_map(|i| s.digest.get(i..(i + 16).min(s.digest.len())))
+                    .collect();
+                let (first, second) = groups.split_at(groups.len().min(2));
+                lines.push(Line::from(format!("Digest    {}", first.join(" "))));
+                if !second.is_empty() {
+                    lines.push(Line::from(format!("          {}", second.join(" "))));
+                }
                 let req = app
                     .release
                     .request
@@ -258,12 +267,9 @@ fn draw_release(frame: &mut Frame<'_>, area: Rect, app: &App) {
         lines.push(Line::styled(format!("SIGNED    {}", out.display()), BOLD));
         lines.push(Line::from(format!("Audit     {entry}")));
     }
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block("Release")),
-        right,
-    );
+    // Lines are clipped, not wrapped, so the rules keep one line each at
+    // 80x24; `keytool release check` prints them whole.
+    frame.render_widget(Paragraph::new(lines).block(block("Release")), right);
 }
 
 fn draw_provision(frame: &mut Frame<'_>, area: Rect, app: &App) {
@@ -458,4 +464,232 @@ fn draw_help(frame: &mut Frame<'_>, area: Rect, app: &App) {
         Paragraph::new(lines).block(block(&format!("Keys: {}", app.screen.title()))),
         rect,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::app::{AuditRow, Busy, ImageRow, ImageSummary, KeyRow, ReleaseView};
+    use policies::evaluate::{Evaluation, ReleaseKind, RuleResult};
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    use zeroize::Zeroizing;
+
+    fn render(app: &App, width: u16, height: u16) -> String {
+        let mut t = Terminal::new(TestBackend::new(width, height)).unwrap();
+        t.draw(|f| draw(f, app)).unwrap();
+        let buf = t.backend().buffer();
+        (0..height)
+            .map(|y| {
+                let line: String = (0..width).map(|x| buf[(x, y)].symbol()).collect();
+                line.trim_end().to_owned()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn rule(rule: &'static str, passed: bool, detail: &str) -> RuleResult {
+        RuleResult {
+            rule,
+            passed,
+            detail: detail.into(),
+        }
+    }
+
+    fn station() -> App {
+        let mut a = App::new(
+            vec!["gateway".into(), "sensor".into()],
+            vec![("sensor".into(), vec!["alice".into(), "bob".into()])],
+            "pkcs11:token=release;object=".into(),
+        );
+        a.product = 1;
+        a.images = vec![
+            ImageRow {
+                path: "/media/sensor-1.3.0.unsigned.bin".into(),
+                name: "sensor-1.3.0.unsigned.bin".into(),
+                summary: Ok(ImageSummary {
+                    version: "1.3.0+0".into(),
+                    security_counter: Some(7),
+                    size: 183_552,
+                    digest: "3da4969eed3906415959bef6828886a700c83b233316e942a006105693aee95e"
+                        .into(),
+                    protected_tlvs: vec!["SEC_CNT".into()],
+                }),
+            },
+            ImageRow {
+                path: "/media/old.signed.bin".into(),
+                name: "old.signed.bin".into(),
+                summary: Err("the image is already signed".into()),
+            },
+        ];
+        a.release = ReleaseView {
+            request: Some("/media/sensor-1.3.0.unsigned.req.json".into()),
+            approvals: vec!["alice".into()],
+            evaluation: Some(Evaluation {
+                rules: vec![
+                    rule("product", true, "sensor"),
+                    rule(
+                        "release-key",
+                        true,
+                        "sensor-release (sha256:4ec6027b76f43b28…)",
+                    ),
+                    rule("image-matches-request", true, "version 1.3.0+0"),
+                    rule("required-tlvs", true, "present: SEC_CNT"),
+                    rule(
+                        "slot-size",
+                        true,
+                        "signed image up to 0x2cc70 bytes, slot 0x6e000",
+                    ),
+                    rule("unexpired", true, "expires in 258000 s"),
+                    rule("version", true, "1.3.0+0 after 1.2.0+0 (log line 11)"),
+                    rule("approvals", false, "1 of 2 needed (alice)"),
+                ],
+                kind: ReleaseKind::Normal,
+                needed: 2,
+                approvers: vec!["alice".into()],
+            }),
+            note: None,
+        };
+        a.status = "alice approved; 1 approval(s) on the request".into();
+        a
+    }
+
+    #[test]
+    fn release_screen_shows_header_digest_and_every_rule() {
+        insta::assert_snapshot!(render(&station(), 80, 24));
+    }
+
+    #[test]
+    fn release_screen_after_signing() {
+        let mut a = station();
+        a.release.approvals.push("bob".into());
+        if let Some(e) = &mut a.release.evaluation {
+            e.rules[7] = rule("approvals", true, "2 of 2 needed (alice, bob)");
+        }
+        a.signed = Some((
+            "/media/sensor-1.3.0.signed.bin".into(),
+            "line 14: 2026-11-28 20:56 release.sign by station: ok".into(),
+        ));
+        a.status = "signed: /media/sensor-1.3.0.signed.bin".into();
+        insta::assert_snapshot!(render(&a, 80, 24));
+    }
+
+    #[test]
+    fn pin_entry_shows_only_stars() {
+        let mut a = station();
+        a.modal = Some(Modal::Pin {
+            officer: "bob".into(),
+            pin: Zeroizing::new("4711".into()),
+        });
+        let screen = render(&a, 80, 24);
+        assert!(!screen.contains("4711"));
+        insta::assert_snapshot!(screen);
+    }
+
+    #[test]
+    fn keys_screen() {
+        let mut a = station();
+        a.screen = Screen::Keys;
+        a.keys = vec![
+            KeyRow {
+                name: "sensor-release".into(),
+                role: "release".into(),
+                uri: "pkcs11:token=release;object=sensor-2026".into(),
+                fingerprint:
+                    "sha256:4ec6027b76f43b283cfe74570896b1bfa21147238fbbe4ebfcdf1c8a157db8ed".into(),
+            },
+            KeyRow {
+                name: "factory-authority".into(),
+                role: "authority".into(),
+                uri: "pkcs11:token=factory;object=authority".into(),
+                fingerprint:
+                    "sha256:a7d14f10f14f374bdae0ed755f3e79984ff832d3b28d188efb57c39d03d69639".into(),
+            },
+            KeyRow {
+                name: "alice".into(),
+                role: "officer".into(),
+                uri: "pkcs11:token=alice;object=approval".into(),
+                fingerprint:
+                    "sha256:0c1d4f10f14f374bdae0ed755f3e79984ff832d3b28d188efb57c39d03d69639".into(),
+            },
+        ];
+        a.key_selected = 1;
+        insta::assert_snapshot!(render(&a, 80, 24));
+    }
+
+    #[test]
+    fn provisioning_screen_with_a_batch_under_way() {
+        let mut a = station();
+        a.screen = Screen::Provision;
+        a.requests = vec![
+            "/media/line-1-2026-11-28.jsonl".into(),
+            "/media/line-2.jsonl".into(),
+        ];
+        a.busy = Some(Busy {
+            label: "signing records (factory-authority)".into(),
+            done: 37,
+            total: 120,
+        });
+        insta::assert_snapshot!(render(&a, 80, 24));
+    }
+
+    #[test]
+    fn audit_screen_filtered_and_verified() {
+        let mut a = station();
+        a.screen = Screen::Audit;
+        let row = |seq, actor: &str, action: &str, outcome: &str, product: &str| AuditRow {
+            seq,
+            time: "2026-11-28 20:24".into(),
+            actor: actor.into(),
+            action: action.into(),
+            outcome: outcome.into(),
+            subjects: vec![format!("product:{product}"), "version:1.3.0+0".into()],
+        };
+        a.audit = vec![
+            row(1, "station", "release.request", "ok", "sensor"),
+            row(3, "alice", "release.approve", "ok", "sensor"),
+            row(
+                5,
+                "station",
+                "release.sign",
+                "refused: approvals: 1 of 2 needed",
+                "sensor",
+            ),
+            row(7, "station", "release.request", "ok", "gateway"),
+        ];
+        a.product_filter = Some("sensor".into());
+        a.audit_scroll = 2;
+        a.verdict = Some((
+            true,
+            "INTACT: 8 entries, 4 checkpoints, signatures checked".into(),
+        ));
+        insta::assert_snapshot!(render(&a, 80, 24));
+    }
+
+    #[test]
+    fn help_lists_the_keys_of_the_screen() {
+        let mut a = station();
+        a.help = true;
+        insta::assert_snapshot!(render(&a, 80, 24));
+    }
+
+    #[test]
+    fn a_locked_station_shows_nothing() {
+        let mut a = station();
+        a.lock();
+        let screen = render(&a, 80, 24);
+        assert!(!screen.contains("sensor") && !screen.contains("3da4969e"));
+        insta::assert_snapshot!(screen);
+    }
+
+    #[test]
+    fn any_size_draws_without_panicking() {
+        let mut a = station();
+        for screen in Screen::ALL {
+            a.screen = screen;
+            for (w, h) in [(1, 1), (20, 6), (80, 24), (200, 60)] {
+                render(&a, w, h);
+            }
+        }
+    }
 }
