@@ -406,8 +406,10 @@ fn draw_modal(frame: &mut Frame<'_>, area: Rect, modal: &Modal) {
             ],
         ),
     };
-    let height = lines.len() as u16 + 2;
-    let rect = centered(area, 66, height.max(5));
+    // Room for every line as wrapped inside the box.
+    let inner = usize::from(area.width.min(66).saturating_sub(2)).max(1);
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let rect = centered(area, 66, (rows as u16).saturating_add(2).max(5));
     frame.render_widget(Clear, rect);
     frame.render_widget(
         Paragraph::new(lines)

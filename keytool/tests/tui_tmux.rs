@@ -1,0 +1,364 @@
+//! `keytool tui` end to end, driven by key presses through tmux: a release
+//! requested, approved by two officers (each typing their token's PIN) and
+//! signed with a SoftHSM2 key under a production policy; the signed image
+//! passes `imgtool verify` and the audit log holds the entry. And the idle
+//! lock.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{imgtool, ok};
+use policies::audit::Entry;
+use sha2::{Digest, Sha256};
+use signer::testing::SoftHsmToken;
+
+const PIN: &str = "80417";
+
+/// A tmux server of our own, killed when dropped.
+struct Tmux {
+    socket: String,
+    /// Where the TUI's stderr goes, for failure messages.
+    errors: PathBuf,
+}
+
+impl Tmux {
+    fn start(dir: &Path, command: &str) -> Self {
+        let socket = format!(
+            "keytool-test-{}-{}",
+            std::process::id(),
+            dir.display().to_string().len()
+        );
+        let t = Self {
+            socket,
+            errors: dir.join("tui.err"),
+        };
+        let out = t
+            .tmux()
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "station",
+                "-x",
+                "100",
+                "-y",
+                "30",
+            ])
+            .arg(command)
+            .output()
+            .unwrap_or_else(|e| panic!("tmux: {e} (scripts/setup.sh installs it)"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    fn tmux(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket]);
+        c
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let out = self
+                .tmux()
+                .args(["send-keys", "-t", "station", k])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .tmux()
+            .args(["capture-pane", "-p", "-t", "station"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Wait until the screen shows `text`; the screen as it was then.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.screen();
+            if s.contains(text) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} never appeared; the screen:\n{s}\nstderr: {}",
+                std::fs::read_to_string(&self.errors).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.tmux()
+            .args(["has-session", "-t", "station"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux().arg("kill-server").output();
+    }
+}
+
+struct Station {
+    token: SoftHsmToken,
+    dir: PathBuf,
+}
+
+fn key_fp(token: &SoftHsmToken, uri: &str) -> String {
+    let out = token
+        .command(env!("CARGO_BIN_EXE_keytool"))
+        .args(["key", "getpub", "-e", "raw", "-k", uri])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    format!("sha256:{}", hex::encode(Sha256::digest(&out.stdout)))
+}
+
+impl Station {
+    fn new(idle_lock: &str) -> Self {
+        let token = SoftHsmToken::new("station", PIN).unwrap();
+        for (label, id) in [
+            ("release", "01"),
+            ("alice", "02"),
+            ("bob", "03"),
+            ("audit", "04"),
+            ("carol", "05"),
+        ] {
+            token.generate_p256(label, id).unwrap();
+        }
+        let dir = token.dir.path().join("station");
+        std::fs::create_dir_all(dir.join("media")).unwrap();
+        for o in ["alice", "bob", "carol"] {
+            let pem = ok(token.command(env!("CARGO_BIN_EXE_keytool")).args([
+                "key",
+                "getpub",
+                "-e",
+                "pem",
+                "-k",
+                &format!("pkcs11:token=station;object={o}"),
+            ]));
+            std::fs::write(dir.join(format!("{o}.pub.pem")), pem).unwrap();
+        }
+        let release_fp = key_fp(&token, "pkcs11:token=station;object=release");
+        std::fs::write(
+            dir.join("policy.toml"),
+            format!(
+                r#"name = "tui-fleet"
+production = true
+station_key = "pkcs11:token=station;object=audit"
+
+[keys.sensor-release]
+uri = "pkcs11:token=station;object=release"
+role = "release"
+fingerprint = "{release_fp}"
+
+[officers]
+alice = {{ public_key = "alice.pub.pem" }}
+bob = {{ public_key = "bob.pub.pem" }}
+carol = {{ public_key = "carol.pub.pem" }}
+
+[products.sensor]
+slot_size = 0x20000
+release_keys = ["sensor-release"]
+officers = ["alice", "bob", "carol"]
+quorum = 2
+rollback_quorum = 3
+required_tlvs = ["SEC_CNT"]
+"#
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("station.toml"),
+            format!(
+                "policy = \"policy.toml\"\nimages = \"media\"\nidle_lock = \"{idle_lock}\"\n\
+                 [officers]\nalice = \"pkcs11:token=station;object=alice\"\n\
+                 bob = \"pkcs11:token=station;object=bob\"\n"
+            ),
+        )
+        .unwrap();
+        let raw = dir.join("app.raw");
+        std::fs::write(
+            &raw,
+            (0..6000u32).map(|i| (i * 7) as u8).collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        ok(Command::new(env!("CARGO_BIN_EXE_keytool"))
+            .args([
+                "image",
+                "sign",
+                "-v",
+                "2.1.0",
+                "-H",
+                "0x200",
+                "--pad-header",
+                "-S",
+                "0x20000",
+                "-s",
+                "5",
+            ])
+            .arg(&raw)
+            .arg(dir.join("media/app.unsigned.bin")));
+        Self { token, dir }
+    }
+
+    /// The TUI under tmux. The release and station keys log in with
+    /// `PKCS11_PIN`; the officers type theirs.
+    fn tui(&self) -> Tmux {
+        let env: Vec<String> = self
+            .token
+            .env()
+            .iter()
+            .map(|(k, v)| format!("{k}='{v}'"))
+            .collect();
+        let cmd = format!(
+            "cd '{}' && env {} TERM=xterm-256color '{}' tui --config station.toml 2>tui.err",
+            self.dir.display(),
+            env.join(" "),
+            env!("CARGO_BIN_EXE_keytool")
+        );
+        Tmux::start(&self.dir, &cmd)
+    }
+}
+
+#[test]
+fn a_release_signed_through_key_presses_verifies_and_is_audited() {
+    let s = Station::new("1h");
+    let t = s.tui();
+    t.wait_for("no request yet");
+    t.keys(&["n"]);
+    t.wait_for("app.unsigned.req.json");
+    for (officer, count, approvals) in [("alice", 1, "alice"), ("bob", 2, "alice, bob")] {
+        t.keys(&["a"]);
+        t.wait_for("Which officer approves?");
+        t.keys(&["Enter"]);
+        t.wait_for(&format!("{officer}: enter the PIN of your own token."));
+        for c in PIN.chars() {
+            t.keys(&[&c.to_string()]);
+        }
+        let screen = t.wait_for("PIN: *****");
+        assert!(
+            screen
+                .lines()
+                .filter(|l| l.contains("PIN:"))
+                .all(|l| !l.contains(PIN)),
+            "the PIN is on screen:\n{screen}"
+        );
+        t.keys(&["Enter"]);
+        t.wait_for(&format!("{officer} approved; {count} approval(s)"));
+        t.wait_for(&format!("Approvals {approvals}"));
+    }
+    t.wait_for("PASS: may be signed");
+    t.keys(&["s"]);
+    t.wait_for("[y] yes");
+    t.keys(&["y"]);
+    let screen = t.wait_for("SIGNED");
+    assert!(screen.contains("release.sign by"), "{screen}");
+    std::fs::write(s.dir.join("release-screen.txt"), &screen).unwrap();
+
+    // The signed image, next to the input, verifies with imgtool.
+    let signed = s.dir.join("media/app.signed.bin");
+    let pem = s.dir.join("release.pub.pem");
+    std::fs::write(
+        &pem,
+        ok(s.token.command(env!("CARGO_BIN_EXE_keytool")).args([
+            "key",
+            "getpub",
+            "-e",
+            "pem",
+            "-k",
+            "pkcs11:token=station;object=release",
+        ])),
+    )
+    .unwrap();
+    let out = imgtool()
+        .arg("verify")
+        .arg("-k")
+        .arg(&pem)
+        .arg(&signed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The audit log: verified on the Audit screen, and by the command line.
+    t.keys(&["4", "v"]);
+    t.wait_for("Chain: INTACT");
+    t.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.running() {
+        assert!(Instant::now() < deadline, "keytool tui did not quit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = s.dir.join("audit.jsonl");
+    let entries: Vec<Entry> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &Entry| e.action != "checkpoint")
+        .collect();
+    let actions: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        &actions[..3],
+        [
+            ("release.request", actions[0].1),
+            ("release.approve", "alice"),
+            ("release.approve", "bob")
+        ]
+    );
+    let last = entries.last().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.outcome.as_str()),
+        ("release.sign", "ok")
+    );
+    assert!(
+        last.subjects.contains(&"approved-by:alice,bob".to_owned()),
+        "{last:?}"
+    );
+    ok(s.token
+        .command(env!("CARGO_BIN_EXE_keytool"))
+        .args([
+            "audit",
+            "verify",
+            "-k",
+            "pkcs11:token=station;object=audit",
+            "--log",
+        ])
+        .arg(&log));
+}
+
+#[test]
+fn an_idle_station_locks_and_shows_nothing() {
+    let s = Station::new("2s");
+    let t = s.tui();
+    t.wait_for("app.unsigned.bin");
+    let locked = t.wait_for("STATION LOCKED");
+    assert!(!locked.contains("app.unsigned.bin"), "{locked}");
+    t.keys(&["Enter"]);
+    t.wait_for("app.unsigned.bin");
+    t.keys(&["q"]);
+}
