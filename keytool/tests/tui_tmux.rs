@@ -141,6 +141,7 @@ impl Station {
             ("bob", "03"),
             ("audit", "04"),
             ("carol", "05"),
+            ("authority", "06"),
         ] {
             token.generate_p256(label, id).unwrap();
         }
@@ -158,6 +159,7 @@ impl Station {
             std::fs::write(dir.join(format!("{o}.pub.pem")), pem).unwrap();
         }
         let release_fp = key_fp(&token, "pkcs11:token=station;object=release");
+        let authority_fp = key_fp(&token, "pkcs11:token=station;object=authority");
         std::fs::write(
             dir.join("policy.toml"),
             format!(
@@ -169,6 +171,11 @@ station_key = "pkcs11:token=station;object=audit"
 uri = "pkcs11:token=station;object=release"
 role = "release"
 fingerprint = "{release_fp}"
+
+[keys.factory-authority]
+uri = "pkcs11:token=station;object=authority"
+role = "authority"
+fingerprint = "{authority_fp}"
 
 [officers]
 alice = {{ public_key = "alice.pub.pem" }}
@@ -217,6 +224,11 @@ required_tlvs = ["SEC_CNT"]
             ])
             .arg(&raw)
             .arg(dir.join("media/app.unsigned.bin")));
+        // A provisioning request: one device, its key given as PEM.
+        let device = std::fs::read_to_string(dir.join("bob.pub.pem")).unwrap();
+        let line = serde_json::json!({"hw_id": "1234567800000003", "serial": 42,
+            "product": "sensor", "device_pubkey": device});
+        std::fs::write(dir.join("line-1.jsonl"), format!("{line}\n")).unwrap();
         Self { token, dir }
     }
 
@@ -302,6 +314,30 @@ fn a_release_signed_through_key_presses_verifies_and_is_audited() {
         String::from_utf8_lossy(&out.stdout)
     );
 
+    // Keys: the policy's and the token's; the selected one exported as PEM.
+    t.keys(&["1"]);
+    t.wait_for("sensor-release");
+    t.wait_for("factory-authority");
+    t.keys(&["e"]);
+    t.wait_for("exported factory-authority");
+    let exported = s.dir.join("factory-authority.pub.pem");
+    assert!(std::fs::read_to_string(&exported)
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
+
+    // Provisioning: the batch signed with the authority key, each record verifies.
+    t.keys(&["3"]);
+    t.wait_for("line-1.jsonl");
+    t.keys(&["Enter"]);
+    t.wait_for("[y] yes");
+    t.keys(&["y"]);
+    t.wait_for("1 records signed");
+    let record = s.dir.join("line-1.records/1234567800000003.rec");
+    ok(Command::new(env!("CARGO_BIN_EXE_keytool"))
+        .args(["record", "verify", "--hw-id", "1234567800000003", "-a"])
+        .arg(&exported)
+        .arg(&record));
+
     // The audit log: verified on the Audit screen, and by the command line.
     t.keys(&["4", "v"]);
     t.wait_for("Chain: INTACT");
@@ -330,15 +366,20 @@ fn a_release_signed_through_key_presses_verifies_and_is_audited() {
             ("release.approve", "bob")
         ]
     );
+    let signed = entries.iter().find(|e| e.action == "release.sign").unwrap();
+    assert_eq!(signed.outcome, "ok");
+    assert!(
+        signed
+            .subjects
+            .contains(&"approved-by:alice,bob".to_owned()),
+        "{signed:?}"
+    );
     let last = entries.last().unwrap();
     assert_eq!(
         (last.action.as_str(), last.outcome.as_str()),
-        ("release.sign", "ok")
+        ("record.sign", "ok")
     );
-    assert!(
-        last.subjects.contains(&"approved-by:alice,bob".to_owned()),
-        "{last:?}"
-    );
+    assert!(last.subjects.contains(&"serial:42".to_owned()), "{last:?}");
     ok(s.token
         .command(env!("CARGO_BIN_EXE_keytool"))
         .args([
