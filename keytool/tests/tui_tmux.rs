@@ -321,6 +321,17 @@ fn a_release_signed_through_key_presses_verifies_and_is_audited() {
     t.keys(&["e"]);
     t.wait_for("exported factory-authority");
     let exported = s.dir.join("factory-authority.pub.pem");
+    // A new key in the token: its URI typed, the confirmation names token and label.
+    t.keys(&["g"]);
+    t.wait_for("Key URI");
+    for c in "fw-2027".chars() {
+        t.keys(&[&c.to_string()]);
+    }
+    t.keys(&["Enter"]);
+    t.wait_for("labelled \"fw-2027\" in token \"station\"");
+    t.keys(&["y"]);
+    t.wait_for("generated pkcs11:token=station;object=fw-2027");
+    t.wait_for("fw-2027");
     assert!(std::fs::read_to_string(&exported)
         .unwrap()
         .starts_with("-----BEGIN PUBLIC KEY-----"));
