@@ -5,6 +5,7 @@
 //! `firmware` crate, so what we build is exactly what the device parses.
 
 pub mod atomic;
+pub mod certs;
 pub mod image;
 pub mod intel_hex;
 pub mod key_ref;

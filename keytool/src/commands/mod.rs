@@ -2,6 +2,7 @@
 //! `run` method.
 
 mod audit;
+mod ca;
 pub(crate) mod image;
 pub(crate) mod key;
 mod policy;
@@ -35,6 +36,12 @@ pub(crate) enum Command {
     /// The station's audit log: show, verify.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// X.509 certificate authorities: init-root, init-intermediate.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// Devices: cert (an X.509 client certificate for a device).
+    #[command(subcommand)]
+    Device(ca::DeviceCommand),
     /// The officer's station in the terminal: keys, releases with
     /// approvals, provisioning batches, the audit log.
     Tui(crate::tui::Args),
@@ -49,6 +56,8 @@ impl Command {
             Command::Release(c) => c.run(ctx),
             Command::Policy(c) => c.run(),
             Command::Audit(c) => c.run(),
+            Command::Ca(c) => c.run(ctx),
+            Command::Device(c) => c.run(ctx),
             Command::Tui(a) => a.run(ctx),
         }
     }
