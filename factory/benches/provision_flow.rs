@@ -48,6 +48,7 @@ fn flow_on_fake_chips(devices: u32) {
         lock: true,
         force: false,
         run_after: true,
+        device_ca: None,
     };
     let mut own = Vec::new();
     let mut total = Vec::new();

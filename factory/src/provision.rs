@@ -56,6 +56,27 @@ pub struct Job<'a> {
     /// Let the chip run at the end (false: leave it halted under the
     /// debugger, for an end-of-line check).
     pub run_after: bool,
+    /// Issue the device's X.509 certificate and write it next to the record.
+    pub device_ca: Option<&'a DeviceCa>,
+}
+
+/// The device CA the station issues certificates with.
+pub struct DeviceCa {
+    /// Its key (any key URI).
+    pub key: Box<dyn Signer>,
+    /// Its certificate, PEM.
+    pub cert_pem: String,
+    /// Validity of device certificates, in days.
+    pub days: u32,
+}
+
+impl std::fmt::Debug for DeviceCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCa")
+            .field("key", &self.key.key_ref().to_string())
+            .field("days", &self.days)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Job<'_> {
@@ -229,7 +250,29 @@ fn run(
         )
     })?;
 
-    let image = partition::image(&record, &device_key, &secret);
+    let cert = match job.device_ca {
+        Some(ca) => Some(timer.run("issue_certificate", || {
+            let identity = signer::certs::DeviceIdentity {
+                public_key: device_pub,
+                serial: allocated.serial,
+                hw_id,
+            };
+            signer::certs::device_cert_der(ca.key.as_ref(), &ca.cert_pem, &identity, ca.days)
+                .map_err(|e| FlowError::Inconsistent(format!("device certificate: {e}")))
+                .and_then(|der| {
+                    if der.len() > partition::CERT_MAX {
+                        Err(FlowError::Inconsistent(format!(
+                            "device certificate of {} bytes does not fit the partition",
+                            der.len()
+                        )))
+                    } else {
+                        Ok(der)
+                    }
+                })
+        })?),
+        None => None,
+    };
+    let image = partition::image(&record, &device_key, &secret, cert.as_deref());
     timer.run("program_partition", || {
         target.program_flash(chip, chip.partition, &image)
     })?;

@@ -50,6 +50,7 @@ fn provisions_then_only_verifies_on_a_rerun() {
         lock: false,
         force: false,
         run_after: true,
+        device_ca: None,
     };
     let mut chip_a = FakeTarget::new(chip, 0x0000_0003, 0x1234_5678);
     let r = provision(&mut chip_a, &job);
@@ -115,6 +116,7 @@ fn faults_leave_a_clear_error_and_the_next_run_recovers() {
         lock: false,
         force: false,
         run_after: true,
+        device_ca: None,
     };
 
     // Backend down: nothing is written to the chip.
@@ -206,6 +208,7 @@ fn a_batch_of_fifty_chips_gets_fifty_serials_all_active() {
         lock: true,
         force: false,
         run_after: true,
+        device_ca: None,
     };
     let mut serials = std::collections::BTreeSet::new();
     for i in 0..50u32 {
@@ -250,4 +253,95 @@ fn firmware_is_checked_before_any_chip_is_touched() {
     assert!(factory::image_check::check_firmware(&tampered, &keys, Some(0xC000), chip).is_err());
     let unsigned = std::path::PathBuf::from(format!("{DATA}images/unsigned.bin"));
     assert!(factory::image_check::check_firmware(&unsigned, &keys, Some(0xC000), chip).is_err());
+}
+
+#[test]
+fn a_device_certificate_is_issued_and_written_next_to_the_record() {
+    let be = backend();
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf52840").unwrap();
+    let authority = authority();
+    let backend = client(&be.url);
+    let dir = tempfile::tempdir().unwrap();
+    let key = |name: &str| {
+        let path = dir.path().join(format!("{name}.pem"));
+        signer::keys::generate_file_key(&path).unwrap();
+        signer::open_signer(&signer::KeyRef::File(path)).unwrap()
+    };
+    let (root_key, ca_key) = (key("root"), key("ca"));
+    let subject = |s: &str| signer::certs::parse_subject(s).unwrap();
+    let root = signer::certs::root_ca(root_key.as_ref(), subject("CN=Root"), 30).unwrap();
+    let ca_pem = signer::certs::intermediate_ca(
+        ca_key.as_ref(),
+        root_key.as_ref(),
+        &root,
+        subject("CN=Device CA"),
+        30,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("root.crt"), &root).unwrap();
+    std::fs::write(dir.path().join("ca.crt"), &ca_pem).unwrap();
+    let device_ca = factory::provision::DeviceCa {
+        key: ca_key,
+        cert_pem: ca_pem,
+        days: 365,
+    };
+    let job = Job {
+        chip,
+        backend: &backend,
+        authority: authority.as_ref(),
+        product: Some("sensor".into()),
+        firmware: None,
+        lock: false,
+        force: false,
+        run_after: true,
+        device_ca: Some(&device_ca),
+    };
+    let mut t = FakeTarget::new(chip, 0x0000_0003, 0x1234_5678);
+    let r = provision(&mut t, &job);
+    assert_eq!(r.outcome, "provisioned", "{r:?}");
+    assert!(r.steps.iter().any(|s| s.step == "issue_certificate"));
+
+    let mut partition = vec![0u8; 4096];
+    t.read_memory(chip.partition, &mut partition).unwrap();
+    let der = factory::partition::certificate(&partition).expect("a certificate block");
+    std::fs::write(dir.path().join("dev.der"), der).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    openssl(&[
+        "x509", "-inform", "DER", "-in", "dev.der", "-out", "dev.crt",
+    ]);
+    let verified = openssl(&[
+        "verify",
+        "-CAfile",
+        "root.crt",
+        "-untrusted",
+        "ca.crt",
+        "dev.crt",
+    ]);
+    assert_eq!(verified.trim(), "dev.crt: OK");
+    let text = openssl(&["x509", "-noout", "-text", "-in", "dev.crt"]);
+    assert!(text.contains("Subject: CN = 1"), "{text}");
+    assert!(text.contains("URI:urn:dev:hwid:1234567800000003"), "{text}");
+    // The certified key is the injected device key.
+    let (device_key, _) = factory::partition::key_block(&partition).unwrap();
+    let sk = p256::SecretKey::from_slice(device_key.as_ref()).unwrap();
+    use p256::pkcs8::EncodePublicKey;
+    let pem = sk
+        .public_key()
+        .to_public_key_pem(Default::default())
+        .unwrap();
+    let cert_pub = openssl(&["x509", "-noout", "-pubkey", "-in", "dev.crt"]);
+    assert_eq!(cert_pub.trim(), pem.trim());
 }

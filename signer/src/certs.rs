@@ -218,6 +218,12 @@ fn issuer<'a>(
     Issuer::from_ca_cert_pem(cert_pem, signing).map_err(|e| CertError::Issuer(e.to_string()))
 }
 
+/// Check that `cert_pem` is a CA certificate for `key`, before any device
+/// is touched.
+pub fn check_issuer(cert_pem: &str, key: &dyn Signer) -> Result<(), CertError> {
+    issuer(cert_pem, key).map(|_| ())
+}
+
 /// A device CA under `issuer` (`pathLen:0`, AKI and SKI), PEM.
 pub fn intermediate_ca(
     key: &dyn Signer,
@@ -252,6 +258,29 @@ pub fn device_cert(
     device: &DeviceIdentity,
     days: u32,
 ) -> Result<String, CertError> {
+    Ok(device_certificate(issuer_key, issuer_cert_pem, device, days)?.pem())
+}
+
+/// The same certificate, DER (as the factory writes it to the device).
+pub fn device_cert_der(
+    issuer_key: &dyn Signer,
+    issuer_cert_pem: &str,
+    device: &DeviceIdentity,
+    days: u32,
+) -> Result<Vec<u8>, CertError> {
+    Ok(
+        device_certificate(issuer_key, issuer_cert_pem, device, days)?
+            .der()
+            .to_vec(),
+    )
+}
+
+fn device_certificate(
+    issuer_key: &dyn Signer,
+    issuer_cert_pem: &str,
+    device: &DeviceIdentity,
+    days: u32,
+) -> Result<rcgen::Certificate, CertError> {
     let issuer = issuer(issuer_cert_pem, issuer_key)?;
     let mut p = CertificateParams::default();
     p.distinguished_name = DistinguishedName::new();
@@ -269,10 +298,8 @@ pub fn device_cert(
     p.use_authority_key_identifier_extension = true;
     p.serial_number = Some(random_serial());
     validity(&mut p, days);
-    let cert = p
-        .signed_by(&DeviceKey(*device.public_key.sec1()), &issuer)
-        .map_err(build)?;
-    Ok(cert.pem())
+    p.signed_by(&DeviceKey(*device.public_key.sec1()), &issuer)
+        .map_err(build)
 }
 
 const ECDSA_WITH_SHA256: const_oid::ObjectIdentifier =

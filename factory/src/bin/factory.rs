@@ -164,6 +164,16 @@ struct ProvisionArgs {
     /// `factory device-auth`), instead of letting it run.
     #[arg(long, conflicts_with = "lock")]
     hold: bool,
+    /// Also issue each device's X.509 certificate with this device CA key
+    /// and write it next to the record (docs/certificates.md).
+    #[arg(long, value_name = "URI", requires = "device_ca_cert")]
+    device_ca_key: Option<signer::KeyRef>,
+    /// The device CA's certificate (PEM).
+    #[arg(long, value_name = "CA.pem", requires = "device_ca_key")]
+    device_ca_cert: Option<PathBuf>,
+    /// Validity of device certificates, in days.
+    #[arg(long, value_name = "DAYS", default_value_t = 3650)]
+    cert_days: u32,
     /// One JSON line with the steps and their durations.
     #[arg(long)]
     json: bool,
@@ -202,6 +212,7 @@ struct Station {
     firmware: factory::provision::Firmware,
     backend: Backend,
     authority: Box<dyn signer::Signer>,
+    device_ca: Option<factory::provision::DeviceCa>,
     args: ProvisionArgs,
 }
 
@@ -218,11 +229,27 @@ impl Station {
         let firmware = check_firmware(&args.firmware, &release_keys, args.slot, &chip)?;
         let backend = args.api.client()?;
         let authority = signer::open_signer(&args.authority_key)?;
+        let device_ca = match (&args.device_ca_key, &args.device_ca_cert) {
+            (Some(key), Some(cert)) => {
+                let key = signer::open_signer(key)?;
+                let cert_pem = std::fs::read_to_string(cert)
+                    .map_err(|e| anyhow::anyhow!("--device-ca-cert {}: {e}", cert.display()))?;
+                signer::certs::check_issuer(&cert_pem, key.as_ref())
+                    .map_err(|e| anyhow::anyhow!("--device-ca-cert {}: {e}", cert.display()))?;
+                Some(factory::provision::DeviceCa {
+                    key,
+                    cert_pem,
+                    days: args.cert_days,
+                })
+            }
+            _ => None,
+        };
         Ok(Self {
             chip,
             firmware,
             backend,
             authority,
+            device_ca,
             args,
         })
     }
@@ -237,6 +264,7 @@ impl Station {
             lock: self.args.lock,
             force: self.args.force,
             run_after: !self.args.hold,
+            device_ca: self.device_ca.as_ref(),
         };
         provision(target, &job)
     }
