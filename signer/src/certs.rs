@@ -156,11 +156,7 @@ fn ca_params(subject: DistinguishedName, days: u32, path_len: u8) -> Certificate
     let mut p = CertificateParams::default();
     p.distinguished_name = subject;
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     p.key_identifier_method = KeyIdMethod::Sha256;
     p.use_authority_key_identifier_extension = true;
     p.serial_number = Some(random_serial());
