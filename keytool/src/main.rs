@@ -17,8 +17,10 @@ use clap::Parser;
 use commands::Command;
 use failure::Failure;
 
-/// Sign and inspect MCUboot images, manage keys, and sign provisioning records
-/// for nRF devices.
+/// The security officer's station for nRF devices: sign and inspect MCUboot
+/// images, release them under a policy with M-of-N approval, manage keys, sign
+/// provisioning records, issue X.509 device certificates, read the audit log,
+/// or do all of it in a terminal UI (`keytool tui`).
 ///
 /// Every KEY is one of: pkcs11:token=…;object=…[?module-path=…&pin-source=…]
 /// (an HSM), awskms:///alias/NAME[?region=…&endpoint=…] (AWS KMS), or a PEM
