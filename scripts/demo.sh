@@ -8,6 +8,8 @@
 #   an emulated nRF51 (QEMU) provisioned over its GDB stub by the factory station:
 #   hardware ID from FICR, serial from the backend, device key and signed record
 #   written to flash, image programmed, everything read back, device activated;
+#   a root and a device CA (X.509) from keys in the token, and each device's
+#   certificate issued by the station and written next to its record;
 #   the device authenticating to the backend with the injected key, read back
 #   from the emulated flash; then it boots and its boot stage reports PROVISIONED.
 # Everything goes to .work/demo/ (removed and made afresh each run).
@@ -106,12 +108,28 @@ chip=$!
 until (exec 3<>"/dev/tcp/127.0.0.1/$gdb") 2>/dev/null; do sleep 0.1; done
 $bin/factory read-id --chip nrf51822 --gdb "127.0.0.1:$gdb"
 
-step "factory provision (over the GDB stub; authority key in the HSM)"
+step "device PKI from keys in the token: root CA and device CA (X.509)"
+$bin/keytool key generate -t ecdsa-p256 -k "pkcs11:token=demo;object=root-ca" >/dev/null
+$bin/keytool key generate -t ecdsa-p256 -k "pkcs11:token=demo;object=device-ca" >/dev/null
+$bin/keytool ca init-root -k "pkcs11:token=demo;object=root-ca" \
+    --subject "CN=Demo Fleet Root CA,O=Demo,C=SE" -o "$out/root-ca.pem"
+$bin/keytool ca init-intermediate -k "pkcs11:token=demo;object=device-ca" \
+    --issuer-key "pkcs11:token=demo;object=root-ca" --issuer-cert "$out/root-ca.pem" \
+    --subject "CN=Demo Device CA,O=Demo,C=SE" -o "$out/device-ca.pem"
+openssl x509 -noout -subject -issuer -in "$out/device-ca.pem"
+
+step "factory provision (over the GDB stub; authority and device CA keys in the HSM)"
 $bin/factory provision --chip nrf51822 --gdb "127.0.0.1:$gdb" \
     --backend "http://127.0.0.1:$api" --token-file "$out/line-1.token" \
     --authority-key "$authority" --product demo \
     --firmware "$out/app.signed.bin" --slot 0x8000 --release-key "$out/release.pub.pem" \
+    --device-ca-key "pkcs11:token=demo;object=device-ca" --device-ca-cert "$out/device-ca.pem" \
     --hold
+
+step "the device's X.509 certificate, read back from the emulated flash"
+$bin/factory read-cert --chip nrf51822 --gdb "127.0.0.1:$gdb" -o "$out/device.pem"
+openssl x509 -noout -subject -ext subjectAltName -in "$out/device.pem"
+openssl verify -CAfile "$out/root-ca.pem" -untrusted "$out/device-ca.pem" "$out/device.pem"
 
 step "the device authenticates with the key read back from the emulated flash"
 $bin/factory device-auth --chip nrf51822 --gdb "127.0.0.1:$gdb" \

@@ -37,6 +37,27 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
     let pem_path = hsm.path().join("authority.pub.pem");
     std::fs::write(&pem_path, pem).unwrap();
 
+    // A device CA in the same token, under a root made here.
+    token.generate_p256("root-ca", "02").unwrap();
+    token.generate_p256("device-ca", "03").unwrap();
+    let root_key =
+        signer::open_signer(&"pkcs11:token=factory;object=root-ca".parse().unwrap()).unwrap();
+    let ca_uri = "pkcs11:token=factory;object=device-ca";
+    let ca_key = signer::open_signer(&ca_uri.parse().unwrap()).unwrap();
+    let subject = |s: &str| signer::certs::parse_subject(s).unwrap();
+    let root_pem = signer::certs::root_ca(root_key.as_ref(), subject("CN=Test Root"), 30).unwrap();
+    let ca_pem = signer::certs::intermediate_ca(
+        ca_key.as_ref(),
+        root_key.as_ref(),
+        &root_pem,
+        subject("CN=Test Device CA"),
+        30,
+    )
+    .unwrap();
+    let (root_path, ca_path) = (hsm.path().join("root.pem"), hsm.path().join("ca.pem"));
+    std::fs::write(&root_path, &root_pem).unwrap();
+    std::fs::write(&ca_path, &ca_pem).unwrap();
+
     let be = backend_with(vec![authority_pub]);
     let token_file = hsm.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
@@ -80,6 +101,8 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
         .arg("--release-key")
         .arg(format!("{DATA}images/dev-key.pub.pem"))
         .args(["--slot", "0x8000", "--hold"])
+        .args(["--device-ca-key", ca_uri, "--device-ca-cert"])
+        .arg(&ca_path)
         .output()
         .unwrap();
     let report: serde_json::Value =
@@ -95,6 +118,36 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
         .map(|s| s["step"].as_str().unwrap())
         .collect();
     assert!(steps.contains(&"program_firmware") && steps.contains(&"backend_activate"));
+
+    // Still halted: the device certificate read back verifies against the chain.
+    let dev_path = hsm.path().join("device.pem");
+    let out = Command::new(env!("CARGO_BIN_EXE_factory"))
+        .args(["read-cert", "--chip", "nrf51822"])
+        .args(["--gdb", &format!("127.0.0.1:{port}")])
+        .arg("-o")
+        .arg(&dev_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&root_path)
+        .arg("-untrusted")
+        .arg(&ca_path)
+        .arg(&dev_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&dev_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("Subject: CN = 1") && text.contains("urn:dev:hwid:1234567800000003"),
+        "{text}"
+    );
 
     // Still halted: answer a challenge with the key read back from the chip.
     let out = Command::new(env!("CARGO_BIN_EXE_factory"))

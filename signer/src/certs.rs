@@ -214,6 +214,19 @@ fn issuer<'a>(
     Issuer::from_ca_cert_pem(cert_pem, signing).map_err(|e| CertError::Issuer(e.to_string()))
 }
 
+/// A DER certificate as PEM (64-column lines).
+pub fn der_to_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
 /// Check that `cert_pem` is a CA certificate for `key`, before any device
 /// is touched.
 pub fn check_issuer(cert_pem: &str, key: &dyn Signer) -> Result<(), CertError> {

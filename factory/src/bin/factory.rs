@@ -44,6 +44,15 @@ enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Print the device certificate the station wrote to the chip's
+    /// provisioning partition (PEM), leaving the chip halted.
+    ReadCert {
+        #[command(flatten)]
+        conn: Connection,
+        /// Write it to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// List the debug probes attached to this machine, with the selector
     /// that picks each one for --probe.
     Probes {
@@ -396,6 +405,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             if !run_station(&table, *args)? {
                 anyhow::bail!("some chips failed");
+            }
+        }
+        Command::ReadCert { conn, output } => {
+            let chip = table.get(&conn.chip)?;
+            let mut target = conn.connect(chip)?;
+            let mut part = vec![0u8; 0x1000];
+            target.read_memory(chip.partition, &mut part)?;
+            let der = factory::partition::certificate(&part).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no device certificate in the partition at {:#x} (provisioned without --device-ca-key?)",
+                    chip.partition
+                )
+            })?;
+            let pem = signer::certs::der_to_pem(der);
+            match output {
+                Some(path) => signer::atomic::write(&path, pem.as_bytes())?,
+                None => print!("{pem}"),
             }
         }
         Command::Probes { json } => list_probes(json)?,
