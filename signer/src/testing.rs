@@ -104,3 +104,66 @@ impl SoftHsmToken {
         }
     }
 }
+
+/// moto_server (the AWS emulator) on a free loopback port, started through
+/// the project's launcher (`scripts/moto_server.py`, with `VENV_PYTHON`);
+/// stopped when dropped. Used by the KMS and DynamoDB tests of every crate.
+#[derive(Debug)]
+pub struct MotoServer {
+    child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl MotoServer {
+    /// Start it and wait until it listens.
+    pub fn start() -> Result<Self, String> {
+        let python = std::env::var("VENV_PYTHON").map_err(|_| {
+            "VENV_PYTHON is not set: run the tests through scripts/test.sh".to_owned()
+        })?;
+        let launcher =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/moto_server.py");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let child = Command::new(python)
+            .arg(launcher)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("moto_server: {e}"))?;
+        let server = Self { child, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err("moto_server did not start within 30 s".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    /// Its endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The environment an AWS SDK client needs to reach it (dummy keys).
+    pub fn env() -> [(&'static str, &'static str); 4] {
+        [
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "eu-north-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -2,10 +2,8 @@
 //! `imgtool` 2.5 that `scripts/test.sh` installs and names in `IMGTOOL`.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::panic)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 /// Version, header and slot flags for a small test image.
 pub const SMALL_IMAGE: [&str; 7] = [
@@ -170,59 +168,29 @@ impl SoftHsm {
     }
 }
 
-/// A moto_server on a free loopback port, stopped on drop.
+/// moto_server as KMS (`signer::testing::MotoServer`), for keytool runs.
 pub struct Moto {
-    child: Child,
-    port: u16,
+    server: signer::testing::MotoServer,
 }
 
 impl Moto {
     pub fn start() -> Self {
-        let python = std::env::var("VENV_PYTHON").unwrap_or_else(|_| {
-            panic!("VENV_PYTHON is not set: run the tests through scripts/test.sh")
-        });
-        let launcher =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/moto_server.py");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(python)
-            .arg(launcher)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
+        Self {
+            server: signer::testing::MotoServer::start().unwrap(),
         }
-        Self { child, port }
     }
 
     pub fn key(&self, alias: &str) -> String {
         format!(
-            "awskms:///alias/{alias}?region=eu-north-1&endpoint=http://127.0.0.1:{}",
-            self.port
+            "awskms:///alias/{alias}?region=eu-north-1&endpoint={}",
+            self.server.endpoint()
         )
     }
 
     pub fn keytool(&self) -> Command {
         let mut c = keytool();
-        c.env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_EC2_METADATA_DISABLED", "true");
+        c.envs(signer::testing::MotoServer::env())
+            .env_remove("AWS_PROFILE");
         c
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
