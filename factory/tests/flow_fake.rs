@@ -19,6 +19,26 @@ fn authority() -> Box<dyn signer::Signer> {
     signer::open_signer(&key).unwrap()
 }
 
+/// A job for `chip` with nothing optional: no product, no firmware, no lock,
+/// no certificate; the chip runs at the end.
+fn basic_job<'a>(
+    chip: &'a factory::chips::Chip,
+    backend: &'a Backend,
+    authority: &'a dyn signer::Signer,
+) -> Job<'a> {
+    Job {
+        chip,
+        backend,
+        authority,
+        product: None,
+        firmware: None,
+        lock: false,
+        force: false,
+        run_after: true,
+        device_ca: None,
+    }
+}
+
 fn client(url: &str) -> Backend {
     let mut b = Backend::new(url, TOKEN.to_owned().into());
     b.backoff = std::time::Duration::from_millis(5);
@@ -42,15 +62,8 @@ fn provisions_then_only_verifies_on_a_rerun() {
     let authority = authority();
     let backend = client(&be.url);
     let job = Job {
-        chip,
-        backend: &backend,
-        authority: authority.as_ref(),
         product: Some("sensor-v2".into()),
-        firmware: None,
-        lock: false,
-        force: false,
-        run_after: true,
-        device_ca: None,
+        ..basic_job(chip, &backend, authority.as_ref())
     };
     let mut chip_a = FakeTarget::new(chip, 0x0000_0003, 0x1234_5678);
     let r = provision(&mut chip_a, &job);
@@ -107,17 +120,7 @@ fn faults_leave_a_clear_error_and_the_next_run_recovers() {
     let chip = table.get("nrf51822").unwrap();
     let authority = authority();
     let backend = client(&be.url);
-    let job = |backend| Job {
-        chip,
-        backend,
-        authority: authority.as_ref(),
-        product: None,
-        firmware: None,
-        lock: false,
-        force: false,
-        run_after: true,
-        device_ca: None,
-    };
+    let job = |backend| basic_job(chip, backend, authority.as_ref());
 
     // Backend down: nothing is written to the chip.
     let down = client("http://127.0.0.1:9");
@@ -200,15 +203,9 @@ fn a_batch_of_fifty_chips_gets_fifty_serials_all_active() {
     let authority = authority();
     let backend = client(&be.url);
     let job = Job {
-        chip,
-        backend: &backend,
-        authority: authority.as_ref(),
         product: Some("batch".into()),
-        firmware: None,
         lock: true,
-        force: false,
-        run_after: true,
-        device_ca: None,
+        ..basic_job(chip, &backend, authority.as_ref())
     };
     let mut serials = std::collections::BTreeSet::new();
     for i in 0..50u32 {
@@ -287,15 +284,9 @@ fn a_device_certificate_is_issued_and_written_next_to_the_record() {
         days: 365,
     };
     let job = Job {
-        chip,
-        backend: &backend,
-        authority: authority.as_ref(),
         product: Some("sensor".into()),
-        firmware: None,
-        lock: false,
-        force: false,
-        run_after: true,
         device_ca: Some(&device_ca),
+        ..basic_job(chip, &backend, authority.as_ref())
     };
     let mut t = FakeTarget::new(chip, 0x0000_0003, 0x1234_5678);
     let r = provision(&mut t, &job);
