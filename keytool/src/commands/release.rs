@@ -48,7 +48,7 @@ fn now() -> i64 {
 }
 
 /// An image file: its bytes and, for Intel HEX, its address.
-fn read_image(path: &Path) -> Result<(Vec<u8>, Option<u32>), Failure> {
+pub(crate) fn read_image(path: &Path) -> Result<(Vec<u8>, Option<u32>), Failure> {
     let bytes = std::fs::read(path)
         .map_err(|e| Failure::usage_msg(format!("cannot read {}: {e}", path.display())))?;
     if !is_hex_path(path) {
@@ -68,7 +68,7 @@ fn prebuilt(path: &Path) -> Result<(Vec<u8>, Option<u32>, Prebuilt), Failure> {
     Ok((bytes, base, info))
 }
 
-fn read_request(path: &Path) -> Result<RequestFile, Failure> {
+pub(crate) fn read_request(path: &Path) -> Result<RequestFile, Failure> {
     let bytes = std::fs::read(path)
         .map_err(|e| Failure::usage_msg(format!("cannot read {}: {e}", path.display())))?;
     RequestFile::parse(&bytes).map_err(|e| Failure::usage_msg(format!("{}: {e}", path.display())))
@@ -407,15 +407,23 @@ fn prepare(request: &Path, image: &Path, key: &KeyRef) -> Result<Prepared, Failu
     })
 }
 
-fn judge(policy: &Policy, key_ref: &KeyRef, p: &Prepared) -> Result<Evaluation, Failure> {
-    let log = &policy.audit_log;
-    let station = policy
+/// The policy's station key's public half, for verifying the log.
+pub(crate) fn station_public(policy: &Policy) -> Result<Option<firmware::P256PublicKey>, Failure> {
+    policy
         .station_key
         .as_ref()
         .map(signer::public_key::load_public_key)
         .transpose()
-        .map_err(|e| Failure::failed(anyhow::anyhow!("station key: {e}")))?;
-    let history = last_releases(log, station.as_ref()).map_err(Failure::failed)?;
+        .map_err(|e| Failure::failed(anyhow::anyhow!("station key: {e}")))
+}
+
+fn judge(
+    policy: &Policy,
+    station: Option<&firmware::P256PublicKey>,
+    key_ref: &KeyRef,
+    p: &Prepared,
+) -> Result<Evaluation, Failure> {
+    let history = last_releases(&policy.audit_log, station).map_err(Failure::failed)?;
     let candidate = Candidate {
         request: &p.file,
         image: &p.image,
@@ -465,7 +473,7 @@ pub(crate) fn evaluate_release(
 ) -> Result<Evaluation, Failure> {
     let policy = Policy::load(policy_path).map_err(Failure::usage)?;
     let p = prepare(request, image, key)?;
-    judge(&policy, key, &p)
+    judge(&policy, station_public(&policy)?.as_ref(), key, &p)
 }
 
 #[derive(serde::Serialize)]
@@ -560,7 +568,12 @@ pub(crate) fn sign_release(
             return fail(session.refuse(RELEASE_ACTION, vec![], &[reason]));
         }
     };
-    let eval = match judge(&session.policy, key_ref, &p) {
+    let eval = match judge(
+        &session.policy,
+        session.station_public.as_ref(),
+        key_ref,
+        &p,
+    ) {
         Ok(e) => e,
         Err(f) => return fail(f),
     };

@@ -33,6 +33,8 @@ pub(crate) struct Session {
     pub(crate) policy: Policy,
     log: AuditLog,
     station: Option<Box<dyn Signer>>,
+    /// The station key's public half, which the log's checkpoints verify with.
+    pub(crate) station_public: Option<firmware::P256PublicKey>,
     actor: String,
     wrote: bool,
 }
@@ -80,6 +82,7 @@ impl Session {
             policy,
             log,
             station,
+            station_public,
             actor: station_user(),
             wrote: false,
         })

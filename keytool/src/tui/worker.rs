@@ -16,8 +16,12 @@ use signer::KeyRef;
 
 use super::app::{Action, AuditRow, Event, ImageRow, ImageSummary, KeyRow, ReleaseView};
 use super::config::StationConfig;
-use crate::commands::release::{approve_release, evaluate_release, request_release, sign_release};
+use crate::commands::release::{
+    approve_release, evaluate_release, read_image, read_request, request_release, sign_release,
+    station_public,
+};
 use crate::failure::Failure;
+use policies::request::ReleaseRequest;
 
 /// How long a request made on the station stays valid.
 const REQUEST_VALIDITY: i64 = 72 * 3600;
@@ -165,17 +169,20 @@ impl Worker {
         paths
             .into_iter()
             .map(|path| {
-                let summary = read_image(&path).and_then(|bytes| {
-                    Prebuilt::parse(&bytes)
-                        .map(|p| ImageSummary {
-                            version: p.version.to_string(),
-                            security_counter: p.security_counter,
-                            size: p.size as u64,
-                            digest: hex::encode(p.digest),
-                            protected_tlvs: p.protected_tlvs,
-                        })
-                        .map_err(|e| e.to_string())
-                });
+                let summary = read_image(&path)
+                    .map(|(bytes, _)| bytes)
+                    .map_err(|f| format!("{:#}", f.error))
+                    .and_then(|bytes| {
+                        Prebuilt::parse(&bytes)
+                            .map(|p| ImageSummary {
+                                version: p.version.to_string(),
+                                security_counter: p.security_counter,
+                                size: p.size as u64,
+                                digest: hex::encode(p.digest),
+                                protected_tlvs: p.protected_tlvs,
+                            })
+                            .map_err(|e| e.to_string())
+                    });
                 ImageRow {
                     name: path
                         .file_name()
@@ -188,17 +195,16 @@ impl Worker {
             .collect()
     }
 
-    fn release_key(&self, policy: &Policy, request: &Path) -> Result<KeyRef, Failure> {
-        let bytes = std::fs::read(request).map_err(Failure::failed)?;
-        let file = policies::request::RequestFile::parse(&bytes).map_err(Failure::usage)?;
+    /// The URI of the release key a request names, from the policy.
+    fn release_key(policy: &Policy, request: &ReleaseRequest) -> Result<KeyRef, Failure> {
         policy
             .keys
-            .get(&file.request.release_key)
+            .get(&request.release_key)
             .map(|k| k.uri.clone())
             .ok_or_else(|| {
                 Failure::usage_msg(format!(
                     "the request names release key {:?}, which is not in the policy",
-                    file.request.release_key
+                    request.release_key
                 ))
             })
     }
@@ -211,8 +217,7 @@ impl Worker {
             return view;
         }
         let result = (|| -> Result<(), Failure> {
-            let bytes = std::fs::read(&req).map_err(Failure::failed)?;
-            let file = policies::request::RequestFile::parse(&bytes).map_err(Failure::usage)?;
+            let file = read_request(&req)?;
             view.request = Some(req.clone());
             view.approvals = file.approvals.iter().map(|a| a.officer.clone()).collect();
             if file.request.product != product {
@@ -222,8 +227,7 @@ impl Worker {
                 ));
                 return Ok(());
             }
-            let policy = self.policy()?;
-            let key = self.release_key(&policy, &req)?;
+            let key = Self::release_key(&self.policy()?, &file.request)?;
             view.evaluation = Some(evaluate_release(self.policy_path()?, &req, image, &key)?);
             Ok(())
         })();
@@ -284,7 +288,7 @@ impl Worker {
         });
         let policy = self.policy()?;
         let req = request_path(image);
-        let key = self.release_key(&policy, &req)?;
+        let key = Self::release_key(&policy, &read_request(&req)?.request)?;
         let output = signed_path(image);
         let outcome = sign_release(
             self.policy_path()?,
@@ -332,12 +336,7 @@ impl Worker {
 
     fn verify(&self) -> Result<Event, Failure> {
         let policy = self.policy()?;
-        let station = policy
-            .station_key
-            .as_ref()
-            .map(load_public_key)
-            .transpose()
-            .map_err(Failure::failed)?;
+        let station = station_public(&policy)?;
         Ok(match verify(&policy.audit_log, station.as_ref()) {
             Ok(v) => Event::Verdict {
                 intact: true,
@@ -358,17 +357,6 @@ impl Worker {
             },
         })
     }
-}
-
-fn read_image(path: &Path) -> Result<Vec<u8>, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    if !is_hex_path(path) {
-        return Ok(bytes);
-    }
-    let text = String::from_utf8(bytes).map_err(|_| "not Intel HEX text".to_owned())?;
-    signer::intel_hex::parse(&text)
-        .map(|h| h.data)
-        .map_err(|e| e.to_string())
 }
 
 /// The audit line `seq`, as one line of text.
