@@ -20,6 +20,7 @@
 extern crate std;
 
 pub mod auth;
+pub mod boot;
 #[cfg(feature = "capi")]
 pub mod capi;
 pub mod image;

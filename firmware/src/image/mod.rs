@@ -29,7 +29,8 @@ pub use error::ImageError;
 pub use header::{flags, ImageHeader, IMAGE_HEADER_SIZE, IMAGE_MAGIC};
 pub use parse::{tlv_header, tlv_info, Image, Tlv, TlvIter, TLV_HEADER_SIZE};
 pub use trailer::{
-    Tail, TrailerLayout, BOOT_MAGIC, BOOT_MAGIC_SIZE, DEFAULT_MAX_ALIGN, DEFAULT_MAX_SECTORS,
+    magic_max_align, Tail, TrailerLayout, BOOT_MAGIC, BOOT_MAGIC_SIZE, DEFAULT_MAX_ALIGN,
+    DEFAULT_MAX_SECTORS,
 };
 pub use verify::Verified;
 pub use version::{ImageVersion, VersionError};

@@ -74,6 +74,14 @@ fn boot_magic(max_align: u32) -> [u8; BOOT_MAGIC_SIZE] {
     m
 }
 
+/// The maximum alignment encoded by a boot magic, if `last16` (the last 16
+/// bytes of a slot) is one: the mark of an image waiting to be installed.
+pub fn magic_max_align(last16: &[u8]) -> Option<u32> {
+    [8u32, 16, 32]
+        .into_iter()
+        .find(|&a| last16 == boot_magic(a))
+}
+
 fn image_ok_from_end(max_align: u32) -> usize {
     align_up(BOOT_MAGIC_SIZE, max_align as usize) + max_align as usize
 }
@@ -124,11 +132,7 @@ impl Tail {
         }
         let erased = |b: &[u8]| b.iter().all(|&x| x == erased_val);
         let magic_at = tail.len().checked_sub(BOOT_MAGIC_SIZE);
-        let max_align = magic_at.and_then(|at| {
-            [8u32, 16, 32]
-                .into_iter()
-                .find(|&a| tail[at..] == boot_magic(a))
-        });
+        let max_align = magic_at.and_then(|at| magic_max_align(&tail[at..]));
         let (Some(split), Some(max_align)) = (magic_at, max_align) else {
             // No trailer magic: only erased bytes are acceptable.
             return if erased(tail) {

@@ -1,0 +1,346 @@
+//! The boot decision of a first-stage bootloader with MCUboot's semantics, in
+//! overwrite-only mode (`docs/boot.md`): install a pending upgrade from the
+//! secondary slot, verify the primary slot, and say what to start.
+//!
+//! Everything here works on a [`Flash`] and allocates nothing, so the boot
+//! stage on the chip (`firmware/qemu`) and the tests on the host (a simulated
+//! NOR flash that loses power at any chosen write) run the same code. What is
+//! left to the chip is reading FICR, the console and the jump.
+
+pub mod counter;
+mod flash;
+pub mod handoff;
+
+pub use counter::CounterLog;
+pub use flash::{Flash, FlashError};
+pub use handoff::Handoff;
+
+use crate::image::{flags, magic_max_align, Image, ImageError, Verified, BOOT_MAGIC_SIZE};
+use crate::keys::P256PublicKey;
+
+/// Bytes at the end of each slot kept for the MCUboot trailer (overwrite-only,
+/// maximum alignment 8: `image_ok`, `copy_done`, magic). An image must end
+/// before them.
+pub const TRAILER_RESERVE: u32 = 32;
+
+/// A range of flash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    /// First address.
+    pub start: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+impl Region {
+    /// One past the last address.
+    pub const fn end(&self) -> u32 {
+        self.start + self.len
+    }
+}
+
+/// Where the boot stage finds what it works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// The slot images run from.
+    pub primary: Region,
+    /// The slot upgrades arrive in.
+    pub secondary: Region,
+    /// The rollback counter's log.
+    pub counter: CounterLog,
+    /// RAM an application's initial stack pointer may point into (its end
+    /// included: the stack grows down from it).
+    pub ram: Region,
+}
+
+impl Layout {
+    /// QEMU's `microbit` (nRF51822, 256 KiB flash in 1 KiB pages, 16 KiB RAM),
+    /// as `docs/boot.md` fixes it.
+    pub const MICROBIT: Layout = Layout {
+        primary: Region {
+            start: 0x0000_8000,
+            len: 0x1_9000,
+        },
+        secondary: Region {
+            start: 0x0002_1000,
+            len: 0x1_9000,
+        },
+        counter: CounterLog { start: 0x0003_A000 },
+        ram: Region {
+            start: 0x2000_0000,
+            len: 0x4000,
+        },
+    };
+}
+
+/// Why the boot stage refused an image; `code()` is what the console shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The slot is erased.
+    #[error("no image in the slot")]
+    NoImage,
+    /// The slot does not start with MCUboot's image magic.
+    #[error("the image header has the wrong magic")]
+    BadMagic,
+    /// Header fields this boot stage cannot run: header size, flags
+    /// (encrypted, compressed, RAM-load, not bootable), fixed address.
+    #[error("the image header is malformed or asks for what this boot stage does not do")]
+    BadHeader,
+    /// The TLV areas are malformed, or hold a TLV MCUboot does not allow there.
+    #[error("the image's TLV area is malformed")]
+    BadTlv,
+    /// No SHA-256 TLV, or it does not match the image.
+    #[error("the image hash does not match")]
+    BadHash,
+    /// The image carries no signature.
+    #[error("the image is not signed")]
+    NoSignature,
+    /// No signature by a key built into the boot stage.
+    #[error("the image is not signed by a key this boot stage knows")]
+    UnknownKey,
+    /// A signature by a built-in key does not verify.
+    #[error("the image's signature does not verify")]
+    BadSignature,
+    /// The image's security counter is below the stored minimum.
+    #[error("the image's security counter is below the stored minimum")]
+    Rollback,
+    /// The image does not fit the slot (with its trailer).
+    #[error("the image does not fit the slot")]
+    TooLarge,
+    /// The signed image has no usable vector table at its start.
+    #[error("the image has no vector table for this chip")]
+    BadVector,
+    /// Flash could not be written while installing.
+    #[error("flash write failed")]
+    Flash,
+}
+
+impl Refusal {
+    /// The short code printed as `BOOT refused reason=CODE`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoImage => "no-image",
+            Self::BadMagic => "bad-magic",
+            Self::BadHeader => "bad-header",
+            Self::BadTlv => "bad-tlv",
+            Self::BadHash => "bad-hash",
+            Self::NoSignature => "no-signature",
+            Self::UnknownKey => "unknown-key",
+            Self::BadSignature => "bad-signature",
+            Self::Rollback => "rollback",
+            Self::TooLarge => "too-large",
+            Self::BadVector => "bad-vector",
+            Self::Flash => "flash",
+        }
+    }
+
+    fn from_image(e: ImageError) -> Self {
+        match e {
+            ImageError::Truncated { .. } => Self::TooLarge,
+            ImageError::BadMagic { .. } => Self::BadMagic,
+            ImageError::HeaderTooSmall(_) => Self::BadHeader,
+            ImageError::MissingHash | ImageError::HashMismatch => Self::BadHash,
+            ImageError::Unsigned => Self::NoSignature,
+            ImageError::KeyMismatch => Self::UnknownKey,
+            ImageError::BadSignature(_) => Self::BadSignature,
+            ImageError::MissingSecurityCounter | ImageError::SecurityCounterTooLow { .. } => {
+                Self::Rollback
+            }
+            _ => Self::BadTlv,
+        }
+    }
+}
+
+/// Header flags an image may carry to be started from the primary slot.
+const RUNNABLE_FLAGS: u32 = flags::ROM_FIXED;
+
+/// A verified image in a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotImage {
+    /// What verification established.
+    pub verified: Verified,
+    /// Bytes from the slot start to the end of the TLVs.
+    pub len: u32,
+    /// Offset of the vector table (the header size).
+    pub vector_offset: u32,
+}
+
+impl SlotImage {
+    /// The image's security counter, 0 when it has none.
+    pub fn security_counter(&self) -> u32 {
+        self.verified.security_counter.unwrap_or(0)
+    }
+}
+
+/// Verify the image in `slot` completely, as it will run from `layout`'s
+/// primary slot: structure, header, hash, a signature by one of `keys`
+/// (matched by KEYHASH), security counter not below `min_counter` (an image
+/// without one counts as 0), and a vector table that points into RAM and
+/// into the image.
+pub fn check_slot(
+    flash: &impl Flash,
+    layout: &Layout,
+    slot: Region,
+    keys: &[P256PublicKey],
+    min_counter: u32,
+) -> Result<SlotImage, Refusal> {
+    let usable = slot.len.saturating_sub(TRAILER_RESERVE);
+    let bytes = flash.read(slot.start, usable);
+    if bytes.get(..4) == Some(&[0xff; 4]) {
+        return Err(Refusal::NoImage);
+    }
+    let image = Image::parse(bytes).map_err(Refusal::from_image)?;
+    let header = image.header();
+    let runs_at = layout.primary.start;
+    if header.flags & !RUNNABLE_FLAGS != 0
+        || (header.flags & flags::ROM_FIXED != 0 && header.load_addr != runs_at)
+        || header.header_size % 4 != 0
+    {
+        return Err(Refusal::BadHeader);
+    }
+    let verified = image.verify(keys, None).map_err(Refusal::from_image)?;
+    if verified.signed_by.is_none() {
+        // No keys built in: nothing can be trusted.
+        return Err(Refusal::UnknownKey);
+    }
+    if verified.security_counter.unwrap_or(0) < min_counter {
+        return Err(Refusal::Rollback);
+    }
+    let payload = image.payload();
+    let word = |at: usize| {
+        payload
+            .get(at..at + 4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+    };
+    let (Some(sp), Some(reset)) = (word(0), word(4)) else {
+        return Err(Refusal::BadVector);
+    };
+    let code = runs_at + u32::from(header.header_size)..runs_at + image.payload_range().end as u32;
+    let stack_ok = sp > layout.ram.start && sp <= layout.ram.end() && sp % 4 == 0;
+    if !stack_ok || reset & 1 == 0 || !code.contains(&(reset & !1)) {
+        return Err(Refusal::BadVector);
+    }
+    Ok(SlotImage {
+        verified,
+        len: image.tlv_end().next_multiple_of(4) as u32,
+        vector_offset: u32::from(header.header_size),
+    })
+}
+
+/// What happened to the secondary slot at this boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrade {
+    /// Nothing pending.
+    None,
+    /// The upgrade was verified, copied over the primary slot, checked, and
+    /// the counter raised; the secondary slot is erased.
+    Installed(SlotImage),
+    /// The upgrade was refused and its pending mark erased; the primary slot
+    /// was not touched.
+    Refused(Refusal),
+}
+
+/// Whether the secondary slot holds an image marked for installation (an
+/// MCUboot boot magic at the slot's end: `imgtool sign --pad`).
+pub fn upgrade_pending(flash: &impl Flash, layout: &Layout) -> bool {
+    let s = layout.secondary;
+    let magic = flash.read(s.end() - BOOT_MAGIC_SIZE as u32, BOOT_MAGIC_SIZE as u32);
+    magic_max_align(magic).is_some()
+}
+
+/// Install a pending upgrade, overwrite-only and safe against a power cut at
+/// any point: the secondary slot keeps the image and its pending mark until
+/// the copy in the primary slot reads back equal and the counter is raised,
+/// so an interrupted install starts again at the next boot.
+pub fn install_upgrade(
+    flash: &mut impl Flash,
+    layout: &Layout,
+    keys: &[P256PublicKey],
+) -> Result<Upgrade, FlashError> {
+    if !upgrade_pending(flash, layout) {
+        return Ok(Upgrade::None);
+    }
+    let (primary, secondary) = (layout.primary, layout.secondary);
+    let min = layout.counter.read(flash);
+    let checked = check_slot(flash, layout, secondary, keys, min).and_then(|img| {
+        if img.len > primary.len - TRAILER_RESERVE {
+            Err(Refusal::TooLarge)
+        } else {
+            Ok(img)
+        }
+    });
+    let img = match checked {
+        Ok(img) => img,
+        Err(refusal) => {
+            // No longer pending; the primary slot stays as it was.
+            let page = flash.page_size();
+            flash.erase(secondary.end() - page, page)?;
+            return Ok(Upgrade::Refused(refusal));
+        }
+    };
+    let page = flash.page_size();
+    let mut off = 0;
+    while off < img.len {
+        let n = page.min(img.len - off);
+        flash.erase_page(primary.start + off)?;
+        let mut chunk = [0u8; 256];
+        let mut done = 0;
+        while done < n {
+            let m = (n - done).min(chunk.len() as u32);
+            let from = flash.read(secondary.start + off + done, m);
+            chunk[..m as usize].copy_from_slice(from);
+            flash.write(primary.start + off + done, &chunk[..m as usize])?;
+            done += m;
+        }
+        off += n;
+    }
+    if flash.read(primary.start, img.len) != flash.read(secondary.start, img.len) {
+        return Err(FlashError {
+            op: "write",
+            addr: primary.start,
+        });
+    }
+    layout.counter.raise(flash, img.security_counter())?;
+    // The pending mark goes first, so a cut below leaves nothing pending.
+    flash.erase(secondary.end() - page, page)?;
+    flash.erase(secondary.start, secondary.len - page)?;
+    Ok(Upgrade::Installed(img))
+}
+
+/// The outcome of one boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The secondary slot.
+    pub upgrade: Upgrade,
+    /// The primary slot: start it, or why not.
+    pub primary: Result<SlotImage, Refusal>,
+    /// The stored minimum security counter after this boot.
+    pub min_counter: u32,
+}
+
+/// Install any pending upgrade, then verify the primary slot. A flash failure
+/// during the install leaves the upgrade pending for the next boot and is
+/// reported as the primary's refusal if the primary no longer verifies.
+pub fn decide(flash: &mut impl Flash, layout: &Layout, keys: &[P256PublicKey]) -> Decision {
+    let upgrade = match install_upgrade(flash, layout, keys) {
+        Ok(u) => u,
+        Err(_) => Upgrade::Refused(Refusal::Flash),
+    };
+    let stored = layout.counter.read(flash);
+    let primary = check_slot(flash, layout, layout.primary, keys, stored);
+    // As MCUboot does for the image it boots: its counter becomes the
+    // minimum. A failed write is retried at the next boot.
+    if let Ok(img) = &primary {
+        let _ = layout.counter.raise(flash, img.security_counter());
+    }
+    let min_counter = layout.counter.read(flash);
+    Decision {
+        upgrade,
+        primary,
+        min_counter,
+    }
+}
+
+#[cfg(test)]
+mod tests;
