@@ -5,13 +5,15 @@
 #   a sample application released under a written policy: two of three
 #   officers (approval keys in the token) approve, then the station signs it
 #   as an MCUboot image with the HSM's release key and audits every step;
-#   an emulated nRF51 (QEMU) provisioned over its GDB stub by the factory station:
-#   hardware ID from FICR, serial from the backend, device key and signed record
-#   written to flash, image programmed, everything read back, device activated;
+#   an emulated nRF51 (QEMU), blank, provisioned over its GDB stub by the factory
+#   station: hardware ID from FICR, serial from the backend, device key and signed
+#   record written to flash, the boot stage (release and authority keys built in)
+#   and the released image programmed, everything read back, device activated;
 #   a root and a device CA (X.509) from keys in the token, and each device's
 #   certificate issued by the station and written next to its record;
 #   the device authenticating to the backend with the injected key, read back
-#   from the emulated flash; then it boots and its boot stage reports PROVISIONED.
+#   from the emulated flash; then it boots: the boot stage verifies the image
+#   and the record, and starts the application, which prints its serial.
 # Everything goes to .work/demo/ (removed and made afresh each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,7 +80,7 @@ bob = { public_key = "bob.pub.pem" }
 carol = { public_key = "carol.pub.pem" }
 
 [products.demo]
-slot_size = 0x37000
+slot_size = 0x19000
 release_keys = ["release"]
 officers = ["alice", "bob", "carol"]
 quorum = 2
@@ -89,9 +91,9 @@ export KEYTOOL_POLICY=$out/policy.toml
 $bin/keytool policy check --resolve-keys "$KEYTOOL_POLICY"
 
 step "sample application released: request, two officers approve, the station signs"
-head -c 16384 /dev/urandom > "$out/app.bin"
+firmware/qemu/build-app.sh "$out/app.bin"
 $bin/keytool image sign -v 1.0.0+1 -s auto -H 0x200 --pad-header \
-    -S 0x37000 --align 4 "$out/app.bin" "$out/app.unsigned.bin"
+    -S 0x19000 --align 4 "$out/app.bin" "$out/app.unsigned.bin"
 $bin/keytool release request "$out/app.unsigned.bin" --product demo -o "$out/app.req.json"
 $bin/keytool release approve "$out/app.req.json" --officer-key "pkcs11:token=demo;object=alice"
 $bin/keytool release approve "$out/app.req.json" --officer-key "pkcs11:token=demo;object=bob"
@@ -101,9 +103,13 @@ $bin/keytool image verify -k "$out/release.pub.pem" "$out/app.signed.bin"
 $bin/keytool audit verify --log "$out/audit.jsonl" -k "pkcs11:token=demo;object=station"
 unset KEYTOOL_POLICY
 
-step "emulated nRF51 (QEMU microbit), halted on its GDB stub, waiting for the station"
+step "the boot stage, with the release and authority public keys built in"
+firmware/qemu/boot.sh --release-key "$out/release.pub.pem" --authority "$out/authority.pub.pem" \
+    --build-only "$out/boot-stage.bin"
+
+step "emulated nRF51 (QEMU microbit), blank, halted on its GDB stub, waiting for the station"
 gdb=$(port)
-firmware/qemu/boot.sh --authority "$out/authority.pub.pem" --gdb "$gdb" > "$out/console.txt" &
+firmware/qemu/boot.sh --blank --gdb "$gdb" > "$out/console.txt" &
 chip=$!
 until (exec 3<>"/dev/tcp/127.0.0.1/$gdb") 2>/dev/null; do sleep 0.1; done
 $bin/factory read-id --chip nrf51822 --gdb "127.0.0.1:$gdb"
@@ -122,6 +128,7 @@ step "factory provision (over the GDB stub; authority and device CA keys in the 
 $bin/factory provision --chip nrf51822 --gdb "127.0.0.1:$gdb" \
     --backend "http://127.0.0.1:$api" --token-file "$out/line-1.token" \
     --authority-key "$authority" --product demo \
+    --boot-stage "$out/boot-stage.bin" \
     --firmware "$out/app.signed.bin" --slot 0x8000 --release-key "$out/release.pub.pem" \
     --device-ca-key "pkcs11:token=demo;object=device-ca" --device-ca-cert "$out/device-ca.pem" \
     --hold
@@ -135,9 +142,11 @@ step "the device authenticates with the key read back from the emulated flash"
 $bin/factory device-auth --chip nrf51822 --gdb "127.0.0.1:$gdb" \
     --backend "http://127.0.0.1:$api" --token-file "$out/line-1.token"
 
-step "the chip boots: its boot stage checks the record against FICR"
+step "the chip boots: the boot stage verifies image and record, then starts the application"
 wait "$chip"
 cat "$out/console.txt"
+grep -q '^APP version=1.0.0+1 serial=1 ' "$out/console.txt" \
+    || { echo "demo: the application did not start" >&2; exit 1; }
 
 step "the backend's audit log"
 $bin/provisiond audit show --store "sqlite:$out/registry.db"

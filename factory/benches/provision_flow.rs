@@ -44,6 +44,7 @@ fn flow_on_fake_chips(devices: u32) {
         backend: &client,
         authority: authority.as_ref(),
         product: Some("bench".into()),
+        boot_stage: None,
         firmware: None,
         lock: true,
         force: false,

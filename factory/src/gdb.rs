@@ -98,6 +98,7 @@ pub struct GdbClient {
     acks: bool,
     packet_size: usize,
     vflash: bool,
+    described: bool,
 }
 
 impl GdbClient {
@@ -111,6 +112,7 @@ impl GdbClient {
             acks: true,
             packet_size: 1024,
             vflash: false,
+            described: false,
         };
         let features = client.request(b"qSupported:multiprocess-;swbreak+;hwbreak+")?;
         let features = String::from_utf8_lossy(&features).into_owned();
@@ -267,6 +269,18 @@ impl GdbClient {
             self.expect_ok(&payload)?;
         }
         self.expect_ok(b"vFlashDone")
+    }
+
+    /// Write register `reg` (the stub's numbering) with `value_hex`, the
+    /// register's bytes in target order as hex.
+    pub fn write_register(&mut self, reg: u32, value_hex: &str) -> Result<(), GdbError> {
+        if !self.described {
+            // Stubs number registers by the target description, and QEMU's
+            // accepts `P` only from a client that has read it.
+            self.request(b"qXfer:features:read:target.xml:0,ffb")?;
+            self.described = true;
+        }
+        self.expect_ok(format!("P{reg:x}={value_hex}").as_bytes())
     }
 
     /// Detach: the target runs on and the stub is free for the next

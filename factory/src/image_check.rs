@@ -112,3 +112,45 @@ pub fn load_public_keys(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<P256
         })
         .collect()
 }
+
+/// Read a boot stage (a raw binary for address 0) and check that it ends
+/// below the firmware's slot and starts with a vector table: a stack pointer
+/// in RAM (`0x2000_0000..`) and a Thumb reset handler inside itself.
+pub fn check_boot_stage(path: &Path, firmware: &Firmware) -> Result<Firmware, ImageCheckError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| ImageCheckError::Read {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    let invalid = |reason: String| ImageCheckError::Invalid {
+        path: shown.clone(),
+        reason,
+    };
+    if bytes.len() as u64 > u64::from(firmware.addr) {
+        return Err(invalid(format!(
+            "{} bytes run into the firmware's slot at {:#x}",
+            bytes.len(),
+            firmware.addr
+        )));
+    }
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+    };
+    let (Some(sp), Some(reset)) = (word(0), word(4)) else {
+        return Err(invalid("too short for a vector table".into()));
+    };
+    if !(0x2000_0000..0x4000_0000).contains(&sp)
+        || reset & 1 == 0
+        || u64::from(reset & !1) >= bytes.len() as u64
+    {
+        return Err(invalid(format!(
+            "no vector table at its start (stack pointer {sp:#010x}, reset handler {reset:#010x})"
+        )));
+    }
+    let mut bytes = bytes;
+    // The NVM controllers write whole words.
+    bytes.resize(bytes.len().next_multiple_of(4), 0xff);
+    Ok(Firmware { addr: 0, bytes })
+}

@@ -47,6 +47,8 @@ pub struct Job<'a> {
     pub authority: &'a dyn Signer,
     /// Product name for the record and the registry.
     pub product: Option<String>,
+    /// The boot stage to program at the start of flash, if any.
+    pub boot_stage: Option<&'a Firmware>,
     /// The firmware to program, if any.
     pub firmware: Option<&'a Firmware>,
     /// Lock debug access at the end.
@@ -276,19 +278,11 @@ fn run(
     timer.run("program_partition", || {
         target.program_flash(chip, chip.partition, &image)
     })?;
-    if let Some(fw) = job.firmware {
-        timer.run("program_firmware", || {
-            target.program_flash(chip, fw.addr, &fw.bytes)
-        })?;
-    }
+    program_images(target, job, timer)?;
     timer.run("verify_partition", || {
         verify(target, chip.partition, &image, "provisioning partition")
     })?;
-    if let Some(fw) = job.firmware {
-        timer.run("verify_firmware", || {
-            verify(target, fw.addr, &fw.bytes, "firmware")
-        })?;
-    }
+    verify_images(target, job, timer)?;
     drop(image);
     drop(device_key);
     drop(secret);
@@ -301,25 +295,55 @@ fn run(
     Ok("provisioned")
 }
 
-/// On a chip provisioned before: program the firmware if `program`, then
-/// verify it.
+/// The boot stage and the firmware, each with its program and verify steps.
+fn images<'a>(
+    job: &Job<'a>,
+) -> impl Iterator<Item = (&'a Firmware, &'static str, &'static str, &'static str)> {
+    let boot = job
+        .boot_stage
+        .map(|b| (b, "program_boot_stage", "verify_boot_stage", "boot stage"));
+    let fw = job
+        .firmware
+        .map(|f| (f, "program_firmware", "verify_firmware", "firmware"));
+    boot.into_iter().chain(fw)
+}
+
+fn program_images(
+    target: &mut dyn Target,
+    job: &Job<'_>,
+    timer: &mut Timer,
+) -> Result<(), FlowError> {
+    for (img, program, _, _) in images(job) {
+        timer.run(program, || {
+            target.program_flash(job.chip, img.addr, &img.bytes)
+        })?;
+    }
+    Ok(())
+}
+
+fn verify_images(
+    target: &mut dyn Target,
+    job: &Job<'_>,
+    timer: &mut Timer,
+) -> Result<(), FlowError> {
+    for (img, _, check, what) in images(job) {
+        timer.run(check, || verify(target, img.addr, &img.bytes, what))?;
+    }
+    Ok(())
+}
+
+/// On a chip provisioned before: program the boot stage and the firmware if
+/// `program`, then verify them.
 fn firmware(
     target: &mut dyn Target,
     job: &Job<'_>,
     timer: &mut Timer,
     program: bool,
 ) -> Result<(), FlowError> {
-    let Some(fw) = job.firmware else {
-        return Ok(());
-    };
     if program {
-        timer.run("program_firmware", || {
-            target.program_flash(job.chip, fw.addr, &fw.bytes)
-        })?;
+        program_images(target, job, timer)?;
     }
-    timer.run("verify_firmware", || {
-        verify(target, fw.addr, &fw.bytes, "firmware")
-    })
+    verify_images(target, job, timer)
 }
 
 /// Lock if asked, then let the chip run.

@@ -151,7 +151,21 @@ impl Target for GdbTarget {
         }
     }
 
+    /// Restart the core as a reset does, from the vector table at address 0
+    /// (stack pointer, reset handler, Thumb state), so that what was just
+    /// programmed there runs; then detach.
     fn reset_and_run(&mut self) -> Result<(), TargetError> {
+        let mut vectors = [0u8; 8];
+        self.client.read_memory(0, &mut vectors)?;
+        let hex = |w: &[u8]| hex::encode(w);
+        // ARM M-profile register numbers: 13 sp, 15 pc, 25 xPSR (T bit 24).
+        for (reg, value) in [
+            (13, hex(&vectors[..4])),
+            (15, hex(&vectors[4..])),
+            (25, hex(&0x0100_0000u32.to_le_bytes())),
+        ] {
+            self.client.write_register(reg, &value)?;
+        }
         Ok(self.client.detach()?)
     }
 

@@ -1,8 +1,10 @@
 //! `factory provision` end to end with real parts: the emulated nRF51 under
 //! QEMU (its GDB stub), the backend over HTTP on 127.0.0.1, the provisioning
-//! authority's key in a SoftHSM2 token. The chip then boots, and its boot
-//! stage reports PROVISIONED with the serial the backend allocated, after the
-//! chip has authenticated to the backend with the injected key read back
+//! authority's key in a SoftHSM2 token. The chip starts blank; the station
+//! programs the boot stage, the signed sample application and the record.
+//! The chip then boots: its boot stage reports PROVISIONED with the serial
+//! the backend allocated and starts the application, which prints it, after
+//! the chip has authenticated to the backend with the injected key read back
 //! from its flash (`factory device-auth`).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -13,9 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{backend_with, DATA, TOKEN};
-
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+use common::{backend_with, signed_app, DATA, ROOT, TOKEN};
 
 #[test]
 fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
@@ -68,9 +68,19 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
         .local_addr()
         .unwrap()
         .port();
-    let mut chip = Command::new(format!("{ROOT}/firmware/qemu/boot.sh"))
+    let boot_stage = hsm.path().join("boot-stage.bin");
+    let built = Command::new(format!("{ROOT}/firmware/qemu/boot.sh"))
+        .arg("--release-key")
+        .arg(format!("{DATA}images/dev-key.pub.pem"))
         .arg("--authority")
         .arg(&pem_path)
+        .arg("--build-only")
+        .arg(&boot_stage)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let mut chip = Command::new(format!("{ROOT}/firmware/qemu/boot.sh"))
+        .arg("--blank")
         .args(["--gdb", &port.to_string()])
         .stdout(Stdio::piped())
         .spawn()
@@ -97,7 +107,9 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
         .arg(&token_file)
         .args(["--authority-key", uri])
         .arg("--firmware")
-        .arg(format!("{DATA}images/signed.bin"))
+        .arg(signed_app())
+        .arg("--boot-stage")
+        .arg(&boot_stage)
         .arg("--release-key")
         .arg(format!("{DATA}images/dev-key.pub.pem"))
         .args(["--slot", "0x8000", "--hold"])
@@ -117,7 +129,14 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
         .iter()
         .map(|s| s["step"].as_str().unwrap())
         .collect();
-    assert!(steps.contains(&"program_firmware") && steps.contains(&"backend_activate"));
+    for step in [
+        "program_boot_stage",
+        "verify_boot_stage",
+        "program_firmware",
+        "backend_activate",
+    ] {
+        assert!(steps.contains(&step), "{step}: {steps:?}");
+    }
 
     // Still halted: the device certificate read back verifies against the chain.
     let dev_path = hsm.path().join("device.pem");
@@ -172,7 +191,9 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
         .unwrap();
     assert!(chip.wait().unwrap().success(), "{console}");
     assert!(
-        console.contains("PROVISIONED serial=1 hw_id=1234567800000003 product=microbit-demo"),
+        console.contains("PROVISIONED serial=1 hw_id=1234567800000003 product=microbit-demo")
+            && console.contains("BOOT ok version=1.0.0+0 counter=1")
+            && console.contains("APP version=1.0.0+0 serial=1 hw_id=1234567800000003"),
         "{console}"
     );
     let device = be.store.device_by_serial(1).unwrap().unwrap();

@@ -31,6 +31,7 @@ fn basic_job<'a>(
         backend,
         authority,
         product: None,
+        boot_stage: None,
         firmware: None,
         lock: false,
         force: false,

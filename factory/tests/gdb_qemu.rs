@@ -4,6 +4,8 @@
 //! it into the halted chip's flash is what the boot stage then verifies.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -134,13 +136,13 @@ fn a_lock_the_stub_cannot_apply_is_reported_not_assumed() {
     );
 }
 
+/// A blank chip written over the stub: the boot stage, the signed sample
+/// application and the record; restarted, it boots them.
 #[test]
-fn a_record_written_over_gdb_boots_as_provisioned() {
+fn a_blank_chip_written_over_gdb_boots_its_application_as_provisioned() {
     let port = free_port();
     let mut boot = Command::new(format!("{ROOT}/firmware/qemu/boot.sh"))
-        .arg("--authority")
-        .arg(format!("{ROOT}/tests/data/records/authority.pub.pem"))
-        .args(["--gdb", &port.to_string()])
+        .args(["--blank", "--gdb", &port.to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -153,10 +155,15 @@ fn a_record_written_over_gdb_boots_as_provisioned() {
         "1234567800000003"
     );
     let record = std::fs::read(format!("{ROOT}/tests/data/records/qemu-microbit.bin")).unwrap();
-    target.program_flash(chip, chip.partition, &record).unwrap();
-    let mut back = vec![0u8; record.len()];
-    target.read_memory(chip.partition, &mut back).unwrap();
-    assert_eq!(back, record, "read back what was written");
+    let mut stage = std::fs::read(common::boot_stage()).unwrap();
+    stage.resize(stage.len().next_multiple_of(4), 0xff);
+    let app = std::fs::read(common::signed_app()).unwrap();
+    for (addr, bytes) in [(0, &stage), (0x8000, &app), (chip.partition, &record)] {
+        target.program_flash(chip, addr, bytes).unwrap();
+        let mut back = vec![0u8; bytes.len()];
+        target.read_memory(addr, &mut back).unwrap();
+        assert_eq!(&back, bytes, "read back what was written at {addr:#x}");
+    }
     target.reset_and_run().unwrap();
 
     let mut console = String::new();
@@ -167,8 +174,12 @@ fn a_record_written_over_gdb_boots_as_provisioned() {
         .unwrap();
     let status = boot.wait().unwrap();
     assert!(status.success(), "{console}");
-    assert!(
-        console.contains("PROVISIONED serial=1 hw_id=1234567800000003"),
-        "{console}"
+    assert_eq!(
+        console.lines().collect::<Vec<_>>(),
+        [
+            "PROVISIONED serial=1 hw_id=1234567800000003 product=microbit-demo",
+            "BOOT ok version=1.0.0+0 counter=1",
+            "APP version=1.0.0+0 serial=1 hw_id=1234567800000003",
+        ]
     );
 }

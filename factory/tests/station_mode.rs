@@ -11,9 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
-use common::{backend, DATA, TOKEN};
-
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+use common::{backend, boot_keys, signed_app, DATA, ROOT, TOKEN};
 
 /// A child killed when the test ends, however it ends (a leaked child would
 /// hold the test's output open).
@@ -28,8 +26,7 @@ impl Drop for Killed {
 
 fn chip(port: u16) -> std::process::Child {
     Command::new(format!("{ROOT}/firmware/qemu/boot.sh"))
-        .arg("--authority")
-        .arg(format!("{DATA}records/authority.pub.pem"))
+        .args(boot_keys())
         .args(["--gdb", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -58,7 +55,7 @@ fn station_mode_provisions_chips_as_they_attach() {
         .arg("--authority-key")
         .arg(format!("file:{DATA}records/authority.pem"))
         .arg("--firmware")
-        .arg(format!("{DATA}images/signed.bin"))
+        .arg(signed_app())
         .arg("--release-key")
         .arg(format!("{DATA}images/dev-key.pub.pem"))
         .args(["--slot", "0x8000"])
@@ -80,7 +77,7 @@ fn station_mode_provisions_chips_as_they_attach() {
     );
     assert!(
         first.0.wait().unwrap().success(),
-        "the first chip boots PROVISIONED"
+        "the first chip boots its application"
     );
 
     // A real line swaps chips with different hw_ids; QEMU's all share one, so

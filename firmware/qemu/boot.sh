@@ -1,58 +1,138 @@
 #!/usr/bin/env bash
-# Build the boot stage with the given provisioning-authority keys compiled in,
-# boot it on QEMU's nRF51 (microbit) with REC.bin in the provisioning partition
-# (0x3F000; none = erased flash), print its console, exit with its code
-# (0 PROVISIONED, 1 NOT PROVISIONED). With --gdb PORT the chip waits, halted,
-# for a debugger on 127.0.0.1:PORT (QEMU's GDB stub) to write it and continue:
-# how the factory station provisions it.
+# Build the boot stage with the given keys compiled in and boot it on QEMU's
+# nRF51 (microbit), with images, a provisioning record and a preset rollback
+# counter placed in flash as docs/boot.md lays it out. Prints the console
+# (UART0) and exits 0 when the application started and ended well, 1 when
+# the boot stage refused to start anything (or the application failed),
+# 2 on bad arguments, 124 on a timeout.
 #
-#   firmware/qemu/boot.sh --authority PUB.pem [--authority PUB2.pem …] [--record REC.bin] [--gdb PORT]
+#   firmware/qemu/boot.sh [--release-key PUB.pem …] [--authority PUB.pem …]
+#       [--image SIGNED.bin] [--upgrade SIGNED.bin] [--min-counter N]
+#       [--record REC.bin] [--flash FLASH.bin] [--blank] [--gdb PORT] [--icount]
+#   firmware/qemu/boot.sh [--release-key PUB.pem …] [--authority PUB.pem …] --build-only OUT.bin
+#
+#   --release-key  a key images are verified with (repeatable: rotation)
+#   --authority    a provisioning-authority key records are verified with
+#   --image        signed image for the primary slot (0x8000)
+#   --upgrade      signed image for the secondary slot (0x21000); pending
+#                  when signed with `--pad`
+#   --min-counter  preset the stored rollback counter (boot state, 0x3A000)
+#   --record       provisioning record for the partition (0x3F000)
+#   --flash        a whole 256 KiB flash image instead (a saved chip; the
+#                  keys are those of the boot stage inside it)
+#   --blank        a factory-fresh chip: everything erased, no boot stage
+#                  (the factory station programs it over --gdb)
+#   --build-only   write the boot stage as a raw binary for address 0 (for
+#                  `factory provision --boot-stage`) and boot nothing
+#   --gdb          wait, halted, for a debugger on 127.0.0.1:PORT
+#   --icount       count instructions: one per nanosecond of virtual time
+#
+# BOOT_FEATURES=stack-probe|cost-probe builds the stage with a measurement
+# (bench/boot.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-usage() { echo "usage: $0 --authority PUB.pem [--authority PUB.pem …] [--record REC.bin] [--gdb PORT]" >&2; exit 2; }
+usage() {
+    sed -n '/^#   firmware/,/^#   --icount/p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
 
-authorities=()
-record=""
-gdb=""
+release=() authorities=()
+image="" upgrade="" record="" flash="" gdb="" min_counter="" icount="" blank="" build_only=""
 while (($#)); do
     case "$1" in
+        --release-key) [ $# -ge 2 ] || usage; release+=("$2"); shift 2 ;;
         --authority) [ $# -ge 2 ] || usage; authorities+=("$2"); shift 2 ;;
+        --image) [ $# -ge 2 ] || usage; image=$2; shift 2 ;;
+        --upgrade) [ $# -ge 2 ] || usage; upgrade=$2; shift 2 ;;
         --record) [ $# -ge 2 ] || usage; record=$2; shift 2 ;;
+        --flash) [ $# -ge 2 ] || usage; flash=$2; shift 2 ;;
+        --min-counter) [ $# -ge 2 ] || usage; min_counter=$2; shift 2 ;;
         --gdb) [ $# -ge 2 ] || usage; gdb=$2; shift 2 ;;
+        --icount) icount=1; shift ;;
+        --blank) blank=1; shift ;;
+        --build-only) [ $# -ge 2 ] || usage; build_only=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "unknown argument: $1" >&2; usage ;;
     esac
 done
-((${#authorities[@]})) || usage
-
-keys=()
-for pem in "${authorities[@]}"; do
-    hex=$(openssl pkey -pubin -in "$pem" -outform DER 2>/dev/null | tail -c 65 | od -An -tx1 | tr -d ' \n') \
-        || { echo "$pem: not a public key" >&2; exit 2; }
-    [ ${#hex} -eq 130 ] || { echo "$pem: not a P-256 public key" >&2; exit 2; }
-    keys+=("$hex")
+for f in "$image" "$upgrade" "$record" "$flash"; do
+    [ -z "$f" ] || [ -f "$f" ] || { echo "$f: no such file" >&2; exit 2; }
 done
-[ -z "$record" ] || [ -f "$record" ] || { echo "$record: no such file" >&2; exit 2; }
+[ -z "$min_counter" ] || [[ "$min_counter" =~ ^[0-9]+$ && "$min_counter" -lt 4294967295 ]] \
+    || { echo "--min-counter: $min_counter is not a counter (0 to 4294967294)" >&2; exit 2; }
+if [ -n "$flash$blank" ] && { [ -n "$image$upgrade$record$min_counter$build_only" ] || ((${#release[@]} + ${#authorities[@]})); }; then
+    echo "--flash and --blank bring the whole chip: no keys, images, record or counter with them" >&2
+    exit 2
+fi
+[ -z "$build_only" ] || [ -z "$gdb$icount" ] || { echo "--build-only boots nothing" >&2; exit 2; }
+check_size() { # FILE MAX WHAT
+    local n; n=$(stat -c %s "$1")
+    [ "$n" -le "$2" ] || { echo "$1: $n bytes, larger than the $3 ($2)" >&2; exit 2; }
+}
+[ -z "$image" ] || check_size "$image" $((0x19000)) "primary slot"
+[ -z "$upgrade" ] || check_size "$upgrade" $((0x19000)) "secondary slot"
+[ -z "$record" ] || check_size "$record" $((0x1000)) "provisioning partition"
+[ -z "$flash" ] || check_size "$flash" $((0x40000)) "flash"
+
+sec1() { # PEM -> the 65-byte SEC1 point in hex
+    local hex
+    hex=$(openssl pkey -pubin -in "$1" -outform DER 2>/dev/null | tail -c 65 | od -An -tx1 | tr -d ' \n') \
+        || { echo "$1: not a public key" >&2; exit 2; }
+    [ ${#hex} -eq 130 ] && [ "${hex:0:2}" = 04 ] || { echo "$1: not a P-256 public key" >&2; exit 2; }
+    echo "$hex"
+}
+release_hex=() authority_hex=()
+for pem in "${release[@]}"; do release_hex+=("$(sec1 "$pem")"); done
+for pem in "${authorities[@]}"; do authority_hex+=("$(sec1 "$pem")"); done
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-# Several boots (tests) may build with different keys at once: build and take a
-# private copy of the ELF under a lock.
-elf=$(mktemp)
-trap 'rm -f "$elf"' EXIT
-exec 9>"$CARGO_TARGET_DIR/boot-stage.lock"
-flock 9
-(cd "$here" && PROV_AUTHORITIES=$(IFS=,; echo "${keys[*]}") cargo build --quiet --release)
-cp "$CARGO_TARGET_DIR/thumbv6m-none-eabi/release/boot-stage" "$elf"
-flock -u 9
-
-args=(-M microbit -nographic -monitor none -serial none
-      -semihosting-config enable=on,target=native -kernel "$elf")
-[ -z "$record" ] || args+=(-device "loader,file=$record,addr=0x3f000")
+mkdir -p "$CARGO_TARGET_DIR"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# The chip's whole flash as one file: erased (0xff), with each part laid in
+# where docs/boot.md puts it.
+place() { # FILE ADDR
+    dd if="$1" of="$work/flash.bin" bs=4096 seek="$(($2))" oflag=seek_bytes conv=notrunc status=none
+}
+if [ -n "$flash" ]; then
+    cp "$flash" "$work/flash.bin"
+else
+    head -c $((0x40000)) /dev/zero | tr '\0' '\377' > "$work/flash.bin"
+fi
+if [ -z "$flash$blank" ]; then
+    # Several boots (tests) may build with different keys at once: build and
+    # take a private copy of the program under a lock.
+    exec 9>"$CARGO_TARGET_DIR/boot-stage.lock"
+    flock 9
+    (cd "$here" && RELEASE_KEYS=$(IFS=,; echo "${release_hex[*]}") \
+        PROV_AUTHORITIES=$(IFS=,; echo "${authority_hex[*]}") \
+        cargo build --quiet --release --bin boot-stage ${BOOT_FEATURES:+--features "$BOOT_FEATURES"})
+    arm-none-eabi-objcopy -O binary "$CARGO_TARGET_DIR/thumbv6m-none-eabi/release/boot-stage" "$work/boot-stage.bin"
+    flock -u 9
+    if [ -n "$build_only" ]; then
+        tmp=$(mktemp "$build_only.XXXXXX")
+        cp "$work/boot-stage.bin" "$tmp" && mv "$tmp" "$build_only"
+        exit 0
+    fi
+    place "$work/boot-stage.bin" 0
+    [ -z "$image" ] || place "$image" 0x8000
+    [ -z "$upgrade" ] || place "$upgrade" 0x21000
+    [ -z "$record" ] || place "$record" 0x3f000
+    if [ -n "$min_counter" ]; then
+        (cd "$root" && cargo run --quiet -p firmware --example boot_state -- "$min_counter" "$work/state.bin")
+        place "$work/state.bin" 0x3a000
+    fi
+fi
+args=(-M microbit -nographic -monitor none
+      -chardev "file,id=console,path=/dev/stdout,append=on" -serial chardev:console
+      -semihosting-config enable=on,target=native
+      -device "loader,file=$work/flash.bin,addr=0")
 [ -z "$gdb" ] || args+=(-S -gdb "tcp:127.0.0.1:$gdb")
+[ -z "$icount" ] || args+=(-icount shift=0)
 set +e
 timeout 120 qemu-system-arm "${args[@]}"
 rc=$?
 set -e
-[ $rc -ne 124 ] || echo "NOT PROVISIONED reason=timeout"
+[ $rc -ne 124 ] || echo "BOOT timeout"
 exit $rc

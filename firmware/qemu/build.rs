@@ -1,5 +1,8 @@
-//! Compiles the provisioning-authority keys into the boot stage:
-//! PROV_AUTHORITIES is a comma-separated list of 65-byte SEC1 points in hex.
+//! Compiles the keys into the boot stage: RELEASE_KEYS (images) and
+//! PROV_AUTHORITIES (provisioning records), each a comma-separated list of
+//! 65-byte SEC1 points in hex. Gives each program its memory map
+//! (`boot.x`: the boot stage, `app.x`: the sample application, `tools.x`:
+//! the measurement programs).
 //! Also writes the Wycheproof ECDSA P-256/SHA-256 vectors (raw r‖s and DER)
 //! the on-target self-test runs (`src/bin/selftest.rs`).
 use std::fmt::Write as _;
@@ -44,19 +47,15 @@ fn vectors() -> Vec<u8> {
     out
 }
 
-fn main() {
-    println!("cargo:rerun-if-env-changed=PROV_AUTHORITIES");
-    println!("cargo:rerun-if-changed=memory.x");
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    std::fs::copy("memory.x", out.join("memory.x")).expect("memory.x");
-    println!("cargo:rustc-link-search={}", out.display());
-
-    let list = std::env::var("PROV_AUTHORITIES").unwrap_or_default();
-    let mut src = String::from("pub const AUTHORITIES: &[[u8; 65]] = &[\n");
+/// `pub const NAME: &[[u8; 65]]` from the environment variable NAME.
+fn key_list(name: &str) -> String {
+    println!("cargo:rerun-if-env-changed={name}");
+    let list = std::env::var(name).unwrap_or_default();
+    let mut src = format!("pub const {name}: &[[u8; 65]] = &[\n");
     for key in list.split(',').map(str::trim).filter(|k| !k.is_empty()) {
         assert!(
             key.len() == 130 && key.starts_with("04"),
-            "PROV_AUTHORITIES: {key:?} is not a 65-byte SEC1 point in hex"
+            "{name}: {key:?} is not a 65-byte SEC1 point in hex"
         );
         src.push_str("    [");
         for i in (0..130).step_by(2) {
@@ -66,6 +65,27 @@ fn main() {
         src.push_str("],\n");
     }
     src.push_str("];\n");
-    std::fs::write(out.join("authorities.rs"), src).expect("authorities.rs");
+    src
+}
+
+fn main() {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    // One memory map per program: each finds its own `memory.x` first.
+    for (file, bins) in [
+        ("boot.x", &["boot-stage"][..]),
+        ("app.x", &["app"][..]),
+        ("tools.x", &["verifiers", "selftest", "cost"][..]),
+    ] {
+        println!("cargo:rerun-if-changed={file}");
+        let dir = out.join(file.trim_end_matches(".x"));
+        std::fs::create_dir_all(&dir).expect("memory map dir");
+        std::fs::copy(file, dir.join("memory.x")).expect("memory map");
+        for bin in bins {
+            println!("cargo:rustc-link-arg-bin={bin}=-L{}", dir.display());
+        }
+    }
+
+    let keys = key_list("RELEASE_KEYS") + &key_list("PROV_AUTHORITIES");
+    std::fs::write(out.join("keys.rs"), keys).expect("keys.rs");
     std::fs::write(out.join("vectors.bin"), vectors()).expect("vectors.bin");
 }

@@ -1,88 +1,12 @@
-//! The boot stage on QEMU's nRF51 (`-M microbit`, FICR DEVICEID reads
-//! 1234567800000003): a valid record boots as PROVISIONED with its serial; a
-//! tampered record, a record for another chip, an unknown authority and an
-//! erased partition each boot as NOT PROVISIONED with the reason.
+//! The verifiers on an emulated Cortex-M4. The boot stage itself, with signed
+//! images, records and upgrades on QEMU's nRF51, is tested with the real
+//! signing tools in `keytool/tests/secure_boot_qemu.rs` and
+//! `factory/tests/upgrade_power_cut_qemu.rs`.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::process::Command;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
-fn boot(authority: &str, record: Option<&std::path::Path>) -> (i32, String) {
-    let mut cmd = Command::new(format!("{ROOT}/firmware/qemu/boot.sh"));
-    cmd.arg("--authority")
-        .arg(format!("{ROOT}/tests/data/records/{authority}"));
-    if let Some(r) = record {
-        cmd.arg("--record").arg(r);
-    }
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run boot.sh: {e}"));
-    let console = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.stderr.is_empty() || out.status.code().is_some(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), console)
-}
-
-fn data(name: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(format!("{ROOT}/tests/data/records/{name}"))
-}
-
-// One test, run in sequence: each case rebuilds the stage only when the
-// compiled-in authority changes, and cargo builds one at a time anyway.
-#[test]
-fn boot_stage_on_emulated_nrf51() {
-    let (rc, out) = boot("authority.pub.pem", Some(&data("qemu-microbit.bin")));
-    assert_eq!(
-        (rc, out.trim()),
-        (
-            0,
-            "PROVISIONED serial=1 hw_id=1234567800000003 product=microbit-demo"
-        )
-    );
-
-    let dir = std::env::temp_dir().join(format!("qemu-boot-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut bytes = std::fs::read(data("qemu-microbit.bin")).unwrap();
-    bytes[16] ^= 0x01; // serial 1 -> 0: the signature no longer covers it
-    let tampered = dir.join("tampered.bin");
-    std::fs::write(&tampered, &bytes).unwrap();
-    let (rc, out) = boot("authority.pub.pem", Some(&tampered));
-    assert_eq!(
-        (rc, out.trim()),
-        (
-            1,
-            "NOT PROVISIONED reason=bad-signature hw_id=1234567800000003"
-        )
-    );
-
-    let (rc, out) = boot("authority.pub.pem", Some(&data("max-serial.bin")));
-    assert_eq!(
-        (rc, out.trim()),
-        (
-            1,
-            "NOT PROVISIONED reason=wrong-chip hw_id=1234567800000003"
-        )
-    );
-
-    let (rc, out) = boot("authority.pub.pem", None);
-    assert_eq!(
-        (rc, out.trim()),
-        (1, "NOT PROVISIONED reason=erased hw_id=1234567800000003")
-    );
-
-    let (rc, out) = boot("device.pub.pem", Some(&data("qemu-microbit.bin")));
-    assert_eq!(
-        (rc, out.trim()),
-        (
-            1,
-            "NOT PROVISIONED reason=unknown-authority hw_id=1234567800000003"
-        )
-    );
-}
 
 /// The verifiers as compiled for Cortex-M4 (thumbv7em, the nRF52 series),
 /// run on QEMU's Cortex-M4 board: every Wycheproof P-256/SHA-256 vector (raw

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use factory::backend::Backend;
 use factory::chips::{Chip, ChipTable};
-use factory::image_check::{check_firmware, load_public_keys};
+use factory::image_check::{check_boot_stage, check_firmware, load_public_keys};
 use factory::provision::{provision, Job};
 use factory::target::{read_hw_id, GdbTarget, Target};
 
@@ -160,6 +160,10 @@ struct ProvisionArgs {
     /// Where a .bin image goes (a .hex image carries its address).
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     slot: Option<u32>,
+    /// The boot stage to program at the start of flash (a raw binary, e.g.
+    /// from `firmware/qemu/boot.sh --build-only`), below the firmware's slot.
+    #[arg(long, value_name = "BOOT.bin")]
+    boot_stage: Option<PathBuf>,
     /// Product name, in the record and the registry (at most 16 ASCII characters).
     #[arg(long)]
     product: Option<String>,
@@ -219,6 +223,7 @@ struct RunArgs {
 struct Station {
     chip: factory::chips::Chip,
     firmware: factory::provision::Firmware,
+    boot_stage: Option<factory::provision::Firmware>,
     backend: Backend,
     authority: Box<dyn signer::Signer>,
     device_ca: Option<factory::provision::DeviceCa>,
@@ -236,6 +241,10 @@ impl Station {
         // Everything that can be checked without a chip is checked first.
         let release_keys = load_public_keys(&args.release_keys)?;
         let firmware = check_firmware(&args.firmware, &release_keys, args.slot, &chip)?;
+        let boot_stage = match &args.boot_stage {
+            Some(path) => Some(check_boot_stage(path, &firmware)?),
+            None => None,
+        };
         let backend = args.api.client()?;
         let authority = signer::open_signer(&args.authority_key)?;
         let device_ca = match (&args.device_ca_key, &args.device_ca_cert) {
@@ -256,6 +265,7 @@ impl Station {
         Ok(Self {
             chip,
             firmware,
+            boot_stage,
             backend,
             authority,
             device_ca,
@@ -269,6 +279,7 @@ impl Station {
             backend: &self.backend,
             authority: self.authority.as_ref(),
             product: self.args.product.clone(),
+            boot_stage: self.boot_stage.as_ref(),
             firmware: Some(&self.firmware),
             lock: self.args.lock,
             force: self.args.force,

@@ -55,3 +55,76 @@ pub fn backend() -> LocalBackend {
         .unwrap(),
     )
 }
+
+pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn work() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+fn run_ok(cmd: &mut std::process::Command) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+}
+
+/// The sample application for QEMU's nRF51 (`firmware/qemu/build-app.sh`),
+/// signed by imgtool 2.5 with the test data's dev key for the primary slot
+/// (version 1.0.0, counter 1); made once per test process.
+pub fn signed_app() -> std::path::PathBuf {
+    static APP: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    APP.get_or_init(|| {
+        let raw = work().join("app.bin");
+        let signed = work().join("app.signed.bin");
+        run_ok(std::process::Command::new(format!("{ROOT}/firmware/qemu/build-app.sh")).arg(&raw));
+        let imgtool = std::env::var_os("IMGTOOL")
+            .unwrap_or_else(|| panic!("IMGTOOL is not set: run the tests through scripts/test.sh"));
+        run_ok(
+            std::process::Command::new(imgtool)
+                .args([
+                    "sign",
+                    "-H",
+                    "0x200",
+                    "--pad-header",
+                    "-S",
+                    "0x19000",
+                    "--align",
+                    "4",
+                ])
+                .args(["-v", "1.0.0", "-s", "1", "-k"])
+                .arg(format!("{DATA}images/dev-key.pem"))
+                .arg(&raw)
+                .arg(&signed),
+        );
+        signed
+    })
+    .clone()
+}
+
+/// The boot stage with the dev release key and the test authority built in,
+/// as a raw binary for address 0 (`boot.sh --build-only`); made once per
+/// test process.
+pub fn boot_stage() -> std::path::PathBuf {
+    static BOOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        let out = work().join("boot-stage.bin");
+        run_ok(
+            std::process::Command::new(format!("{ROOT}/firmware/qemu/boot.sh"))
+                .args(boot_keys())
+                .arg("--build-only")
+                .arg(&out),
+        );
+        out
+    })
+    .clone()
+}
+
+/// boot.sh's key flags for the test data's release and authority keys.
+pub fn boot_keys() -> [String; 4] {
+    [
+        "--release-key".into(),
+        format!("{DATA}images/dev-key.pub.pem"),
+        "--authority".into(),
+        format!("{DATA}records/authority.pub.pem"),
+    ]
+}

@@ -1,152 +1,194 @@
-//! Boot stage for QEMU's nRF51 (`qemu-system-arm -M microbit`): reads the
-//! chip's hardware ID from FICR, reads the provisioning record from the
-//! provisioning partition, verifies it against the authority keys compiled in,
-//! and reports over semihosting:
+//! The boot stage for QEMU's nRF51 (`qemu-system-arm -M microbit`): a
+//! first-stage bootloader with MCUboot's image format and semantics,
+//! overwrite-only (`docs/boot.md`). At every reset:
 //!
-//! ```text
-//! PROVISIONED serial=N hw_id=HHHHHHHHHHHHHHHH product=NAME
-//! NOT PROVISIONED reason=erased|malformed|unknown-authority|bad-signature|wrong-chip
-//! ```
+//! 1. an upgrade pending in the secondary slot is verified and installed
+//!    (`UPGRADE installed …` or `UPGRADE refused reason=…`);
+//! 2. the primary slot is verified against the release keys built in
+//!    (`BOOT refused reason=…` and a halt without jumping when it fails);
+//! 3. the provisioning record is checked against FICR (`PROVISIONED …` or
+//!    `NOT PROVISIONED reason=…`) and the result handed to the application
+//!    in the handoff block at the start of RAM;
+//! 4. `BOOT ok version=… counter=…`, and a jump into the image.
 //!
-//! exiting 0 or 1.
+//! The console is UART0. Interrupts reach the application through this
+//! stage's vector table (Cortex-M0 has no VTOR): see `forward.s` below.
 //!
-//! Features, for the footprint benchmark (`bench/footprint.sh`): `record`
-//! (default) is the check above; `image` also verifies an MCUboot image in
-//! the slot at 0x8000 against the same keys; with neither, the program only
-//! reads FICR, the baseline. `stack-probe` reports the peak stack use.
+//! Features: `stack-probe` reports the peak stack, `cost-probe` the TIMER0
+//! ticks from reset to the jump (instructions under `-icount`).
 #![no_std]
 #![no_main]
 
-use boot_stage::exit;
+use boot_stage::console::Console;
+use boot_stage::nrf51::{self, Nvmc};
 use cortex_m_rt::entry;
-use cortex_m_semihosting::hprintln;
-use firmware::record::HwId;
-#[cfg(any(feature = "record", feature = "image"))]
+use firmware::boot::{self, Handoff, Layout, Upgrade};
+use firmware::record::{HwId, PRODUCT_LEN};
 use firmware::P256PublicKey;
 
-include!(concat!(env!("OUT_DIR"), "/authorities.rs"));
+// RELEASE_KEYS and PROV_AUTHORITIES: SEC1 points built in by build.rs.
+include!(concat!(env!("OUT_DIR"), "/keys.rs"));
 
-/// FICR DEVICEID[0] and DEVICEID[1] (nRF51 reference manual, FICR registers).
-const FICR_DEVICEID0: usize = 0x1000_0060;
-const FICR_DEVICEID1: usize = 0x1000_0064;
+/// Where the handoff block lives: the first 64 bytes of RAM, outside what
+/// either program links into (`memory.x`).
+const HANDOFF: u32 = 0x2000_0000;
 /// The provisioning partition: the last 4 KiB page of the 256 KiB flash.
-#[cfg(feature = "record")]
-const PROVISIONING_PARTITION: usize = 0x0003_F000;
-#[cfg(feature = "record")]
-const PARTITION_LEN: usize = 4096;
-/// An image slot, for the `image` feature.
-#[cfg(feature = "image")]
-const IMAGE_SLOT: usize = 0x0000_8000;
-#[cfg(feature = "image")]
-const IMAGE_SLOT_LEN: usize = 0x0003_0000;
-#[cfg(any(feature = "record", feature = "image"))]
+const PROVISIONING_PARTITION: u32 = 0x0003_F000;
+const PARTITION_LEN: u32 = 0x1000;
 const MAX_KEYS: usize = 4;
+const LAYOUT: Layout = Layout::MICROBIT;
 
-fn read_hw_id() -> HwId {
-    // SAFETY: FICR is always-mapped, read-only device memory on nRF51.
-    let (d0, d1) = unsafe {
-        (
-            core::ptr::read_volatile(FICR_DEVICEID0 as *const u32),
-            core::ptr::read_volatile(FICR_DEVICEID1 as *const u32),
-        )
-    };
-    HwId::from_deviceid(d0, d1)
-}
+// Every exception and interrupt but reset and HardFault lands in this
+// stage's `DefaultHandler`. Once the application runs (the handoff block
+// carries its magic) it branches, with the exception frame and EXC_RETURN
+// untouched, to the application's handler for the same vector: the word at
+// `vector table + 4 * IPSR`. Before that, it stops the chip.
+core::arch::global_asm!(
+    ".section .text.DefaultHandler,\"ax\",%progbits",
+    ".global DefaultHandler",
+    ".type DefaultHandler,%function",
+    ".thumb_func",
+    "DefaultHandler:",
+    "    ldr r0, =0x20000000",
+    "    ldr r0, [r0]",
+    "    ldr r1, =0x544f4f42", // "BOOT", little-endian
+    "    cmp r0, r1",
+    "    bne 1f",
+    "    ldr r1, =0x20000000",
+    "    ldr r1, [r1, #60]", // the application's vector table, set before the jump
+    "    mrs r0, ipsr",
+    "    lsls r0, r0, #2",
+    "    ldr r0, [r1, r0]",
+    "    bx r0",
+    "1:  b 1b",
+    ".ltorg",
+);
 
-/// The compiled-in keys, in a fixed array (`None` if there are none).
-#[cfg(any(feature = "record", feature = "image"))]
-fn keys() -> Option<([P256PublicKey; MAX_KEYS], usize)> {
-    let first = AUTHORITIES
+/// Run `f` with the valid keys (up to MAX_KEYS) of a list of SEC1 points.
+fn with_keys<R>(list: &[[u8; 65]], f: impl FnOnce(&[P256PublicKey]) -> R) -> R {
+    let mut valid = list
         .iter()
-        .find_map(|raw| P256PublicKey::from_sec1(raw).ok())?;
-    // Unused slots repeat the first key and are never read.
+        .filter_map(|raw| P256PublicKey::from_sec1(raw).ok());
+    let Some(first) = valid.next() else {
+        return f(&[]);
+    };
+    // Unused entries repeat the first key and are never read.
     let mut keys = [first; MAX_KEYS];
-    let mut n = 0;
-    for raw in AUTHORITIES.iter().take(MAX_KEYS) {
-        if let Ok(k) = P256PublicKey::from_sec1(raw) {
-            keys[n] = k;
-            n += 1;
-        }
+    let mut n = 1;
+    for (slot, key) in keys[1..].iter_mut().zip(valid) {
+        *slot = key;
+        n += 1;
     }
-    Some((keys, n))
+    f(&keys[..n])
 }
 
-#[cfg(feature = "record")]
-fn check_record(chip: HwId) -> bool {
-    let Some((keys, n)) = keys() else {
-        hprintln!("NOT PROVISIONED reason=no-authority hw_id={}", chip);
-        return false;
-    };
+/// Check the provisioning record against this chip; print the verdict.
+fn check_record(con: &mut Console, chip: HwId) -> Option<(u32, [u8; PRODUCT_LEN])> {
+    if PROV_AUTHORITIES.is_empty() {
+        con.str("NOT PROVISIONED reason=no-authority hw_id=")
+            .hex(&chip.0)
+            .end();
+        return None;
+    }
     // SAFETY: the partition lies inside on-chip flash, mapped and readable.
-    let partition =
-        unsafe { core::slice::from_raw_parts(PROVISIONING_PARTITION as *const u8, PARTITION_LEN) };
-    #[cfg(feature = "stack-probe")]
-    let depth = stack::depth();
-    #[cfg(feature = "stack-probe")]
-    stack::paint();
-    let verdict = firmware::record::verify_provisioning(partition, chip, &keys[..n]);
-    #[cfg(feature = "stack-probe")]
-    hprintln!(
-        "STACK verify_provisioning={} (below a caller depth of {})",
-        stack::used() - depth,
-        depth
-    );
-    match verdict {
+    let partition = unsafe {
+        core::slice::from_raw_parts(PROVISIONING_PARTITION as *const u8, PARTITION_LEN as usize)
+    };
+    match with_keys(PROV_AUTHORITIES, |keys| {
+        firmware::record::verify_provisioning(partition, chip, keys)
+    }) {
         Ok(p) => {
-            hprintln!(
-                "PROVISIONED serial={} hw_id={} product={}",
-                p.body.serial,
-                chip,
-                p.body.product_name().unwrap_or("")
-            );
-            true
+            con.str("PROVISIONED serial=")
+                .dec(p.body.serial)
+                .str(" hw_id=")
+                .hex(&chip.0)
+                .str(" product=")
+                .str(p.body.product_name().unwrap_or(""))
+                .end();
+            Some((p.body.serial, p.body.product))
         }
         Err(e) => {
-            hprintln!("NOT PROVISIONED reason={} hw_id={}", e.code(), chip);
-            false
+            con.str("NOT PROVISIONED reason=")
+                .str(e.code())
+                .str(" hw_id=")
+                .hex(&chip.0)
+                .end();
+            None
         }
     }
 }
 
-#[cfg(feature = "image")]
-fn check_image() -> bool {
-    let Some((keys, n)) = keys() else {
-        return false;
-    };
-    // SAFETY: the slot lies inside on-chip flash, mapped and readable.
-    let slot = unsafe { core::slice::from_raw_parts(IMAGE_SLOT as *const u8, IMAGE_SLOT_LEN) };
-    match firmware::image::Image::parse(slot).and_then(|i| i.verify(&keys[..n], None)) {
-        Ok(v) => {
-            hprintln!("IMAGE OK version={}", v.version);
-            true
-        }
-        Err(e) => {
-            hprintln!("IMAGE INVALID reason={}", e.code());
-            false
-        }
-    }
+/// Stop without starting anything.
+fn halt() -> ! {
+    boot_stage::exit(false)
 }
 
 #[entry]
 fn main() -> ! {
+    // No stale handoff from an earlier boot may route interrupts onward.
+    // SAFETY: the handoff block is RAM this program does not link into.
+    unsafe { core::ptr::write_bytes(HANDOFF as *mut u8, 0, 64) };
+    #[cfg(feature = "cost-probe")]
+    let timer = nrf51::Timer::start();
     #[cfg(feature = "stack-probe")]
     stack::paint();
-    let _chip = read_hw_id();
-    #[allow(unused_mut)]
-    let mut ok = true;
-    #[cfg(feature = "record")]
-    {
-        ok &= check_record(_chip);
+    let mut con = Console::init();
+    let mut flash = Nvmc::take();
+    let decision = with_keys(RELEASE_KEYS, |keys| boot::decide(&mut flash, &LAYOUT, keys));
+    match decision.upgrade {
+        Upgrade::None => {}
+        Upgrade::Installed(img) => con
+            .str("UPGRADE installed version=")
+            .version(img.verified.version)
+            .str(" counter=")
+            .dec(img.security_counter())
+            .end(),
+        Upgrade::Refused(r) => con.str("UPGRADE refused reason=").str(r.code()).end(),
     }
-    #[cfg(feature = "image")]
-    {
-        ok &= check_image();
-    }
-    #[cfg(not(any(feature = "record", feature = "image")))]
-    hprintln!("BOOT hw_id={}", _chip);
+    let image = match decision.primary {
+        Ok(image) => image,
+        Err(r) => {
+            con.str("BOOT refused reason=").str(r.code()).end();
+            halt();
+        }
+    };
+
+    let chip = nrf51::hw_id();
+    let provisioned = check_record(&mut con, chip);
+    let vectors = LAYOUT.primary.start + image.vector_offset;
+    let handoff = Handoff {
+        hw_id: chip,
+        provisioned,
+        version: image.verified.version,
+        security_counter: decision.min_counter,
+        vector_table: vectors,
+    };
+    con.str("BOOT ok version=")
+        .version(image.verified.version)
+        .str(" counter=")
+        .dec(decision.min_counter)
+        .end();
     #[cfg(feature = "stack-probe")]
-    hprintln!("STACK whole-program={}", stack::used());
-    exit(ok)
+    con.str("STACK boot=").dec(stack::used() as u32).end();
+    #[cfg(feature = "cost-probe")]
+    con.str("COST ticks=").dec(timer.ticks()).end();
+
+    let block = handoff.to_bytes();
+    // SAFETY: the handoff block is RAM this program does not link into; the
+    // image at `vectors` was verified above, and its vector table checked to
+    // point into RAM and into the image.
+    unsafe {
+        core::ptr::copy_nonoverlapping(block.as_ptr(), HANDOFF as *mut u8, block.len());
+        let sp = core::ptr::read_volatile(vectors as *const u32);
+        let reset = core::ptr::read_volatile((vectors + 4) as *const u32);
+        core::arch::asm!(
+            "msr msp, {sp}",
+            "bx {reset}",
+            sp = in(reg) sp,
+            reset = in(reg) reset,
+            options(noreturn)
+        );
+    }
 }
 
 /// Peak stack use: fill the free stack with a pattern at start, find the
@@ -178,11 +220,6 @@ mod stack {
             unsafe { core::ptr::write_volatile(p as *mut u32, PATTERN) };
             p += 4;
         }
-    }
-
-    /// Stack in use at this point.
-    pub(crate) fn depth() -> usize {
-        bounds().1 - cortex_m::register::msp::read() as usize
     }
 
     pub(crate) fn used() -> usize {

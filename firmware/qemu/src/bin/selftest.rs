@@ -13,7 +13,7 @@ use cortex_m_semihosting::hprintln;
 use firmware::P256PublicKey;
 use sha2::{Digest, Sha256};
 
-include!(concat!(env!("OUT_DIR"), "/authorities.rs"));
+include!(concat!(env!("OUT_DIR"), "/keys.rs"));
 
 static VECTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vectors.bin"));
 /// The known-answer record (tests/data/records/qemu-microbit.bin): serial 1,
@@ -60,7 +60,7 @@ fn main() -> ! {
 
     // The record known answer: valid for its chip, refused for another chip
     // and when one bit of it changes.
-    let authorities: [P256PublicKey; 1] = match P256PublicKey::from_sec1(&AUTHORITIES[0]) {
+    let authorities: [P256PublicKey; 1] = match P256PublicKey::from_sec1(&PROV_AUTHORITIES[0]) {
         Ok(k) => [k],
         Err(_) => {
             hprintln!("SELFTEST no authority key");

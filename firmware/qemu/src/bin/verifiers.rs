@@ -14,7 +14,7 @@ use cortex_m_rt::entry;
 // Linked in every variant (its panic handler), used only with the features.
 use firmware as _;
 
-include!(concat!(env!("OUT_DIR"), "/authorities.rs"));
+include!(concat!(env!("OUT_DIR"), "/keys.rs"));
 
 #[entry]
 fn main() -> ! {
@@ -27,7 +27,7 @@ fn main() -> ! {
     #[cfg(any(feature = "record", feature = "image"))]
     {
         let mut keys = [None; 4];
-        for (slot, raw) in keys.iter_mut().zip(AUTHORITIES) {
+        for (slot, raw) in keys.iter_mut().zip(PROV_AUTHORITIES) {
             *slot = firmware::P256PublicKey::from_sec1(raw).ok();
         }
         let Some(first) = keys[0] else {

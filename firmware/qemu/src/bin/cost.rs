@@ -1,0 +1,112 @@
+//! Instructions of one boot-time image verification on Cortex-M4 (thumbv7em,
+//! the nRF52 series): run on QEMU's `mps2-an386` under `-icount shift=0` by
+//! `bench/boot.sh`, with a signed image placed at 0x100000 (QEMU's loader).
+//! Verifies it as the boot stage does (structure, SHA-256, KEYHASH, ECDSA
+//! P-256 against RELEASE_KEYS, counter) and times it with SysTick, after timing a
+//! loop of known length to convert ticks into instructions:
+//! `COST calibration_insns=N calibration_ticks=T verify_ticks=V ok=1`.
+#![no_std]
+#![no_main]
+
+use boot_stage::exit;
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m_rt::entry;
+use cortex_m_semihosting::hprintln;
+use firmware::boot::{check_slot, Layout, Region};
+use firmware::P256PublicKey;
+use sha2::Digest;
+
+include!(concat!(env!("OUT_DIR"), "/keys.rs"));
+
+const IMAGE: u32 = 0x0010_0000;
+const ITERATIONS: u32 = 1_000_000;
+
+/// Flash as the verifier reads it: plain memory, never written here.
+struct Rom;
+
+impl firmware::boot::Flash for Rom {
+    fn page_size(&self) -> u32 {
+        0x400
+    }
+    fn read(&self, addr: u32, len: u32) -> &[u8] {
+        // SAFETY: the image QEMU's loader placed in the board's SRAM.
+        unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) }
+    }
+    fn erase_page(&mut self, addr: u32) -> Result<(), firmware::boot::FlashError> {
+        Err(firmware::boot::FlashError { op: "erase", addr })
+    }
+    fn write_word(&mut self, addr: u32, _: u32) -> Result<(), firmware::boot::FlashError> {
+        Err(firmware::boot::FlashError { op: "write", addr })
+    }
+}
+
+impl Rom {
+    fn read_bytes(&self, addr: u32, len: u32) -> &[u8] {
+        firmware::boot::Flash::read(self, addr, len)
+    }
+}
+
+fn ticks(syst: &cortex_m::peripheral::SYST) -> u32 {
+    0x00ff_ffff - syst.cvr.read()
+}
+
+#[entry]
+fn main() -> ! {
+    let mut p = cortex_m::Peripherals::take().unwrap_or_else(|| exit(false));
+    p.SYST.set_clock_source(SystClkSource::Core);
+    p.SYST.set_reload(0x00ff_ffff);
+    p.SYST.clear_current();
+    p.SYST.enable_counter();
+
+    // Three instructions per iteration: subs, nop, bne.
+    let start = ticks(&p.SYST);
+    // SAFETY: a register-only loop.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "subs {n}, #1",
+            "nop",
+            "bne 2b",
+            n = inout(reg) ITERATIONS => _,
+        );
+    }
+    let calibration = ticks(&p.SYST) - start;
+
+    let key = P256PublicKey::from_sec1(&RELEASE_KEYS[0]).unwrap_or_else(|_| exit(false));
+    // The image runs from the primary slot of the nRF51 layout; here it only
+    // sits at IMAGE, so the slot is described at that address.
+    let layout = Layout {
+        primary: Region {
+            start: 0x8000,
+            len: 0x1_9000,
+        },
+        ..Layout::MICROBIT
+    };
+    let slot = Region {
+        start: IMAGE,
+        len: 0x1_9000,
+    };
+    p.SYST.clear_current();
+    let start = ticks(&p.SYST);
+    let verdict = check_slot(&Rom, &layout, slot, &[key], 0);
+    let verify = ticks(&p.SYST).wrapping_sub(start) & 0x00ff_ffff;
+    // The hash alone, over the same bytes the verification hashes.
+    let hashed = match &verdict {
+        Ok(img) => img.len,
+        Err(_) => 0,
+    };
+    p.SYST.clear_current();
+    let start = ticks(&p.SYST);
+    let digest = sha2::Sha256::digest(Rom.read_bytes(IMAGE, hashed));
+    let hash = ticks(&p.SYST).wrapping_sub(start) & 0x00ff_ffff;
+    core::hint::black_box(digest);
+    hprintln!(
+        "COST calibration_insns={} calibration_ticks={} verify_ticks={} hash_ticks={} ok={}",
+        3 * ITERATIONS,
+        calibration & 0x00ff_ffff,
+        verify,
+        hash,
+        u8::from(verdict.is_ok())
+    );
+    exit(verdict.is_ok())
+}
