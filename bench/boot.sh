@@ -6,7 +6,7 @@
 #  * its peak stack on QEMU's nRF51, booting a ~96 KiB image with an upgrade
 #    of the same size installed first (the deepest path), stack probe;
 #  * instructions of one boot on QEMU's nRF51 under -icount shift=0 (TIMER0
-#    at 16 MHz: 62.5 instructions a tick), reset to jump, for that image
+#    calibrated against a loop of known length), reset to jump, for that image
 #    without and with the upgrade;
 #  * instructions of one verification of that image on Cortex-M4
 #    (thumbv7em, QEMU mps2-an386, SysTick calibrated against a loop of known
@@ -54,8 +54,14 @@ echo "  peak stack, upgrade installed then boot: $stack B (goal <= 4096 B)"
 for case in plain upgrade; do
     extra=(--image "$out/v1.bin")
     [ $case = plain ] || extra+=(--upgrade "$out/v2.bin")
-    ticks=$(BOOT_FEATURES=cost-probe firmware/qemu/boot.sh --icount "${keys[@]}" "${extra[@]}" | sed -n 's/^COST ticks=//p')
-    echo "  one boot ($case), reset to jump: $ticks ticks = $(python3 -c "print(f'{$ticks * 62.5 / 1e6:.2f}')") M instructions"
+    line=$(BOOT_FEATURES=cost-probe firmware/qemu/boot.sh --icount "${keys[@]}" "${extra[@]}" | grep '^COST ')
+    python3 - "$line" "$case" <<'PY'
+import sys
+f = dict(kv.split("=") for kv in sys.argv[1].split()[1:])
+per_tick = int(f["calibration_insns"]) / int(f["calibration_ticks"])
+print(f"  one boot ({sys.argv[2]}), reset to jump: {int(f['ticks']) * per_tick / 1e6:.2f} M instructions"
+      f" (TIMER0 {per_tick:.1f} instructions a tick, calibrated)")
+PY
 done
 # Leave the default boot stage built, as boot.sh builds it.
 (cd firmware/qemu && cargo build --quiet --release --bin boot-stage)

@@ -283,6 +283,11 @@ impl GdbClient {
         self.expect_ok(format!("P{reg:x}={value_hex}").as_bytes())
     }
 
+    /// Kill the target (`k`): the stub answers nothing, a simulator exits.
+    pub fn kill(mut self) -> Result<(), GdbError> {
+        self.send(b"k")
+    }
+
     /// Detach: the target runs on and the stub is free for the next
     /// debugger (a plain `c` and a dropped connection leave some stubs, QEMU's
     /// among them, halting the target again).

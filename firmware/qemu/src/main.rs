@@ -129,7 +129,18 @@ fn main() -> ! {
     // SAFETY: the handoff block is RAM this program does not link into.
     unsafe { core::ptr::write_bytes(HANDOFF as *mut u8, 0, 64) };
     #[cfg(feature = "cost-probe")]
-    let timer = nrf51::Timer::start();
+    let (timer, calibration) = {
+        let timer = nrf51::Timer::start();
+        // Three instructions an iteration (subs, nop, bne): the ticks of a
+        // known number of instructions, measured in the same run.
+        let start = timer.ticks();
+        // SAFETY: a register-only loop.
+        unsafe {
+            core::arch::asm!("2:", "subs {n}, #1", "nop", "bne 2b", n = inout(reg) 100_000u32 => _);
+        }
+        let calibration = timer.ticks() - start;
+        (nrf51::Timer::start(), calibration)
+    };
     #[cfg(feature = "stack-probe")]
     stack::paint();
     let mut con = Console::init();
@@ -171,7 +182,11 @@ fn main() -> ! {
     #[cfg(feature = "stack-probe")]
     con.str("STACK boot=").dec(stack::used() as u32).end();
     #[cfg(feature = "cost-probe")]
-    con.str("COST ticks=").dec(timer.ticks()).end();
+    con.str("COST ticks=")
+        .dec(timer.ticks())
+        .str(" calibration_insns=300000 calibration_ticks=")
+        .dec(calibration)
+        .end();
 
     let block = handoff.to_bytes();
     // SAFETY: the handoff block is RAM this program does not link into; the
