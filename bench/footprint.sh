@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Footprint and cost of the device-side verifiers (issue 4):
 #  * flash (.text + .rodata) and RAM (.data + .bss) of the record and image
-#    verifiers, per target: a program that only runs them (and, for context,
-#    the QEMU boot stage, which also prints) built with and without them,
-#    measured with arm-none-eabi-size;
-#  * peak stack of the boot stage's record check, on QEMU's nRF51 (stack probe);
+#    verifiers, per target: a program that only runs them, built with and
+#    without them, measured with arm-none-eabi-size;
 #  * instructions of one record verification on the host (valgrind callgrind).
+# The whole boot stage (flash, stack, instructions per boot): bench/boot.sh.
 # usage: bench/footprint.sh   (after scripts/setup.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,11 +23,9 @@ sizes() { # ELF -> "flash ram"
         END { print flash, ram }'
 }
 
-# Two programs per target and variant: `verifiers` (src/bin/verifiers.rs) runs
-# the verifiers and prints nothing, so its growth over the baseline is the
-# verifiers' own code and tables (the goal's measure); `boot-stage` also
-# reports on the console, as a product would.
-for bin in verifiers boot-stage; do
+# `verifiers` (src/bin/verifiers.rs) runs the verifiers and prints nothing, so
+# its growth over the baseline is the verifiers' own code and tables.
+for bin in verifiers; do
 echo "== $bin"
 printf '%-26s %-9s %10s %10s %12s %10s\n' target variant flash_B ram_B "flash-base" "ram-base"
 for target in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf; do
@@ -51,16 +48,6 @@ for target in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf
     unset flash ram
 done
 done
-
-echo
-(cd firmware/qemu && cargo build --quiet --release --features stack-probe)
-echo "peak stack on QEMU microbit (thumbv6m): verify_provisioning alone, and the whole boot stage:"
-timeout 60 qemu-system-arm -M microbit -nographic -monitor none -serial none \
-    -semihosting-config enable=on,target=native \
-    -kernel "$CARGO_TARGET_DIR/thumbv6m-none-eabi/release/boot-stage" \
-    -device loader,file=tests/data/records/qemu-microbit.bin,addr=0x3f000 | sed 's/^/  /'
-# Leave the default boot stage built, as boot.sh expects.
-(cd firmware/qemu && cargo build --quiet --release)
 
 echo
 cargo build --quiet --release -p firmware --example verify_record

@@ -100,7 +100,7 @@ impl Flash for Nor {
         assert_eq!(addr % PAGE, 0, "erase of an unaligned page");
         let torn = self.step(addr, "erase")?;
         for w in 0..PAGE / 4 {
-            if !torn || self.random() % 2 == 0 {
+            if !torn || self.random().is_multiple_of(2) {
                 self.put(addr + 4 * w, &[0xff; 4]);
             }
         }
