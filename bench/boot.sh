@@ -10,7 +10,8 @@
 #    without and with the upgrade;
 #  * instructions of one verification of that image on Cortex-M4
 #    (thumbv7em, QEMU mps2-an386, SysTick calibrated against a loop of known
-#    length in the same run), hash alone and hash + signature.
+#    length in the same run), hash alone and hash + signature, and the
+#    verification's peak stack.
 # usage: bench/boot.sh   (after scripts/setup.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -81,4 +82,5 @@ assert f["ok"] == "1", "the image did not verify"
 print(f"  SysTick: {per_tick:.1f} instructions a tick (calibration loop)")
 print(f"  SHA-256 alone:          {int(f['hash_ticks']) * per_tick / 1e6:.2f} M instructions")
 print(f"  whole verification:     {int(f['verify_ticks']) * per_tick / 1e6:.2f} M instructions")
+print(f"  peak stack of the verification: {f['stack']} B")
 PY

@@ -3,8 +3,10 @@
 //! `bench/boot.sh`, with a signed image placed at 0x100000 (QEMU's loader).
 //! Verifies it as the boot stage does (structure, SHA-256, KEYHASH, ECDSA
 //! P-256 against RELEASE_KEYS, counter) and times it with SysTick, after timing a
-//! loop of known length to convert ticks into instructions:
-//! `COST calibration_insns=N calibration_ticks=T verify_ticks=V ok=1`.
+//! loop of known length to convert ticks into instructions, and measures the
+//! verification's peak stack (the free stack painted before, the deepest
+//! overwritten word after):
+//! `COST calibration_insns=N calibration_ticks=T verify_ticks=V hash_ticks=H stack=S ok=1`.
 #![no_std]
 #![no_main]
 
@@ -86,9 +88,11 @@ fn main() -> ! {
         start: IMAGE,
         len: 0x1_9000,
     };
+    let depth = stack::paint();
     p.SYST.clear_current();
     let start = ticks(&p.SYST);
     let verdict = check_slot(&Rom, &layout, slot, &[key], 0);
+    let stack = stack::used() - depth;
     let verify = ticks(&p.SYST).wrapping_sub(start) & 0x00ff_ffff;
     // The hash alone, over the same bytes the verification hashes.
     let hashed = match &verdict {
@@ -101,12 +105,56 @@ fn main() -> ! {
     let hash = ticks(&p.SYST).wrapping_sub(start) & 0x00ff_ffff;
     core::hint::black_box(digest);
     hprintln!(
-        "COST calibration_insns={} calibration_ticks={} verify_ticks={} hash_ticks={} ok={}",
+        "COST calibration_insns={} calibration_ticks={} verify_ticks={} hash_ticks={} stack={} ok={}",
         3 * ITERATIONS,
         calibration & 0x00ff_ffff,
         verify,
         hash,
+        stack,
         u8::from(verdict.is_ok())
     );
     exit(verdict.is_ok())
+}
+
+/// Peak stack below this point: paint the free stack with a pattern, later
+/// find the deepest word that changed.
+mod stack {
+    const PATTERN: u32 = 0xDEAD_BEEF;
+
+    extern "C" {
+        static mut __sheap: u32;
+        static _stack_start: u32;
+    }
+
+    fn bounds() -> (usize, usize) {
+        // Linker symbols; only their addresses are taken.
+        (
+            core::ptr::addr_of!(__sheap) as usize,
+            core::ptr::addr_of!(_stack_start) as usize,
+        )
+    }
+
+    /// Paint below the caller's frame; returns the stack depth there.
+    #[inline(never)]
+    pub(crate) fn paint() -> usize {
+        let (bottom, top) = bounds();
+        let sp = cortex_m::register::msp::read() as usize;
+        let mut p = bottom;
+        while p < sp - 64 {
+            // SAFETY: between the end of static data and below the live stack.
+            unsafe { core::ptr::write_volatile(p as *mut u32, PATTERN) };
+            p += 4;
+        }
+        top - sp
+    }
+
+    pub(crate) fn used() -> usize {
+        let (bottom, top) = bounds();
+        let mut p = bottom;
+        // SAFETY: reading RAM between the end of static data and the stack top.
+        while p < top && unsafe { core::ptr::read_volatile(p as *const u32) } == PATTERN {
+            p += 4;
+        }
+        top - p
+    }
 }
