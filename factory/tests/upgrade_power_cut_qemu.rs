@@ -9,18 +9,15 @@
 //! (`firmware/src/boot/tests.rs`).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+mod common;
+
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{build_app, free_port, imgtool_sign, ROOT};
 use factory::gdb::GdbClient;
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const KEY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../tests/data/images/dev-key.pem"
-);
 const PUB: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../tests/data/images/dev-key.pub.pem"
@@ -31,46 +28,6 @@ const FLASH_SIZE: usize = 0x4_0000;
 /// Pages the upgrade's copy erases: its image is padded to this many KiB.
 const COPY_PAGES: u64 = 48;
 const CUTS: u64 = 10;
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {out:?}");
-}
-
-fn imgtool() -> Command {
-    Command::new(
-        std::env::var_os("IMGTOOL")
-            .unwrap_or_else(|| panic!("IMGTOOL is not set: run the tests through scripts/test.sh")),
-    )
-}
-
-fn sign(app: &Path, out: &Path, extra: &[&str]) {
-    run_ok(
-        imgtool()
-            .args([
-                "sign",
-                "-H",
-                "0x200",
-                "--pad-header",
-                "-S",
-                "0x19000",
-                "--align",
-                "4",
-            ])
-            .args(["-k", KEY])
-            .args(extra)
-            .arg(app)
-            .arg(out),
-    );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// boot.sh and its QEMU; the debugger ends QEMU (the power cut), and a
 /// chip left running is killed when the test ends.
@@ -111,7 +68,7 @@ fn next(seed: &mut u64) -> u64 {
 fn an_upgrade_cut_at_random_points_still_boots_a_verified_image() {
     let dir = tempfile::tempdir().unwrap();
     let app = dir.path().join("app.bin");
-    run_ok(Command::new(format!("{ROOT}/firmware/qemu/build-app.sh")).arg(&app));
+    build_app(&app);
     // Pad the application so that its copy spans COPY_PAGES pages.
     let mut bytes = std::fs::read(&app).unwrap();
     bytes.resize((COPY_PAGES as usize - 1) * 1024, 0);
@@ -119,8 +76,8 @@ fn an_upgrade_cut_at_random_points_still_boots_a_verified_image() {
     std::fs::write(&big, &bytes).unwrap();
     let v1 = dir.path().join("v1.bin");
     let v2 = dir.path().join("v2.bin");
-    sign(&app, &v1, &["-v", "1.0.0", "-s", "3"]);
-    sign(&big, &v2, &["-v", "2.0.0", "-s", "4", "--pad"]);
+    imgtool_sign(&app, &v1, &["-v", "1.0.0", "-s", "3"]);
+    imgtool_sign(&big, &v2, &["-v", "2.0.0", "-s", "4", "--pad"]);
 
     let mut seed = 0x2026_1205_u64;
     for cut in 0..CUTS {

@@ -63,7 +63,8 @@ fn work() -> &'static std::path::Path {
     DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }
 
-fn run_ok(cmd: &mut std::process::Command) {
+/// Run and require success.
+pub fn run_ok(cmd: &mut std::process::Command) {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{cmd:?}: {out:?}");
 }
@@ -76,26 +77,8 @@ pub fn signed_app() -> std::path::PathBuf {
     APP.get_or_init(|| {
         let raw = work().join("app.bin");
         let signed = work().join("app.signed.bin");
-        run_ok(std::process::Command::new(format!("{ROOT}/firmware/qemu/build-app.sh")).arg(&raw));
-        let imgtool = std::env::var_os("IMGTOOL")
-            .unwrap_or_else(|| panic!("IMGTOOL is not set: run the tests through scripts/test.sh"));
-        run_ok(
-            std::process::Command::new(imgtool)
-                .args([
-                    "sign",
-                    "-H",
-                    "0x200",
-                    "--pad-header",
-                    "-S",
-                    "0x19000",
-                    "--align",
-                    "4",
-                ])
-                .args(["-v", "1.0.0", "-s", "1", "-k"])
-                .arg(format!("{DATA}images/dev-key.pem"))
-                .arg(&raw)
-                .arg(&signed),
-        );
+        build_app(&raw);
+        imgtool_sign(&raw, &signed, &["-v", "1.0.0", "-s", "1"]);
         signed
     })
     .clone()
@@ -127,4 +110,44 @@ pub fn boot_keys() -> [String; 4] {
         "--authority".into(),
         format!("{DATA}records/authority.pub.pem"),
     ]
+}
+
+/// The unsigned sample application (`firmware/qemu/build-app.sh`).
+pub fn build_app(out: &std::path::Path) {
+    run_ok(std::process::Command::new(format!("{ROOT}/firmware/qemu/build-app.sh")).arg(out));
+}
+
+/// imgtool 2.5 signs `input` for the boot stage's primary slot with the test
+/// data's dev key; `extra`: version, counter, padding.
+pub fn imgtool_sign(input: &std::path::Path, output: &std::path::Path, extra: &[&str]) {
+    let imgtool = std::env::var_os("IMGTOOL")
+        .unwrap_or_else(|| panic!("IMGTOOL is not set: run the tests through scripts/test.sh"));
+    let slot = [
+        "-H",
+        "0x200",
+        "--pad-header",
+        "-S",
+        "0x19000",
+        "--align",
+        "4",
+    ];
+    run_ok(
+        std::process::Command::new(imgtool)
+            .arg("sign")
+            .args(slot)
+            .arg("-k")
+            .arg(format!("{DATA}images/dev-key.pem"))
+            .args(extra)
+            .arg(input)
+            .arg(output),
+    );
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

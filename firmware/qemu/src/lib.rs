@@ -5,6 +5,7 @@
 
 pub mod console;
 pub mod nrf51;
+pub mod stack;
 
 use cortex_m_semihosting::debug;
 

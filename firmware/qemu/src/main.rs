@@ -142,7 +142,7 @@ fn main() -> ! {
         (nrf51::Timer::start(), calibration)
     };
     #[cfg(feature = "stack-probe")]
-    stack::paint();
+    boot_stage::stack::paint();
     let mut con = Console::init();
     let mut flash = Nvmc::take();
     let decision = with_keys(RELEASE_KEYS, |keys| boot::decide(&mut flash, &LAYOUT, keys));
@@ -180,7 +180,9 @@ fn main() -> ! {
         .dec(decision.min_counter)
         .end();
     #[cfg(feature = "stack-probe")]
-    con.str("STACK boot=").dec(stack::used() as u32).end();
+    con.str("STACK boot=")
+        .dec(boot_stage::stack::used() as u32)
+        .end();
     #[cfg(feature = "cost-probe")]
     con.str("COST ticks=")
         .dec(timer.ticks())
@@ -203,47 +205,5 @@ fn main() -> ! {
             reset = in(reg) reset,
             options(noreturn)
         );
-    }
-}
-
-/// Peak stack use: fill the free stack with a pattern at start, find the
-/// deepest overwritten word at the end.
-#[cfg(feature = "stack-probe")]
-mod stack {
-    const PATTERN: u32 = 0xDEAD_BEEF;
-
-    extern "C" {
-        static mut __sheap: u32;
-        static _stack_start: u32;
-    }
-
-    fn bounds() -> (usize, usize) {
-        // Linker symbols; only their addresses are taken.
-        (
-            core::ptr::addr_of!(__sheap) as usize,
-            core::ptr::addr_of!(_stack_start) as usize,
-        )
-    }
-
-    #[inline(never)]
-    pub(crate) fn paint() {
-        let (bottom, _) = bounds();
-        let here = cortex_m::register::msp::read() as usize - 64;
-        let mut p = bottom;
-        while p < here {
-            // SAFETY: between the end of static data and below the live stack.
-            unsafe { core::ptr::write_volatile(p as *mut u32, PATTERN) };
-            p += 4;
-        }
-    }
-
-    pub(crate) fn used() -> usize {
-        let (bottom, top) = bounds();
-        let mut p = bottom;
-        // SAFETY: reading RAM between the end of static data and the stack top.
-        while p < top && unsafe { core::ptr::read_volatile(p as *const u32) } == PATTERN {
-            p += 4;
-        }
-        top - p
     }
 }

@@ -88,11 +88,11 @@ fn main() -> ! {
         start: IMAGE,
         len: 0x1_9000,
     };
-    let depth = stack::paint();
+    let depth = boot_stage::stack::paint();
     p.SYST.clear_current();
     let start = ticks(&p.SYST);
     let verdict = check_slot(&Rom, &layout, slot, &[key], 0);
-    let stack = stack::used() - depth;
+    let stack = boot_stage::stack::used() - depth;
     let verify = ticks(&p.SYST).wrapping_sub(start) & 0x00ff_ffff;
     // The hash alone, over the same bytes the verification hashes.
     let hashed = match &verdict {
@@ -114,47 +114,4 @@ fn main() -> ! {
         u8::from(verdict.is_ok())
     );
     exit(verdict.is_ok())
-}
-
-/// Peak stack below this point: paint the free stack with a pattern, later
-/// find the deepest word that changed.
-mod stack {
-    const PATTERN: u32 = 0xDEAD_BEEF;
-
-    extern "C" {
-        static mut __sheap: u32;
-        static _stack_start: u32;
-    }
-
-    fn bounds() -> (usize, usize) {
-        // Linker symbols; only their addresses are taken.
-        (
-            core::ptr::addr_of!(__sheap) as usize,
-            core::ptr::addr_of!(_stack_start) as usize,
-        )
-    }
-
-    /// Paint below the caller's frame; returns the stack depth there.
-    #[inline(never)]
-    pub(crate) fn paint() -> usize {
-        let (bottom, top) = bounds();
-        let sp = cortex_m::register::msp::read() as usize;
-        let mut p = bottom;
-        while p < sp - 64 {
-            // SAFETY: between the end of static data and below the live stack.
-            unsafe { core::ptr::write_volatile(p as *mut u32, PATTERN) };
-            p += 4;
-        }
-        top - sp
-    }
-
-    pub(crate) fn used() -> usize {
-        let (bottom, top) = bounds();
-        let mut p = bottom;
-        // SAFETY: reading RAM between the end of static data and the stack top.
-        while p < top && unsafe { core::ptr::read_volatile(p as *const u32) } == PATTERN {
-            p += 4;
-        }
-        top - p
-    }
 }
