@@ -3,7 +3,6 @@
 //! possible before debug access is locked.
 
 use firmware::record::{ProvisioningRecord, RECORD_LEN};
-use p256::ecdsa::signature::hazmat::PrehashSigner;
 
 use crate::backend::Backend;
 use crate::chips::Chip;
@@ -30,9 +29,6 @@ pub fn authenticate(
     }
     let (scalar, _) = partition::key_block(&part)
         .ok_or_else(|| FlowError::Inconsistent("no device key block on the chip".into()))?;
-    let key = p256::ecdsa::SigningKey::from_slice(scalar.as_ref()).map_err(|_| {
-        FlowError::Inconsistent("the device key on the chip is not a P-256 key".into())
-    })?;
     let serial = record.body.serial;
     let challenge = backend.challenge(serial)?;
     let nonce: [u8; 32] = hex::decode(&challenge.nonce)
@@ -41,15 +37,10 @@ pub fn authenticate(
         .ok_or_else(|| {
             FlowError::Inconsistent("the backend's nonce is not 32 bytes of hex".into())
         })?;
-    let digest = firmware::auth::auth_digest(&nonce, hw_id, serial);
-    let signature: p256::ecdsa::Signature = key
-        .sign_prehash(&digest)
-        .map_err(|_| FlowError::Inconsistent("signing with the device key failed".into()))?;
-    backend.verify(
-        &challenge.challenge_id,
-        serial,
-        hw_id,
-        &signature.to_bytes().into(),
-    )?;
+    // The device's own signer (firmware::auth), as the chip would run it.
+    let signature = firmware::auth::sign_auth(&scalar, &nonce, hw_id, serial).map_err(|_| {
+        FlowError::Inconsistent("the device key on the chip is not a P-256 key".into())
+    })?;
+    backend.verify(&challenge.challenge_id, serial, hw_id, &signature)?;
     Ok(serial)
 }

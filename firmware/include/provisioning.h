@@ -1,5 +1,6 @@
 /*
- * Provisioning-record and MCUboot-image verification for nRF applications.
+ * Provisioning-record and MCUboot-image verification for nRF applications,
+ * and the device's signature for challenge-response authentication.
  *
  * Link with libfirmware.a, built by
  *   cargo build --release -p firmware --features capi [--target thumbv7em-none-eabihf]
@@ -61,6 +62,15 @@ int prov_p256_verify_digest(const uint8_t pubkey[65], const uint8_t digest[32], 
 int prov_record_verify(const uint8_t *record, size_t record_len, const uint8_t hw_id[8],
                        const uint8_t *authority_keys, size_t n_authorities,
                        struct prov_record_info *out);
+
+/* The device's answer to an authentication challenge (docs/device-auth.md):
+ * ECDSA P-256 sig = r || s over SHA-256("nrf-fleet/device-auth/v1\0" || nonce
+ * || hw_id || serial as u32 little-endian), with the device's private scalar
+ * (32 bytes, big-endian). Deterministic (RFC 6979): no random source needed.
+ * Returns PROV_OK, or PROV_INVALID_ARGUMENT (null pointer, or a scalar that
+ * is not a valid P-256 private key), leaving sig untouched. */
+int prov_auth_sign(const uint8_t scalar[32], const uint8_t nonce[32], const uint8_t hw_id[8],
+                   uint32_t serial, uint8_t sig[64]);
 
 /* Verify an MCUboot image signed by one of n_keys release keys, with a
  * security counter of at least min_security_counter (0: none required). */

@@ -242,3 +242,40 @@ pub unsafe extern "C" fn prov_image_verify(
         Err(_) => PROV_IMAGE_MALFORMED,
     }
 }
+
+/// `int prov_auth_sign(const uint8_t scalar[32], const uint8_t nonce[32],
+/// const uint8_t hw_id[8], uint32_t serial, uint8_t sig[64])`: the device's
+/// answer to a challenge (`docs/device-auth.md`), ECDSA P-256 `r ‖ s` with
+/// the device key `scalar` (big-endian), deterministic (RFC 6979). 0 when
+/// signed; `sig` is left untouched otherwise.
+///
+/// # Safety
+/// The pointers must be valid for the sizes given, or null.
+#[no_mangle]
+pub unsafe extern "C" fn prov_auth_sign(
+    scalar: *const u8,
+    nonce: *const u8,
+    hw_id: *const u8,
+    serial: u32,
+    sig: *mut u8,
+) -> c_int {
+    if scalar.is_null() || nonce.is_null() || hw_id.is_null() || sig.is_null() {
+        return PROV_INVALID_ARGUMENT;
+    }
+    // SAFETY: non-null and, by contract, of these sizes.
+    let (scalar, nonce, hw_id) = unsafe {
+        (
+            &*(scalar as *const [u8; 32]),
+            &*(nonce as *const [u8; 32]),
+            *(hw_id as *const [u8; 8]),
+        )
+    };
+    match crate::auth::sign_auth(scalar, nonce, HwId(hw_id), serial) {
+        Ok(signature) => {
+            // SAFETY: non-null and, by contract, 64 writable bytes.
+            unsafe { core::ptr::copy_nonoverlapping(signature.as_ptr(), sig, 64) };
+            PROV_OK
+        }
+        Err(_) => PROV_INVALID_ARGUMENT,
+    }
+}

@@ -118,8 +118,20 @@ fn a_c_program_links_and_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    let expected = "record=0 serial=1 product=microbit-demo\nother_chip=5\nerased=1\ntampered=4\nnull=-1\ntoo_many_keys=-1\n\
-                    image=0 version=2.7.1+42 counter=7\nimage_rollback=14\nimage_wrong_key=12\nimage_tampered=11\np256_bogus=4\n";
+    // The C program's answer is the Rust signer's (RFC 6979 is deterministic).
+    let answer = firmware::auth::sign_auth(
+        &[0x11; 32],
+        &[0x22; 32],
+        firmware::record::HwId([0x12, 0x34, 0x56, 0x78, 0, 0, 0, 3]),
+        7,
+    )
+    .unwrap();
+    let expected = format!(
+        "record=0 serial=1 product=microbit-demo\nother_chip=5\nerased=1\ntampered=4\nnull=-1\ntoo_many_keys=-1\n\
+         image=0 version=2.7.1+42 counter=7\nimage_rollback=14\nimage_wrong_key=12\nimage_tampered=11\np256_bogus=4\n\
+         auth_sign=0 sig={}\nauth_sign_zero_key=-1\nauth_sign_null=-1\n",
+        hex::encode(answer)
+    );
     assert_eq!(text, expected);
 }
 

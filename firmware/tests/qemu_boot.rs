@@ -34,4 +34,52 @@ fn verifier_self_test_on_emulated_cortex_m4() {
         .unwrap();
     assert!(vectors > 700, "{line}");
     assert!(line.ends_with("failed=0"), "{line}");
+
+    // The device signer's answer, made on the Cortex-M4, verifies with OpenSSL
+    // and is the host's (RFC 6979 is deterministic).
+    let sig_hex = console
+        .lines()
+        .find_map(|l| l.strip_prefix("AUTHSIG "))
+        .unwrap_or_else(|| panic!("no AUTHSIG line:\n{console}"));
+    let sig: [u8; 64] = hex::decode(sig_hex).unwrap().try_into().unwrap();
+    let hw_id = firmware::record::HwId::from_deviceid(3, 0x1234_5678);
+    let host = firmware::auth::sign_auth(&[0x11; 32], &[0x22; 32], hw_id, 7).unwrap();
+    assert_eq!(sig, host);
+    openssl_verifies(&[0x11; 32], &[0x22; 32], hw_id, 7, &sig);
+}
+
+/// `openssl dgst -sha256 -verify` on the device-authentication message.
+fn openssl_verifies(
+    scalar: &[u8; 32],
+    nonce: &[u8; 32],
+    hw_id: firmware::record::HwId,
+    serial: u32,
+    sig: &[u8; 64],
+) {
+    use p256::pkcs8::EncodePublicKey;
+    let dir = std::env::temp_dir().join(format!("authsig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let public = p256::SecretKey::from_slice(scalar).unwrap().public_key();
+    let pem = public
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap();
+    std::fs::write(dir.join("device.pub.pem"), pem).unwrap();
+    let mut msg = firmware::auth::AUTH_CONTEXT.to_vec();
+    msg.extend_from_slice(nonce);
+    msg.extend_from_slice(&hw_id.0);
+    msg.extend_from_slice(&serial.to_le_bytes());
+    std::fs::write(dir.join("msg.bin"), &msg).unwrap();
+    let der = p256::ecdsa::Signature::from_slice(sig).unwrap().to_der();
+    std::fs::write(dir.join("sig.der"), der.as_bytes()).unwrap();
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(dir.join("device.pub.pem"))
+        .arg("-signature")
+        .arg(dir.join("sig.der"))
+        .arg(dir.join("msg.bin"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Verified OK");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -61,6 +61,18 @@ int main(int argc, char **argv) {
     memset(digest, 0x42, sizeof digest);
     memset(sig, 0x01, sizeof sig);
     printf("p256_bogus=%d\n", prov_p256_verify_digest(auth, digest, sig));
+
+    uint8_t scalar[32], nonce[32], answer[64];
+    const uint8_t hw[8] = {0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0x00, 0x03};
+    memset(scalar, 0x11, sizeof scalar);
+    memset(nonce, 0x22, sizeof nonce);
+    rc = prov_auth_sign(scalar, nonce, hw, 7, answer);
+    printf("auth_sign=%d sig=", rc);
+    for (size_t i = 0; i < sizeof answer; i++) printf("%02x", answer[i]);
+    printf("\n");
+    memset(scalar, 0, sizeof scalar);
+    printf("auth_sign_zero_key=%d\n", prov_auth_sign(scalar, nonce, hw, 7, answer));
+    printf("auth_sign_null=%d\n", prov_auth_sign(NULL, nonce, hw, 7, answer));
     free(rec); free(auth); free(img); free(rel);
     return 0;
 }

@@ -1,7 +1,8 @@
 //! On-target self-test of the P-256 verifier this target builds with (the
 //! `p256-cm4` backend on Cortex-M4): every Wycheproof ECDSA P-256/SHA-256
 //! vector, raw `r ‖ s` and DER, through the firmware crate's public API, plus
-//! the provisioning-record known answer. Run on QEMU's `mps2-an386`
+//! the provisioning-record known answer, and one answer of the device signer
+//! (`AUTHSIG`, checked on the host with OpenSSL). Run on QEMU's `mps2-an386`
 //! (Cortex-M4) by `firmware/qemu/selftest.sh`; prints
 //! `SELFTEST backend=… vectors=N failed=F` and exits 0 only if F is 0.
 #![no_std]
@@ -19,6 +20,13 @@ static VECTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vectors.bin"))
 /// The known-answer record (tests/data/records/qemu-microbit.bin): serial 1,
 /// hw_id 1234567800000003, signed by tests/data/records/authority.pem.
 static RECORD: &[u8] = include_bytes!("../../../../tests/data/records/qemu-microbit.bin");
+
+/// The fixed challenge the device signer answers (firmware/tests/qemu_boot.rs
+/// repeats these to check the answer).
+const AUTH_SCALAR: [u8; 32] = [0x11; 32];
+const AUTH_NONCE: [u8; 32] = [0x22; 32];
+const AUTH_SERIAL: u32 = 7;
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn take<'a>(data: &mut &'a [u8], n: usize) -> &'a [u8] {
     let (head, tail) = data.split_at(n);
@@ -83,6 +91,24 @@ fn main() -> ! {
         if !ok {
             failed += 1;
             hprintln!("FAIL record check {}", i);
+        }
+    }
+
+    // The device signer as built for this core: an answer to a fixed
+    // challenge, checked against its own verifier here and printed for the
+    // host to check with OpenSSL (firmware/tests/qemu_boot.rs).
+    match firmware::auth::sign_auth(&AUTH_SCALAR, &AUTH_NONCE, chip, AUTH_SERIAL) {
+        Ok(sig) => {
+            let mut text = [0u8; 128];
+            for (i, b) in sig.iter().enumerate() {
+                text[2 * i] = HEX[usize::from(b >> 4)];
+                text[2 * i + 1] = HEX[usize::from(b & 0xf)];
+            }
+            hprintln!("AUTHSIG {}", core::str::from_utf8(&text).unwrap_or(""));
+        }
+        Err(_) => {
+            failed += 1;
+            hprintln!("FAIL auth signature");
         }
     }
 

@@ -1,7 +1,8 @@
 //! The verifiers alone, for the footprint benchmark (`bench/footprint.sh`):
 //! with feature `record` it verifies the provisioning partition, with `image`
 //! the image slot, against the authority keys compiled in; with neither it
-//! only reads the flash it would check, the baseline. Nothing is printed, so
+//! only reads the flash it would check, the baseline. With `sign` it also
+//! answers a challenge with the device signer (`firmware::auth::sign_auth`). Nothing is printed, so
 //! the size difference to the baseline is the verifiers' code and tables and
 //! nothing of a console's formatting.
 #![no_std]
@@ -48,6 +49,15 @@ fn main() -> ! {
             let ok = firmware::image::Image::parse(slot).and_then(|i| i.verify(&keys, None));
             verdict += u32::from(ok.is_ok());
         }
+    }
+    // The device signer alone (feature `sign`): an answer to a challenge.
+    #[cfg(feature = "sign")]
+    {
+        let scalar: [u8; 32] = black_box([0x11; 32]);
+        let nonce: [u8; 32] = black_box([0x22; 32]);
+        let chip = firmware::record::HwId::from_deviceid(black_box(3), black_box(0x1234_5678));
+        let answer = firmware::auth::sign_auth(&scalar, &nonce, chip, black_box(7));
+        verdict += answer.map_or(0, |sig| u32::from(sig[0]));
     }
     black_box(verdict);
     exit(true);
