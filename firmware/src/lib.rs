@@ -6,6 +6,10 @@
 //!   security counter). `signer` builds images with these same definitions.
 //! * [`keys`]: P-256 public keys as MCUboot embeds them (DER
 //!   SubjectPublicKeyInfo) and their SHA-256 key id (MCUboot's KEYHASH).
+//! * [`record`] and [`partition`]: the provisioning record and the partition
+//!   that holds it with the device's key block and certificate.
+//! * [`auth`]: the device-authentication message and the device's signer.
+//! * [`boot`]: the boot decision (upgrade, verification, rollback counter).
 //!
 //! The crate is `no_std`, allocates nothing and never panics on input: every
 //! parser returns a typed error. Formats are specified in `docs/` at the root
@@ -25,6 +29,7 @@ pub mod boot;
 pub mod capi;
 pub mod image;
 pub mod keys;
+pub mod partition;
 pub mod record;
 
 pub use keys::{KeyError, P256PublicKey};

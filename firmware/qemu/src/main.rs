@@ -32,9 +32,9 @@ include!(concat!(env!("OUT_DIR"), "/keys.rs"));
 /// Where the handoff block lives: the first 64 bytes of RAM, outside what
 /// either program links into (`memory.x`).
 const HANDOFF: u32 = 0x2000_0000;
-/// The provisioning partition: the last 4 KiB page of the 256 KiB flash.
+/// The provisioning partition (`firmware::partition`): the last 4 KiB page
+/// of the 256 KiB flash.
 const PROVISIONING_PARTITION: u32 = 0x0003_F000;
-const PARTITION_LEN: u32 = 0x1000;
 const MAX_KEYS: usize = 4;
 const LAYOUT: Layout = Layout::MICROBIT;
 
@@ -92,7 +92,10 @@ fn check_record(con: &mut Console, chip: HwId) -> Option<(u32, [u8; PRODUCT_LEN]
     }
     // SAFETY: the partition lies inside on-chip flash, mapped and readable.
     let partition = unsafe {
-        core::slice::from_raw_parts(PROVISIONING_PARTITION as *const u8, PARTITION_LEN as usize)
+        core::slice::from_raw_parts(
+            PROVISIONING_PARTITION as *const u8,
+            firmware::partition::PARTITION_LEN,
+        )
     };
     match with_keys(PROV_AUTHORITIES, |keys| {
         firmware::record::verify_provisioning(partition, chip, keys)
