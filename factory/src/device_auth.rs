@@ -1,7 +1,14 @@
-//! An end-of-line check: answer the backend's challenge as the device would,
-//! with the key read back from the chip's provisioning partition. Only
-//! possible before debug access is locked.
+//! Device authentication from the station. [`over_uart`]: the chip answers
+//! the backend's challenge itself, over its UART, with its own key
+//! (`firmware::auth::line`); nothing touches its debug port. [`authenticate`]:
+//! an end-of-line check of an unlocked chip, answering as the device would
+//! with the key read back from its provisioning partition.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use firmware::auth::line::{Answer, MAX_LINE};
 use firmware::record::{ProvisioningRecord, RECORD_LEN};
 
 use crate::backend::Backend;
@@ -30,6 +37,20 @@ pub fn authenticate(
     let (scalar, _) = partition::key_block(&part)
         .ok_or_else(|| FlowError::Inconsistent("no device key block on the chip".into()))?;
     let serial = record.body.serial;
+    let (challenge_id, nonce) = challenge(backend, serial)?;
+    // The device's own signer (firmware::auth), as the chip would run it.
+    let signature = firmware::auth::sign_auth(&scalar, &nonce, hw_id, serial).map_err(|_| {
+        FlowError::Inconsistent("the device key on the chip is not a P-256 key".into())
+    })?;
+    backend.verify(&challenge_id, serial, hw_id, &signature)?;
+    Ok(serial)
+}
+
+/// How long the chip has to answer a challenge on its UART.
+const UART_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The backend's challenge for `serial`, its nonce checked.
+fn challenge(backend: &Backend, serial: u32) -> Result<(String, [u8; 32]), FlowError> {
     let challenge = backend.challenge(serial)?;
     let nonce: [u8; 32] = hex::decode(&challenge.nonce)
         .ok()
@@ -37,10 +58,62 @@ pub fn authenticate(
         .ok_or_else(|| {
             FlowError::Inconsistent("the backend's nonce is not 32 bytes of hex".into())
         })?;
-    // The device's own signer (firmware::auth), as the chip would run it.
-    let signature = firmware::auth::sign_auth(&scalar, &nonce, hw_id, serial).map_err(|_| {
-        FlowError::Inconsistent("the device key on the chip is not a P-256 key".into())
-    })?;
-    backend.verify(&challenge.challenge_id, serial, hw_id, &signature)?;
+    Ok((challenge.challenge_id, nonce))
+}
+
+/// Authenticate device `serial`, reachable on its UART at `addr` (`HOST:PORT`
+/// of a serial-to-TCP bridge): get a challenge from the backend, pass it to
+/// the chip, post the chip's answer. The chip signs with its own key; the
+/// station never holds it. Returns the serial.
+pub fn over_uart(addr: &str, serial: u32, backend: &Backend) -> Result<u32, FlowError> {
+    let uart_err = |what: &str, e: std::io::Error| {
+        FlowError::Inconsistent(format!("the chip's UART at {addr}: {what}: {e}"))
+    };
+    let stream = TcpStream::connect(addr).map_err(|e| uart_err("cannot connect", e))?;
+    stream
+        .set_read_timeout(Some(UART_TIMEOUT))
+        .map_err(|e| uart_err("cannot set a timeout", e))?;
+    let mut reader = BufReader::new(stream.try_clone().map_err(|e| uart_err("", e))?);
+    let mut writer = stream;
+    let (challenge_id, nonce) = challenge(backend, serial)?;
+    writeln!(writer, "AUTH {}", hex::encode(nonce)).map_err(|e| uart_err("write", e))?;
+    // Console lines (BOOT, APP, ...) may come first; the answer is the first
+    // AUTH line.
+    let answer = loop {
+        let mut line = Vec::new();
+        let n = std::io::Read::take(&mut reader, MAX_LINE as u64 + 2)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| uart_err("no answer", e))?;
+        if n == 0 {
+            return Err(FlowError::Inconsistent(format!(
+                "the chip's UART at {addr} closed before an answer"
+            )));
+        }
+        match Answer::parse(&line) {
+            Ok(Some(answer)) => break answer,
+            Ok(None) => continue,
+            Err(e) => {
+                return Err(FlowError::Inconsistent(format!(
+                    "the chip's UART at {addr}: {e}: {:?}",
+                    String::from_utf8_lossy(&line).trim_end()
+                )))
+            }
+        }
+    };
+    let (said, hw_id, sig) = match answer {
+        Answer::Signed { serial, hw_id, sig } => (serial, hw_id, sig),
+        Answer::Refused(r) => {
+            return Err(FlowError::Inconsistent(format!(
+                "the chip refused to sign: {}",
+                r.code()
+            )))
+        }
+    };
+    if said != serial {
+        return Err(FlowError::Inconsistent(format!(
+            "the chip on {addr} is serial {said}, not {serial}"
+        )));
+    }
+    backend.verify(&challenge_id, serial, hw_id, &sig)?;
     Ok(serial)
 }

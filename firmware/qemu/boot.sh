@@ -2,13 +2,15 @@
 # Build the boot stage with the given keys compiled in and boot it on QEMU's
 # nRF51 (microbit), with images, a provisioning record and a preset rollback
 # counter placed in flash as docs/boot.md lays it out. Prints the console
-# (UART0) and exits 0 when the application started and ended well, 1 when
-# the boot stage refused to start anything (or the application failed),
-# 2 on bad arguments, 124 on a timeout.
+# (UART0) and exits 0 when the application started (the run ends at its
+# `APP` line), 1 when the boot stage refused to start anything (or the
+# application failed), 2 on bad arguments, 124 on a timeout. With --uart the
+# run goes on after the `APP` line: the application serves device
+# authentication on the UART until a client says `BYE` (docs/device-auth.md).
 #
 #   firmware/qemu/boot.sh [--release-key PUB.pem …] [--authority PUB.pem …]
 #       [--image SIGNED.bin] [--upgrade SIGNED.bin] [--min-counter N]
-#       [--record REC.bin] [--flash FLASH.bin] [--blank] [--gdb PORT] [--icount]
+#       [--record REC.bin] [--flash FLASH.bin] [--blank] [--gdb PORT] [--uart PORT] [--icount]
 #   firmware/qemu/boot.sh [--release-key PUB.pem …] [--authority PUB.pem …] --build-only OUT.bin
 #
 #   --release-key  a key images are verified with (repeatable: rotation)
@@ -25,6 +27,8 @@
 #   --build-only   write the boot stage as a raw binary for address 0 (for
 #                  `factory provision --boot-stage`) and boot nothing
 #   --gdb          wait, halted, for a debugger on 127.0.0.1:PORT
+#   --uart         the UART on a TCP server at 127.0.0.1:PORT (one client at
+#                  a time; the console is still printed)
 #   --icount       count instructions: one per nanosecond of virtual time
 #
 # BOOT_FEATURES=stack-probe|cost-probe builds the stage with a measurement
@@ -38,7 +42,7 @@ usage() {
 }
 
 release=() authorities=()
-image="" upgrade="" record="" flash="" gdb="" min_counter="" icount="" blank="" build_only=""
+image="" upgrade="" record="" flash="" gdb="" uart="" min_counter="" icount="" blank="" build_only=""
 while (($#)); do
     case "$1" in
         --release-key) [ $# -ge 2 ] || usage; release+=("$2"); shift 2 ;;
@@ -49,6 +53,7 @@ while (($#)); do
         --flash) [ $# -ge 2 ] || usage; flash=$2; shift 2 ;;
         --min-counter) [ $# -ge 2 ] || usage; min_counter=$2; shift 2 ;;
         --gdb) [ $# -ge 2 ] || usage; gdb=$2; shift 2 ;;
+        --uart) [ $# -ge 2 ] || usage; uart=$2; shift 2 ;;
         --icount) icount=1; shift ;;
         --blank) blank=1; shift ;;
         --build-only) [ $# -ge 2 ] || usage; build_only=$2; shift 2 ;;
@@ -65,7 +70,10 @@ if [ -n "$flash$blank" ] && { [ -n "$image$upgrade$record$min_counter$build_only
     echo "--flash and --blank bring the whole chip: no keys, images, record or counter with them" >&2
     exit 2
 fi
-[ -z "$build_only" ] || [ -z "$gdb$icount" ] || { echo "--build-only boots nothing" >&2; exit 2; }
+[ -z "$build_only" ] || [ -z "$gdb$icount$uart" ] || { echo "--build-only boots nothing" >&2; exit 2; }
+for p in "$gdb" "$uart"; do
+    [ -z "$p" ] || [[ "$p" =~ ^[0-9]+$ && "$p" -gt 0 && "$p" -lt 65536 ]] || { echo "$p: not a TCP port" >&2; exit 2; }
+done
 check_size() { # FILE MAX WHAT
     local n; n=$(stat -c %s "$1")
     [ "$n" -le "$2" ] || { echo "$1: $n bytes, larger than the $3 ($2)" >&2; exit 2; }
@@ -124,15 +132,50 @@ if [ -z "$flash$blank" ]; then
         place "$work/state.bin" 0x3a000
     fi
 fi
-args=(-M microbit -nographic -monitor none
-      -chardev "file,id=console,path=/dev/stdout,append=on" -serial chardev:console
+# The console: UART0 into a FIFO this script reads (and, with --uart, a TCP
+# server for a client that talks to the application).
+mkfifo "$work/console"
+if [ -n "$uart" ]; then
+    serial=(-chardev "socket,id=uart,host=127.0.0.1,port=$uart,server=on,wait=off,logfile=$work/console,logappend=on")
+else
+    serial=(-chardev "file,id=uart,path=$work/console")
+fi
+args=(-M microbit -nographic -monitor none "${serial[@]}" -serial chardev:uart
       -semihosting-config enable=on,target=native
       -device "loader,file=$work/flash.bin,addr=0")
 [ -z "$gdb" ] || args+=(-S -gdb "tcp:127.0.0.1:$gdb")
 [ -z "$icount" ] || args+=(-icount shift=0)
+timeout 120 qemu-system-arm "${args[@]}" &
+qemu=$!
+trap 'kill $qemu 2>/dev/null || true; rm -rf "$work"' EXIT
+# Both ends open here, so that neither QEMU nor this loop blocks on the FIFO;
+# the loop ends when QEMU has ended and the FIFO is drained.
+exec 3<>"$work/console"
+app="" partial=""
+while :; do
+    if IFS= read -r -t 0.2 line <&3; then
+        line=$partial$line partial=""
+        printf '%s\n' "$line"
+        case $line in
+            "APP fault"*) app=1 ;;
+            "APP "*) app=0 ;;
+            *) continue ;;
+        esac
+        # Without --uart nobody can talk to the application: its line ends the run.
+        # (QEMU itself, quietly: a signal through `timeout` makes it complain.)
+        [ -n "$uart" ] || { pkill -KILL -P $qemu 2>/dev/null || true; break; }
+    else
+        partial=$partial$line
+        kill -0 $qemu 2>/dev/null || break
+    fi
+done
+[ -z "$partial" ] || printf '%s\n' "$partial"
 set +e
-timeout 120 qemu-system-arm "${args[@]}"
+wait $qemu 2>/dev/null
 rc=$?
 set -e
 [ $rc -ne 124 ] || echo "BOOT timeout"
+# Without --uart the application's line is the verdict (its run was ended
+# here); otherwise QEMU's exit code is (BYE ends it with 0).
+[ -n "$uart" ] || [ -z "$app" ] || rc=$app
 exit $rc

@@ -36,14 +36,13 @@ enum Command {
     /// Station mode: provision chip after chip as they attach to the stub,
     /// with a running summary (done, failed, rate).
     Run(Box<RunArgs>),
-    /// End-of-line check of an unlocked chip: answer the backend's challenge
-    /// with the device key read back from the chip, then let the chip run.
-    DeviceAuth {
-        #[command(flatten)]
-        conn: Connection,
-        #[command(flatten)]
-        api: Api,
-    },
+    /// Authenticate a device to the backend: prints `AUTHENTICATED serial=N`,
+    /// or `REFUSED reason=CODE` with the backend's code. With --uart the chip
+    /// answers the challenge itself, with its own key, over its UART (its
+    /// debug port is not touched); with --chip and --probe/--gdb (an unlocked
+    /// chip, end of line) the station answers with the device key read back
+    /// from it, then lets the chip run.
+    DeviceAuth(Box<DeviceAuthArgs>),
     /// Print the device certificate the station wrote to the chip's
     /// provisioning partition (PEM), leaving the chip halted.
     ReadCert {
@@ -123,6 +122,28 @@ impl Connection {
             .map_err(|e| anyhow::anyhow!("cannot reach the gdb stub at {gdb}: {e}"))?;
         Ok(Box::new(target))
     }
+}
+
+#[derive(Debug, clap::Args)]
+struct DeviceAuthArgs {
+    /// The chip's UART, HOST:PORT (a serial-to-TCP bridge; on QEMU
+    /// `firmware/qemu/boot.sh --uart PORT`).
+    #[arg(long, value_name = "HOST:PORT", requires = "serial", conflicts_with_all = ["chip", "probe", "gdb"])]
+    uart: Option<String>,
+    /// The device's serial (with --uart).
+    #[arg(long, value_name = "N", requires = "uart")]
+    serial: Option<u32>,
+    /// The chip (`factory chips`), with --probe or --gdb.
+    #[arg(long, required_unless_present = "uart")]
+    chip: Option<String>,
+    /// A debug probe through probe-rs (as for `provision`).
+    #[arg(long, value_name = "SELECTOR", value_parser = parse_probe)]
+    probe: Option<ProbeArg>,
+    /// A GDB remote stub, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    gdb: Option<String>,
+    #[command(flatten)]
+    api: Api,
 }
 
 /// The backend and the station's credential.
@@ -405,13 +426,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("provisioning failed");
             }
         }
-        Command::DeviceAuth { conn, api } => {
-            let chip = table.get(&conn.chip)?;
-            let backend = api.client()?;
-            let mut target = conn.connect(chip)?;
-            let serial = factory::device_auth::authenticate(target.as_mut(), chip, &backend)?;
-            target.reset_and_run()?;
-            println!("AUTHENTICATED serial={serial}");
+        Command::DeviceAuth(args) => {
+            let backend = args.api.client()?;
+            let outcome = match (&args.uart, args.serial, &args.chip) {
+                (Some(uart), Some(serial), _) => {
+                    factory::device_auth::over_uart(uart, serial, &backend)
+                }
+                (_, _, Some(chip_name)) => {
+                    let chip = table.get(chip_name)?;
+                    let conn = Connection {
+                        chip: chip_name.clone(),
+                        probe: args.probe.clone(),
+                        gdb: args.gdb.clone(),
+                    };
+                    let mut target = conn.connect(chip)?;
+                    let serial =
+                        factory::device_auth::authenticate(target.as_mut(), chip, &backend);
+                    if serial.is_ok() {
+                        target.reset_and_run()?;
+                    }
+                    serial
+                }
+                _ => anyhow::bail!("--uart HOST:PORT --serial N, or --chip with --probe or --gdb"),
+            };
+            match outcome {
+                Ok(serial) => println!("AUTHENTICATED serial={serial}"),
+                Err(factory::provision::FlowError::Backend(
+                    factory::backend::BackendError::Refused { code, message, .. },
+                )) => {
+                    println!("REFUSED reason={code}");
+                    anyhow::bail!("the backend refused the device: {message}");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Command::Run(args) => {
             if !run_station(&table, *args)? {

@@ -12,7 +12,11 @@
 //! APP unprovisioned version=1.2.0+0 hw_id=1234567800000003
 //! ```
 //!
-//! and ends the emulator run (exit 0).
+//! Then it serves device authentication on the same UART
+//! (`firmware::auth::line`, `docs/device-auth.md`): it answers `AUTH <nonce>`
+//! with its own key (the key block in its provisioning partition), the
+//! hw_id and the serial the boot stage handed over, and ends the emulator run
+//! (exit 0) at `BYE`.
 #![no_std]
 #![no_main]
 
@@ -21,10 +25,13 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use boot_stage::console::Console;
 use cortex_m::peripheral::SCB;
 use cortex_m_rt::{entry, exception};
+use firmware::auth::line::{Answer, Refusal, Request, MAX_LINE};
 use firmware::boot::Handoff;
 
 /// The boot stage's handoff block (docs/boot.md).
 const HANDOFF: usize = 0x2000_0000;
+/// The provisioning partition (`firmware::partition`).
+const PARTITION: usize = 0x0003_F000;
 
 static PENDSV_TAKEN: AtomicBool = AtomicBool::new(false);
 
@@ -62,5 +69,67 @@ fn main() -> ! {
     .str(" hw_id=")
     .hex(&handoff.hw_id.0)
     .end();
-    boot_stage::exit(true)
+    serve(&mut con, &handoff)
+}
+
+/// Answer device-authentication requests on the UART until `BYE`.
+fn serve(con: &mut Console, handoff: &Handoff) -> ! {
+    // SAFETY: the provisioning partition, on-chip flash, mapped and readable.
+    let partition = unsafe {
+        core::slice::from_raw_parts(PARTITION as *const u8, firmware::partition::PARTITION_LEN)
+    };
+    let mut line = [0u8; MAX_LINE + 1];
+    let mut len = 0;
+    let mut overlong = false;
+    loop {
+        let Some(byte) = con.uart().try_read() else {
+            continue;
+        };
+        if byte != b'\n' {
+            if len < line.len() {
+                line[len] = byte;
+                len += 1;
+            } else {
+                overlong = true;
+            }
+            continue;
+        }
+        let request = if overlong {
+            Err(firmware::auth::line::LineError)
+        } else {
+            Request::parse(&line[..len])
+        };
+        (len, overlong) = (0, false);
+        let answer = match request {
+            Ok(Request::Bye) => {
+                con.str("BYE").end();
+                boot_stage::exit(true);
+            }
+            Ok(Request::Auth(nonce)) => answer(handoff, partition, &nonce),
+            Err(_) => Answer::Refused(Refusal::BadRequest),
+        };
+        let mut out = [0u8; MAX_LINE + 1];
+        for &b in answer.write(&mut out) {
+            con.uart().write(b);
+        }
+    }
+}
+
+/// Sign the challenge with the device's own key, as the device it was
+/// verified to be at boot.
+fn answer(handoff: &Handoff, partition: &[u8], nonce: &[u8; 32]) -> Answer {
+    let Some((serial, _)) = handoff.provisioned else {
+        return Answer::Refused(Refusal::Unprovisioned);
+    };
+    let Some((scalar, _)) = firmware::partition::key_block(partition) else {
+        return Answer::Refused(Refusal::NoKey);
+    };
+    match firmware::auth::sign_auth(scalar, nonce, handoff.hw_id, serial) {
+        Ok(sig) => Answer::Signed {
+            serial,
+            hw_id: handoff.hw_id,
+            sig,
+        },
+        Err(_) => Answer::Refused(Refusal::NoKey),
+    }
 }

@@ -7,6 +7,8 @@ use sha2::{Digest, Sha256};
 
 use crate::record::HwId;
 
+pub mod line;
+
 /// Context string that separates device-authentication signatures from any
 /// other use of the device key.
 pub const AUTH_CONTEXT: &[u8] = b"nrf-fleet/device-auth/v1\0";
