@@ -11,9 +11,9 @@
 #   and the released image programmed, everything read back, device activated;
 #   a root and a device CA (X.509) from keys in the token, and each device's
 #   certificate issued by the station and written next to its record;
-#   the device authenticating to the backend with the injected key, read back
-#   from the emulated flash; then it boots: the boot stage verifies the image
-#   and the record, and starts the application, which prints its serial.
+#   then it boots: the boot stage verifies the image and the record, and starts
+#   the application, which prints its serial and authenticates to the backend
+#   over its UART, signing the challenge with its own key.
 # Everything goes to .work/demo/ (removed and made afresh each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -108,8 +108,8 @@ firmware/qemu/boot.sh --release-key "$out/release.pub.pem" --authority "$out/aut
     --build-only "$out/boot-stage.bin"
 
 step "emulated nRF51 (QEMU microbit), blank, halted on its GDB stub, waiting for the station"
-gdb=$(port)
-firmware/qemu/boot.sh --blank --gdb "$gdb" > "$out/console.txt" &
+gdb=$(port) uart=$(port)
+firmware/qemu/boot.sh --blank --gdb "$gdb" --uart "$uart" > "$out/console.txt" &
 chip=$!
 until (exec 3<>"/dev/tcp/127.0.0.1/$gdb") 2>/dev/null; do sleep 0.1; done
 $bin/factory read-id --chip nrf51822 --gdb "127.0.0.1:$gdb"
@@ -138,11 +138,17 @@ $bin/factory read-cert --chip nrf51822 --gdb "127.0.0.1:$gdb" -o "$out/device.pe
 openssl x509 -noout -subject -ext subjectAltName -in "$out/device.pem"
 openssl verify -CAfile "$out/root-ca.pem" -untrusted "$out/device-ca.pem" "$out/device.pem"
 
-step "the device authenticates with the key read back from the emulated flash"
+step "end-of-line check over the debug port, then the chip runs"
 $bin/factory device-auth --chip nrf51822 --gdb "127.0.0.1:$gdb" \
     --backend "http://127.0.0.1:$api" --token-file "$out/line-1.token"
 
-step "the chip boots: the boot stage verifies image and record, then starts the application"
+step "the chip authenticates itself over its UART, with its own key"
+until grep -q '^APP ' "$out/console.txt"; do sleep 0.1; done
+$bin/factory device-auth --uart "127.0.0.1:$uart" --serial 1 \
+    --backend "http://127.0.0.1:$api" --token-file "$out/line-1.token"
+exec 3<>"/dev/tcp/127.0.0.1/$uart"; echo BYE >&3; exec 3>&-
+
+step "the chip's console: the boot stage verified image and record, the application ran"
 wait "$chip"
 cat "$out/console.txt"
 grep -q '^APP version=1.0.0+1 serial=1 ' "$out/console.txt" \

@@ -151,29 +151,31 @@ trap 'kill $qemu 2>/dev/null || true; rm -rf "$work"' EXIT
 # Both ends open here, so that neither QEMU nor this loop blocks on the FIFO;
 # the loop ends when QEMU has ended and the FIFO is drained.
 exec 3<>"$work/console"
-app="" partial=""
-while :; do
-    if IFS= read -r -t 0.2 line <&3; then
-        line=$partial$line partial=""
-        printf '%s\n' "$line"
-        case $line in
-            "APP fault"*) app=1 ;;
-            "APP "*) app=0 ;;
-            *) continue ;;
-        esac
-        # Without --uart nobody can talk to the application: its line ends the run.
-        # (QEMU itself, quietly: a signal through `timeout` makes it complain.)
-        [ -n "$uart" ] || { pkill -KILL -P $qemu 2>/dev/null || true; break; }
-    else
-        partial=$partial$line
-        kill -0 $qemu 2>/dev/null || break
-    fi
-done
-[ -z "$partial" ] || printf '%s\n' "$partial"
-set +e
-wait $qemu 2>/dev/null
-rc=$?
-set -e
+app="" partial="" rc=0
+# bash's own stderr is quiet here: it would report QEMU, killed below, as
+# "Killed" whenever it reaps it. QEMU's stderr is untouched.
+{
+    while :; do
+        if IFS= read -r -t 0.2 line <&3; then
+            line=$partial$line partial=""
+            printf '%s\n' "$line"
+            case $line in
+                "APP fault"*) app=1 ;;
+                "APP "*) app=0 ;;
+                *) continue ;;
+            esac
+            # Without --uart nobody can talk to the application: its line ends
+            # the run (QEMU itself is killed: a signal through `timeout` makes it
+            # complain).
+            [ -n "$uart" ] || { pkill -KILL -P $qemu || true; break; }
+        else
+            partial=$partial$line
+            kill -0 $qemu || break
+        fi
+    done
+    [ -z "$partial" ] || printf '%s\n' "$partial"
+    wait $qemu || rc=$?
+} 2>/dev/null
 [ $rc -ne 124 ] || echo "BOOT timeout"
 # Without --uart the application's line is the verdict (its run was ended
 # here); otherwise QEMU's exit code is (BYE ends it with 0).
