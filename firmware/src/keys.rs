@@ -35,7 +35,7 @@ const ORDER: [u8; 32] = [
 ];
 
 /// Whether a big-endian scalar is in 1..n (a valid `r` or `s`).
-fn scalar_in_range(x: &[u8; 32]) -> bool {
+pub(crate) fn scalar_in_range(x: &[u8; 32]) -> bool {
     x.iter().any(|&b| b != 0) && x < &ORDER
 }
 

@@ -28,6 +28,7 @@ pub mod boot;
 #[cfg(feature = "capi")]
 pub mod capi;
 pub mod image;
+pub mod keygen;
 pub mod keys;
 pub mod partition;
 pub mod record;

@@ -143,3 +143,34 @@ impl Timer {
         read(TIMER0 + 0x540) // CC[0]
     }
 }
+
+const RNG: u32 = 0x4000_D000;
+const RNG_START: u32 = RNG;
+const RNG_STOP: u32 = RNG + 0x004;
+const RNG_VALRDY: u32 = RNG + 0x100;
+const RNG_CONFIG: u32 = RNG + 0x504;
+const RNG_VALUE: u32 = RNG + 0x508;
+
+/// The RNG peripheral, with its bias correction on (CONFIG.DERCEN).
+#[derive(Debug)]
+pub struct Rng(());
+
+impl Rng {
+    /// Take the RNG.
+    pub fn take() -> Self {
+        write(RNG_CONFIG, 1);
+        Self(())
+    }
+
+    /// Fill `out` with random bytes, one per VALRDY event.
+    pub fn fill(&mut self, out: &mut [u8]) {
+        write(RNG_VALRDY, 0);
+        write(RNG_START, 1);
+        for b in out {
+            while read(RNG_VALRDY) == 0 {}
+            write(RNG_VALRDY, 0);
+            *b = read(RNG_VALUE) as u8;
+        }
+        write(RNG_STOP, 1);
+    }
+}

@@ -39,7 +39,7 @@ pub enum SignError {
 /// so no random source is needed at signing time. RustCrypto's `SigningKey`
 /// zeroizes the scalar when dropped and `ecdsa` the nonce; its scalar
 /// multiplication does not branch on secrets.
-fn sign_digest(scalar: &[u8; 32], digest: &[u8; 32]) -> Result<[u8; 64], SignError> {
+pub(crate) fn sign_digest(scalar: &[u8; 32], digest: &[u8; 32]) -> Result<[u8; 64], SignError> {
     use p256::ecdsa::signature::hazmat::PrehashSigner;
     use p256::ecdsa::{Signature, SigningKey};
 

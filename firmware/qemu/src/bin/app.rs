@@ -12,6 +12,11 @@
 //! APP unprovisioned version=1.2.0+0 hw_id=1234567800000003
 //! ```
 //!
+//! Before that, a chip whose provisioning partition has no key block makes
+//! its own key from the RNG and writes the key block, and a station's request
+//! in the key mailbox (`firmware::keygen`, the last 256 bytes of RAM) gets the
+//! public key and a proof of possession.
+//!
 //! Then it serves device authentication on the same UART
 //! (`firmware::auth::line`, `docs/device-auth.md`): it answers `AUTH <nonce>`
 //! with its own key (the key block in its provisioning partition), the
@@ -23,15 +28,20 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use boot_stage::console::Console;
+use boot_stage::nrf51::{Nvmc, Rng};
 use cortex_m::peripheral::SCB;
 use cortex_m_rt::{entry, exception};
 use firmware::auth::line::{Answer, Refusal, Request, MAX_LINE};
+use firmware::boot::Flash;
 use firmware::boot::Handoff;
+use firmware::partition::{KEY_BLOCK_OFFSET, PARTITION_LEN};
 
 /// The boot stage's handoff block (docs/boot.md).
 const HANDOFF: usize = 0x2000_0000;
 /// The provisioning partition (`firmware::partition`).
 const PARTITION: usize = 0x0003_F000;
+/// The key mailbox (`firmware::keygen`): the last 256 bytes of RAM.
+const MAILBOX: usize = 0x2000_3F00;
 
 static PENDSV_TAKEN: AtomicBool = AtomicBool::new(false);
 
@@ -56,6 +66,12 @@ fn main() -> ! {
         con.str("APP fault=no-handoff").end();
         boot_stage::exit(false);
     };
+    // SAFETY: the provisioning partition, on-chip flash, mapped and readable.
+    let partition = unsafe { core::slice::from_raw_parts(PARTITION as *const u8, PARTITION_LEN) };
+    if firmware::partition::key_block(partition).is_none() {
+        make_key(partition);
+    }
+    answer_key_request(partition, handoff.hw_id);
     match handoff.provisioned {
         Some((serial, _)) => con
             .str("APP version=")
@@ -69,15 +85,60 @@ fn main() -> ! {
     .str(" hw_id=")
     .hex(&handoff.hw_id.0)
     .end();
-    serve(&mut con, &handoff)
+    serve(&mut con, &handoff, partition)
+}
+
+/// A key born here: when the partition's key block is erased, draw the key
+/// and the device secret from the RNG (a draw outside 1..n is drawn again)
+/// and write the key block through the NVMC. Nothing of it leaves the chip
+/// but the public key.
+fn make_key(partition: &[u8]) {
+    let block = KEY_BLOCK_OFFSET..firmware::partition::IMAGE_LEN;
+    if partition[block.clone()].iter().any(|&b| b != 0xff) {
+        return; // not erased: never write over what is there
+    }
+    let mut rng = Rng::take();
+    let mut image = [0xffu8; firmware::partition::IMAGE_LEN];
+    let (mut scalar, mut secret) = ([0u8; 32], [0u8; 32]);
+    loop {
+        rng.fill(&mut scalar);
+        if firmware::keygen::is_private_key(&scalar) {
+            break;
+        }
+    }
+    rng.fill(&mut secret);
+    firmware::partition::put_key_block(&mut image, &scalar, &secret);
+    let _ = Nvmc::take().write((PARTITION + KEY_BLOCK_OFFSET) as u32, &image[block]);
+    wipe(&mut scalar);
+    wipe(&mut secret);
+    wipe(&mut image);
+}
+
+/// Overwrite secret bytes in a way the compiler keeps.
+fn wipe(bytes: &mut [u8]) {
+    for b in bytes {
+        // SAFETY: a valid, exclusive reference.
+        unsafe { core::ptr::write_volatile(b, 0) };
+    }
+}
+
+/// A station's request in the key mailbox: answer it with the public key and
+/// a proof of possession over the station's nonce.
+fn answer_key_request(partition: &[u8], hw_id: firmware::record::HwId) {
+    // SAFETY: the mailbox, RAM neither program links into.
+    let mailbox = unsafe {
+        core::slice::from_raw_parts_mut(MAILBOX as *mut u8, firmware::keygen::MAILBOX_LEN)
+    };
+    let Some(nonce) = firmware::keygen::parse_request(mailbox) else {
+        return;
+    };
+    let key = firmware::partition::key_block(partition)
+        .and_then(|(scalar, _)| firmware::keygen::prove(scalar, hw_id, &nonce).ok());
+    mailbox.copy_from_slice(&firmware::keygen::answer(&nonce, key));
 }
 
 /// Answer device-authentication requests on the UART until `BYE`.
-fn serve(con: &mut Console, handoff: &Handoff) -> ! {
-    // SAFETY: the provisioning partition, on-chip flash, mapped and readable.
-    let partition = unsafe {
-        core::slice::from_raw_parts(PARTITION as *const u8, firmware::partition::PARTITION_LEN)
-    };
+fn serve(con: &mut Console, handoff: &Handoff, partition: &[u8]) -> ! {
     let mut line = [0u8; MAX_LINE + 1];
     let mut len = 0;
     let mut overlong = false;
