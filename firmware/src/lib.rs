@@ -32,6 +32,7 @@ pub mod keygen;
 pub mod keys;
 pub mod partition;
 pub mod record;
+pub mod text;
 
 pub use keys::{KeyError, P256PublicKey};
 

@@ -30,18 +30,8 @@ impl Console {
     }
 
     /// A number in decimal.
-    pub fn dec(&mut self, mut n: u32) -> &mut Self {
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for &d in &digits[i..] {
+    pub fn dec(&mut self, n: u32) -> &mut Self {
+        for &d in firmware::text::decimal(n, &mut [0u8; 10]) {
             self.0.write(d);
         }
         self
@@ -49,10 +39,10 @@ impl Console {
 
     /// Bytes as lowercase hex digits.
     pub fn hex(&mut self, bytes: &[u8]) -> &mut Self {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         for &b in bytes {
-            self.0.write(DIGITS[usize::from(b >> 4)]);
-            self.0.write(DIGITS[usize::from(b & 0xf)]);
+            for d in firmware::text::hex_pair(b) {
+                self.0.write(d);
+            }
         }
         self
     }

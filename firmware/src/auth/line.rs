@@ -122,24 +122,13 @@ impl Out<'_> {
     }
 
     fn hex(&mut self, bytes: &[u8]) {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         for &b in bytes {
-            self.put(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
+            self.put(&crate::text::hex_pair(b));
         }
     }
 
-    fn dec(&mut self, mut n: u32) {
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.put(&digits[i..]);
+    fn dec(&mut self, n: u32) {
+        self.put(crate::text::decimal(n, &mut [0u8; 10]));
     }
 }
 

@@ -26,7 +26,6 @@ static RECORD: &[u8] = include_bytes!("../../../../tests/data/records/qemu-micro
 const AUTH_SCALAR: [u8; 32] = [0x11; 32];
 const AUTH_NONCE: [u8; 32] = [0x22; 32];
 const AUTH_SERIAL: u32 = 7;
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn take<'a>(data: &mut &'a [u8], n: usize) -> &'a [u8] {
     let (head, tail) = data.split_at(n);
@@ -100,9 +99,8 @@ fn main() -> ! {
     match firmware::auth::sign_auth(&AUTH_SCALAR, &AUTH_NONCE, chip, AUTH_SERIAL) {
         Ok(sig) => {
             let mut text = [0u8; 128];
-            for (i, b) in sig.iter().enumerate() {
-                text[2 * i] = HEX[usize::from(b >> 4)];
-                text[2 * i + 1] = HEX[usize::from(b & 0xf)];
+            for (pair, &b) in text.chunks_exact_mut(2).zip(sig.iter()) {
+                pair.copy_from_slice(&firmware::text::hex_pair(b));
             }
             hprintln!("AUTHSIG {}", core::str::from_utf8(&text).unwrap_or(""));
         }
