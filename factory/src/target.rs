@@ -157,12 +157,11 @@ impl Target for GdbTarget {
     fn reset_and_run(&mut self) -> Result<(), TargetError> {
         let mut vectors = [0u8; 8];
         self.client.read_memory(0, &mut vectors)?;
-        let hex = |w: &[u8]| hex::encode(w);
         // ARM M-profile register numbers: 13 sp, 15 pc, 25 xPSR (T bit 24).
         for (reg, value) in [
-            (13, hex(&vectors[..4])),
-            (15, hex(&vectors[4..])),
-            (25, hex(&0x0100_0000u32.to_le_bytes())),
+            (13, hex::encode(&vectors[..4])),
+            (15, hex::encode(&vectors[4..])),
+            (25, hex::encode(0x0100_0000u32.to_le_bytes())),
         ] {
             self.client.write_register(reg, &value)?;
         }

@@ -103,11 +103,6 @@ trap 'rm -rf "$work"' EXIT
 place() { # FILE ADDR
     dd if="$1" of="$work/flash.bin" bs=4096 seek="$(($2))" oflag=seek_bytes conv=notrunc status=none
 }
-if [ -n "$flash" ]; then
-    cp "$flash" "$work/flash.bin"
-else
-    head -c $((0x40000)) /dev/zero | tr '\0' '\377' > "$work/flash.bin"
-fi
 if [ -z "$flash$blank" ]; then
     # Several boots (tests) may build with different keys at once: build and
     # take a private copy of the program under a lock.
@@ -123,6 +118,13 @@ if [ -z "$flash$blank" ]; then
         cp "$work/boot-stage.bin" "$tmp" && mv "$tmp" "$build_only"
         exit 0
     fi
+fi
+if [ -n "$flash" ]; then
+    cp "$flash" "$work/flash.bin"
+else
+    head -c $((0x40000)) /dev/zero | tr '\0' '\377' > "$work/flash.bin"
+fi
+if [ -z "$flash$blank" ]; then
     place "$work/boot-stage.bin" 0
     [ -z "$image" ] || place "$image" 0x8000
     [ -z "$upgrade" ] || place "$upgrade" 0x21000

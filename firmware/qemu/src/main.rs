@@ -12,7 +12,7 @@
 //! 4. `BOOT ok version=… counter=…`, and a jump into the image.
 //!
 //! The console is UART0. Interrupts reach the application through this
-//! stage's vector table (Cortex-M0 has no VTOR): see `forward.s` below.
+//! stage's vector table (Cortex-M0 has no VTOR): see `DefaultHandler` below.
 //!
 //! Features: `stack-probe` reports the peak stack, `cost-probe` the TIMER0
 //! ticks from reset to the jump (instructions under `-icount`).
@@ -20,7 +20,7 @@
 #![no_main]
 
 use boot_stage::console::Console;
-use boot_stage::nrf51::{self, Nvmc};
+use boot_stage::nrf51::{self, Nvmc, HANDOFF};
 use cortex_m_rt::entry;
 use firmware::boot::{self, Handoff, Layout, Upgrade};
 use firmware::record::{HwId, PRODUCT_LEN};
@@ -29,12 +29,6 @@ use firmware::P256PublicKey;
 // RELEASE_KEYS and PROV_AUTHORITIES: SEC1 points built in by build.rs.
 include!(concat!(env!("OUT_DIR"), "/keys.rs"));
 
-/// Where the handoff block lives: the first 64 bytes of RAM, outside what
-/// either program links into (`memory.x`).
-const HANDOFF: u32 = 0x2000_0000;
-/// The provisioning partition (`firmware::partition`): the last 4 KiB page
-/// of the 256 KiB flash.
-const PROVISIONING_PARTITION: u32 = 0x0003_F000;
 const MAX_KEYS: usize = 4;
 const LAYOUT: Layout = Layout::MICROBIT;
 
@@ -49,19 +43,22 @@ core::arch::global_asm!(
     ".type DefaultHandler,%function",
     ".thumb_func",
     "DefaultHandler:",
-    "    ldr r0, =0x20000000",
+    "    ldr r0, ={handoff}",
     "    ldr r0, [r0]",
-    "    ldr r1, =0x544f4f42", // "BOOT", little-endian
+    "    ldr r1, ={magic}",
     "    cmp r0, r1",
     "    bne 1f",
-    "    ldr r1, =0x20000000",
-    "    ldr r1, [r1, #60]", // the application's vector table, set before the jump
+    "    ldr r1, ={handoff}",
+    "    ldr r1, [r1, #{vector_table}]",
     "    mrs r0, ipsr",
     "    lsls r0, r0, #2",
     "    ldr r0, [r1, r0]",
     "    bx r0",
     "1:  b 1b",
     ".ltorg",
+    handoff = const HANDOFF,
+    magic = const u32::from_le_bytes(firmware::boot::handoff::HANDOFF_MAGIC),
+    vector_table = const firmware::boot::handoff::VECTOR_TABLE_OFFSET,
 );
 
 /// Run `f` with the valid keys (up to MAX_KEYS) of a list of SEC1 points.
@@ -90,13 +87,7 @@ fn check_record(con: &mut Console, chip: HwId) -> Option<(u32, [u8; PRODUCT_LEN]
             .end();
         return None;
     }
-    // SAFETY: the partition lies inside on-chip flash, mapped and readable.
-    let partition = unsafe {
-        core::slice::from_raw_parts(
-            PROVISIONING_PARTITION as *const u8,
-            firmware::partition::PARTITION_LEN,
-        )
-    };
+    let partition = nrf51::provisioning_partition();
     match with_keys(PROV_AUTHORITIES, |keys| {
         firmware::record::verify_provisioning(partition, chip, keys)
     }) {
@@ -130,7 +121,7 @@ fn halt() -> ! {
 fn main() -> ! {
     // No stale handoff from an earlier boot may route interrupts onward.
     // SAFETY: the handoff block is RAM this program does not link into.
-    unsafe { core::ptr::write_bytes(HANDOFF as *mut u8, 0, 64) };
+    unsafe { core::ptr::write_bytes(HANDOFF as *mut u8, 0, firmware::boot::handoff::HANDOFF_LEN) };
     #[cfg(feature = "cost-probe")]
     let (timer, calibration) = {
         let timer = nrf51::Timer::start();

@@ -17,6 +17,28 @@ fn write(addr: u32, value: u32) {
     unsafe { write_volatile(addr as *mut u32, value) }
 }
 
+/// The handoff block from the boot stage to the application: the first 64
+/// bytes of RAM, outside what either program links into (`boot.x`, `app.x`;
+/// `firmware::boot::handoff`).
+pub const HANDOFF: u32 = 0x2000_0000;
+/// The key mailbox: the last 256 bytes of RAM (`firmware::keygen`).
+pub const KEY_MAILBOX: u32 = 0x2000_3F00;
+/// The provisioning partition: the last 4 KiB page of the 256 KiB flash
+/// (`firmware::partition`).
+pub const PROVISIONING_PARTITION: u32 = 0x0003_F000;
+
+/// The provisioning partition's bytes.
+pub fn provisioning_partition() -> &'static [u8] {
+    // SAFETY: on-chip flash, mapped and readable; only the application's
+    // own key-block write changes it, through the NVMC.
+    unsafe {
+        core::slice::from_raw_parts(
+            PROVISIONING_PARTITION as *const u8,
+            firmware::partition::PARTITION_LEN,
+        )
+    }
+}
+
 /// FICR `DEVICEID[0]` and `DEVICEID[1]`.
 const FICR_DEVICEID: u32 = 0x1000_0060;
 

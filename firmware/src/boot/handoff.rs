@@ -26,6 +26,9 @@ pub const HANDOFF_MAGIC: [u8; 4] = *b"BOOT";
 pub const HANDOFF_VERSION: u8 = 1;
 /// Size of the block.
 pub const HANDOFF_LEN: usize = 64;
+/// Offset of the application's vector table address in the block (the boot
+/// stage's interrupt forwarding reads it there).
+pub const VECTOR_TABLE_OFFSET: usize = 60;
 
 /// The facts the boot stage established.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +60,7 @@ impl Handoff {
         }
         b[36..44].copy_from_slice(&self.version.to_bytes());
         b[44..48].copy_from_slice(&self.security_counter.to_le_bytes());
-        b[60..64].copy_from_slice(&self.vector_table.to_le_bytes());
+        b[VECTOR_TABLE_OFFSET..].copy_from_slice(&self.vector_table.to_le_bytes());
         b
     }
 
@@ -83,7 +86,7 @@ impl Handoff {
             provisioned: (b[5] == 1).then_some((word(16), product)),
             version: ImageVersion::from_bytes(&version),
             security_counter: word(44),
-            vector_table: word(60),
+            vector_table: word(VECTOR_TABLE_OFFSET),
         })
     }
 }

@@ -28,20 +28,14 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use boot_stage::console::Console;
-use boot_stage::nrf51::{Nvmc, Rng};
+use boot_stage::nrf51::{self, Nvmc, Rng, HANDOFF, KEY_MAILBOX, PROVISIONING_PARTITION};
 use cortex_m::peripheral::SCB;
 use cortex_m_rt::{entry, exception};
 use firmware::auth::line::{Answer, Refusal, Request, MAX_LINE};
+use firmware::boot::handoff::HANDOFF_LEN;
 use firmware::boot::Flash;
 use firmware::boot::Handoff;
-use firmware::partition::{KEY_BLOCK_OFFSET, PARTITION_LEN};
-
-/// The boot stage's handoff block (docs/boot.md).
-const HANDOFF: usize = 0x2000_0000;
-/// The provisioning partition (`firmware::partition`).
-const PARTITION: usize = 0x0003_F000;
-/// The key mailbox (`firmware::keygen`): the last 256 bytes of RAM.
-const MAILBOX: usize = 0x2000_3F00;
+use firmware::partition::KEY_BLOCK_OFFSET;
 
 static PENDSV_TAKEN: AtomicBool = AtomicBool::new(false);
 
@@ -61,13 +55,12 @@ fn main() -> ! {
         boot_stage::exit(false);
     }
     // SAFETY: the first 64 bytes of RAM, which this program does not link into.
-    let block = unsafe { core::slice::from_raw_parts(HANDOFF as *const u8, 64) };
+    let block = unsafe { core::slice::from_raw_parts(HANDOFF as *const u8, HANDOFF_LEN) };
     let Some(handoff) = Handoff::parse(block) else {
         con.str("APP fault=no-handoff").end();
         boot_stage::exit(false);
     };
-    // SAFETY: the provisioning partition, on-chip flash, mapped and readable.
-    let partition = unsafe { core::slice::from_raw_parts(PARTITION as *const u8, PARTITION_LEN) };
+    let partition = nrf51::provisioning_partition();
     if firmware::partition::key_block(partition).is_none() {
         make_key(partition);
     }
@@ -108,7 +101,10 @@ fn make_key(partition: &[u8]) {
     }
     rng.fill(&mut secret);
     firmware::partition::put_key_block(&mut image, &scalar, &secret);
-    let _ = Nvmc::take().write((PARTITION + KEY_BLOCK_OFFSET) as u32, &image[block]);
+    let _ = Nvmc::take().write(
+        PROVISIONING_PARTITION + KEY_BLOCK_OFFSET as u32,
+        &image[block],
+    );
     wipe(&mut scalar);
     wipe(&mut secret);
     wipe(&mut image);
@@ -127,7 +123,7 @@ fn wipe(bytes: &mut [u8]) {
 fn answer_key_request(partition: &[u8], hw_id: firmware::record::HwId) {
     // SAFETY: the mailbox, RAM neither program links into.
     let mailbox = unsafe {
-        core::slice::from_raw_parts_mut(MAILBOX as *mut u8, firmware::keygen::MAILBOX_LEN)
+        core::slice::from_raw_parts_mut(KEY_MAILBOX as *mut u8, firmware::keygen::MAILBOX_LEN)
     };
     let Some(nonce) = firmware::keygen::parse_request(mailbox) else {
         return;

@@ -21,8 +21,12 @@ include!(concat!(env!("OUT_DIR"), "/keys.rs"));
 fn main() -> ! {
     // SAFETY: on-chip flash, mapped and readable; the address is opaque to the
     // optimiser so nothing is folded away.
-    let flash: &[u8] =
-        unsafe { core::slice::from_raw_parts(black_box(0x0003_F000usize) as *const u8, 0x1000) };
+    let flash: &[u8] = unsafe {
+        core::slice::from_raw_parts(
+            black_box(boot_stage::nrf51::PROVISIONING_PARTITION as usize) as *const u8,
+            0x1000,
+        )
+    };
     #[allow(unused_mut)]
     let mut verdict = u32::from(flash[0]);
     #[cfg(any(feature = "record", feature = "image"))]
