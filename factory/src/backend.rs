@@ -62,6 +62,9 @@ pub struct DeviceState {
     pub serial: u32,
     /// `factory_only`, `active` or `revoked`.
     pub status: String,
+    /// Where its key was made (`device`, `station`), once activated.
+    #[serde(default)]
+    pub key_origin: Option<String>,
 }
 
 /// `POST /v1/auth/challenge`'s answer.
@@ -82,7 +85,7 @@ struct ErrorBody {
 /// A backend at `base` (e.g. `http://127.0.0.1:8080`), called with a token.
 pub struct Backend {
     base: String,
-    token: SecretString,
+    token: Option<SecretString>,
     agent: ureq::Agent,
     /// Tries per call.
     pub attempts: u32,
@@ -102,8 +105,17 @@ impl Backend {
     /// A client of the backend at `base` using `token`.
     pub fn new(base: &str, token: SecretString) -> Self {
         Self {
+            token: Some(token),
+            ..Self::anonymous(base)
+        }
+    }
+
+    /// A client without a credential: enough for device authentication
+    /// (`/v1/auth/*`), which the device's signature authorizes.
+    pub fn anonymous(base: &str) -> Self {
+        Self {
             base: base.trim_end_matches('/').to_owned(),
-            token,
+            token: None,
             agent: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(3))
                 .timeout(Duration::from_secs(10))
@@ -111,6 +123,11 @@ impl Backend {
             attempts: 5,
             backoff: Duration::from_millis(100),
         }
+    }
+
+    /// The backend's base URL.
+    pub fn url(&self) -> &str {
+        &self.base
     }
 
     fn call<T: serde::de::DeserializeOwned>(
@@ -124,10 +141,13 @@ impl Backend {
         let mut last = String::new();
         let mut wait = self.backoff;
         for attempt in 1..=self.attempts {
-            let req = self.agent.request(method, &url).set(
-                "authorization",
-                &format!("Bearer {}", self.token.expose_secret()),
-            );
+            let mut req = self.agent.request(method, &url);
+            if let Some(token) = &self.token {
+                req = req.set(
+                    "authorization",
+                    &format!("Bearer {}", token.expose_secret()),
+                );
+            }
             let result = match &body {
                 Some(b) => req.send_json(b.clone()),
                 None => req.call(),
@@ -178,17 +198,10 @@ impl Backend {
         self.call("provision", "POST", "/v1/provision", Some(body))
     }
 
-    /// `POST /v1/devices/{serial}/activate`.
-    pub fn activate(
-        &self,
-        serial: u32,
-        record: &[u8],
-        secret_hash: &[u8; 32],
-    ) -> Result<DeviceState, BackendError> {
-        let body = serde_json::json!({
-            "record": hex::encode(record),
-            "device_secret_hash": hex::encode(secret_hash),
-        });
+    /// `POST /v1/devices/{serial}/activate` with the record on the chip (the
+    /// backend takes the public key and the key's origin from it).
+    pub fn activate(&self, serial: u32, record: &[u8]) -> Result<DeviceState, BackendError> {
+        let body = serde_json::json!({ "record": hex::encode(record) });
         self.call(
             "activate",
             "POST",

@@ -46,6 +46,8 @@ pub struct Chip {
     pub nvm_ready: u32,
     /// The NVM controller's CONFIG register (1 enables writes, 0 ends them).
     pub nvm_config: u32,
+    /// RAM address of the key mailbox (`firmware::keygen`).
+    pub key_mailbox: u32,
     /// The probe-rs target name used with `--probe` (core 0 is provisioned).
     pub probe_rs_target: String,
     /// Whether the addresses were checked against the MDK or a chip.
@@ -113,11 +115,15 @@ impl ChipTable {
                 chip.approtect,
                 chip.nvm_ready,
                 chip.nvm_config,
+                chip.key_mailbox,
             ]
             .iter()
             .any(|a| a % 4 != 0)
             {
                 return Err(invalid("register addresses must be word-aligned"));
+            }
+            if !(0x2000_0000..0x4000_0000).contains(&chip.key_mailbox) {
+                return Err(invalid("key_mailbox must lie in RAM (0x20000000 up)"));
             }
             chip.name = name.clone();
             chips.insert(name, chip);
@@ -183,12 +189,17 @@ mod tests {
 
     #[test]
     fn inconsistent_entries_are_refused() {
-        let entry = |partition: &str| {
+        let entry_with = |partition: &str, mailbox: &str| {
             format!(
-                "[x]\ndeviceid = 0x10000060\nflash_size = 0x40000\npage_size = 0x400\npartition = {partition}\nlock = \"uicr-approtect\"\napprotect = 0x10001208\nlock_value = 0\nnvm_ready = 0x4001E400\nnvm_config = 0x4001E504\nprobe_rs_target = \"nRF51822_xxAA\"\nverified = true\n"
+                "[x]\ndeviceid = 0x10000060\nflash_size = 0x40000\npage_size = 0x400\npartition = {partition}\nlock = \"uicr-approtect\"\napprotect = 0x10001208\nlock_value = 0\nnvm_ready = 0x4001E400\nnvm_config = 0x4001E504\nkey_mailbox = {mailbox}\nprobe_rs_target = \"nRF51822_xxAA\"\nverified = true\n"
             )
         };
+        let entry = |partition: &str| entry_with(partition, "0x20003F00");
         ChipTable::parse(&entry("0x3F000")).unwrap();
+        assert!(
+            ChipTable::parse(&entry_with("0x3F000", "0x3F00")).is_err(),
+            "mailbox outside RAM"
+        );
         assert!(ChipTable::parse(&entry("0x3F001")).is_err(), "unaligned");
         assert!(
             ChipTable::parse(&entry("0x40000")).is_err(),

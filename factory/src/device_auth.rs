@@ -1,15 +1,18 @@
 //! Device authentication from the station. [`over_uart`]: the chip answers
 //! the backend's challenge itself, over its UART, with its own key
 //! (`firmware::auth::line`); nothing touches its debug port. [`authenticate`]:
-//! an end-of-line check of an unlocked chip, answering as the device would
-//! with the key read back from its provisioning partition.
+//! an end-of-line check of an unlocked chip whose key the station made
+//! (`--key-origin station`), answering as the device would with the key read
+//! back from its provisioning partition; a chip whose record says its key was
+//! born on it is refused, since reading that key back is what device-made
+//! keys rule out.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use firmware::auth::line::{Answer, MAX_LINE};
-use firmware::record::{ProvisioningRecord, RECORD_LEN};
+use firmware::record::{KeyOrigin, ProvisioningRecord, RECORD_LEN};
 
 use crate::backend::Backend;
 use crate::chips::Chip;
@@ -24,17 +27,26 @@ pub fn authenticate(
     backend: &Backend,
 ) -> Result<u32, FlowError> {
     let hw_id = read_hw_id(target, chip)?;
-    let mut part = zeroize::Zeroizing::new(vec![0u8; partition::IMAGE_LEN]);
-    target.read_memory(chip.partition, &mut part)?;
-    let record = ProvisioningRecord::parse(&part[..RECORD_LEN])
+    let mut head = [0u8; RECORD_LEN];
+    target.read_memory(chip.partition, &mut head)?;
+    let record = ProvisioningRecord::parse(&head)
         .map_err(|e| FlowError::Inconsistent(format!("no provisioning record on the chip: {e}")))?;
+    if record.body.key_origin == KeyOrigin::Device {
+        return Err(FlowError::Inconsistent(
+            "the chip's key was born on it and is never read out: authenticate it over its \
+             UART (--uart HOST:PORT)"
+                .into(),
+        ));
+    }
     if record.body.hw_id != hw_id {
         return Err(FlowError::Inconsistent(format!(
             "the record on the chip is for hw_id {}, the chip is {hw_id}",
             record.body.hw_id
         )));
     }
-    let (scalar, _) = partition::key_block(&part)
+    let mut part = zeroize::Zeroizing::new(vec![0u8; partition::IMAGE_LEN]);
+    target.read_memory(chip.partition, &mut part)?;
+    let scalar = partition::key_block(&part)
         .ok_or_else(|| FlowError::Inconsistent("no device key block on the chip".into()))?;
     let serial = record.body.serial;
     let (challenge_id, nonce) = challenge(backend, serial)?;
@@ -116,4 +128,23 @@ pub fn over_uart(addr: &str, serial: u32, backend: &Backend) -> Result<u32, Flow
     }
     backend.verify(&challenge_id, serial, hw_id, &sig)?;
     Ok(serial)
+}
+
+/// Print the outcome of a device authentication for people and scripts:
+/// `AUTHENTICATED serial=N`, or `REFUSED reason=CODE` with the backend's
+/// code (then an error naming its message); other failures are errors.
+pub fn report(outcome: Result<u32, FlowError>) -> anyhow::Result<()> {
+    match outcome {
+        Ok(serial) => {
+            println!("AUTHENTICATED serial={serial}");
+            Ok(())
+        }
+        Err(FlowError::Backend(crate::backend::BackendError::Refused {
+            code, message, ..
+        })) => {
+            println!("REFUSED reason={code}");
+            anyhow::bail!("the backend refused the device: {message}")
+        }
+        Err(e) => Err(e.into()),
+    }
 }

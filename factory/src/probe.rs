@@ -233,6 +233,13 @@ impl Target for ProbeRsTarget {
         Ok(())
     }
 
+    /// Close the session without a reset; the chip goes on running and the
+    /// next access attaches again.
+    fn release(&mut self) -> Result<(), TargetError> {
+        self.session.take();
+        Ok(())
+    }
+
     /// Reset so APPROTECT latches, then attach afresh: probe-rs's Nordic
     /// sequences read CTRL-AP's APPROTECTSTATUS and refuse a protected chip
     /// unless allowed to erase it. That refusal is the confirmation; a

@@ -1,21 +1,32 @@
-//! The provisioning flow for one chip, over any [`Target`]:
+//! The provisioning flow for one chip, over any [`Target`]
+//! (`docs/factory.md`, "Order of a provisioning run"):
 //!
-//! read `hw_id` from FICR → if the partition already holds a record that
-//! verifies for this chip and the backend has it `active`, only verify →
-//! `POST /v1/provision` (idempotent) → generate the device key and secret in
-//! memory → sign the record with the authority key → write the partition
-//! (record and key block) and the firmware → read both back and compare
-//! hashes → `POST …/activate` with the record and the secret's hash →
-//! optionally lock and confirm → the key and secret are zeroized.
+//! 1. read `hw_id` from FICR and the record area of the partition (never
+//!    its key region); a chip whose record verifies and which the backend
+//!    has `active` is only verified (and locked, if asked);
+//! 2. program and verify the boot stage and the firmware;
+//! 3. the device key: with `--key-origin device` the chip makes it and proves
+//!    possession through its key mailbox ([`crate::device_key`]); with
+//!    `--key-origin station` the station makes it and writes the key block,
+//!    header last;
+//! 4. `POST /v1/provision` (idempotent) for the serial; sign the record for
+//!    the chip's public key with the authority key; write the certificate
+//!    block, then the record, the commit marker, without erasing the key
+//!    block; read both back;
+//! 5. with `--lock`: lock, confirm the lock, and only then `POST …/activate`;
+//!    without: activate, then let the chip run.
 //!
-//! Activation is the last backend call, so a failure anywhere before it
-//! leaves the device `factory_only`, and the next run recovers: the same
-//! serial, and a record already on the chip is activated rather than
-//! replaced.
+//! A fault anywhere leaves the device `factory_only` (activation is last),
+//! and the next run recovers: a record already on the chip is kept when the
+//! chip's key is the record's, else the partition is erased and the chip
+//! starts again (it was never active).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use firmware::record::{HwId, RECORD_LEN};
+use firmware::partition::{
+    CERT_BLOCK_OFFSET, KEY_BLOCK_HEADER_LEN, KEY_BLOCK_OFFSET, PARTITION_LEN,
+};
+use firmware::record::{HwId, KeyOrigin, RECORD_LEN};
 use firmware::P256PublicKey;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -25,8 +36,9 @@ use zeroize::Zeroizing;
 
 use crate::backend::{Backend, BackendError};
 use crate::chips::Chip;
+use crate::device_key::{request_key, ChipKey, KeyRequestError};
 use crate::partition;
-use crate::target::{read_hw_id, Target, TargetError};
+use crate::target::{read_hw_id, write_nvm_words, Target, TargetError};
 
 /// A firmware image checked before any chip is touched.
 #[derive(Debug, Clone)]
@@ -60,6 +72,49 @@ pub struct Job<'a> {
     pub run_after: bool,
     /// Issue the device's X.509 certificate and write it next to the record.
     pub device_ca: Option<&'a DeviceCa>,
+    /// Where the device key is made.
+    pub key_origin: KeyOrigin,
+    /// How long the chip has to make its key and answer (device origin).
+    pub key_timeout: Duration,
+    /// Production rules: `lock` and device-made keys are required, and the
+    /// backend must be HTTPS or on this machine ([`production_refusal`]).
+    pub production: bool,
+}
+
+/// How long a chip gets by default to make its key and answer.
+pub const DEFAULT_KEY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a run may not go ahead under `--production`, if it may not: debug
+/// access must be locked, the key must be born on the chip, and the backend
+/// must be reached over HTTPS unless it is on this machine.
+pub fn production_refusal(lock: bool, origin: KeyOrigin, backend_url: &str) -> Option<String> {
+    if !lock {
+        return Some("--production requires --lock: an open chip can be read out".into());
+    }
+    if origin != KeyOrigin::Device {
+        return Some(
+            "--production requires --key-origin device: the station must never hold a device key"
+                .into(),
+        );
+    }
+    if let Some(rest) = backend_url.strip_prefix("http://") {
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority.split(':').next().unwrap_or_default(),
+        };
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Some(format!(
+                "--production refuses plain http:// to {host}: the token and the records would \
+                 cross the network in clear; use https://"
+            ));
+        }
+    }
+    None
 }
 
 /// The device CA the station issues certificates with.
@@ -86,6 +141,8 @@ impl std::fmt::Debug for Job<'_> {
         f.debug_struct("Job")
             .field("chip", &self.chip.name)
             .field("lock", &self.lock)
+            .field("key_origin", &self.key_origin)
+            .field("production", &self.production)
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +162,12 @@ pub enum FlowError {
     /// What was read back is not what was written.
     #[error("read-back mismatch in the {0}: the chip does not hold what was written")]
     Readback(&'static str),
+    /// The chip's own key could not be had or was refused.
+    #[error(transparent)]
+    ChipKey(#[from] KeyRequestError),
+    /// The job breaks the production rules.
+    #[error("{0}")]
+    Production(String),
     /// The backend's view contradicts the chip's.
     #[error("{0}")]
     Inconsistent(String),
@@ -126,6 +189,8 @@ pub struct Report {
     pub hw_id: Option<String>,
     /// Its serial, once known.
     pub serial: Option<u32>,
+    /// Where its key was made (`device`, `station`), once known.
+    pub key_origin: Option<&'static str>,
     /// `provisioned`, `verified` (already done), or `failed`.
     pub outcome: &'static str,
     /// Why it failed.
@@ -157,6 +222,7 @@ pub fn provision(target: &mut dyn Target, job: &Job<'_>) -> Report {
     let mut report = Report {
         hw_id: None,
         serial: None,
+        key_origin: None,
         outcome: "failed",
         error: None,
         steps: Vec::new(),
@@ -175,18 +241,26 @@ fn run(
     timer: &mut Timer,
     report: &mut Report,
 ) -> Result<&'static str, FlowError> {
+    if job.production {
+        if let Some(why) = production_refusal(job.lock, job.key_origin, job.backend.url()) {
+            return Err(FlowError::Production(why));
+        }
+    }
     let chip = job.chip;
     let hw_id = timer.run("read_id", || read_hw_id(target, chip))?;
     report.hw_id = Some(hw_id.to_string());
     let authority_key = job.authority.public_key()?;
 
     // A chip provisioned before: verify, or finish what a failed run left.
-    let mut existing = vec![0u8; partition::IMAGE_LEN];
-    timer.run("read_partition", || {
-        target.read_memory(chip.partition, &mut existing)
+    // Only the record area is read here, never the key region.
+    let mut head = [0u8; RECORD_LEN];
+    timer.run("read_record", || {
+        target.read_memory(chip.partition, &mut head)
     })?;
-    if let Some(record) = valid_record(&existing, hw_id, &authority_key) {
+    let on_chip = valid_record(&head, hw_id, &authority_key);
+    if let Some(record) = &on_chip {
         report.serial = Some(record.body.serial);
+        report.key_origin = Some(record.body.key_origin.as_str());
         let state = timer.run("backend_lookup", || job.backend.device(hw_id))?;
         match state {
             Some(d) if d.serial != record.body.serial => {
@@ -197,28 +271,45 @@ fn run(
             }
             Some(d) if d.status == "active" => {
                 firmware(target, job, timer, job.force)?;
-                finish(target, job, timer)?;
+                if job.lock {
+                    lock(target, job, timer)?;
+                } else if job.run_after {
+                    timer.run("reset", || target.reset_and_run())?;
+                }
                 return Ok("verified");
             }
-            _ => {
-                // Written before, never activated: activate it now.
-                let (_, secret) = partition::key_block(&existing).ok_or_else(|| {
-                    FlowError::Inconsistent("the partition's key block is damaged".into())
-                })?;
-                firmware(target, job, timer, true)?;
-                let secret_hash: [u8; 32] = Sha256::digest(*secret).into();
-                timer.run("backend_provision", || {
-                    job.backend.provision(hw_id, job.product.as_deref())
-                })?;
-                timer.run("backend_activate", || {
-                    job.backend
-                        .activate(record.body.serial, &existing[..RECORD_LEN], &secret_hash)
-                })?;
-                finish(target, job, timer)?;
-                return Ok("provisioned");
-            }
+            // Written before, never activated: kept below if the chip's key
+            // is the record's.
+            _ => {}
         }
     }
+
+    // The boot stage and the firmware first: with device-made keys it is
+    // the firmware that makes the key.
+    program_images(target, job, timer)?;
+    verify_images(target, job, timer)?;
+
+    let public = match chip_key(target, job, timer, hw_id, on_chip.as_ref())? {
+        KeyState::Committed => {
+            let Some(record) = on_chip else {
+                return Err(FlowError::Inconsistent("no record to recover".into()));
+            };
+            let serial = record.body.serial;
+            let allocated = timer.run("backend_provision", || {
+                job.backend.provision(hw_id, job.product.as_deref())
+            })?;
+            if allocated.serial != serial {
+                return Err(FlowError::Inconsistent(format!(
+                    "the chip's record says serial {serial} but the backend allocated {}",
+                    allocated.serial
+                )));
+            }
+            commit(target, job, timer, serial, &head)?;
+            return Ok("provisioned");
+        }
+        KeyState::Ready(public) => public,
+    };
+    report.key_origin = Some(job.key_origin.as_str());
 
     let allocated = timer.run("backend_provision", || {
         job.backend.provision(hw_id, job.product.as_deref())
@@ -232,67 +323,199 @@ fn run(
         )));
     }
 
-    let (device_key, device_pub) = timer.run("generate_key", new_device_key)?;
-    let mut secret = Zeroizing::new([0u8; 32]);
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, secret.as_mut());
-    let secret_hash: [u8; 32] = Sha256::digest(*secret).into();
-
     let record = timer.run("sign_record", || {
         sign_record(
             &RecordRequest {
                 hw_id,
                 serial: allocated.serial,
                 product: product_field(job.product.as_deref()),
-                device_pubkey: device_pub,
+                device_pubkey: public,
                 issued_at: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
+                key_origin: job.key_origin,
             },
             job.authority,
         )
     })?;
 
-    let cert = match job.device_ca {
-        Some(ca) => Some(timer.run("issue_certificate", || {
-            let identity = signer::certs::DeviceIdentity {
-                public_key: device_pub,
-                serial: allocated.serial,
-                hw_id,
-            };
-            signer::certs::device_cert_der(ca.key.as_ref(), &ca.cert_pem, &identity, ca.days)
-                .map_err(|e| FlowError::Inconsistent(format!("device certificate: {e}")))
-                .and_then(|der| {
-                    if der.len() > partition::CERT_MAX {
-                        Err(FlowError::Inconsistent(format!(
-                            "device certificate of {} bytes does not fit the partition",
-                            der.len()
-                        )))
-                    } else {
-                        Ok(der)
-                    }
-                })
-        })?),
-        None => None,
-    };
-    let image = partition::image(&record, &device_key, &secret, cert.as_deref());
-    timer.run("program_partition", || {
-        target.program_flash(chip, chip.partition, &image)
+    if let Some(ca) = job.device_ca {
+        let block = timer.run("issue_certificate", || {
+            certificate_block(ca, public, allocated.serial, hw_id)
+        })?;
+        let at = chip.partition + CERT_BLOCK_OFFSET as u32;
+        timer.run("write_certificate", || {
+            write_nvm_words(target, chip, at, &block)
+        })?;
+        timer.run("verify_certificate", || {
+            verify(target, at, &block, "certificate block")
+        })?;
+    }
+    // The record last: it is the commit marker of everything above.
+    timer.run("write_record", || {
+        write_nvm_words(target, chip, chip.partition, &record)
     })?;
-    program_images(target, job, timer)?;
-    timer.run("verify_partition", || {
-        verify(target, chip.partition, &image, "provisioning partition")
+    timer.run("verify_record", || {
+        verify(target, chip.partition, &record, "provisioning record")
     })?;
-    verify_images(target, job, timer)?;
-    drop(image);
-    drop(device_key);
-    drop(secret);
-
-    timer.run("backend_activate", || {
-        job.backend
-            .activate(allocated.serial, &record, &secret_hash)
-    })?;
-    finish(target, job, timer)?;
+    commit(target, job, timer, allocated.serial, &record)?;
     Ok("provisioned")
+}
+
+/// The device key, as the run found or made it.
+enum KeyState {
+    /// The chip's key is the one its record (already on the chip) names.
+    Committed,
+    /// The chip holds this key, and the partition holds no record and no
+    /// certificate yet.
+    Ready(P256PublicKey),
+}
+
+/// Get the chip's key ready for a record: find it (the chip's answer, or
+/// with station keys the key block), keep a record that names it, or start
+/// the partition again (erase it; the chip makes a new key, or the station
+/// writes one) when anything there does not fit. Runs at most twice.
+fn chip_key(
+    target: &mut dyn Target,
+    job: &Job<'_>,
+    timer: &mut Timer,
+    hw_id: HwId,
+    on_chip: Option<&firmware::record::Provisioned>,
+) -> Result<KeyState, FlowError> {
+    let chip = job.chip;
+    let mut on_chip = on_chip;
+    let mut problem = "";
+    for attempt in 0..2 {
+        let found = match job.key_origin {
+            KeyOrigin::Device => match timer.run("device_key", || {
+                request_key(target, chip, hw_id, job.key_timeout)
+            })? {
+                ChipKey::Key(k) => Some(k),
+                ChipKey::NoKey => None,
+            },
+            KeyOrigin::Station => {
+                timer.run("read_key_block", || station_key_on_chip(target, chip))?
+            }
+        };
+        if let (Some(record), Some(key)) = (on_chip, found) {
+            if record.body.device_pubkey == key && record.body.key_origin == job.key_origin {
+                return Ok(KeyState::Committed);
+            }
+        }
+        let fresh =
+            on_chip.is_none() && timer.run("read_unused", || partition_unused(target, chip))?;
+        problem = match (found, fresh) {
+            (None, _) => "its firmware does not make a key",
+            (Some(_), false) => "the partition does not read as erased after erasing it",
+            (Some(_), true) => "",
+        };
+        match (job.key_origin, found) {
+            (KeyOrigin::Device, Some(key)) if fresh => return Ok(KeyState::Ready(key)),
+            _ if attempt == 0 => {
+                // Never active: start the partition again.
+                let erased = vec![0xffu8; PARTITION_LEN];
+                timer.run("erase_partition", || {
+                    target.program_flash(chip, chip.partition, &erased)
+                })?;
+                on_chip = None;
+                if job.key_origin == KeyOrigin::Station {
+                    return Ok(KeyState::Ready(inject_key(target, chip, timer)?));
+                }
+            }
+            _ => break,
+        }
+    }
+    Err(FlowError::Inconsistent(format!(
+        "the chip cannot be started again after its partition was erased: {problem}"
+    )))
+}
+
+/// With station-made keys: the key in the chip's key block, if well-formed.
+fn station_key_on_chip(
+    target: &mut dyn Target,
+    chip: &Chip,
+) -> Result<Option<P256PublicKey>, FlowError> {
+    let mut block = Zeroizing::new(vec![0u8; partition::IMAGE_LEN]);
+    target.read_memory(chip.partition, &mut block)?;
+    Ok(partition::key_block(&block).and_then(|k| public_of(&k).ok()))
+}
+
+/// Whether the partition's record area and certificate area are erased
+/// (the key region is not read).
+fn partition_unused(target: &mut dyn Target, chip: &Chip) -> Result<bool, FlowError> {
+    let mut record = [0u8; KEY_BLOCK_OFFSET];
+    target.read_memory(chip.partition, &mut record)?;
+    let mut rest = vec![0u8; PARTITION_LEN - CERT_BLOCK_OFFSET];
+    target.read_memory(chip.partition + CERT_BLOCK_OFFSET as u32, &mut rest)?;
+    Ok(record.iter().chain(&rest).all(|&b| b == 0xff))
+}
+
+/// With station-made keys: make a key, write its key block (header last) and
+/// check it; the key is wiped when this returns.
+fn inject_key(
+    target: &mut dyn Target,
+    chip: &Chip,
+    timer: &mut Timer,
+) -> Result<P256PublicKey, FlowError> {
+    let (device_key, public) = timer.run("generate_key", new_device_key)?;
+    let (image, header) = partition::station_key_block(&device_key);
+    timer.run("write_key_block", || {
+        target.program_flash(chip, chip.partition, &image)?;
+        write_nvm_words(
+            target,
+            chip,
+            chip.partition + KEY_BLOCK_OFFSET as u32,
+            &header,
+        )
+    })?;
+    let mut expected = image.clone();
+    expected[KEY_BLOCK_OFFSET..KEY_BLOCK_OFFSET + KEY_BLOCK_HEADER_LEN].copy_from_slice(&header);
+    timer.run("verify_key_block", || {
+        verify(target, chip.partition, &expected, "key block")
+    })?;
+    Ok(public)
+}
+
+/// The device certificate's block for the partition.
+fn certificate_block(
+    ca: &DeviceCa,
+    public: P256PublicKey,
+    serial: u32,
+    hw_id: HwId,
+) -> Result<Vec<u8>, FlowError> {
+    let identity = signer::certs::DeviceIdentity {
+        public_key: public,
+        serial,
+        hw_id,
+    };
+    let der = signer::certs::device_cert_der(ca.key.as_ref(), &ca.cert_pem, &identity, ca.days)
+        .map_err(|e| FlowError::Inconsistent(format!("device certificate: {e}")))?;
+    partition::certificate_block(&der).ok_or_else(|| {
+        FlowError::Inconsistent(format!(
+            "device certificate of {} bytes does not fit the partition",
+            der.len()
+        ))
+    })
+}
+
+/// The record is on the chip: with `--lock`, lock and confirm, then activate
+/// (a chip whose lock fails stays `factory_only`); without, activate and let
+/// the chip run.
+fn commit(
+    target: &mut dyn Target,
+    job: &Job<'_>,
+    timer: &mut Timer,
+    serial: u32,
+    record: &[u8],
+) -> Result<(), FlowError> {
+    if job.lock {
+        lock(target, job, timer)?;
+    }
+    timer.run("backend_activate", || job.backend.activate(serial, record))?;
+    if !job.lock && job.run_after {
+        timer.run("reset", || target.reset_and_run())?;
+    }
+    Ok(())
 }
 
 /// The boot stage and the firmware, each with its program and verify steps.
@@ -346,17 +569,11 @@ fn firmware(
     verify_images(target, job, timer)
 }
 
-/// Lock if asked, then let the chip run.
-fn finish(target: &mut dyn Target, job: &Job<'_>, timer: &mut Timer) -> Result<(), FlowError> {
-    if job.lock {
-        timer.run("lock", || target.lock(job.chip))?;
-        // Confirming resets the chip into its firmware.
-        timer.run("confirm_lock", || target.confirm_lock(job.chip))?;
-        return Ok(());
-    }
-    if job.run_after {
-        timer.run("reset", || target.reset_and_run())?;
-    }
+/// Lock debug access and confirm it took (the confirmation resets the chip
+/// into its firmware).
+fn lock(target: &mut dyn Target, job: &Job<'_>, timer: &mut Timer) -> Result<(), FlowError> {
+    timer.run("lock", || target.lock(job.chip))?;
+    timer.run("confirm_lock", || target.confirm_lock(job.chip))?;
     Ok(())
 }
 
@@ -387,14 +604,21 @@ fn verify(
 
 /// A new device key: the private scalar (zeroized on drop) and its public key.
 fn new_device_key() -> Result<(Zeroizing<[u8; 32]>, P256PublicKey), FlowError> {
-    use p256::elliptic_curve::sec1::ToEncodedPoint;
     let secret = p256::SecretKey::random(&mut rand_core::OsRng);
     let mut scalar = Zeroizing::new([0u8; 32]);
     scalar.copy_from_slice(&secret.to_bytes());
-    let point = secret.public_key().to_encoded_point(false);
-    let public = P256PublicKey::from_sec1(point.as_bytes())
-        .map_err(|e| FlowError::Inconsistent(format!("generated key: {e}")))?;
+    let public = public_of(&scalar)?;
     Ok((scalar, public))
+}
+
+/// The public key of a private scalar.
+fn public_of(scalar: &[u8; 32]) -> Result<P256PublicKey, FlowError> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let secret = p256::SecretKey::from_slice(scalar)
+        .map_err(|_| FlowError::Inconsistent("the key block holds no P-256 key".into()))?;
+    let point = secret.public_key().to_encoded_point(false);
+    P256PublicKey::from_sec1(point.as_bytes())
+        .map_err(|e| FlowError::Inconsistent(format!("device key: {e}")))
 }
 
 /// The record's fixed-size product field.

@@ -41,8 +41,13 @@ pub trait Target {
     fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), TargetError>;
     /// Erase the pages covering `addr..addr + data.len()` and program `data`.
     fn program_flash(&mut self, chip: &Chip, addr: u32, data: &[u8]) -> Result<(), TargetError>;
-    /// Let the chip run its firmware and release the debug connection.
+    /// Let the chip run its firmware from reset and release the debug
+    /// connection. The next access takes the chip again (a GDB stub halts it
+    /// when the connection is made again; a probe reads while it runs).
     fn reset_and_run(&mut self) -> Result<(), TargetError>;
+    /// Release the chip without a reset: its firmware goes on running (or
+    /// resumes) until the next access takes the chip again.
+    fn release(&mut self) -> Result<(), TargetError>;
     /// Close debug access the way `chip` needs: the lock word goes into UICR
     /// through the chip's NVM controller. Takes effect at the next reset.
     fn lock(&mut self, chip: &Chip) -> Result<(), TargetError> {
@@ -88,11 +93,37 @@ pub fn write_nvm_word<T: Target + ?Sized>(
     addr: u32,
     value: u32,
 ) -> Result<(), TargetError> {
+    write_nvm_words(target, chip, addr, &value.to_le_bytes())
+}
+
+/// Write `data` word by word into erased non-volatile memory at `addr`
+/// (word-aligned) through the chip's NVM controller, without erasing
+/// anything: the way a record is added to a page that already holds the
+/// chip's key block. A last partial word is padded with `0xff` (erased).
+pub fn write_nvm_words<T: Target + ?Sized>(
+    target: &mut T,
+    chip: &Chip,
+    addr: u32,
+    data: &[u8],
+) -> Result<(), TargetError> {
+    if addr % 4 != 0 {
+        return Err(TargetError::Failed(format!(
+            "NVM write at {addr:#010x}: not word-aligned"
+        )));
+    }
     wait_nvm_ready(target, chip)?;
     target.write_memory(chip.nvm_config, &1u32.to_le_bytes())?;
-    let written = target
-        .write_memory(addr, &value.to_le_bytes())
-        .and_then(|()| wait_nvm_ready(target, chip));
+    let mut written = Ok(());
+    for (i, chunk) in data.chunks(4).enumerate() {
+        let mut word = [0xffu8; 4];
+        word[..chunk.len()].copy_from_slice(chunk);
+        written = target
+            .write_memory(addr + 4 * i as u32, &word)
+            .and_then(|()| wait_nvm_ready(target, chip));
+        if written.is_err() {
+            break;
+        }
+    }
     // Writes are disabled again whatever happened.
     let disabled = target
         .write_memory(chip.nvm_config, &0u32.to_le_bytes())
@@ -118,36 +149,58 @@ fn wait_nvm_ready<T: Target + ?Sized>(target: &mut T, chip: &Chip) -> Result<(),
     }
 }
 
-/// A chip behind a GDB remote stub.
+/// A chip behind a GDB remote stub. Releasing the chip (a run, a lock
+/// confirmation) detaches; the next access connects again, which halts the
+/// chip on QEMU's stub.
 #[derive(Debug)]
 pub struct GdbTarget {
-    client: GdbClient,
+    addr: String,
+    client: Option<GdbClient>,
 }
 
 impl GdbTarget {
     /// Connect to the stub at `addr` (`HOST:PORT`).
     pub fn connect(addr: &str) -> Result<Self, TargetError> {
         Ok(Self {
-            client: GdbClient::connect(addr)?,
+            addr: addr.to_owned(),
+            client: Some(GdbClient::connect(addr)?),
         })
+    }
+
+    fn client(&mut self) -> Result<&mut GdbClient, TargetError> {
+        if self.client.is_none() {
+            self.client = Some(GdbClient::connect(self.addr.as_str())?);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| TargetError::Failed("not connected".into()))
+    }
+
+    /// Detach and drop the connection: the chip runs on.
+    fn detach(&mut self) -> Result<(), TargetError> {
+        match self.client.take() {
+            Some(mut c) => Ok(c.detach()?),
+            None => Ok(()),
+        }
     }
 }
 
 impl Target for GdbTarget {
     fn read_memory(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), TargetError> {
-        Ok(self.client.read_memory(addr, buf)?)
+        Ok(self.client()?.read_memory(addr, buf)?)
     }
 
     fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), TargetError> {
-        Ok(self.client.write_memory(addr, data)?)
+        Ok(self.client()?.write_memory(addr, data)?)
     }
 
     fn program_flash(&mut self, chip: &Chip, addr: u32, data: &[u8]) -> Result<(), TargetError> {
-        if self.client.has_vflash() {
-            Ok(self.client.program_flash(addr, data, chip.page_size)?)
+        let client = self.client()?;
+        if client.has_vflash() {
+            Ok(client.program_flash(addr, data, chip.page_size)?)
         } else {
             // Stubs without a flash map (QEMU) write flash like memory.
-            Ok(self.client.write_memory(addr, data)?)
+            Ok(client.write_memory(addr, data)?)
         }
     }
 
@@ -155,17 +208,22 @@ impl Target for GdbTarget {
     /// (stack pointer, reset handler, Thumb state), so that what was just
     /// programmed there runs; then detach.
     fn reset_and_run(&mut self) -> Result<(), TargetError> {
+        let client = self.client()?;
         let mut vectors = [0u8; 8];
-        self.client.read_memory(0, &mut vectors)?;
+        client.read_memory(0, &mut vectors)?;
         // ARM M-profile register numbers: 13 sp, 15 pc, 25 xPSR (T bit 24).
         for (reg, value) in [
             (13, hex::encode(&vectors[..4])),
             (15, hex::encode(&vectors[4..])),
             (25, hex::encode(0x0100_0000u32.to_le_bytes())),
         ] {
-            self.client.write_register(reg, &value)?;
+            client.write_register(reg, &value)?;
         }
-        Ok(self.client.detach()?)
+        self.detach()
+    }
+
+    fn release(&mut self) -> Result<(), TargetError> {
+        self.detach()
     }
 
     /// A GDB stub cannot show a closed debug port without losing the
@@ -174,7 +232,7 @@ impl Target for GdbTarget {
     /// (OpenOCD, J-Link) then loses the chip at the reset.
     fn confirm_lock(&mut self, chip: &Chip) -> Result<(), TargetError> {
         let mut back = [0u8; 4];
-        self.client.read_memory(chip.approtect, &mut back)?;
+        self.client()?.read_memory(chip.approtect, &mut back)?;
         if back != chip.lock_value.to_le_bytes() {
             return Err(TargetError::NotLocked(format!(
                 "UICR word at {:#010x} reads {}, expected {:08x}",
@@ -183,123 +241,11 @@ impl Target for GdbTarget {
                 chip.lock_value.swap_bytes()
             )));
         }
-        Ok(self.client.detach()?)
+        self.detach()
     }
 }
 
-/// An in-memory chip for tests: flash, FICR and UICR as a sparse map, with
-/// faults that can be scripted.
-#[derive(Debug, Default)]
-pub struct FakeTarget {
-    memory: std::collections::BTreeMap<u32, u8>,
-    /// Fail the next `program_flash` after writing this many bytes.
-    pub fail_write_after: Option<usize>,
-    /// Flip a bit in what later reads return at this address.
-    pub corrupt_reads_at: Option<u32>,
-    /// Whether the lock word was written to UICR.
-    pub locked: bool,
-    /// Whether a lock has taken effect (after a reset): reads then fail.
-    pub protected: bool,
-    /// Scripted fault: the UICR write is accepted but never lands.
-    pub lock_ignored: bool,
-    /// How many resets.
-    pub resets: u32,
-    uicr_lock: Option<u32>,
-    nvm_config: Option<u32>,
-    nvm_write_enabled: bool,
-}
-
-impl FakeTarget {
-    /// A chip whose FICR DEVICEID holds `d0`, `d1`, with erased flash.
-    pub fn new(chip: &Chip, d0: u32, d1: u32) -> Self {
-        let mut t = Self {
-            uicr_lock: Some(chip.approtect),
-            nvm_config: Some(chip.nvm_config),
-            ..Self::default()
-        };
-        t.poke(chip.deviceid, &d0.to_le_bytes());
-        t.poke(chip.deviceid + 4, &d1.to_le_bytes());
-        t
-    }
-
-    /// Set memory directly.
-    pub fn poke(&mut self, addr: u32, data: &[u8]) {
-        for (i, &b) in data.iter().enumerate() {
-            self.memory.insert(addr + i as u32, b);
-        }
-    }
-}
-
-impl Target for FakeTarget {
-    fn read_memory(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), TargetError> {
-        if self.protected {
-            return Err(TargetError::Failed(
-                "debug access denied (APPROTECT)".into(),
-            ));
-        }
-        for (i, b) in buf.iter_mut().enumerate() {
-            let at = addr + i as u32;
-            *b = self.memory.get(&at).copied().unwrap_or(0xff);
-            if self.corrupt_reads_at == Some(at) {
-                *b ^= 1;
-            }
-        }
-        Ok(())
-    }
-
-    fn program_flash(&mut self, chip: &Chip, addr: u32, data: &[u8]) -> Result<(), TargetError> {
-        let start = addr - addr % chip.page_size;
-        let end = (addr + data.len() as u32).div_ceil(chip.page_size) * chip.page_size;
-        for a in start..end {
-            self.memory.remove(&a);
-        }
-        for (i, &b) in data.iter().enumerate() {
-            if self.fail_write_after == Some(i) {
-                self.fail_write_after = None;
-                return Err(TargetError::Failed(format!(
-                    "flash write failed at {:#x}",
-                    addr + i as u32
-                )));
-            }
-            self.memory.insert(addr + i as u32, b);
-        }
-        Ok(())
-    }
-
-    fn reset_and_run(&mut self) -> Result<(), TargetError> {
-        self.resets += 1;
-        self.protected = self.locked && !self.lock_ignored;
-        Ok(())
-    }
-
-    fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), TargetError> {
-        if Some(addr) == self.nvm_config {
-            self.nvm_write_enabled = data.first() == Some(&1);
-            return Ok(());
-        }
-        if Some(addr) == self.uicr_lock {
-            // Like the NVMC: a UICR write without write enable is dropped.
-            if self.lock_ignored || !self.nvm_write_enabled {
-                return Ok(());
-            }
-            self.locked = true;
-        }
-        self.poke(addr, data);
-        Ok(())
-    }
-
-    fn confirm_lock(&mut self, chip: &Chip) -> Result<(), TargetError> {
-        self.reset_and_run()?;
-        let mut probe = [0u8; 4];
-        match self.read_memory(chip.deviceid, &mut probe) {
-            Err(_) => Ok(()),
-            Ok(()) => Err(TargetError::NotLocked(format!(
-                "FICR at {:#010x} is still readable",
-                chip.deviceid
-            ))),
-        }
-    }
-}
+pub use crate::fake::FakeTarget;
 
 #[cfg(test)]
 mod tests {

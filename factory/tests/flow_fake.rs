@@ -1,17 +1,24 @@
 //! The provisioning flow on fake chips against the real backend (the
-//! `lambda` router on SQLite, over HTTP on 127.0.0.1): the happy path and its
-//! re-run, each fault the station must survive, and a batch of 50 chips.
+//! `lambda` router on SQLite, over HTTP on 127.0.0.1): keys born on the chip
+//! and keys the station makes, re-runs, a fault at every step (the backend
+//! never shows `active` for a chip that is open under `--lock` or whose key
+//! is not its record's), forged proofs of possession, the production rules,
+//! and a batch of 50 chips.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use common::{backend, DATA, TOKEN};
+use common::{backend, backend_with, DATA, TOKEN};
 use factory::backend::Backend;
-use factory::chips::ChipTable;
-use factory::provision::{provision, Job};
+use factory::chips::{Chip, ChipTable};
+use factory::fake::Forgery;
+use factory::provision::{production_refusal, provision, Job};
 use factory::target::{FakeTarget, Target};
+use firmware::partition::{IMAGE_LEN, KEY_BLOCK_OFFSET};
+use firmware::record::{KeyOrigin, RECORD_LEN};
 use lambda::Store;
 
 fn authority() -> Box<dyn signer::Signer> {
@@ -19,10 +26,10 @@ fn authority() -> Box<dyn signer::Signer> {
     signer::open_signer(&key).unwrap()
 }
 
-/// A job for `chip` with nothing optional: no product, no firmware, no lock,
-/// no certificate; the chip runs at the end.
+/// A job for `chip` with nothing optional: keys born on the chip, no
+/// product, no firmware, no lock, no certificate; the chip runs at the end.
 fn basic_job<'a>(
-    chip: &'a factory::chips::Chip,
+    chip: &'a Chip,
     backend: &'a Backend,
     authority: &'a dyn signer::Signer,
 ) -> Job<'a> {
@@ -37,6 +44,9 @@ fn basic_job<'a>(
         force: false,
         run_after: true,
         device_ca: None,
+        key_origin: KeyOrigin::Device,
+        key_timeout: Duration::from_secs(2),
+        production: false,
     }
 }
 
@@ -55,8 +65,57 @@ fn status(store: &Arc<dyn Store>, serial: u32) -> String {
         .unwrap_or_default()
 }
 
+/// The public key (SEC1) of the key in the chip's key block, as the silicon
+/// holds it.
+fn chip_public_key(t: &FakeTarget) -> Option<Vec<u8>> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let part = t.partition();
+    let k = firmware::partition::key_block(&part)?;
+    let sk = p256::SecretKey::from_slice(k).ok()?;
+    Some(sk.public_key().to_encoded_point(false).as_bytes().to_vec())
+}
+
+/// Whether any station read touched the key region of the partition.
+fn read_key_region(t: &FakeTarget, chip: &Chip) -> bool {
+    let key = chip.partition + KEY_BLOCK_OFFSET as u32..chip.partition + IMAGE_LEN as u32;
+    t.reads
+        .iter()
+        .any(|r| r.start < key.end && key.start < r.end)
+}
+
+/// The invariant a fault may never break: a device the backend has `active`
+/// holds a record that verifies for it and names the key in its key block,
+/// and is locked when the job locks.
+fn check_invariant(
+    store: &Arc<dyn Store>,
+    t: &FakeTarget,
+    lock: bool,
+    authority: &dyn signer::Signer,
+) {
+    let hw = t.hw_id().unwrap();
+    let Some(d) = store.device_by_hw_id(hw).unwrap() else {
+        return;
+    };
+    if d.status != lambda::model::DeviceStatus::Active {
+        return;
+    }
+    let part = t.partition();
+    let key = authority.public_key().unwrap();
+    let p = firmware::record::verify_provisioning(&part, hw, &[key])
+        .unwrap_or_else(|e| panic!("active device {hw} without a valid record: {e}"));
+    assert_eq!(
+        chip_public_key(t).as_deref(),
+        Some(&p.body.device_pubkey.sec1()[..]),
+        "active device {hw} whose key is not its record's"
+    );
+    assert_eq!(d.device_pubkey.as_ref(), Some(p.body.device_pubkey.sec1()));
+    if lock {
+        assert!(t.locked && t.protected, "active device {hw} left open");
+    }
+}
+
 #[test]
-fn provisions_then_only_verifies_on_a_rerun() {
+fn the_chip_makes_its_key_and_the_station_never_reads_it() {
     let be = backend();
     let table = ChipTable::builtin().unwrap();
     let chip = table.get("nrf52840").unwrap();
@@ -66,27 +125,43 @@ fn provisions_then_only_verifies_on_a_rerun() {
         product: Some("sensor-v2".into()),
         ..basic_job(chip, &backend, authority.as_ref())
     };
-    let mut chip_a = FakeTarget::new(chip, 0x0000_0003, 0x1234_5678);
+    let mut chip_a = FakeTarget::making_keys(chip, 0x0000_0003, 0x1234_5678);
     let r = provision(&mut chip_a, &job);
     assert_eq!((r.outcome, r.serial), ("provisioned", Some(1)), "{r:?}");
     assert_eq!(r.hw_id.as_deref(), Some("1234567800000003"));
+    assert_eq!(r.key_origin, Some("device"));
     assert!(!chip_a.locked);
     assert_eq!(status(&be.store, 1), "active");
+    let d = be.store.device_by_serial(1).unwrap().unwrap();
+    assert_eq!(
+        d.key_origin,
+        Some(KeyOrigin::Device),
+        "the backend stores the origin"
+    );
 
-    // What the chip holds verifies as the firmware would check it.
-    let mut partition = vec![0u8; 4096];
-    chip_a.read_memory(chip.partition, &mut partition).unwrap();
+    // The station never read the key region, and wrote only the record.
+    assert!(!read_key_region(&chip_a, chip), "{:?}", chip_a.reads);
+    let partition_writes: Vec<_> = chip_a
+        .writes
+        .iter()
+        .filter(|w| w.start >= chip.partition && w.start < chip.partition + 0x1000)
+        .collect();
+    assert!(
+        partition_writes
+            .iter()
+            .all(|w| w.end <= chip.partition + RECORD_LEN as u32),
+        "the station wrote outside the record: {partition_writes:?}"
+    );
+
+    // What the chip holds verifies as the firmware would check it, for the
+    // key the chip made.
     let hw = firmware::record::HwId::from_deviceid(3, 0x1234_5678);
     let key = authority.public_key().unwrap();
-    let p = firmware::record::verify_provisioning(&partition, hw, &[key]).unwrap();
-    assert_eq!(p.body.serial, 1);
-    let (device_key, _) = factory::partition::key_block(&partition).unwrap();
-    let sk = p256::SecretKey::from_slice(device_key.as_ref()).unwrap();
-    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let p = firmware::record::verify_provisioning(&chip_a.partition(), hw, &[key]).unwrap();
+    assert_eq!((p.body.serial, p.body.key_origin), (1, KeyOrigin::Device));
     assert_eq!(
-        sk.public_key().to_encoded_point(false).as_bytes(),
-        p.body.device_pubkey.sec1(),
-        "the injected key is the record's"
+        chip_public_key(&chip_a).as_deref(),
+        Some(&p.body.device_pubkey.sec1()[..])
     );
 
     let again = provision(&mut chip_a, &job);
@@ -96,7 +171,7 @@ fn provisions_then_only_verifies_on_a_rerun() {
         "{again:?}"
     );
 
-    let mut chip_b = FakeTarget::new(chip, 0x0000_0004, 0x1234_5678);
+    let mut chip_b = FakeTarget::making_keys(chip, 0x0000_0004, 0x1234_5678);
     assert_eq!(provision(&mut chip_b, &job).serial, Some(2));
 
     // Locked at the end of a run: the lock word went through the NVMC, took
@@ -112,6 +187,274 @@ fn provisions_then_only_verifies_on_a_rerun() {
     // A locked chip cannot be provisioned again; the error says why.
     let r = provision(&mut chip_a, &locking);
     assert!(r.error.as_deref().unwrap().contains("APPROTECT"), "{r:?}");
+
+    // With --lock, activation comes after the lock is confirmed.
+    let mut chip_c = FakeTarget::making_keys(chip, 0x0000_0005, 0x1234_5678);
+    let r = provision(&mut chip_c, &locking);
+    let steps: Vec<_> = r.steps.iter().map(|s| s.step).collect();
+    assert!(
+        steps.ends_with(&["lock", "confirm_lock", "backend_activate"]),
+        "{steps:?}"
+    );
+}
+
+#[test]
+fn keys_made_by_the_station_are_injected_header_last() {
+    let be = backend();
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf51822").unwrap();
+    let authority = authority();
+    let backend = client(&be.url);
+    let job = Job {
+        key_origin: KeyOrigin::Station,
+        ..basic_job(chip, &backend, authority.as_ref())
+    };
+    // A chip whose firmware cannot make keys.
+    let mut t = FakeTarget::new(chip, 0x0000_0003, 0x1234_5678);
+    let r = provision(&mut t, &job);
+    assert_eq!(
+        (r.outcome, r.key_origin),
+        ("provisioned", Some("station")),
+        "{r:?}"
+    );
+    let hw = t.hw_id().unwrap();
+    let p = firmware::record::verify_provisioning(
+        &t.partition(),
+        hw,
+        &[authority.public_key().unwrap()],
+    )
+    .unwrap();
+    assert_eq!(p.body.key_origin, KeyOrigin::Station);
+    assert_eq!(
+        chip_public_key(&t).as_deref(),
+        Some(&p.body.device_pubkey.sec1()[..])
+    );
+    let d = be.store.device_by_hw_id(hw).unwrap().unwrap();
+    assert_eq!(d.key_origin, Some(KeyOrigin::Station));
+    assert_eq!(provision(&mut t, &job).outcome, "verified");
+
+    // The same chip under device keys: its firmware does not answer, and
+    // the error says what to do.
+    let mut u = FakeTarget::new(chip, 0x0000_0009, 0x1234_5678);
+    let device = Job {
+        key_timeout: Duration::from_millis(200),
+        ..basic_job(chip, &backend, authority.as_ref())
+    };
+    let r = provision(&mut u, &device);
+    assert!(
+        r.error.as_deref().unwrap().contains("--key-origin station"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_forged_proof_of_possession_is_refused_before_anything_is_signed() {
+    let be = backend();
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf52840").unwrap();
+    let authority = authority();
+    let backend = client(&be.url);
+    let job = basic_job(chip, &backend, authority.as_ref());
+    for (i, forgery) in [Forgery::OtherChip, Forgery::OtherKey]
+        .into_iter()
+        .enumerate()
+    {
+        let mut t = FakeTarget::making_keys(chip, 0x100 + i as u32, 0x1234_5678);
+        t.forgery = Some(forgery);
+        let r = provision(&mut t, &job);
+        assert!(
+            r.error
+                .as_deref()
+                .unwrap()
+                .contains("proof of possession does not verify"),
+            "{forgery:?}: {r:?}"
+        );
+        assert!(
+            !r.steps
+                .iter()
+                .any(|s| s.step == "sign_record" || s.step == "backend_provision"),
+            "{forgery:?}: {r:?}"
+        );
+        assert!(be
+            .store
+            .device_by_hw_id(t.hw_id().unwrap())
+            .unwrap()
+            .is_none());
+        assert!(t.partition()[..RECORD_LEN].iter().all(|&b| b == 0xff));
+    }
+}
+
+#[test]
+fn a_fault_at_any_step_never_leaves_an_open_or_mismatched_active_device() {
+    let be = backend();
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf51822").unwrap();
+    let authority = authority();
+    let backend = client(&be.url);
+    let mut next_id = 0x2000u32;
+    for (origin, lock) in [
+        (KeyOrigin::Device, true),
+        (KeyOrigin::Device, false),
+        (KeyOrigin::Station, true),
+    ] {
+        let job = Job {
+            key_origin: origin,
+            lock,
+            ..basic_job(chip, &backend, authority.as_ref())
+        };
+        let mut hit = 0;
+        for fail_at in 0.. {
+            next_id += 1;
+            let mut t = FakeTarget::making_keys(chip, next_id, 0xfa17_0000);
+            t.fail_op = Some(fail_at);
+            let r = provision(&mut t, &job);
+            if t.fail_op.is_some() {
+                // The run ended before operation `fail_at`: every step done.
+                assert_eq!(r.outcome, "provisioned", "{r:?}");
+                break;
+            }
+            hit += 1;
+            assert_eq!(r.outcome, "failed", "fault at {fail_at}: {r:?}");
+            check_invariant(&be.store, &t, lock, authority.as_ref());
+            // The next run recovers; a chip that got locked before its
+            // activation is recovered by an erase-all first.
+            let mut again = provision(&mut t, &job);
+            if again
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("APPROTECT"))
+            {
+                let hw = t.hw_id().unwrap();
+                let d = be.store.device_by_hw_id(hw).unwrap();
+                assert!(
+                    d.is_none_or(|d| d.status == lambda::model::DeviceStatus::FactoryOnly),
+                    "a locked chip the run could not finish stays factory_only"
+                );
+                t.erase_all();
+                again = provision(&mut t, &job);
+            }
+            assert!(
+                again.error.is_none(),
+                "{origin:?} lock={lock}: recovery after a fault at {fail_at}: {again:?}"
+            );
+            check_invariant(&be.store, &t, lock, authority.as_ref());
+            let hw = t.hw_id().unwrap();
+            let d = be.store.device_by_hw_id(hw).unwrap().unwrap();
+            assert_eq!(d.status, lambda::model::DeviceStatus::Active);
+            if origin == KeyOrigin::Device {
+                assert!(!read_key_region(&t, chip), "fault at {fail_at}");
+            }
+        }
+        assert!(hit > 10, "{origin:?}: only {hit} step boundaries");
+    }
+
+    // Power cut inside the chip's own key block write, at every byte: the
+    // block is damaged (never a valid header over part of a key), the
+    // station erases the partition and the chip makes its key again.
+    let job = basic_job(chip, &backend, authority.as_ref());
+    for cut in 0..firmware::partition::KEY_BLOCK_LEN {
+        next_id += 1;
+        let mut t = FakeTarget::making_keys(chip, next_id, 0xc07_0000);
+        t.cut_key_block_after = Some(cut);
+        let r = provision(&mut t, &job);
+        assert_eq!(r.outcome, "provisioned", "cut at {cut}: {r:?}");
+        assert!(
+            r.steps.iter().any(|s| s.step == "erase_partition"),
+            "cut at {cut}: {r:?}"
+        );
+        check_invariant(&be.store, &t, false, authority.as_ref());
+    }
+}
+
+#[test]
+fn a_record_for_another_key_is_replaced_while_the_device_is_not_active() {
+    let be = backend();
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf52840").unwrap();
+    let authority = authority();
+    let backend = client(&be.url);
+    let job = basic_job(chip, &backend, authority.as_ref());
+    let mut t = FakeTarget::making_keys(chip, 0x77, 0x1234_5678);
+    // A record for the right chip and serial but another key, never
+    // activated (written by a run that then died).
+    let hw = t.hw_id().unwrap();
+    let serial = be.store.provision(hw, None, "test").unwrap().device.serial;
+    let other = {
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        let sk = p256::SecretKey::from_slice(&[0x55; 32]).unwrap();
+        firmware::P256PublicKey::from_sec1(sk.public_key().to_encoded_point(false).as_bytes())
+            .unwrap()
+    };
+    let stale = signer::record::sign_record(
+        &signer::record::RecordRequest {
+            hw_id: hw,
+            serial,
+            product: [0; 16],
+            device_pubkey: other,
+            issued_at: 1,
+            key_origin: KeyOrigin::Device,
+        },
+        authority.as_ref(),
+    )
+    .unwrap();
+    t.poke(chip.partition, &stale);
+    let r = provision(&mut t, &job);
+    assert_eq!(
+        (r.outcome, r.serial),
+        ("provisioned", Some(serial)),
+        "{r:?}"
+    );
+    assert!(r.steps.iter().any(|s| s.step == "erase_partition"), "{r:?}");
+    check_invariant(&be.store, &t, false, authority.as_ref());
+}
+
+#[test]
+fn production_requires_lock_device_keys_and_no_plain_http_off_this_machine() {
+    let ok = "https://prov.example.com";
+    assert!(production_refusal(true, KeyOrigin::Device, ok).is_none());
+    for local in [
+        "http://127.0.0.1:8080",
+        "http://localhost:1/x",
+        "http://[::1]:80",
+    ] {
+        assert!(
+            production_refusal(true, KeyOrigin::Device, local).is_none(),
+            "{local}"
+        );
+    }
+    let e = production_refusal(false, KeyOrigin::Device, ok).unwrap();
+    assert!(e.contains("--lock"), "{e}");
+    let e = production_refusal(true, KeyOrigin::Station, ok).unwrap();
+    assert!(e.contains("--key-origin device"), "{e}");
+    let e = production_refusal(true, KeyOrigin::Device, "http://10.0.0.5:8080").unwrap();
+    assert!(e.contains("http://") && e.contains("10.0.0.5"), "{e}");
+
+    // The flow applies the same rules itself, before touching the chip.
+    let be = backend();
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf52840").unwrap();
+    let authority = authority();
+    let backend = client(&be.url);
+    let job = Job {
+        production: true,
+        key_origin: KeyOrigin::Station,
+        lock: true,
+        ..basic_job(chip, &backend, authority.as_ref())
+    };
+    let mut t = FakeTarget::making_keys(chip, 3, 0x1234_5678);
+    let r = provision(&mut t, &job);
+    assert!(
+        r.error.as_deref().unwrap().contains("--key-origin device"),
+        "{r:?}"
+    );
+    assert_eq!(t.ops, 0, "the chip was not touched");
+    let job = Job {
+        key_origin: KeyOrigin::Device,
+        ..job
+    };
+    let r = provision(&mut t, &job);
+    assert_eq!(r.outcome, "provisioned", "{r:?}");
+    assert!(t.protected);
 }
 
 #[test]
@@ -123,36 +466,22 @@ fn faults_leave_a_clear_error_and_the_next_run_recovers() {
     let backend = client(&be.url);
     let job = |backend| basic_job(chip, backend, authority.as_ref());
 
-    // Backend down: nothing is written to the chip.
+    // Backend down: no record is written (the chip made its key).
     let down = client("http://127.0.0.1:9");
-    let mut t = FakeTarget::new(chip, 7, 0xabcd_0000);
+    let mut t = FakeTarget::making_keys(chip, 7, 0xabcd_0000);
     let r = provision(&mut t, &job(&down));
     assert_eq!(r.outcome, "failed");
     assert!(r.error.as_deref().unwrap().contains("unreachable"), "{r:?}");
-    let mut partition = [0u8; 64];
-    t.read_memory(chip.partition, &mut partition).unwrap();
-    assert!(partition.iter().all(|&b| b == 0xff), "nothing written");
-
-    // A write fails mid-way: the device stays factory_only; a re-run recovers.
-    t.fail_write_after = Some(100);
-    let r = provision(&mut t, &job(&backend));
     assert!(
-        r.error.as_deref().unwrap().contains("flash write failed"),
-        "{r:?}"
+        t.partition()[..RECORD_LEN].iter().all(|&b| b == 0xff),
+        "no record"
     );
-    let serial = r.serial.unwrap();
-    assert_eq!(status(&be.store, serial), "factory_only");
     let r = provision(&mut t, &job(&backend));
-    assert_eq!(
-        (r.outcome, r.serial),
-        ("provisioned", Some(serial)),
-        "{r:?}"
-    );
-    assert_eq!(status(&be.store, serial), "active");
+    assert_eq!(r.outcome, "provisioned", "{r:?}");
 
     // A read-back mismatch: refused; the next run activates what was written.
-    let mut u = FakeTarget::new(chip, 8, 0xabcd_0000);
-    u.corrupt_reads_at = Some(chip.partition + 0x110);
+    let mut u = FakeTarget::making_keys(chip, 8, 0xabcd_0000);
+    u.corrupt_reads_at = Some(chip.partition + 0x10);
     let r = provision(&mut u, &job(&backend));
     assert!(
         r.error.as_deref().unwrap().contains("read-back mismatch"),
@@ -168,8 +497,9 @@ fn faults_leave_a_clear_error_and_the_next_run_recovers() {
         "{r:?}"
     );
 
-    // A lock that does not take is reported, not assumed.
-    let mut w = FakeTarget::new(chip, 9, 0xabcd_0000);
+    // A lock that does not take is reported, not assumed, and the device
+    // stays factory_only.
+    let mut w = FakeTarget::making_keys(chip, 9, 0xabcd_0000);
     w.lock_ignored = true;
     let locking = Job {
         lock: true,
@@ -184,10 +514,30 @@ fn faults_leave_a_clear_error_and_the_next_run_recovers() {
             .contains("still open after locking"),
         "{r:?}"
     );
+    assert_eq!(status(&be.store, r.serial.unwrap()), "factory_only");
     w.lock_ignored = false;
     let r = provision(&mut w, &locking);
-    assert_eq!((r.outcome, r.error), ("verified", None));
+    assert_eq!((r.outcome, r.error), ("provisioned", None));
     assert!(w.protected);
+
+    // Activation refused after the lock (the backend does not know this
+    // authority): the chip is locked, the device stays factory_only.
+    let strict = backend_with(vec![]);
+    let strict_client = client(&strict.url);
+    let mut x = FakeTarget::making_keys(chip, 10, 0xabcd_0000);
+    let r = provision(
+        &mut x,
+        &Job {
+            lock: true,
+            ..job(&strict_client)
+        },
+    );
+    assert!(
+        r.error.as_deref().unwrap().contains("unknown_authority"),
+        "{r:?}"
+    );
+    assert!(x.protected);
+    assert_eq!(status(&strict.store, r.serial.unwrap()), "factory_only");
 
     // An erased FICR: refused before the backend is asked.
     let mut blank = FakeTarget::default();
@@ -210,7 +560,7 @@ fn a_batch_of_fifty_chips_gets_fifty_serials_all_active() {
     };
     let mut serials = std::collections::BTreeSet::new();
     for i in 0..50u32 {
-        let mut t = FakeTarget::new(chip, 0x1000 + i, 0x5555_0000);
+        let mut t = FakeTarget::making_keys(chip, 0x1000 + i, 0x5555_0000);
         let r = provision(&mut t, &job);
         assert_eq!(r.outcome, "provisioned", "{r:?}");
         serials.insert(r.serial.unwrap());
@@ -289,13 +639,12 @@ fn a_device_certificate_is_issued_and_written_next_to_the_record() {
         device_ca: Some(&device_ca),
         ..basic_job(chip, &backend, authority.as_ref())
     };
-    let mut t = FakeTarget::new(chip, 0x0000_0003, 0x1234_5678);
+    let mut t = FakeTarget::making_keys(chip, 0x0000_0003, 0x1234_5678);
     let r = provision(&mut t, &job);
     assert_eq!(r.outcome, "provisioned", "{r:?}");
     assert!(r.steps.iter().any(|s| s.step == "issue_certificate"));
 
-    let mut partition = vec![0u8; 4096];
-    t.read_memory(chip.partition, &mut partition).unwrap();
+    let partition = t.partition();
     let der = factory::partition::certificate(&partition).expect("a certificate block");
     std::fs::write(dir.path().join("dev.der"), der).unwrap();
     let openssl = |args: &[&str]| {
@@ -326,8 +675,8 @@ fn a_device_certificate_is_issued_and_written_next_to_the_record() {
     let text = openssl(&["x509", "-noout", "-text", "-in", "dev.crt"]);
     assert!(text.contains("Subject: CN = 1"), "{text}");
     assert!(text.contains("URI:urn:dev:hwid:1234567800000003"), "{text}");
-    // The certified key is the injected device key.
-    let (device_key, _) = factory::partition::key_block(&partition).unwrap();
+    // The certified key is the key the chip made.
+    let device_key = factory::partition::key_block(&partition).unwrap();
     let sk = p256::SecretKey::from_slice(device_key.as_ref()).unwrap();
     use p256::pkcs8::EncodePublicKey;
     let pem = sk

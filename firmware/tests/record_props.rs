@@ -53,7 +53,10 @@ fn known_answer_records_verify_and_match_our_layout() {
             device_pubkey: ok.body.device_pubkey,
             issued_at: case["issued_at"].as_u64().unwrap(),
             authority_key_id: auth.key_id(),
+            // Records made before key origins have flags 0: station keys.
+            key_origin: firmware::record::KeyOrigin::Station,
         };
+        assert_eq!(ok.body.key_origin, firmware::record::KeyOrigin::Station);
         assert_eq!(body.to_signed_bytes()[..], bytes[..144]);
     }
 }

@@ -186,6 +186,9 @@ pub struct DeviceView {
     product: Option<String>,
     created_at: i64,
     updated_at: i64,
+    /// `device` or `station` once activated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_origin: Option<&'static str>,
 }
 
 impl From<&Device> for DeviceView {
@@ -197,6 +200,7 @@ impl From<&Device> for DeviceView {
             product: d.product.clone(),
             created_at: d.created_at,
             updated_at: d.updated_at,
+            key_origin: d.key_origin.map(|o| o.as_str()),
         }
     }
 }
@@ -323,10 +327,9 @@ fn parse_serial(text: &str) -> Result<u32, ApiError> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
-    /// The signed provisioning record, hex.
+    /// The signed provisioning record, hex. The device's public key and its
+    /// key origin are taken from it once its signature verifies.
     pub record: String,
-    /// SHA-256 of the device secret, hex (optional).
-    pub device_secret_hash: Option<String>,
 }
 
 async fn activate(
@@ -339,18 +342,6 @@ async fn activate(
     let Json(req) = body?;
     let bytes = hex::decode(&req.record)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_hex", "record must be hex"))?;
-    let secret_hash = match &req.device_secret_hash {
-        None => None,
-        Some(h) => Some(
-            <[u8; 32]>::try_from(hex::decode(h).unwrap_or_default().as_slice()).map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_hex",
-                    "device_secret_hash must be 32 bytes of hex",
-                )
-            })?,
-        ),
-    };
     let record_hash: [u8; 32] = Sha256::digest(&bytes).into();
     let authorities = Arc::clone(&state.authorities);
     let store = Arc::clone(&state.store);
@@ -375,7 +366,7 @@ async fn activate(
         let activation = Activation {
             hw_id: record.body.hw_id,
             device_pubkey: *record.body.device_pubkey.sec1(),
-            device_secret_hash: secret_hash,
+            key_origin: record.body.key_origin,
             record_hash,
         };
         let device = store.activate(serial, &activation, &caller.actor())?;

@@ -1,6 +1,6 @@
 //! Devices as the registry knows them.
 
-use firmware::record::HwId;
+use firmware::record::{HwId, KeyOrigin};
 
 /// A device serial: 1, 2, 3, … in allocation order.
 pub type Serial = u32;
@@ -55,6 +55,8 @@ pub struct Device {
     pub updated_at: i64,
     /// The per-device public key (SEC1), once activated.
     pub device_pubkey: Option<[u8; 65]>,
+    /// Where that key was made (from the activated record's flags).
+    pub key_origin: Option<KeyOrigin>,
 }
 
 /// What a caller may do.

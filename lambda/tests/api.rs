@@ -263,14 +263,19 @@ async fn activation_checks_the_signed_record_against_the_registry() {
     )
     .await;
     assert_eq!(v["serial"], 1);
-    let body = format!(
+    // The field of earlier versions is refused, not silently dropped.
+    let old = format!(
         r#"{{"record":"{}","device_secret_hash":"{}"}}"#,
         record_hex("qemu-microbit.bin"),
         "ab".repeat(32)
     );
+    let (s, _) = call(&app, "POST", "/v1/devices/1/activate", &old).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let body = format!(r#"{{"record":"{}"}}"#, record_hex("qemu-microbit.bin"));
     let (s, v) = call(&app, "POST", "/v1/devices/1/activate", &body).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "active");
+    assert_eq!(v["key_origin"], "station", "an old record: flags 0");
     let (s, _) = call(&app, "POST", "/v1/devices/1/activate", &body).await;
     assert_eq!(s, StatusCode::OK, "idempotent for the same record");
 

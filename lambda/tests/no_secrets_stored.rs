@@ -1,8 +1,8 @@
 //! After an end-to-end run over HTTP (token, provision, activate with the
-//! secret's hash, challenge-response with the device key), the whole store
-//! holds no bearer token, no device secret and no private-key bytes, in any
-//! encoding we could have written them in; and it does hold what it should
-//! (the secret's hash, the device public key), so the scan would see them.
+//! record, challenge-response with the device key), the whole store holds no
+//! bearer token and no private-key bytes, in any encoding we could have
+//! written them in; and it does hold what it should (the token's hash, the
+//! device public key), so the scan would see them.
 //! Run on SQLite (every file of the database) and on DynamoDB (every item of
 //! every table, through the SDK).
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -14,7 +14,6 @@ use std::process::{Child, Command, Stdio};
 use common::load::Client;
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::pkcs8::DecodePrivateKey;
-use sha2::{Digest, Sha256};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/records/");
 
@@ -60,19 +59,12 @@ fn end_to_end(store: &str) -> (Needles, Needles) {
     common::wait_for_port(port, "provisiond");
     let mut c = Client::connect(port, &token).unwrap();
 
-    let mut secret = [0u8; 32];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
-    let secret_hash: [u8; 32] = Sha256::digest(secret).into();
     let (s, v) = c
         .request("POST", "/v1/provision", r#"{"hw_id":"1234567800000003"}"#)
         .unwrap();
     assert_eq!(s, 200, "{v}");
     let record = std::fs::read(format!("{DATA}qemu-microbit.bin")).unwrap();
-    let body = format!(
-        r#"{{"record":"{}","device_secret_hash":"{}"}}"#,
-        hex::encode(&record),
-        hex::encode(secret_hash)
-    );
+    let body = format!(r#"{{"record":"{}"}}"#, hex::encode(&record));
     let (s, v) = c.request("POST", "/v1/devices/1/activate", &body).unwrap();
     assert_eq!(s, 200, "{v}");
 
@@ -102,11 +94,6 @@ fn end_to_end(store: &str) -> (Needles, Needles) {
 
     let scalar = key.to_bytes().to_vec();
     let secrets = vec![
-        ("device secret".to_owned(), secret.to_vec()),
-        (
-            "device secret, hex".to_owned(),
-            hex::encode(secret).into_bytes(),
-        ),
         ("device private key".to_owned(), scalar.clone()),
         (
             "device private key, hex".to_owned(),
@@ -120,7 +107,6 @@ fn end_to_end(store: &str) -> (Needles, Needles) {
     ];
     let pubkey = record[8 + 8 + 4 + 16..8 + 8 + 4 + 16 + 65].to_vec();
     let expected = vec![
-        ("secret hash".to_owned(), secret_hash.to_vec()),
         (
             "token hash".to_owned(),
             lambda::auth::token_hash(&token).to_vec(),

@@ -178,12 +178,19 @@ fn activation_is_idempotent_and_revocation_is_final(b: &dyn Backend) {
     let act = Activation {
         hw_id: hw(3),
         device_pubkey: [4; 65],
-        device_secret_hash: Some([9; 32]),
+        key_origin: firmware::record::KeyOrigin::Device,
         record_hash: [1; 32],
     };
+    let active = store.activate(serial, &act, "test").unwrap();
+    assert_eq!(active.status, DeviceStatus::Active);
     assert_eq!(
-        store.activate(serial, &act, "test").unwrap().status,
-        DeviceStatus::Active
+        active.key_origin,
+        Some(firmware::record::KeyOrigin::Device),
+        "the key's origin is stored"
+    );
+    assert_eq!(
+        store.device_by_serial(serial).unwrap().unwrap().key_origin,
+        Some(firmware::record::KeyOrigin::Device)
     );
     assert_eq!(
         store.activate(serial, &act, "test").unwrap().status,
@@ -211,9 +218,12 @@ fn activation_is_idempotent_and_revocation_is_final(b: &dyn Backend) {
         Err(StoreError::UnknownSerial(77))
     ));
 
+    let revoked = store.revoke(serial, "lost", "test").unwrap();
+    assert_eq!(revoked.status, DeviceStatus::Revoked);
     assert_eq!(
-        store.revoke(serial, "lost", "test").unwrap().status,
-        DeviceStatus::Revoked
+        revoked.key_origin,
+        Some(firmware::record::KeyOrigin::Device),
+        "kept on revocation"
     );
     assert_eq!(
         store.revoke(serial, "lost", "test").unwrap().status,
@@ -313,6 +323,40 @@ fn sqlite_audit_chain_detects_edits_removals_and_reordering() {
         "UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 4; UPDATE audit SET seq = 4 WHERE seq = -2;",
     );
     assert_eq!(reordered.seq, 2);
+}
+
+#[test]
+fn a_registry_from_before_key_origins_opens_and_keeps_its_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // The devices table as it was: a device-secret hash, no key origin.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE devices (serial INTEGER PRIMARY KEY, hw_id TEXT NOT NULL UNIQUE, \
+             product TEXT, status TEXT NOT NULL, created_at INTEGER NOT NULL, \
+             updated_at INTEGER NOT NULL, device_pubkey BLOB, device_secret_hash BLOB, \
+             record_hash BLOB); \
+             CREATE TABLE serial_sequence (id INTEGER PRIMARY KEY CHECK (id = 1), next INTEGER NOT NULL); \
+             INSERT INTO serial_sequence VALUES (1, 2); \
+             INSERT INTO devices VALUES (1, '1234567800000003', NULL, 'active', 1, 1, NULL, NULL, NULL);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let d = store.device_by_serial(1).unwrap().unwrap();
+    assert_eq!((d.status, d.key_origin), (DeviceStatus::Active, None));
+    let serial = store.provision(hw(9), None, "test").unwrap().device.serial;
+    let act = lambda::Activation {
+        hw_id: hw(9),
+        device_pubkey: [4; 65],
+        key_origin: firmware::record::KeyOrigin::Station,
+        record_hash: [1; 32],
+    };
+    assert_eq!(
+        store.activate(serial, &act, "test").unwrap().key_origin,
+        Some(firmware::record::KeyOrigin::Station)
+    );
 }
 
 fn a_challenge_is_used_once_even_under_concurrency(b: &dyn Backend) {

@@ -1,7 +1,7 @@
 //! Signing provisioning records. The layout is `firmware::record`'s; this
 //! only fills it in and asks a [`Signer`] for the signature.
 
-use firmware::record::{HwId, RecordBody, RECORD_LEN};
+use firmware::record::{HwId, KeyOrigin, RecordBody, RECORD_LEN};
 use firmware::P256PublicKey;
 
 use crate::keys::{Signer, SignerError};
@@ -19,6 +19,8 @@ pub struct RecordRequest {
     pub device_pubkey: P256PublicKey,
     /// Issue time, Unix seconds.
     pub issued_at: u64,
+    /// Where the device key was made.
+    pub key_origin: KeyOrigin,
 }
 
 /// Sign a record with the provisioning authority's key. The record names the
@@ -34,6 +36,7 @@ pub fn sign_record(
         device_pubkey: req.device_pubkey,
         issued_at: req.issued_at,
         authority_key_id: authority.public_key()?.key_id(),
+        key_origin: req.key_origin,
     };
     let signature = authority.sign_digest(&body.digest())?;
     Ok(body.to_record(&signature.to_raw()))

@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand};
 use factory::backend::Backend;
 use factory::chips::{Chip, ChipTable};
 use factory::image_check::{check_boot_stage, check_firmware, load_public_keys};
-use factory::provision::{provision, Job};
+use factory::provision::{production_refusal, provision, Job};
 use factory::target::{read_hw_id, GdbTarget, Target};
+use firmware::record::KeyOrigin;
 
 /// The factory station: identify, provision and lock nRF chips.
 #[derive(Debug, Parser)]
@@ -29,9 +30,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Provision one chip: check the firmware, read the hardware ID, get the
-    /// serial, inject a new device key and the signed record, program the
-    /// firmware, verify, activate, optionally lock.
+    /// Provision one chip: check the firmware, read the hardware ID, program
+    /// the boot stage and the firmware, have the chip make its key and prove
+    /// it (or inject one with --key-origin station), get the serial, write the
+    /// signed record, verify, optionally lock, then activate.
     Provision(Box<ProvisionArgs>),
     /// Station mode: provision chip after chip as they attach to the stub,
     /// with a running summary (done, failed, rate).
@@ -39,8 +41,9 @@ enum Command {
     /// Authenticate a device to the backend: prints `AUTHENTICATED serial=N`,
     /// or `REFUSED reason=CODE` with the backend's code. With --uart the chip
     /// answers the challenge itself, with its own key, over its UART (its
-    /// debug port is not touched); with --chip and --probe/--gdb (an unlocked
-    /// chip, end of line) the station answers with the device key read back
+    /// debug port is not touched; `device relay` does the same in the field);
+    /// with --chip and --probe/--gdb (an unlocked chip whose key the station
+    /// made, end of line) the station answers with the device key read back
     /// from it, then lets the chip run.
     DeviceAuth(Box<DeviceAuthArgs>),
     /// Print the device certificate the station wrote to the chip's
@@ -188,9 +191,23 @@ struct ProvisionArgs {
     /// Product name, in the record and the registry (at most 16 ASCII characters).
     #[arg(long)]
     product: Option<String>,
-    /// Lock debug access after provisioning, and confirm it.
+    /// Lock debug access after provisioning, and confirm it (before the
+    /// device is activated).
     #[arg(long)]
     lock: bool,
+    /// Where the device key is made: `device` (the chip draws it from its RNG
+    /// and proves possession; the station never sees it) or `station` (made
+    /// here and written into the chip, for parts whose firmware cannot make
+    /// keys).
+    #[arg(long, value_name = "ORIGIN", default_value = "device", value_parser = parse_origin)]
+    key_origin: KeyOrigin,
+    /// How long the chip gets to make its key and answer, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = factory::provision::DEFAULT_KEY_TIMEOUT.as_secs())]
+    key_timeout: u64,
+    /// Production rules: requires --lock and --key-origin device, and refuses
+    /// plain http:// to a backend that is not on this machine.
+    #[arg(long)]
+    production: bool,
     /// Program the firmware even if the chip is already provisioned.
     #[arg(long)]
     force: bool,
@@ -211,6 +228,10 @@ struct ProvisionArgs {
     /// One JSON line with the steps and their durations.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_origin(s: &str) -> Result<KeyOrigin, String> {
+    KeyOrigin::parse(s).ok_or_else(|| format!("{s:?}: device or station"))
 }
 
 fn parse_addr(s: &str) -> Result<u32, String> {
@@ -254,6 +275,11 @@ struct Station {
 impl Station {
     fn prepare(table: &ChipTable, args: ProvisionArgs) -> anyhow::Result<Self> {
         let chip = table.get(&args.conn.chip)?.clone();
+        if args.production {
+            if let Some(why) = production_refusal(args.lock, args.key_origin, &args.api.backend) {
+                anyhow::bail!(why);
+            }
+        }
         if let Some(p) = &args.product {
             if p.is_empty() || p.len() > 16 || !p.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
                 anyhow::bail!("--product: 1 to 16 printable ASCII characters");
@@ -306,6 +332,9 @@ impl Station {
             force: self.args.force,
             run_after: !self.args.hold,
             device_ca: self.device_ca.as_ref(),
+            key_origin: self.args.key_origin,
+            key_timeout: Duration::from_secs(self.args.key_timeout),
+            production: self.args.production,
         };
         provision(target, &job)
     }
@@ -319,9 +348,10 @@ impl Station {
         let total: f64 = report.steps.iter().map(|s| s.ms).sum();
         match (&report.error, report.serial) {
             (None, Some(serial)) => println!(
-                "{} hw_id={} serial={serial} ({total:.0} ms)",
+                "{} hw_id={} serial={serial} key_origin={} ({total:.0} ms)",
                 report.outcome.to_uppercase(),
-                report.hw_id.as_deref().unwrap_or("?")
+                report.hw_id.as_deref().unwrap_or("?"),
+                report.key_origin.unwrap_or("?")
             ),
             _ => eprintln!(
                 "factory: FAILED hw_id={}: {}",
@@ -449,16 +479,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => anyhow::bail!("--uart HOST:PORT --serial N, or --chip with --probe or --gdb"),
             };
-            match outcome {
-                Ok(serial) => println!("AUTHENTICATED serial={serial}"),
-                Err(factory::provision::FlowError::Backend(
-                    factory::backend::BackendError::Refused { code, message, .. },
-                )) => {
-                    println!("REFUSED reason={code}");
-                    anyhow::bail!("the backend refused the device: {message}");
-                }
-                Err(e) => return Err(e.into()),
-            }
+            factory::device_auth::report(outcome)?;
         }
         Command::Run(args) => {
             if !run_station(&table, *args)? {
@@ -491,7 +512,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         serde_json::json!({
                             "chip": c.name, "deviceid": format!("{:#010x}", c.deviceid),
                             "flash_size": c.flash_size, "page_size": c.page_size,
-                            "partition": format!("{:#x}", c.partition), "verified": c.verified,
+                            "partition": format!("{:#x}", c.partition),
+                            "key_mailbox": format!("{:#x}", c.key_mailbox), "verified": c.verified,
                         })
                     );
                 } else {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 
-use firmware::record::{HwId, RecordBody};
+use firmware::record::{HwId, KeyOrigin, RecordBody};
 use firmware::P256PublicKey;
 use policies::policy::{Policy, Role};
 use serde::Deserialize;
@@ -26,6 +26,9 @@ struct Line {
     #[serde(default)]
     product: String,
     device_pubkey: String,
+    /// `station` (the default) or `device`.
+    #[serde(default)]
+    key_origin: Option<String>,
 }
 
 /// Why a request file was refused: the line and the problem.
@@ -57,12 +60,18 @@ pub(crate) fn parse_requests(text: &str, issued_at: u64) -> Result<Vec<RecordReq
             ))
         })?;
         let device_pubkey = device_key(&l.device_pubkey).map_err(bad)?;
+        let key_origin = match l.key_origin.as_deref() {
+            None => KeyOrigin::Station,
+            Some(o) => KeyOrigin::parse(o)
+                .ok_or_else(|| bad(format!("key_origin {o:?}: station or device")))?,
+        };
         out.push(RecordRequest {
             hw_id,
             serial: l.serial,
             product,
             device_pubkey,
             issued_at,
+            key_origin,
         });
     }
     Ok(out)

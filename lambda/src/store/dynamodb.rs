@@ -31,7 +31,7 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
-use firmware::record::HwId;
+use firmware::record::{HwId, KeyOrigin};
 
 use super::{Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
 use crate::audit::{entry_hash, AuditEntry, ChainedEntry};
@@ -135,6 +135,15 @@ fn device_from(item: &Item) -> Result<Device, StoreError> {
         created_at: get_n(item, "created_at")?,
         updated_at: get_n(item, "updated_at")?,
         device_pubkey: get_array(item, "device_pubkey")?,
+        key_origin: match item.get("key_origin") {
+            None => None,
+            Some(v) => Some(
+                v.as_s()
+                    .ok()
+                    .and_then(|o| KeyOrigin::parse(o))
+                    .ok_or_else(|| corrupt("key_origin"))?,
+            ),
+        },
     })
 }
 
@@ -470,11 +479,11 @@ impl DynamoStore {
         if let Some(k) = &d.device_pubkey {
             item.insert("device_pubkey".into(), b(k));
         }
+        if let Some(o) = d.key_origin {
+            item.insert("key_origin".into(), s(o.as_str()));
+        }
         if let Some(a) = a {
             item.insert("record_hash".into(), b(&a.record_hash));
-            if let Some(h) = &a.device_secret_hash {
-                item.insert("device_secret_hash".into(), b(h));
-            }
         }
         item
     }
@@ -562,6 +571,7 @@ impl Store for DynamoStore {
                 created_at: t,
                 updated_at: t,
                 device_pubkey: None,
+                key_origin: None,
             };
             let sequence = HashMap::from([
                 ("name".to_owned(), s("serial_sequence")),
@@ -645,6 +655,7 @@ impl Store for DynamoStore {
                         status: DeviceStatus::Active,
                         updated_at: now(),
                         device_pubkey: Some(a.device_pubkey),
+                        key_origin: Some(a.key_origin),
                         ..d
                     };
                     let write = self.device_update(

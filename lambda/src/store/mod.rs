@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use firmware::record::HwId;
+use firmware::record::{HwId, KeyOrigin};
 
 use crate::audit::{AuditEntry, ChainedEntry};
 use crate::model::{Caller, Device, Role, Serial};
@@ -108,8 +108,8 @@ pub struct Activation {
     pub hw_id: HwId,
     /// The per-device public key from the verified record.
     pub device_pubkey: [u8; 65],
-    /// SHA-256 of the device secret, if the device has one.
-    pub device_secret_hash: Option<[u8; 32]>,
+    /// Where the device key was made, as the verified record says.
+    pub key_origin: KeyOrigin,
     /// SHA-256 of the whole provisioning record.
     pub record_hash: [u8; 32],
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use firmware::record::HwId;
+use firmware::record::{HwId, KeyOrigin};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Activation, BoxFuture, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
@@ -39,8 +39,8 @@ CREATE TABLE IF NOT EXISTS devices (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     device_pubkey BLOB,
-    device_secret_hash BLOB,
-    record_hash BLOB
+    record_hash BLOB,
+    key_origin TEXT
 );
 CREATE TABLE IF NOT EXISTS challenges (
     id TEXT PRIMARY KEY,
@@ -179,7 +179,22 @@ fn init(conn: &Connection) -> Result<(), StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db)?;
     }
-    conn.execute_batch(SCHEMA).map_err(db)
+    conn.execute_batch(SCHEMA).map_err(db)?;
+    // Registries made before key origins were stored gain the column (their
+    // devices' origin is unknown: NULL).
+    let has_origin: bool = conn
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('devices') WHERE name = 'key_origin'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(db)?
+        > 0;
+    if !has_origin {
+        conn.execute_batch("ALTER TABLE devices ADD COLUMN key_origin TEXT")
+            .map_err(db)?;
+    }
+    Ok(())
 }
 
 fn read_head(conn: &Connection) -> Result<Head, StoreError> {
@@ -301,6 +316,7 @@ struct RawDevice {
     created_at: i64,
     updated_at: i64,
     device_pubkey: Option<Vec<u8>>,
+    key_origin: Option<String>,
 }
 
 fn row_to_device(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawDevice> {
@@ -312,6 +328,7 @@ fn row_to_device(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawDevice> {
         created_at: row.get(4)?,
         updated_at: row.get(5)?,
         device_pubkey: row.get(6)?,
+        key_origin: row.get(7)?,
     })
 }
 
@@ -328,11 +345,15 @@ fn device(raw: RawDevice) -> Result<Device, StoreError> {
             .device_pubkey
             .map(|k| <[u8; 65]>::try_from(k.as_slice()).map_err(|_| corrupt("device_pubkey")))
             .transpose()?,
+        key_origin: raw
+            .key_origin
+            .map(|o| KeyOrigin::parse(&o).ok_or_else(|| corrupt("key_origin")))
+            .transpose()?,
     })
 }
 
 const SELECT: &str =
-    "SELECT hw_id, serial, product, status, created_at, updated_at, device_pubkey FROM devices";
+    "SELECT hw_id, serial, product, status, created_at, updated_at, device_pubkey, key_origin FROM devices";
 
 impl SqliteStore {
     /// Open (creating if needed) the registry at `path`.
@@ -498,6 +519,7 @@ fn provision_in(conn: &Connection, hw_id: HwId, product: Option<&str>) -> Outcom
             created_at: t,
             updated_at: t,
             device_pubkey: None,
+            key_origin: None,
         },
         created: true,
     }))
@@ -546,12 +568,12 @@ fn activate_in(conn: &Connection, serial: Serial, a: &Activation) -> Outcome<Dev
         Some(DeviceStatus::Active) => return Ok(Err(StoreError::AlreadyActive(serial))),
         Some(DeviceStatus::FactoryOnly) => {
             conn.execute(
-                "UPDATE devices SET status = ?2, device_pubkey = ?3, device_secret_hash = ?4, record_hash = ?5, updated_at = ?6 WHERE serial = ?1",
+                "UPDATE devices SET status = ?2, device_pubkey = ?3, key_origin = ?4, record_hash = ?5, updated_at = ?6 WHERE serial = ?1",
                 params![
                     serial,
                     DeviceStatus::Active.as_str(),
                     &a.device_pubkey[..],
-                    a.device_secret_hash.as_ref().map(|h| &h[..]),
+                    a.key_origin.as_str(),
                     &a.record_hash[..],
                     now()
                 ],

@@ -35,7 +35,7 @@ use firmware::auth::line::{Answer, Refusal, Request, MAX_LINE};
 use firmware::boot::handoff::HANDOFF_LEN;
 use firmware::boot::Flash;
 use firmware::boot::Handoff;
-use firmware::partition::KEY_BLOCK_OFFSET;
+use firmware::partition::{KeyBlockState, KEY_BLOCK_HEADER_LEN, KEY_BLOCK_OFFSET};
 
 static PENDSV_TAKEN: AtomicBool = AtomicBool::new(false);
 
@@ -61,8 +61,8 @@ fn main() -> ! {
         boot_stage::exit(false);
     };
     let partition = nrf51::provisioning_partition();
-    if firmware::partition::key_block(partition).is_none() {
-        make_key(partition);
+    if firmware::partition::key_block_state(partition) == KeyBlockState::Erased {
+        make_key();
     }
     answer_key_request(partition, handoff.hw_id);
     match handoff.provisioned {
@@ -81,32 +81,33 @@ fn main() -> ! {
     serve(&mut con, &handoff, partition)
 }
 
-/// A key born here: when the partition's key block is erased, draw the key
-/// and the device secret from the RNG (a draw outside 1..n is drawn again)
-/// and write the key block through the NVMC. Nothing of it leaves the chip
-/// but the public key.
-fn make_key(partition: &[u8]) {
-    let block = KEY_BLOCK_OFFSET..firmware::partition::IMAGE_LEN;
-    if partition[block.clone()].iter().any(|&b| b != 0xff) {
-        return; // not erased: never write over what is there
-    }
+/// A key born here, when the partition's key block is erased: draw the key
+/// from the RNG (a draw outside 1..n is drawn again) and write the key block
+/// through the NVMC, the key first and the header last, so that a write cut
+/// short leaves a damaged block, never part of a key under a valid header
+/// (a damaged block is left alone: the station erases the page and asks
+/// again). Nothing of the key leaves the chip but the public key.
+fn make_key() {
     let mut rng = Rng::take();
     let mut image = [0xffu8; firmware::partition::IMAGE_LEN];
-    let (mut scalar, mut secret) = ([0u8; 32], [0u8; 32]);
+    let mut scalar = [0u8; 32];
     loop {
         rng.fill(&mut scalar);
         if firmware::keygen::is_private_key(&scalar) {
             break;
         }
     }
-    rng.fill(&mut secret);
-    firmware::partition::put_key_block(&mut image, &scalar, &secret);
-    let _ = Nvmc::take().write(
-        PROVISIONING_PARTITION + KEY_BLOCK_OFFSET as u32,
-        &image[block],
-    );
+    firmware::partition::put_key_block(&mut image, &scalar);
+    let header = KEY_BLOCK_OFFSET + KEY_BLOCK_HEADER_LEN;
+    let mut nvmc = Nvmc::take();
+    let body = nvmc.write(PROVISIONING_PARTITION + header as u32, &image[header..]);
+    if body.is_ok() {
+        let _ = nvmc.write(
+            PROVISIONING_PARTITION + KEY_BLOCK_OFFSET as u32,
+            &image[KEY_BLOCK_OFFSET..header],
+        );
+    }
     wipe(&mut scalar);
-    wipe(&mut secret);
     wipe(&mut image);
 }
 
@@ -129,7 +130,7 @@ fn answer_key_request(partition: &[u8], hw_id: firmware::record::HwId) {
         return;
     };
     let key = firmware::partition::key_block(partition)
-        .and_then(|(scalar, _)| firmware::keygen::prove(scalar, hw_id, &nonce).ok());
+        .and_then(|scalar| firmware::keygen::prove(scalar, hw_id, &nonce).ok());
     mailbox.copy_from_slice(&firmware::keygen::answer(&nonce, key));
 }
 
@@ -178,7 +179,7 @@ fn answer(handoff: &Handoff, partition: &[u8], nonce: &[u8; 32]) -> Answer {
     let Some((serial, _)) = handoff.provisioned else {
         return Answer::Refused(Refusal::Unprovisioned);
     };
-    let Some((scalar, _)) = firmware::partition::key_block(partition) else {
+    let Some(scalar) = firmware::partition::key_block(partition) else {
         return Answer::Refused(Refusal::NoKey);
     };
     match firmware::auth::sign_auth(scalar, nonce, handoff.hw_id, serial) {
