@@ -1,13 +1,13 @@
 //! The chip's own key (`docs/device-auth.md`, "Keys born on the chip"): the
 //! station writes a request with a fresh nonce into the chip's key mailbox
 //! (`firmware::keygen`), lets the chip run from reset (its firmware makes
-//! its key if it has none and answers), takes the chip again and checks the
-//! proof of possession. Only the public key crosses the debug port; the key
+//! its key if it has none and answers), takes the chip again, acknowledges
+//! the answer and checks the proof of possession. Only the public key crosses the debug port; the key
 //! region of the partition is never read.
 
 use std::time::{Duration, Instant};
 
-use firmware::keygen::{check_answer, request, PopError, ANSWER_MAGIC, MAILBOX_LEN};
+use firmware::keygen::{check_answer, holds_answer, request, PopError, MAILBOX_LEN};
 use firmware::record::HwId;
 use firmware::P256PublicKey;
 
@@ -66,7 +66,9 @@ pub fn request_key(
         std::thread::sleep(wait.min(timeout));
         wait = (wait * 2).min(LONGEST_WAIT);
         target.read_memory(chip.key_mailbox, &mut mailbox)?;
-        if mailbox[..4] == ANSWER_MAGIC {
+        if holds_answer(&mailbox) {
+            // The acknowledgement: the chip may go on once it runs again.
+            target.write_memory(chip.key_mailbox, &[0; MAILBOX_LEN])?;
             break;
         }
         if start.elapsed() >= timeout {

@@ -2,10 +2,12 @@
 //! QEMU (its GDB stub), the backend over HTTP on 127.0.0.1, the provisioning
 //! authority's key in a SoftHSM2 token. The chip starts blank; the station
 //! programs the boot stage, the signed sample application and the record.
-//! The chip then boots: its boot stage reports PROVISIONED with the serial
-//! the backend allocated and starts the application, which prints it, after
-//! the chip has authenticated to the backend with the injected key read back
-//! from its flash (`factory device-auth`).
+//! The key is made by the station (`--key-origin station`, for parts whose
+//! firmware cannot make keys). The chip then boots: its boot stage reports
+//! PROVISIONED with the serial the backend allocated and starts the
+//! application, which prints it, after the chip has authenticated to the
+//! backend with the injected key read back from its flash (`factory
+//! device-auth`). Keys born on the chip: `device_keys_qemu.rs`.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
@@ -112,7 +114,7 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
         .arg(&boot_stage)
         .arg("--release-key")
         .arg(format!("{DATA}images/dev-key.pub.pem"))
-        .args(["--slot", "0x8000", "--hold"])
+        .args(["--slot", "0x8000", "--hold", "--key-origin", "station"])
         .args(["--device-ca-key", ca_uri, "--device-ca-cert"])
         .arg(&ca_path)
         .output()
@@ -123,6 +125,7 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
     assert_eq!(report["outcome"], "provisioned", "{report}");
     assert_eq!(report["serial"], 1);
     assert_eq!(report["hw_id"], "1234567800000003");
+    assert_eq!(report["key_origin"], "station");
     let steps: Vec<&str> = report["steps"]
         .as_array()
         .unwrap()
@@ -191,8 +194,9 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
         .unwrap();
     assert!(chip.wait().unwrap().success(), "{console}");
     assert!(
-        console.contains("PROVISIONED serial=1 hw_id=1234567800000003 product=microbit-demo")
-            && console.contains("BOOT ok version=1.0.0+0 counter=1")
+        console.contains(
+            "PROVISIONED serial=1 hw_id=1234567800000003 product=microbit-demo key_origin=station"
+        ) && console.contains("BOOT ok version=1.0.0+0 counter=1")
             && console.contains("APP version=1.0.0+0 serial=1 hw_id=1234567800000003"),
         "{console}"
     );

@@ -686,3 +686,29 @@ fn a_device_certificate_is_issued_and_written_next_to_the_record() {
     let cert_pub = openssl(&["x509", "-noout", "-pubkey", "-in", "dev.crt"]);
     assert_eq!(cert_pub.trim(), pem.trim());
 }
+
+#[test]
+fn a_key_born_on_the_chip_is_never_read_back_to_authenticate_it() {
+    let be = backend();
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf52840").unwrap();
+    let authority = authority();
+    let backend = client(&be.url);
+    let mut t = FakeTarget::making_keys(chip, 0x31, 0x1234_5678);
+    let r = provision(&mut t, &basic_job(chip, &backend, authority.as_ref()));
+    assert_eq!(r.outcome, "provisioned", "{r:?}");
+    t.reads.clear();
+    let e = factory::device_auth::authenticate(&mut t, chip, &backend).unwrap_err();
+    assert!(e.to_string().contains("over its UART"), "{e}");
+    assert!(!read_key_region(&t, chip), "{:?}", t.reads);
+
+    // A chip whose key the station made: the end-of-line check reads it back.
+    let job = Job {
+        key_origin: KeyOrigin::Station,
+        ..basic_job(chip, &backend, authority.as_ref())
+    };
+    let mut s = FakeTarget::new(chip, 0x32, 0x1234_5678);
+    let r = provision(&mut s, &job);
+    let serial = factory::device_auth::authenticate(&mut s, chip, &backend).unwrap();
+    assert_eq!(Some(serial), r.serial);
+}

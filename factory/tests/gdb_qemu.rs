@@ -170,7 +170,7 @@ fn a_blank_chip_written_over_gdb_boots_its_application_as_provisioned() {
     assert_eq!(
         console.lines().collect::<Vec<_>>(),
         [
-            "PROVISIONED serial=1 hw_id=1234567800000003 product=microbit-demo",
+            "PROVISIONED serial=1 hw_id=1234567800000003 product=microbit-demo key_origin=station",
             "BOOT ok version=1.0.0+0 counter=1",
             "APP version=1.0.0+0 serial=1 hw_id=1234567800000003",
         ]

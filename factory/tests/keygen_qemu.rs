@@ -17,7 +17,7 @@ use common::{boot_keys, free_port, signed_app, ROOT};
 use factory::chips::ChipTable;
 use factory::target::{read_hw_id, GdbTarget, Target};
 use firmware::auth::line::Answer;
-use firmware::keygen::{check_answer, request, MAILBOX_LEN};
+use firmware::keygen::{check_answer, holds_answer, request, MAILBOX_LEN};
 
 const MAILBOX: u32 = 0x2000_3F00;
 
@@ -85,21 +85,32 @@ fn the_chip_makes_its_key_and_proves_it() {
 
     let mut keys = Vec::new();
     for nonce in [[0x5au8; 32], [0xa5u8; 32]] {
-        // The station's request, then the chip runs (from reset) and answers.
+        // The station's request, then the chip runs (from reset) and answers;
+        // the station takes it again (connecting halts it) until it has.
         target.write_memory(MAILBOX, &request(&nonce)).unwrap();
         target.reset_and_run().unwrap();
-        drop(target); // the stub takes one debugger at a time
-        let banner = until_app(&mut lines);
-        assert!(banner.starts_with("APP unprovisioned"), "{banner}");
-        target = connect(gdb, &mut chip);
         let mut mailbox = [0u8; MAILBOX_LEN];
-        target.read_memory(MAILBOX, &mut mailbox).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            target.read_memory(MAILBOX, &mut mailbox).unwrap();
+            if holds_answer(&mailbox) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no answer");
+            target.release().unwrap();
+        }
         let key = check_answer(&mailbox, hw_id, &nonce).unwrap();
         // The same answer does not prove anything for another chip or nonce.
         let other = firmware::record::HwId::from_deviceid(4, 0x1234_5678);
         assert!(check_answer(&mailbox, other, &nonce).is_err());
         assert!(check_answer(&mailbox, hw_id, &[0; 32]).is_err());
         keys.push(key);
+        // The acknowledgement lets the application go on.
+        target.write_memory(MAILBOX, &[0; MAILBOX_LEN]).unwrap();
+        target.release().unwrap();
+        let banner = until_app(&mut lines);
+        assert!(banner.starts_with("APP unprovisioned"), "{banner}");
     }
     assert_eq!(keys[0], keys[1], "the key is made once and kept");
 

@@ -10,7 +10,8 @@
 #
 #   firmware/qemu/boot.sh [--release-key PUB.pem …] [--authority PUB.pem …]
 #       [--image SIGNED.bin] [--upgrade SIGNED.bin] [--min-counter N]
-#       [--record REC.bin] [--flash FLASH.bin] [--blank] [--gdb PORT] [--uart PORT] [--icount]
+#       [--record REC.bin] [--flash FLASH.bin] [--blank] [--hw-id HEX16]
+#       [--gdb PORT] [--uart PORT] [--icount]
 #   firmware/qemu/boot.sh [--release-key PUB.pem …] [--authority PUB.pem …] --build-only OUT.bin
 #
 #   --release-key  a key images are verified with (repeatable: rotation)
@@ -26,6 +27,11 @@
 #                  (the factory station programs it over --gdb)
 #   --build-only   write the boot stage as a raw binary for address 0 (for
 #                  `factory provision --boot-stage`) and boot nothing
+#   --hw-id        another chip: FICR DEVICEID reads as this hardware ID
+#                  (16 hex digits, DEVICEID[1] then DEVICEID[0]; QEMU's own
+#                  is 1234567800000003). QEMU keeps FICR in a constant table,
+#                  so this runs a copy of qemu-system-arm with that table's
+#                  two words patched (cached under $CARGO_TARGET_DIR).
 #   --gdb          wait, halted, for a debugger on 127.0.0.1:PORT
 #   --uart         the UART on a TCP server at 127.0.0.1:PORT (one client at
 #                  a time; the console is still printed)
@@ -42,7 +48,7 @@ usage() {
 }
 
 release=() authorities=()
-image="" upgrade="" record="" flash="" gdb="" uart="" min_counter="" icount="" blank="" build_only=""
+image="" upgrade="" record="" flash="" gdb="" uart="" min_counter="" icount="" blank="" build_only="" hw_id=""
 while (($#)); do
     case "$1" in
         --release-key) [ $# -ge 2 ] || usage; release+=("$2"); shift 2 ;;
@@ -56,6 +62,7 @@ while (($#)); do
         --uart) [ $# -ge 2 ] || usage; uart=$2; shift 2 ;;
         --icount) icount=1; shift ;;
         --blank) blank=1; shift ;;
+        --hw-id) [ $# -ge 2 ] || usage; hw_id=$2; shift 2 ;;
         --build-only) [ $# -ge 2 ] || usage; build_only=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "unknown argument: $1" >&2; usage ;;
@@ -71,6 +78,8 @@ if [ -n "$flash$blank" ] && { [ -n "$image$upgrade$record$min_counter$build_only
     exit 2
 fi
 [ -z "$build_only" ] || [ -z "$gdb$icount$uart" ] || { echo "--build-only boots nothing" >&2; exit 2; }
+[ -z "$hw_id" ] || [[ "$hw_id" =~ ^[0-9a-fA-F]{16}$ ]] \
+    || { echo "--hw-id: $hw_id is not 16 hex digits" >&2; exit 2; }
 for p in "$gdb" "$uart"; do
     [ -z "$p" ] || [[ "$p" =~ ^[0-9]+$ && "$p" -gt 0 && "$p" -lt 65536 ]] || { echo "$p: not a TCP port" >&2; exit 2; }
 done
@@ -146,8 +155,32 @@ args=(-M microbit -nographic -monitor none "${serial[@]}" -serial chardev:uart
       -semihosting-config enable=on,target=native
       -device "loader,file=$work/flash.bin,addr=0")
 [ -z "$gdb" ] || args+=(-S -gdb "tcp:127.0.0.1:$gdb")
+qemu_bin=qemu-system-arm
+if [ -n "$hw_id" ]; then
+    hw_id=${hw_id,,}
+    qemu_bin="$CARGO_TARGET_DIR/qemu-chips/qemu-system-arm-$hw_id"
+    if [ ! -x "$qemu_bin" ]; then
+        mkdir -p "$CARGO_TARGET_DIR/qemu-chips"
+        python3 - "$(command -v qemu-system-arm)" "$qemu_bin" "$hw_id" <<'PY'
+import os, struct, sys
+src, dst, hw = sys.argv[1], sys.argv[2], sys.argv[3]
+data = bytearray(open(src, "rb").read())
+# QEMU's nRF51 FICR table: DEVICEID[0] = 3, DEVICEID[1] = 0x12345678, then
+# ER[0]'s 0x9abcdef1; the three words together occur once in the binary.
+pattern = struct.pack("<3I", 3, 0x12345678, 0x9ABCDEF1)
+if data.count(pattern) != 1:
+    sys.exit(f"{src}: the nRF51 FICR table is not where this QEMU version keeps it")
+at = data.find(pattern)
+data[at:at + 8] = struct.pack("<2I", int(hw[8:], 16), int(hw[:8], 16))
+tmp = dst + ".tmp"
+open(tmp, "wb").write(data)
+os.chmod(tmp, 0o755)
+os.replace(tmp, dst)
+PY
+    fi
+fi
 [ -z "$icount" ] || args+=(-icount shift=0)
-timeout 120 qemu-system-arm "${args[@]}" &
+timeout 120 "$qemu_bin" "${args[@]}" &
 qemu=$!
 trap 'kill $qemu 2>/dev/null || true; rm -rf "$work"' EXIT
 # Both ends open here, so that neither QEMU nor this loop blocks on the FIFO;

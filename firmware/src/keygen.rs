@@ -16,6 +16,11 @@
 //! | 8 | 32 | the station's nonce (request; kept in the answer) |
 //! | 40 | 65 | the chip's public key, SEC1 uncompressed (answer) |
 //! | 105 | 64 | proof of possession `r ‖ s` (answer) |
+//!
+//! The station acknowledges an answer by overwriting the mailbox with zeros.
+//! The chip waits for that, up to [`ANSWER_HOLD_SECONDS`], before it goes on
+//! with its start, so that a station that reads the mailbox while the chip
+//! runs (and halts it to do so) is not raced by the application.
 
 use sha2::{Digest, Sha256};
 
@@ -33,6 +38,13 @@ pub const REQUEST_MAGIC: [u8; 4] = *b"KREQ";
 pub const ANSWER_MAGIC: [u8; 4] = *b"KRSP";
 /// Format version.
 pub const MAILBOX_VERSION: u8 = 1;
+/// How long a chip that answered waits for the station's acknowledgement.
+pub const ANSWER_HOLD_SECONDS: u32 = 10;
+
+/// Whether `mailbox` holds an answer the station has not acknowledged yet.
+pub fn holds_answer(mailbox: &[u8]) -> bool {
+    mailbox.get(..4) == Some(&ANSWER_MAGIC[..])
+}
 
 /// What a chip signs to prove it holds the private half of `public`: SHA-256
 /// of the context, the public key, the hw_id and the station's nonce.

@@ -98,6 +98,8 @@ fn check_record(con: &mut Console, chip: HwId) -> Option<(u32, [u8; PRODUCT_LEN]
                 .hex(&chip.0)
                 .str(" product=")
                 .str(p.body.product_name().unwrap_or(""))
+                .str(" key_origin=")
+                .str(p.body.key_origin.as_str())
                 .end();
             Some((p.body.serial, p.body.product))
         }

@@ -132,6 +132,13 @@ fn answer_key_request(partition: &[u8], hw_id: firmware::record::HwId) {
     let key = firmware::partition::key_block(partition)
         .and_then(|scalar| firmware::keygen::prove(scalar, hw_id, &nonce).ok());
     mailbox.copy_from_slice(&firmware::keygen::answer(&nonce, key));
+    // Hold until the station has read the answer and acknowledged it.
+    let timer = nrf51::Timer::start();
+    let hold = firmware::keygen::ANSWER_HOLD_SECONDS * 16_000_000;
+    // SAFETY: the mailbox, read volatile: the station writes it over the
+    // debug port.
+    let answered = || unsafe { core::ptr::read_volatile(KEY_MAILBOX as *const [u8; 4]) };
+    while firmware::keygen::holds_answer(&answered()) && timer.ticks() < hold {}
 }
 
 /// Answer device-authentication requests on the UART until `BYE`.
