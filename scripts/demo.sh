@@ -6,14 +6,15 @@
 #   officers (approval keys in the token) approve, then the station signs it
 #   as an MCUboot image with the HSM's release key and audits every step;
 #   an emulated nRF51 (QEMU), blank, provisioned over its GDB stub by the factory
-#   station: hardware ID from FICR, serial from the backend, device key and signed
-#   record written to flash, the boot stage (release and authority keys built in)
-#   and the released image programmed, everything read back, device activated;
+#   station: hardware ID from FICR, the boot stage (release and authority keys
+#   built in) and the released image programmed; the chip makes its own key from
+#   its RNG and proves it; serial from the backend, the record for that key
+#   (key_origin=device) written to flash, everything read back, device activated;
 #   a root and a device CA (X.509) from keys in the token, and each device's
 #   certificate issued by the station and written next to its record;
 #   then it boots: the boot stage verifies the image and the record, and starts
 #   the application, which prints its serial and authenticates to the backend
-#   over its UART, signing the challenge with its own key.
+#   over its UART (`device relay`), signing the challenge with the key it made.
 # Everything goes to .work/demo/ (removed and made afresh each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -124,10 +125,10 @@ $bin/keytool ca init-intermediate -k "pkcs11:token=demo;object=device-ca" \
     --subject "CN=Demo Device CA,O=Demo,C=SE" -o "$out/device-ca.pem"
 openssl x509 -noout -subject -issuer -in "$out/device-ca.pem"
 
-step "factory provision (over the GDB stub; authority and device CA keys in the HSM)"
+step "factory provision over the GDB stub: the chip makes its own key and proves it; authority and device CA keys in the HSM"
 $bin/factory provision --chip nrf51822 --gdb "127.0.0.1:$gdb" \
     --backend "http://127.0.0.1:$api" --token-file "$out/line-1.token" \
-    --authority-key "$authority" --product demo \
+    --authority-key "$authority" --product demo --key-origin device \
     --boot-stage "$out/boot-stage.bin" \
     --firmware "$out/app.signed.bin" --slot 0x8000 --release-key "$out/release.pub.pem" \
     --device-ca-key "pkcs11:token=demo;object=device-ca" --device-ca-cert "$out/device-ca.pem" \
@@ -138,14 +139,13 @@ $bin/factory read-cert --chip nrf51822 --gdb "127.0.0.1:$gdb" -o "$out/device.pe
 openssl x509 -noout -subject -ext subjectAltName -in "$out/device.pem"
 openssl verify -CAfile "$out/root-ca.pem" -untrusted "$out/device-ca.pem" "$out/device.pem"
 
-step "end-of-line check over the debug port, then the chip runs"
-$bin/factory device-auth --chip nrf51822 --gdb "127.0.0.1:$gdb" \
-    --backend "http://127.0.0.1:$api" --token-file "$out/line-1.token"
+step "the registry: device 1, active, its key born on the chip; then the chip runs"
+curl -sf -H "authorization: Bearer $(cat "$out/line-1.token")" "http://127.0.0.1:$api/v1/devices/1"; echo
+$bin/factory reset --chip nrf51822 --gdb "127.0.0.1:$gdb"
 
-step "the chip authenticates itself over its UART, with its own key"
+step "the chip authenticates itself over its UART with the key it made (the backend checks its signature)"
 until grep -q '^APP ' "$out/console.txt"; do sleep 0.1; done
-$bin/factory device-auth --uart "127.0.0.1:$uart" --serial 1 \
-    --backend "http://127.0.0.1:$api" --token-file "$out/line-1.token"
+$bin/device relay --uart "127.0.0.1:$uart" --serial 1 --backend "http://127.0.0.1:$api"
 exec 3<>"/dev/tcp/127.0.0.1/$uart"; echo BYE >&3; exec 3>&-
 
 step "the chip's console: the boot stage verified image and record, the application ran"
@@ -153,6 +153,8 @@ wait "$chip"
 cat "$out/console.txt"
 grep -q '^APP version=1.0.0+1 serial=1 ' "$out/console.txt" \
     || { echo "demo: the application did not start" >&2; exit 1; }
+grep -q '^PROVISIONED serial=1 .* key_origin=device' "$out/console.txt" \
+    || { echo "demo: the record does not say the key was born on the chip" >&2; exit 1; }
 
 step "the backend's audit log"
 $bin/provisiond audit show --store "sqlite:$out/registry.db"

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-debs=(openssl ca-certificates softhsm2 opensc qemu-system-arm binutils-arm-none-eabi tmux)
+debs=(openssl ca-certificates curl softhsm2 opensc qemu-system-arm binutils-arm-none-eabi tmux)
 missing=()
 for p in "${debs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

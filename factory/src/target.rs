@@ -106,7 +106,7 @@ pub fn write_nvm_words<T: Target + ?Sized>(
     addr: u32,
     data: &[u8],
 ) -> Result<(), TargetError> {
-    if addr % 4 != 0 {
+    if !addr.is_multiple_of(4) {
         return Err(TargetError::Failed(format!(
             "NVM write at {addr:#010x}: not word-aligned"
         )));

@@ -46,6 +46,12 @@ enum Command {
     /// made, end of line) the station answers with the device key read back
     /// from it, then lets the chip run.
     DeviceAuth(Box<DeviceAuthArgs>),
+    /// Reset the chip and let it run its firmware, releasing the debug
+    /// connection (after `provision --hold` and end-of-line checks).
+    Reset {
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Print the device certificate the station wrote to the chip's
     /// provisioning partition (PEM), leaving the chip halted.
     ReadCert {
@@ -485,6 +491,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !run_station(&table, *args)? {
                 anyhow::bail!("some chips failed");
             }
+        }
+        Command::Reset { conn } => {
+            let chip = table.get(&conn.chip)?;
+            conn.connect(chip)?.reset_and_run()?;
         }
         Command::ReadCert { conn, output } => {
             let chip = table.get(&conn.chip)?;
