@@ -190,8 +190,17 @@ app="" partial="" rc=0
 # bash's own stderr is quiet here: it would report QEMU, killed below, as
 # "Killed" whenever it reaps it. QEMU's stderr is untouched.
 {
+    # A short timeout on a read that has begun can cut a line in two (and
+    # bash may then hand a byte over twice): wait for input first (`-t 0`
+    # reads nothing), then read the line with a long timeout.
     while :; do
-        if IFS= read -r -t 0.2 line <&3; then
+        line=""
+        if ! IFS= read -r -t 0 <&3; then
+            kill -0 $qemu 2>/dev/null || break
+            sleep 0.05
+            continue
+        fi
+        if IFS= read -r -t 10 line <&3; then
             line=$partial$line partial=""
             printf '%s\n' "$line"
             case $line in

@@ -772,3 +772,258 @@ required_tlvs = ["SEC_CNT", "NOT_A_TLV"]
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("line 3"), "{}", stderr(&o));
 }
+
+/// An officer's own token, beside the release token (same SoftHSM2 store),
+/// and a file holding its PIN.
+fn officer_token(s: &Station, name: &str, pin: &str) -> String {
+    ok(s.token
+        .command("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            &format!("{name}-token"),
+        ])
+        .args(["--pin", pin, "--so-pin", "0000"]));
+    let pin_file = s.path(&format!("{name}.pin"));
+    std::fs::write(&pin_file, pin).unwrap();
+    format!(
+        "{name}=pkcs11:token={name}-token?pin-source={}",
+        pin_file.display()
+    )
+}
+
+/// The share a quorum stored in an officer's token, read with pkcs11-tool
+/// as the officer (their PIN): magic, threshold, then the share.
+fn stored_share(s: &Station, name: &str, pin: &str) -> Vec<u8> {
+    let out = s
+        .token
+        .command("pkcs11-tool")
+        .args(["--module", &s.token.module])
+        .args(["--token-label", &format!("{name}-token")])
+        .args(["--login", "--pin", pin, "--read-object", "--type", "data"])
+        .args(["--label", "nrf-fleet quorum share: release"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    out.stdout
+}
+
+#[test]
+fn a_quorum_unlocked_release_token_signs_only_with_m_officers_shares() {
+    let s = Station::new(false, SENSOR);
+    let officers = [
+        officer_token(&s, "alice", "1111"),
+        officer_token(&s, "bob", "2222"),
+        officer_token(&s, "carol", "3333"),
+    ];
+    let mut init = s.keytool();
+    init.args(["ceremony", "init", "--token", "release", "--threshold", "2"])
+        .env("PKCS11_SO_PIN", "5678");
+    for o in &officers {
+        init.args(["--officer", o]);
+    }
+    let shown = ok(&mut init);
+    assert!(shown.contains("2 of 3 officers"), "{shown}");
+    let status = ok(s
+        .keytool()
+        .args(["ceremony", "status", "--token", "release", "--json"]));
+    let cfg: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(cfg["threshold"], 2);
+    assert_eq!(cfg["officers"][2]["token"], "carol-token");
+    let init_entry = s
+        .events()
+        .into_iter()
+        .find(|e| e.action == "ceremony.init")
+        .expect("the ceremony is audited");
+    assert_eq!(init_entry.outcome, "ok");
+    s.assert_log_verifies();
+
+    // The old PIN opens nothing any more: not keytool, not imgtool's
+    // personality, not pkcs11-tool.
+    let image = s.image("app", "1.2.0", 3, 3000, 1);
+    let direct = s
+        .keytool()
+        .env_remove("KEYTOOL_POLICY")
+        .args(["image", "sign", "-k", RELEASE_KEY, "--header-size", "0x200"])
+        .args([
+            "--pad-header",
+            "--align",
+            "4",
+            "-v",
+            "1.2.0",
+            "-S",
+            "0x10000",
+        ])
+        .arg(&image)
+        .arg(s.path("direct.bin"))
+        .output()
+        .unwrap();
+    assert!(!direct.status.success());
+    assert!(
+        stderr(&direct).contains("quorum-unlocked"),
+        "{}",
+        stderr(&direct)
+    );
+    let tool = s
+        .token
+        .command("pkcs11-tool")
+        .args(["--module", &s.token.module, "--token-label", "release"])
+        .args(["--login", "--pin", "1234", "--sign", "-m", "ECDSA"])
+        .args(["--label", "sensor-release", "--input-file"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        !tool.status.success(),
+        "pkcs11-tool logged in with the old PIN"
+    );
+    let so = s
+        .token
+        .command("pkcs11-tool")
+        .args(["--module", &s.token.module, "--token-label", "release"])
+        .args([
+            "--login",
+            "--login-type",
+            "so",
+            "--so-pin",
+            "5678",
+            "--init-pin",
+        ])
+        .args(["--new-pin", "9999"])
+        .output()
+        .unwrap();
+    assert!(!so.status.success(), "the old SO PIN reset the user PIN");
+
+    // A release approved by two officers (their approval keys are files
+    // here) needs two shares as well.
+    let req = s.request(&image, "sensor", &[]);
+    s.approve_ok(&req, &["bob", "carol"]);
+    let out = s.path("app.signed.bin");
+    let sign = |unlock: &[&str]| {
+        let mut c = s.keytool();
+        c.args(["release", "sign", "-k", RELEASE_KEY, "--image"])
+            .arg(&image)
+            .arg("-o")
+            .arg(&out)
+            .arg(&req);
+        for u in unlock {
+            c.args(["--unlock", u]);
+        }
+        c.output().unwrap()
+    };
+    let one = sign(&[&officers[0]]);
+    assert!(!one.status.success());
+    assert!(
+        stderr(&one).contains("1 of 3 officers' shares given; this token needs 2"),
+        "{}",
+        stderr(&one)
+    );
+    assert!(!out.exists());
+    let two = sign(&[&officers[0], &officers[2]]);
+    assert!(two.status.success(), "{}", stderr(&two));
+    imgtool_verifies(&s, &out);
+
+    // The shares are real (any two rebuild a PIN that opens the token), and
+    // neither the PIN nor a share is in any file of the station or the
+    // token store, or in the log.
+    let shares: Vec<blahaj::Share> = [("alice", "1111"), ("bob", "2222")]
+        .iter()
+        .map(|(n, p)| {
+            let raw = stored_share(&s, n, p);
+            assert_eq!((&raw[..4], raw[4]), (&b"QSH1"[..], 2));
+            blahaj::Share::try_from(&raw[5..]).unwrap()
+        })
+        .collect();
+    let secret = blahaj::Sharks(2).recover(&shares).unwrap();
+    let pin = hex::encode(&secret[..32]);
+    let login = s
+        .token
+        .command("pkcs11-tool")
+        .args(["--module", &s.token.module, "--token-label", "release"])
+        .args(["--login", "--pin", &pin, "--list-objects"])
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{}", stderr(&login));
+    let mut needles = vec![
+        pin.clone().into_bytes(),
+        hex::encode(&secret[32..]).into_bytes(),
+    ];
+    for share in &shares {
+        needles.push(Vec::<u8>::from(share));
+        needles.push(hex::encode(Vec::<u8>::from(share)).into_bytes());
+    }
+    let mut files = vec![];
+    let mut stack = vec![s.token.dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() > 5);
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        for n in &needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == &n[..]),
+                "{} holds a PIN or a share",
+                f.display()
+            );
+        }
+    }
+
+    // Rotation under the old quorum: three of three from now on.
+    let mut rotate = s.keytool();
+    rotate.args([
+        "ceremony",
+        "rotate",
+        "--token",
+        "release",
+        "--threshold",
+        "3",
+    ]);
+    rotate.args(["--unlock", &officers[1], "--unlock", &officers[2]]);
+    for o in &officers {
+        rotate.args(["--officer", o]);
+    }
+    assert!(ok(&mut rotate).contains("3 of 3 officers"));
+    let image2 = s.image("app2", "1.3.0", 4, 3000, 2);
+    let req2 = s.request(&image2, "sensor", &[]);
+    s.approve_ok(&req2, &["bob", "carol"]);
+    let out2 = s.path("app2.signed.bin");
+    let two = s
+        .keytool()
+        .args(["release", "sign", "-k", RELEASE_KEY, "--image"])
+        .arg(&image2)
+        .arg("-o")
+        .arg(&out2)
+        .arg(&req2)
+        .args(["--unlock", &officers[0], "--unlock", &officers[1]])
+        .output()
+        .unwrap();
+    assert!(stderr(&two).contains("needs 3"), "{}", stderr(&two));
+    let three = s
+        .keytool()
+        .args(["release", "sign", "-k", RELEASE_KEY, "--image"])
+        .arg(&image2)
+        .arg("-o")
+        .arg(&out2)
+        .arg(&req2)
+        .args([
+            "--unlock",
+            &officers[0],
+            "--unlock",
+            &officers[1],
+            "--unlock",
+            &officers[2],
+        ])
+        .output()
+        .unwrap();
+    assert!(three.status.success(), "{}", stderr(&three));
+    s.assert_log_verifies();
+}

@@ -153,7 +153,7 @@ fn the_record_verdict_reaches_the_application() {
     assert_eq!(
         console.lines().collect::<Vec<_>>(),
         [
-            "PROVISIONED serial=1 hw_id=1234567800000003 product=microbit-demo",
+            "PROVISIONED serial=1 hw_id=1234567800000003 product=microbit-demo key_origin=station",
             "BOOT ok version=1.0.0+0 counter=0",
             "APP version=1.0.0+0 serial=1 hw_id=1234567800000003",
         ]

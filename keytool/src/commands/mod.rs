@@ -3,6 +3,7 @@
 
 mod audit;
 mod ca;
+mod ceremony;
 pub(crate) mod image;
 pub(crate) mod key;
 mod policy;
@@ -36,6 +37,10 @@ pub(crate) enum Command {
     /// The station's audit log: show, verify.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Quorum-unlocked tokens: init, rotate, status (M of N officers hold the
+    /// PIN in shares; nobody knows it).
+    #[command(subcommand)]
+    Ceremony(ceremony::CeremonyCommand),
     /// X.509 certificate authorities: init-root, init-intermediate.
     #[command(subcommand)]
     Ca(ca::CaCommand),
@@ -56,6 +61,7 @@ impl Command {
             Command::Release(c) => c.run(ctx),
             Command::Policy(c) => c.run(),
             Command::Audit(c) => c.run(),
+            Command::Ceremony(c) => c.run(ctx),
             Command::Ca(c) => c.run(ctx),
             Command::Device(c) => c.run(ctx),
             Command::Tui(a) => a.run(ctx),

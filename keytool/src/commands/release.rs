@@ -338,6 +338,11 @@ pub(crate) struct ReleaseArgs {
     /// The release key to sign with.
     #[arg(short, long, value_name = "URI", value_parser = key_ref)]
     key: KeyRef,
+    /// For a key in a quorum-unlocked token: an officer who unlocks it with
+    /// their share, NAME=pkcs11:token=… (repeat for M officers; each logs in
+    /// to their own token).
+    #[arg(long = "unlock", value_name = "NAME=URI", value_parser = crate::commands::util::officer)]
+    unlock: Vec<signer::keys::quorum::Officer>,
     /// Print the evaluation (and the result) as JSON.
     #[arg(long)]
     json: bool,
@@ -392,10 +397,19 @@ struct Prepared {
     public: firmware::P256PublicKey,
 }
 
-fn prepare(request: &Path, image: &Path, key: &KeyRef) -> Result<Prepared, Failure> {
+fn prepare(
+    request: &Path,
+    image: &Path,
+    key: &KeyRef,
+    unlock: &[signer::keys::quorum::Officer],
+) -> Result<Prepared, Failure> {
     let file = read_request(request)?;
     let (bytes, base, image) = prebuilt(image)?;
-    let key = open_signer(key).map_err(Failure::usage)?;
+    let key = if unlock.is_empty() {
+        open_signer(key).map_err(Failure::usage)?
+    } else {
+        signer::keys::quorum::open_signer(key, unlock).map_err(Failure::usage)?
+    };
     let public = key.public_key().map_err(Failure::failed)?;
     Ok(Prepared {
         file,
@@ -446,6 +460,7 @@ impl CheckArgs {
             &r.request,
             &r.image,
             &r.key,
+            &r.unlock,
         )?;
         if r.json {
             print_json(&eval)?;
@@ -470,9 +485,10 @@ pub(crate) fn evaluate_release(
     request: &Path,
     image: &Path,
     key: &KeyRef,
+    unlock: &[signer::keys::quorum::Officer],
 ) -> Result<Evaluation, Failure> {
     let policy = Policy::load(policy_path).map_err(Failure::usage)?;
-    let p = prepare(request, image, key)?;
+    let p = prepare(request, image, key, unlock)?;
     judge(&policy, station_public(&policy)?.as_ref(), key, &p)
 }
 
@@ -492,7 +508,14 @@ impl SignArgs {
             KeyFormat::Full => PublicKeyFormat::Full,
         };
         let policy = ctx.require_policy("release sign")?;
-        let outcome = sign_release(policy, &r.request, &r.image, &r.key, &self.output, format);
+        let outcome = sign_release(
+            policy,
+            &r.request,
+            &r.image,
+            (&r.key, &r.unlock),
+            &self.output,
+            format,
+        );
         if let Some(eval) = &outcome.evaluation {
             if r.json {
                 print_json(&SignSummary {
@@ -549,7 +572,7 @@ pub(crate) fn sign_release(
     policy_path: &Path,
     request: &Path,
     image: &Path,
-    key_ref: &KeyRef,
+    (key_ref, unlock): (&KeyRef, &[signer::keys::quorum::Officer]),
     output: &Path,
     format: PublicKeyFormat,
 ) -> SignOutcome {
@@ -561,7 +584,7 @@ pub(crate) fn sign_release(
         Ok(s) => s,
         Err(f) => return fail(f),
     };
-    let p = match prepare(request, image, key_ref) {
+    let p = match prepare(request, image, key_ref, unlock) {
         Ok(p) => p,
         Err(f) => {
             let reason = format!("{:#}", f.error);

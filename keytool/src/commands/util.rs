@@ -70,3 +70,18 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     println!("{text}");
     Ok(())
 }
+
+/// clap parser for `NAME=URI`: an officer and their own token.
+pub(crate) fn officer(s: &str) -> Result<signer::keys::quorum::Officer, String> {
+    let (name, uri) = s
+        .split_once('=')
+        .filter(|(n, _)| !n.is_empty())
+        .ok_or_else(|| "expected NAME=pkcs11:token=…".to_owned())?;
+    match key_ref(uri)? {
+        KeyRef::Pkcs11(token) => Ok(signer::keys::quorum::Officer {
+            name: name.to_owned(),
+            token,
+        }),
+        _ => Err(format!("{name}: an officer's token is a pkcs11: URI")),
+    }
+}

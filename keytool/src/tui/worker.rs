@@ -228,7 +228,13 @@ impl Worker {
                 return Ok(());
             }
             let key = Self::release_key(&self.policy()?, &file.request)?;
-            view.evaluation = Some(evaluate_release(self.policy_path()?, &req, image, &key)?);
+            view.evaluation = Some(evaluate_release(
+                self.policy_path()?,
+                &req,
+                image,
+                &key,
+                &[],
+            )?);
             Ok(())
         })();
         if let Err(f) = result {
@@ -294,7 +300,7 @@ impl Worker {
             self.policy_path()?,
             &req,
             image,
-            &key,
+            (&key, &[]),
             &output,
             PublicKeyFormat::Hash,
         );

@@ -5,6 +5,7 @@ pub(crate) mod file;
 #[cfg(feature = "aws-kms")]
 pub mod kms;
 pub mod pkcs11;
+pub mod quorum;
 
 use std::fmt;
 use std::path::PathBuf;

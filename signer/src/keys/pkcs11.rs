@@ -111,7 +111,7 @@ fn find_slot(ctx: &Pkcs11, token: &TokenSelector, key: &str) -> Result<Slot, Sig
 }
 
 /// The PIN from the URI's source, `PKCS11_PIN`, or a prompt on a terminal.
-fn resolve_pin(uri: &Pkcs11Uri, key: &str) -> Result<SecretString, SignerError> {
+pub(crate) fn resolve_pin(uri: &Pkcs11Uri, key: &str) -> Result<SecretString, SignerError> {
     match &uri.pin {
         Some(PinSource::Value(v)) => Ok(v.clone()),
         Some(PinSource::Env(var)) => std::env::var(var)
@@ -220,6 +220,24 @@ pub struct Pkcs11Key {
     private: ObjectHandle,
     public: P256PublicKey,
     sessions: Mutex<Vec<Session>>,
+    /// Log out when dropped (a quorum-unlocked token: one job per login).
+    logout_on_drop: bool,
+}
+
+impl Drop for Pkcs11Key {
+    fn drop(&mut self) {
+        if self.logout_on_drop {
+            let sessions = self.sessions.get_mut().unwrap_or_else(|p| p.into_inner());
+            if let Some(s) = sessions.first() {
+                let _ = s.logout();
+            }
+        }
+    }
+}
+
+/// A session on the token `uri` names, not logged in.
+pub(crate) fn open_session(uri: &Pkcs11Uri, key: &str, rw: bool) -> Result<Session, SignerError> {
+    Ok(open_token(uri, key, rw, false)?.session)
 }
 
 impl fmt::Debug for Pkcs11Key {
@@ -278,7 +296,22 @@ impl Pkcs11Key {
                 "the URI names a token but no key: add object= or id=",
             ));
         }
-        let token = open_token(uri, &key, false, true)?;
+        let token = match open_token(uri, &key, false, true) {
+            Err(e) if uri.pin.is_none() || matches!(uri.pin, Some(PinSource::File(_))) => {
+                // A quorum-unlocked token has no PIN anyone knows: say so.
+                if super::quorum::config(uri).ok().flatten().is_some() {
+                    return Err(backend(
+                        &key,
+                        "login",
+                        "this token is quorum-unlocked: its PIN is split among officers and \
+                         no PIN source opens it; use a workflow that collects their shares \
+                         (keytool release sign --unlock NAME=URI …, docs/quorum.md)",
+                    ));
+                }
+                return Err(e);
+            }
+            other => other?,
+        };
         let private = find_one(&token.session, uri, ObjectClass::PRIVATE_KEY, &key)?
             .ok_or_else(|| backend(&key, "key", "no such EC private key in the token"))?;
         let public = match find_one(&token.session, uri, ObjectClass::PUBLIC_KEY, &key)? {
@@ -292,7 +325,20 @@ impl Pkcs11Key {
             private,
             public,
             sessions: Mutex::new(vec![token.session]),
+            logout_on_drop: false,
         })
+    }
+
+    /// Open with the PIN `unlocked` carries (rebuilt from a quorum), naming
+    /// the key as `shown` in messages; logs out when dropped.
+    pub(crate) fn open_logged_out_on_drop(
+        unlocked: KeyRef,
+        shown: &KeyRef,
+    ) -> Result<Self, SignerError> {
+        let mut key = Self::open(unlocked)?;
+        key.key_ref = shown.clone();
+        key.logout_on_drop = true;
+        Ok(key)
     }
 
     fn with_session<T>(
