@@ -143,7 +143,16 @@ impl Station {
             ("carol", "05"),
             ("authority", "06"),
         ] {
-            token.generate_p256(label, id).unwrap();
+            // A production policy checks how keys are held on use: made by
+            // keytool in the token (sign-only, never extractable).
+            ok(token.command(env!("CARGO_BIN_EXE_keytool")).args([
+                "key",
+                "generate",
+                "-t",
+                "ecdsa-p256",
+                "-k",
+                &format!("pkcs11:token=station;object={label};id=%{id}"),
+            ]));
         }
         let dir = token.dir.path().join("station");
         std::fs::create_dir_all(dir.join("media")).unwrap();

@@ -53,6 +53,8 @@ struct RawPolicy {
     name: String,
     #[serde(default)]
     production: bool,
+    #[serde(default)]
+    require_quorum_keys: bool,
     audit_log: Option<PathBuf>,
     station_key: Option<String>,
     #[serde(default)]
@@ -139,8 +141,13 @@ pub struct Product {
 pub struct Policy {
     /// Its name, in audit entries.
     pub name: String,
-    /// A production policy refuses `file:` keys.
+    /// A production policy refuses `file:` keys, and checks on every use that
+    /// a release, CA or authority key was generated in its store, never
+    /// extractable and sign-only.
     pub production: bool,
+    /// Release, CA and authority keys must sit in quorum-unlocked tokens
+    /// (`docs/quorum.md`); KMS keys are refused.
+    pub require_quorum_keys: bool,
     /// The audit log (relative paths are relative to the policy file).
     pub audit_log: PathBuf,
     /// The key that signs the log's checkpoints.
@@ -360,6 +367,14 @@ fn check(raw: RawPolicy, base: &Path, c: &mut Collector) -> Policy {
                 "a production policy refuses file: keys; use pkcs11: or awskms:",
             );
         }
+        if raw.require_quorum_keys && matches!(uri, Some(KeyRef::AwsKms(_))) {
+            c.add(
+                format!("{at}.uri"),
+                "require_quorum_keys: a KMS key has no PIN to split among officers; IAM and \
+                 key policies decide who may use it, and one administrator can change them \
+                 (docs/threat-model.md)",
+            );
+        }
         let fp = parse_fingerprint(&k.fingerprint);
         if fp.is_none() {
             c.add(
@@ -515,6 +530,7 @@ fn check(raw: RawPolicy, base: &Path, c: &mut Collector) -> Policy {
     Policy {
         name: raw.name,
         production: raw.production,
+        require_quorum_keys: raw.require_quorum_keys,
         audit_log: base.join(audit_log),
         station_key,
         keys,

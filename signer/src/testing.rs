@@ -85,13 +85,16 @@ impl SoftHsmToken {
     }
 
     /// Generate a P-256 key pair labelled `label` in the token with OpenSC's
-    /// `pkcs11-tool`.
+    /// `pkcs11-tool` (`--usage-sign`: no derivation; SoftHSM2 still marks
+    /// the private key for decrypt and unwrap, so production checks refuse
+    /// it: `keytool key generate` makes production keys).
     pub fn generate_p256(&self, label: &str, id: &str) -> Result<(), String> {
         let out = self
             .command("pkcs11-tool")
             .args(["--module", &self.module, "--token-label", &self.label])
             .args(["--login", "--pin", &self.pin, "--keypairgen"])
             .args(["--key-type", "EC:prime256v1", "--label", label, "--id", id])
+            .arg("--usage-sign")
             .output()
             .map_err(|e| format!("pkcs11-tool: {e} (scripts/setup.sh installs opensc)"))?;
         if out.status.success() {

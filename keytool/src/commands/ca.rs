@@ -81,8 +81,7 @@ fn issue(
     let mut session = Session::open(policy)?;
     let mut why = Vec::new();
     for (uri, key) in keys {
-        let public = key.public_key().map_err(Failure::failed)?;
-        match session.policy.check_key(Role::Ca, uri, &public) {
+        match session.check_key(Role::Ca, uri, *key) {
             Ok(name) => subjects.push(format!("key:{name}")),
             Err(w) => why.extend(w),
         }

@@ -591,6 +591,7 @@ pub(crate) fn sign_release(
             return fail(session.refuse(RELEASE_ACTION, vec![], &[reason]));
         }
     };
+    let held = crate::commands::station::key_storage_problems(&session.policy, p.key.as_ref());
     let eval = match judge(
         &session.policy,
         session.station_public.as_ref(),
@@ -600,7 +601,7 @@ pub(crate) fn sign_release(
         Ok(e) => e,
         Err(f) => return fail(f),
     };
-    let result = sign_judged(session, &p, &eval, output, format);
+    let result = sign_judged(session, &p, &eval, &held, output, format);
     SignOutcome {
         evaluation: Some(eval),
         result,
@@ -611,6 +612,7 @@ fn sign_judged(
     mut session: Session,
     p: &Prepared,
     eval: &Evaluation,
+    held: &[String],
     output: &Path,
     format: PublicKeyFormat,
 ) -> Result<Signed, Failure> {
@@ -622,8 +624,10 @@ fn sign_judged(
         &hex::encode(p.image.digest),
         &request.release_key,
     );
-    if !eval.passed() {
-        return Err(session.refuse(RELEASE_ACTION, subjects, &eval.failures()));
+    if !eval.passed() || !held.is_empty() {
+        let mut why = eval.failures();
+        why.extend(held.iter().cloned());
+        return Err(session.refuse(RELEASE_ACTION, subjects, &why));
     }
     let signed = sign_prebuilt(&p.bytes, p.key.as_ref(), format)?;
     let out_bytes = if is_hex_path(output) {

@@ -48,6 +48,45 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// How `key` is held, against what `policy` demands of release, CA and
+/// authority keys (see [`Session::check_key`]); every problem.
+pub(crate) fn key_storage_problems(policy: &Policy, key: &dyn Signer) -> Vec<String> {
+    let mut why = Vec::new();
+    if policy.production {
+        match key.production_problems() {
+            Ok(p) => why.extend(p),
+            Err(e) => why.push(format!("cannot check how the key is held: {e}")),
+        }
+    }
+    if policy.require_quorum_keys {
+        match key.key_ref() {
+            signer::KeyRef::Pkcs11(uri) => match signer::keys::quorum::config(uri) {
+                Ok(Some(_)) => {}
+                Ok(None) => why.push(format!(
+                    "require_quorum_keys: token {} is not quorum-unlocked; one PIN opens it \
+                     (keytool ceremony init, docs/quorum.md)",
+                    match &uri.token {
+                        signer::key_ref::TokenSelector::Label(l) => l.clone(),
+                        signer::key_ref::TokenSelector::Serial(s) => format!("serial {s}"),
+                        signer::key_ref::TokenSelector::SlotId(n) => format!("in slot {n}"),
+                    }
+                )),
+                Err(e) => why.push(format!("require_quorum_keys: {e}")),
+            },
+            signer::KeyRef::AwsKms(_) => why.push(
+                "require_quorum_keys: a KMS key has no PIN to split among officers; IAM and \
+                 key policies decide who may use it, and one administrator can change them"
+                    .into(),
+            ),
+            _ => why.push(format!(
+                "require_quorum_keys: {} cannot be quorum-unlocked",
+                key.key_ref()
+            )),
+        }
+    }
+    why
+}
+
 /// Who is at the station, for audit entries: `$USER`, else `station`.
 pub(crate) fn station_user() -> String {
     std::env::var("USER")
@@ -86,6 +125,33 @@ impl Session {
             actor: station_user(),
             wrote: false,
         })
+    }
+
+    /// May `key` (at `uri`) sign as `role` now? The policy's rules
+    /// (`Policy::check_key`) and, checked on use, how the key is held: under
+    /// a production policy generated in its store, never extractable and
+    /// sign-only; under `require_quorum_keys` in a quorum-unlocked token.
+    /// `Ok` with the key's name, or every reason it may not.
+    pub(crate) fn check_key(
+        &self,
+        role: policies::policy::Role,
+        uri: &signer::KeyRef,
+        key: &dyn Signer,
+    ) -> Result<String, Vec<String>> {
+        let public = key.public_key().map_err(|e| vec![e.to_string()])?;
+        let mut why = Vec::new();
+        let name = match self.policy.check_key(role, uri, &public) {
+            Ok(n) => Some(n),
+            Err(w) => {
+                why.extend(w);
+                None
+            }
+        };
+        why.extend(key_storage_problems(&self.policy, key));
+        match name {
+            Some(n) if why.is_empty() => Ok(n),
+            _ => Err(why),
+        }
     }
 
     /// Who the entries name.

@@ -106,9 +106,8 @@ pub(crate) fn sign_batch(
     let requests = parse_requests(&text, now)
         .map_err(|e| Failure::usage_msg(format!("{}: {e}", file.display())))?;
     let authority = signer::open_signer(&key.uri).map_err(Failure::failed)?;
-    let public = authority.public_key().map_err(Failure::failed)?;
     let session = Session::open(policy_path)?;
-    if let Err(why) = session.policy.check_key(Role::Authority, &key.uri, &public) {
+    if let Err(why) = session.check_key(Role::Authority, &key.uri, authority.as_ref()) {
         return Err(session.refuse(
             "record.sign",
             vec![format!("batch:{}", file.display())],

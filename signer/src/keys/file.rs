@@ -205,7 +205,14 @@ impl Signer for FileKey {
                     key: self.key_ref.to_string(),
                     reason: e.to_string(),
                 })?;
-        Ok(sig.into())
+        super::check_own_signature(&self.key_ref, &public_of(&self.key), digest, sig.into())
+    }
+
+    fn production_problems(&self) -> Result<Vec<String>, SignerError> {
+        Ok(vec![format!(
+            "{} is a file: whoever can read the file holds the key",
+            self.key_ref
+        )])
     }
 }
 

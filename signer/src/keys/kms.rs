@@ -13,7 +13,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
+use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, OriginType, SigningAlgorithmSpec};
 use aws_sdk_kms::Client;
 use firmware::P256PublicKey;
 
@@ -175,10 +175,40 @@ impl Signer for KmsKey {
             )
             .map_err(|e| backend(&key, "Sign", e))?;
         let der = out.signature().map(Blob::as_ref).unwrap_or_default();
-        EcdsaSignature::from_der(der).ok_or_else(|| SignerError::SignFailed {
+        let sig = EcdsaSignature::from_der(der).ok_or_else(|| SignerError::SignFailed {
             key,
             reason: "KMS returned a malformed signature".into(),
-        })
+        })?;
+        super::check_own_signature(&self.key_ref, &self.public, digest, sig)
+    }
+
+    /// KMS keys must have been made by KMS (`Origin` `AWS_KMS` or
+    /// `AWS_CLOUDHSM`): imported material (`EXTERNAL`) may have copies, and
+    /// an external key store's keys live elsewhere.
+    fn production_problems(&self) -> Result<Vec<String>, SignerError> {
+        let key = self.key_ref.to_string();
+        let out = self
+            .kms
+            .rt
+            .block_on(self.kms.client.describe_key().key_id(&self.key_id).send())
+            .map_err(|e| backend(&key, "DescribeKey", e))?;
+        let mut problems = Vec::new();
+        let meta = out.key_metadata();
+        match meta.and_then(|m| m.origin()) {
+            Some(OriginType::AwsKms | OriginType::AwsCloudhsm) => {}
+            Some(other) => problems.push(format!(
+                "{key}: Origin={}: its key material was not generated inside KMS, so copies may exist",
+                other.as_str()
+            )),
+            None => problems.push(format!("{key}: KMS did not say where the key material came from")),
+        }
+        if meta
+            .and_then(|m| m.key_usage())
+            .is_some_and(|u| *u != KeyUsageType::SignVerify)
+        {
+            problems.push(format!("{key}: key usage is not SIGN_VERIFY"));
+        }
+        Ok(problems)
     }
 }
 

@@ -122,8 +122,34 @@ pub trait Signer: Send + Sync + fmt::Debug {
     /// The public key.
     fn public_key(&self) -> Result<P256PublicKey, SignerError>;
 
-    /// Sign a SHA-256 digest (prehashed ECDSA).
+    /// Sign a SHA-256 digest (prehashed ECDSA). Every backend checks the
+    /// signature against the key's public half before returning it, so
+    /// nothing is written with a signature from the wrong key or a faulty
+    /// token.
     fn sign_digest(&self, digest: &[u8; 32]) -> Result<EcdsaSignature, SignerError>;
+
+    /// Why this key may not hold a production role, checked on use: it must
+    /// have been generated inside its store, never be extractable, and sign
+    /// only. Empty when it may.
+    fn production_problems(&self) -> Result<Vec<String>, SignerError>;
+}
+
+/// Check `signature` over `digest` against `public` (what every backend does
+/// before handing a signature out).
+pub(crate) fn check_own_signature(
+    key: &KeyRef,
+    public: &P256PublicKey,
+    digest: &[u8; 32],
+    signature: EcdsaSignature,
+) -> Result<EcdsaSignature, SignerError> {
+    public
+        .verify_digest_raw(digest, &signature.to_raw())
+        .map_err(|_| SignerError::SignFailed {
+            key: key.to_string(),
+            reason: "the signature does not verify with the key's public key; nothing was written"
+                .into(),
+        })?;
+    Ok(signature)
 }
 
 /// Open the signer a key reference names.

@@ -384,10 +384,69 @@ impl Signer for Pkcs11Key {
                     reason: e.to_string(),
                 })
         })?;
-        EcdsaSignature::from_raw(&raw).ok_or_else(|| SignerError::SignFailed {
+        let sig = EcdsaSignature::from_raw(&raw).ok_or_else(|| SignerError::SignFailed {
             key: self.key_ref.to_string(),
             reason: format!("token returned a {}-byte signature, expected 64", raw.len()),
-        })
+        })?;
+        super::check_own_signature(&self.key_ref, &self.public, digest, sig)
+    }
+
+    /// The private key must be sensitive and always have been, never
+    /// extractable, generated on the token (`CKA_LOCAL`), and usable for
+    /// signing only.
+    fn production_problems(&self) -> Result<Vec<String>, SignerError> {
+        let key = self.key_ref.to_string();
+        let attrs = self.with_session(|s| {
+            s.get_attributes(
+                self.private,
+                &[
+                    AttributeType::Sensitive,
+                    AttributeType::AlwaysSensitive,
+                    AttributeType::NeverExtractable,
+                    AttributeType::Extractable,
+                    AttributeType::Local,
+                    AttributeType::Sign,
+                    AttributeType::Derive,
+                    AttributeType::Decrypt,
+                    AttributeType::Unwrap,
+                ],
+            )
+            .map_err(|e| backend(&key, "C_GetAttributeValue", e))
+        })?;
+        let mut problems = Vec::new();
+        let mut need = |ok: bool, what: &str| {
+            if !ok {
+                problems.push(format!("{key}: {what}"));
+            }
+        };
+        let mut seen = 0;
+        for a in attrs {
+            seen += 1;
+            match a {
+                Attribute::Sensitive(v) => need(v, "not CKA_SENSITIVE"),
+                Attribute::AlwaysSensitive(v) => {
+                    need(v, "not CKA_ALWAYS_SENSITIVE: it was once readable")
+                }
+                Attribute::NeverExtractable(v) => {
+                    need(v, "not CKA_NEVER_EXTRACTABLE: it was once extractable")
+                }
+                Attribute::Extractable(v) => need(!v, "CKA_EXTRACTABLE: it can be exported"),
+                Attribute::Local(v) => {
+                    need(v, "not CKA_LOCAL: imported, not generated on the token")
+                }
+                Attribute::Sign(v) => need(v, "cannot sign"),
+                Attribute::Derive(v) => need(!v, "also allows key derivation (CKA_DERIVE)"),
+                Attribute::Decrypt(v) => need(!v, "also allows decryption (CKA_DECRYPT)"),
+                Attribute::Unwrap(v) => need(!v, "also allows unwrapping (CKA_UNWRAP)"),
+                _ => seen -= 1,
+            }
+        }
+        if seen < 9 {
+            problems.push(format!(
+                "{key}: the token did not show every protection attribute"
+            ));
+        }
+        Ok(problems)
     }
 }
 

@@ -140,11 +140,11 @@ impl SignArgs {
             format!("device_key:sha256:{}", hex::encode(device_pubkey.key_id())),
         ];
         if let Some(s) = session.take() {
-            let public = authority.public_key().map_err(Failure::failed)?;
-            match s
-                .policy
-                .check_key(policies::policy::Role::Authority, &self.key, &public)
-            {
+            match s.check_key(
+                policies::policy::Role::Authority,
+                &self.key,
+                authority.as_ref(),
+            ) {
                 Ok(name) => {
                     subjects.push(format!("key:{name}"));
                     session = Some(s);
