@@ -99,3 +99,77 @@ fn kms_failures_name_the_key_and_the_cause() {
     );
     assert!(!out.exists());
 }
+
+/// A production policy checks a KMS key's origin on use: key material
+/// imported into KMS (`Origin=EXTERNAL`) may exist elsewhere, and is refused;
+/// a key KMS generated signs.
+#[test]
+fn imported_kms_key_material_is_refused_for_a_production_role() {
+    let moto = Moto::start();
+    let own = moto.key("authority");
+    generate_key(moto.keytool(), &own);
+    // An EXTERNAL-origin key, made the way an operator would (boto3, in the
+    // project's venv next to moto).
+    let python = std::env::var("VENV_PYTHON").expect("VENV_PYTHON: run through scripts/test.sh");
+    let endpoint = own.split("endpoint=").nth(1).unwrap().to_owned();
+    let made = std::process::Command::new(python)
+        .envs(signer::testing::MotoServer::env())
+        .args(["-c", &format!(
+            "import boto3\n\
+             kms = boto3.client('kms', endpoint_url='{endpoint}', region_name='eu-north-1')\n\
+             k = kms.create_key(KeySpec='ECC_NIST_P256', KeyUsage='SIGN_VERIFY', Origin='EXTERNAL')\n\
+             kms.create_alias(AliasName='alias/imported', TargetKeyId=k['KeyMetadata']['KeyId'])\n"
+        )])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let imported = moto.key("imported");
+
+    let s = Scratch::new();
+    let fp = |key: &str| {
+        let raw = run(moto
+            .keytool()
+            .args(["key", "getpub", "-e", "raw", "-k", key]));
+        assert!(raw.status.success(), "{}", stderr(&raw));
+        use sha2::Digest;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&raw.stdout)))
+    };
+    std::fs::write(s.path("alice.pub.pem"), std::fs::read(s.pubkey()).unwrap()).unwrap();
+    ok(keytool()
+        .args(["key", "generate", "-t", "ecdsa-p256", "-k"])
+        .arg(s.path("bob.pem")));
+    let bob = ok(keytool()
+        .args(["key", "getpub", "-e", "pem", "-k"])
+        .arg(s.path("bob.pem")));
+    std::fs::write(s.path("bob.pub.pem"), bob).unwrap();
+    let policy = format!(
+        "name = \"kms\"\nproduction = true\nstation_key = \"{own}\"\n\n\
+         [keys.own]\nuri = \"{own}\"\nrole = \"authority\"\nfingerprint = \"{}\"\n\n\
+         [keys.imported]\nuri = \"{imported}\"\nrole = \"release\"\nfingerprint = \"{}\"\n\n\
+         [officers]\nalice = {{ public_key = \"alice.pub.pem\" }}\n\
+         bob = {{ public_key = \"bob.pub.pem\" }}\n\n\
+         [products.sensor]\nslot_size = 0x10000\nrelease_keys = [\"imported\"]\n\
+         officers = [\"alice\", \"bob\"]\nquorum = 1\nrollback_quorum = 2\n",
+        fp(&own),
+        fp(&imported)
+    );
+    let policy_path = s.path("policy.toml");
+    std::fs::write(&policy_path, policy).unwrap();
+    let sign = |key: &str| {
+        run(moto
+            .keytool()
+            .env("KEYTOOL_POLICY", &policy_path)
+            .args(["record", "sign", "-k", key, "--hw-id", "1234567800000003"])
+            .args(["--serial", "1", "--device-pubkey"])
+            .arg(s.pubkey())
+            .arg("-o")
+            .arg(s.path("rec.bin")))
+    };
+    let o = sign(&own);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The imported key is a release key here; as an authority it is refused
+    // for its role and for where its material came from.
+    let o = sign(&imported);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("Origin=EXTERNAL"), "{}", stderr(&o));
+}
