@@ -90,6 +90,7 @@ required_tlvs = ["SEC_CNT"]
 POLICY
 export KEYTOOL_POLICY=$out/policy.toml
 $bin/keytool policy check --resolve-keys "$KEYTOOL_POLICY"
+$bin/keytool audit init    # a production station starts its history once, on purpose
 
 step "sample application released: request, two officers approve, the station signs"
 firmware/qemu/build-app.sh "$out/app.bin"

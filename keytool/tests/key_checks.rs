@@ -67,6 +67,9 @@ impl Station {
              quorum = 1\nrollback_quorum = 2\n",
         );
         std::fs::write(self.dir.join("policy.toml"), text).unwrap();
+        if !self.dir.join("audit.jsonl").exists() {
+            ok(self.keytool().args(["audit", "init"]));
+        }
     }
 
     fn sign_record(&self, key: &str, out: &Path) -> Output {

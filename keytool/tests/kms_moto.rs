@@ -155,6 +155,10 @@ fn imported_kms_key_material_is_refused_for_a_production_role() {
     );
     let policy_path = s.path("policy.toml");
     std::fs::write(&policy_path, policy).unwrap();
+    ok(moto
+        .keytool()
+        .env("KEYTOOL_POLICY", &policy_path)
+        .args(["audit", "init"]));
     let sign = |key: &str| {
         run(moto
             .keytool()

@@ -99,6 +99,10 @@ dave = {{ public_key = "dave.pub.pem" }}
 {products}"#
         );
         std::fs::write(s.policy(), policy).unwrap();
+        if production {
+            // A production station never starts its history by itself.
+            ok(s.keytool().args(["audit", "init"]));
+        }
         s
     }
 
@@ -1026,4 +1030,70 @@ fn a_quorum_unlocked_release_token_signs_only_with_m_officers_shares() {
         .unwrap();
     assert!(three.status.success(), "{}", stderr(&three));
     s.assert_log_verifies();
+
+    // The history is anchored in the release token: deleting, cutting or
+    // restoring an older copy of the log stops the next signature, and a
+    // downgrade still needs the rollback quorum afterwards.
+    let all: Vec<&str> = officers.iter().map(String::as_str).collect();
+    let sign_with_all = |image: &Path, req: &Path, out: &Path| {
+        let mut c = s.keytool();
+        c.args(["release", "sign", "-k", RELEASE_KEY, "--image"])
+            .arg(image)
+            .arg("-o")
+            .arg(out)
+            .arg(req);
+        for u in &all {
+            c.args(["--unlock", u]);
+        }
+        c.output().unwrap()
+    };
+    let (log, head) = (s.log(), s.path("audit.jsonl.head"));
+    let older = (std::fs::read(&log).unwrap(), std::fs::read(&head).unwrap());
+    let image3 = s.image("app3", "1.4.0", 5, 3000, 3);
+    let req3 = s.request(&image3, "sensor", &[]);
+    s.approve_ok(&req3, &["bob", "carol"]);
+    let out3 = s.path("app3.signed.bin");
+    let o = sign_with_all(&image3, &req3, &out3);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let current = (std::fs::read(&log).unwrap(), std::fs::read(&head).unwrap());
+    let downgrade = s.image("old", "1.0.0", 1, 3000, 4);
+    let req_old = s.request(&downgrade, "sensor", &[]);
+    s.approve_ok(&req_old, &["bob", "carol"]);
+    let out_old = s.path("old.signed.bin");
+    for (what, bytes) in [
+        ("an older copy", Some(older.clone())),
+        ("a deleted log", None),
+        (
+            "a cut log",
+            Some((current.0[..current.0.len() / 2].to_vec(), older.1.clone())),
+        ),
+    ] {
+        match &bytes {
+            Some((l, h)) => {
+                std::fs::write(&log, l).unwrap();
+                std::fs::write(&head, h).unwrap();
+            }
+            None => {
+                std::fs::remove_file(&log).unwrap();
+                std::fs::remove_file(&head).unwrap();
+            }
+        }
+        let o = sign_with_all(&downgrade, &req_old, &out_old);
+        assert!(!o.status.success(), "{what}: signed");
+        let e = stderr(&o);
+        assert!(
+            e.contains("does not hold the history") || e.contains("audit log"),
+            "{what}: {e}"
+        );
+        assert!(!out_old.exists(), "{what}");
+    }
+    std::fs::write(&log, &current.0).unwrap();
+    std::fs::write(&head, &current.1).unwrap();
+    let o = sign_with_all(&downgrade, &req_old, &out_old);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("rollback"),
+        "a downgrade still needs the rollback quorum: {}",
+        stderr(&o)
+    );
 }

@@ -211,6 +211,11 @@ required_tlvs = ["SEC_CNT"]
             ),
         )
         .unwrap();
+        // A production station's history is started once, on purpose.
+        ok(token
+            .command(env!("CARGO_BIN_EXE_keytool"))
+            .env("KEYTOOL_POLICY", dir.join("policy.toml"))
+            .args(["audit", "init"]));
         let raw = dir.join("app.raw");
         std::fs::write(
             &raw,
@@ -379,9 +384,13 @@ fn a_release_signed_through_key_presses_verifies_and_is_audited() {
         .map(|e| (e.action.as_str(), e.actor.as_str()))
         .collect();
     assert_eq!(
-        &actions[..3],
+        actions[0].0, "audit.init",
+        "the history was started on purpose"
+    );
+    assert_eq!(
+        &actions[1..4],
         [
-            ("release.request", actions[0].1),
+            ("release.request", actions[1].1),
             ("release.approve", "alice"),
             ("release.approve", "bob")
         ]

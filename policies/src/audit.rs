@@ -74,6 +74,12 @@ pub enum AuditError {
     /// The station key.
     #[error("station key: {0}")]
     Signer(#[from] SignerError),
+    /// A log that must exist does not.
+    #[error(
+        "{0} does not exist: a production station never starts a new history by itself; the \
+         first log is made by `keytool audit init` (a missing log means the history was removed)"
+    )]
+    Missing(PathBuf),
 }
 
 /// Where the chain breaks: the first bad line.
@@ -239,18 +245,66 @@ fn check_head(
     }
 }
 
-/// An open log, appended to line by line (each line fsynced).
+/// An open log, appended to line by line (each line fsynced). It holds an
+/// exclusive lock (`LOG.lock`) from open to drop: concurrent sessions wait
+/// for each other and never interleave in the chain.
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
     seq: u64,
     prev: [u8; 32],
+    _lock: std::fs::File,
+}
+
+/// The lock file that goes with `log`.
+fn lock_path(log: &Path) -> PathBuf {
+    let mut p = log.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
 }
 
 impl AuditLog {
     /// Open (creating if needed) the log at `path`; it must verify first.
     pub fn open(path: &Path, station_key: Option<&P256PublicKey>) -> Result<Self, AuditError> {
+        Self::open_with(path, station_key, true)
+    }
+
+    /// Open the log at `path`, which must exist (a production station never
+    /// starts a new history silently); it must verify first.
+    pub fn open_existing(
+        path: &Path,
+        station_key: Option<&P256PublicKey>,
+    ) -> Result<Self, AuditError> {
+        Self::open_with(path, station_key, false)
+    }
+
+    /// Create a new, empty log at `path` (refusing an existing one).
+    pub fn create(path: &Path, station_key: Option<&P256PublicKey>) -> Result<Self, AuditError> {
+        OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(path)
+            .map_err(io(path))?;
+        Self::open_with(path, station_key, false)
+    }
+
+    fn open_with(
+        path: &Path,
+        station_key: Option<&P256PublicKey>,
+        create: bool,
+    ) -> Result<Self, AuditError> {
+        let lock_file = lock_path(path);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_file)
+            .map_err(io(&lock_file))?;
+        lock.lock().map_err(io(&lock_file))?;
         if !path.exists() {
+            if !create {
+                return Err(AuditError::Missing(path.to_owned()));
+            }
             OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -266,7 +320,28 @@ impl AuditLog {
             path: path.to_owned(),
             seq: v.entries,
             prev,
+            _lock: lock,
         })
+    }
+
+    /// The hash of the last line (all zeros for an empty log).
+    pub fn last_hash(&self) -> [u8; 32] {
+        self.prev
+    }
+
+    /// The hash of line `seq`, if the log has that many lines.
+    pub fn line_hash_at(&self, seq: u64) -> Result<Option<[u8; 32]>, AuditError> {
+        use std::io::BufRead;
+        if seq == 0 || seq > self.seq {
+            return Ok(None);
+        }
+        let f = std::fs::File::open(&self.path).map_err(io(&self.path))?;
+        let line = std::io::BufReader::new(f)
+            .lines()
+            .nth((seq - 1) as usize)
+            .transpose()
+            .map_err(io(&self.path))?;
+        Ok(line.map(|l| line_hash(&l)))
     }
 
     /// The sequence number of the last line.

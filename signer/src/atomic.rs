@@ -77,10 +77,17 @@ impl AtomicFile {
             source,
         })?;
         tmp.persist(&path).map_err(|e| WriteError {
-            path,
+            path: path.clone(),
             source: e.error,
         })?;
-        Ok(())
+        // The rename itself is only durable once the directory is.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| WriteError { path, source })
     }
 }
 

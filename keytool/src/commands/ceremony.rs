@@ -156,7 +156,16 @@ impl InitArgs {
         let label = &self.token.token;
         match quorum::init(&uri, &user, &so, self.threshold, &self.officers) {
             Ok(cfg) => {
-                audit(ctx, "ceremony.init", subjects(label, &cfg), "ok")?;
+                if let Some(path) = &ctx.policy {
+                    // The ceremony's entry, then the station's history
+                    // anchored in the token: from now on a reset log stops
+                    // every signature with its keys.
+                    let mut session = Session::open(path)?;
+                    session.record("ceremony.init", subjects(label, &cfg), "ok")?;
+                    let token = quorum::unlock(&uri, &self.officers).map_err(Failure::failed)?;
+                    session.anchor(&token)?;
+                    session.close()?;
+                }
                 show(&cfg, label, self.json)
             }
             Err(e) => {

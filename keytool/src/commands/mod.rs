@@ -60,7 +60,7 @@ impl Command {
             Command::Record(c) => c.run(ctx),
             Command::Release(c) => c.run(ctx),
             Command::Policy(c) => c.run(),
-            Command::Audit(c) => c.run(),
+            Command::Audit(c) => c.run(ctx),
             Command::Ceremony(c) => c.run(ctx),
             Command::Ca(c) => c.run(ctx),
             Command::Device(c) => c.run(ctx),

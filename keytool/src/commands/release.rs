@@ -395,6 +395,8 @@ struct Prepared {
     image: Prebuilt,
     key: Box<dyn signer::keys::Signer>,
     public: firmware::P256PublicKey,
+    /// The quorum token the key is in, unlocked, if it is one.
+    unlocked: Option<signer::keys::quorum::Unlocked>,
 }
 
 fn prepare(
@@ -405,10 +407,17 @@ fn prepare(
 ) -> Result<Prepared, Failure> {
     let file = read_request(request)?;
     let (bytes, base, image) = prebuilt(image)?;
-    let key = if unlock.is_empty() {
-        open_signer(key).map_err(Failure::usage)?
-    } else {
-        signer::keys::quorum::open_signer(key, unlock).map_err(Failure::usage)?
+    let (key, unlocked) = match key {
+        KeyRef::Pkcs11(uri) if !unlock.is_empty() => {
+            let token = signer::keys::quorum::unlock(uri, unlock).map_err(Failure::usage)?;
+            (token.signer(key).map_err(Failure::usage)?, Some(token))
+        }
+        _ if !unlock.is_empty() => {
+            return Err(Failure::usage_msg(
+                "--unlock: only a pkcs11: key can be in a quorum-unlocked token",
+            ))
+        }
+        _ => (open_signer(key).map_err(Failure::usage)?, None),
     };
     let public = key.public_key().map_err(Failure::failed)?;
     Ok(Prepared {
@@ -418,6 +427,7 @@ fn prepare(
         image,
         key,
         public,
+        unlocked,
     })
 }
 
@@ -591,7 +601,20 @@ pub(crate) fn sign_release(
             return fail(session.refuse(RELEASE_ACTION, vec![], &[reason]));
         }
     };
-    let held = crate::commands::station::key_storage_problems(&session.policy, p.key.as_ref());
+    let mut held = crate::commands::station::key_storage_problems(&session.policy, p.key.as_ref());
+    if let Some(token) = &p.unlocked {
+        match session.check_anchor(token) {
+            Ok(true) => {}
+            Ok(false) if session.policy.production => held.push(
+                "the release token holds no anchor of this station's audit log (keytool \
+                 ceremony init or keytool audit init --anchor-token anchors it): the history \
+                 could have been reset"
+                    .into(),
+            ),
+            Ok(false) => {}
+            Err(why) => held.extend(why),
+        }
+    }
     let eval = match judge(
         &session.policy,
         session.station_public.as_ref(),
@@ -641,7 +664,22 @@ fn sign_judged(
         signed.bytes
     };
     subjects.push(format!("approved-by:{}", eval.approvers.join(",")));
-    let seq = session.write_recorded(output, &out_bytes, RELEASE_ACTION, subjects)?;
+    // The signed image is committed only once the log holds its entry and
+    // the checkpoint that covers it; a quorum token then anchors that.
+    let out = signer::atomic::AtomicFile::create(output, None).map_err(Failure::failed)?;
+    {
+        use std::io::Write as _;
+        out.file()
+            .write_all(&out_bytes)
+            .and_then(|()| out.file().sync_all())
+            .map_err(|e| Failure::failed(out.error(e)))?;
+    }
+    let seq = session.record(RELEASE_ACTION, subjects, "ok")?;
+    session.seal()?;
+    out.commit().map_err(Failure::failed)?;
+    if let Some(token) = &p.unlocked {
+        session.anchor(token)?;
+    }
     session.close()?;
     Ok(Signed {
         product: request.product.clone(),

@@ -87,6 +87,19 @@ pub(crate) fn key_storage_problems(policy: &Policy, key: &dyn Signer) -> Vec<Str
     why
 }
 
+/// Label prefix of the audit anchor a quorum token holds (then the policy's
+/// name).
+pub(crate) const ANCHOR_PREFIX: &str = "nrf-fleet audit anchor: ";
+
+/// Where the log stood when the quorum last signed: its line count and the
+/// hash of its last line (a checkpoint).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Anchor {
+    seq: u64,
+    hash: String,
+}
+
 /// Who is at the station, for audit entries: `$USER`, else `station`.
 pub(crate) fn station_user() -> String {
     std::env::var("USER")
@@ -99,6 +112,16 @@ impl Session {
     /// Load the policy, open the station key (if the policy names one) and
     /// the audit log, which must verify (with the station key's signatures).
     pub(crate) fn open(policy_path: &Path) -> Result<Self, Failure> {
+        Self::open_log(policy_path, false)
+    }
+
+    /// As [`Session::open`], for a log that does not exist yet (refusing one
+    /// that does).
+    pub(crate) fn create(policy_path: &Path) -> Result<Self, Failure> {
+        Self::open_log(policy_path, true)
+    }
+
+    fn open_log(policy_path: &Path, new: bool) -> Result<Self, Failure> {
         let policy = Policy::load(policy_path).map_err(Failure::usage)?;
         let station = policy
             .station_key
@@ -111,7 +134,14 @@ impl Session {
             .map(|s| s.public_key())
             .transpose()
             .map_err(|e| Failure::failed(anyhow::anyhow!("station key: {e}")))?;
-        let log = AuditLog::open(&policy.audit_log, station_public.as_ref()).map_err(|e| {
+        let log = if new {
+            AuditLog::create(&policy.audit_log, station_public.as_ref())
+        } else if policy.production {
+            AuditLog::open_existing(&policy.audit_log, station_public.as_ref())
+        } else {
+            AuditLog::open(&policy.audit_log, station_public.as_ref())
+        }
+        .map_err(|e| {
             Failure::failed(anyhow::anyhow!(
                 "audit log {}: {e}; nothing is signed until it verifies (keytool audit verify)",
                 policy.audit_log.display()
@@ -152,6 +182,72 @@ impl Session {
             Some(n) if why.is_empty() => Ok(n),
             _ => Err(why),
         }
+    }
+
+    /// Write the checkpoint now (the station key signs it), so that what
+    /// follows is covered: the signed output is committed only after it.
+    pub(crate) fn seal(&mut self) -> Result<(), Failure> {
+        if let (true, Some(station)) = (self.wrote, &self.station) {
+            let actor = self.actor.clone();
+            self.log
+                .checkpoint(&actor, station.as_ref())
+                .map_err(|e| Failure::failed(anyhow::anyhow!("audit checkpoint: {e}")))?;
+        }
+        self.wrote = false;
+        Ok(())
+    }
+
+    fn anchor_label(&self) -> String {
+        format!("{ANCHOR_PREFIX}{}", self.policy.name)
+    }
+
+    /// Check the log against the history `token` (a quorum token, unlocked)
+    /// anchored for this policy: the anchored line must be in the log with
+    /// the anchored hash, so a log that was deleted, cut, replaced or
+    /// restored from an older copy stops the station. `Ok(false)`: no
+    /// anchor yet.
+    pub(crate) fn check_anchor(
+        &self,
+        token: &signer::keys::quorum::Unlocked,
+    ) -> Result<bool, Vec<String>> {
+        let stored = token
+            .read_private(&self.anchor_label())
+            .map_err(|e| vec![format!("audit anchor: {e}")])?;
+        let Some(bytes) = stored else {
+            return Ok(false);
+        };
+        let anchor: Anchor = serde_json::from_slice(&bytes)
+            .map_err(|e| vec![format!("audit anchor in the token is malformed: {e}")])?;
+        let here = self
+            .log
+            .line_hash_at(anchor.seq)
+            .map_err(|e| vec![format!("audit log: {e}")])?;
+        if here.map(hex::encode).as_deref() != Some(anchor.hash.as_str()) {
+            return Err(vec![format!(
+                "the audit log {} does not hold the history the token anchored (line {} with \
+                 hash {}); it ends at line {}: it was deleted, cut, replaced or restored from \
+                 an older copy, and nothing is signed until it is restored",
+                self.policy.audit_log.display(),
+                anchor.seq,
+                anchor.hash,
+                self.log.seq()
+            )]);
+        }
+        Ok(true)
+    }
+
+    /// Anchor the log as it is now (seal first) in `token`, a quorum token:
+    /// only the quorum can move the anchor.
+    pub(crate) fn anchor(&mut self, token: &signer::keys::quorum::Unlocked) -> Result<(), Failure> {
+        self.seal()?;
+        let anchor = Anchor {
+            seq: self.log.seq(),
+            hash: hex::encode(self.log.last_hash()),
+        };
+        let json = serde_json::to_vec(&anchor).map_err(Failure::failed)?;
+        token
+            .write_private(&self.anchor_label(), &json)
+            .map_err(|e| Failure::failed(anyhow::anyhow!("audit anchor: {e}")))
     }
 
     /// Who the entries name.

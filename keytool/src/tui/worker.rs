@@ -315,6 +315,11 @@ impl Worker {
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
         files.retain(|p| p.is_file() && p.extension().is_some_and(|e| e == "jsonl"));
+        // The station's own audit log is JSON lines too, and never a request.
+        if let Some(log) = self.policy().ok().map(|p| p.audit_log) {
+            let log = std::fs::canonicalize(&log).unwrap_or(log);
+            files.retain(|p| std::fs::canonicalize(p).map_or(true, |p| p != log));
+        }
         files.sort();
         files
     }

@@ -462,6 +462,119 @@ fn unlock_pins(signing: &Pkcs11Uri, officers: &[Officer]) -> Result<Pins, Signer
     Pins::from_secret(&secret, &key)
 }
 
+/// A quorum-unlocked token, unlocked for the jobs of one command: the user
+/// PIN rebuilt from the officers' shares, held in memory only (wiped on
+/// drop). Each job logs in and out again.
+pub struct Unlocked {
+    token: Pkcs11Uri,
+}
+
+impl fmt::Debug for Unlocked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.token.clone();
+        shown.pin = None;
+        f.debug_struct("Unlocked")
+            .field("token", &shown.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Unlock the quorum token `token` names with the shares of `officers`.
+pub fn unlock(token: &Pkcs11Uri, officers: &[Officer]) -> Result<Unlocked, SignerError> {
+    let pins = unlock_pins(token, officers)?;
+    let mut unlocked = token.clone();
+    unlocked.object = None;
+    unlocked.id = None;
+    unlocked.pin = Some(PinSource::Value(pins.user()));
+    Ok(Unlocked { token: unlocked })
+}
+
+impl Unlocked {
+    /// Open `key` (a key in this token) for signing; it logs out when
+    /// dropped.
+    pub fn signer(&self, key: &KeyRef) -> Result<Box<dyn Signer>, SignerError> {
+        let KeyRef::Pkcs11(uri) = key else {
+            return Err(err(
+                &key.to_string(),
+                "quorum",
+                "only pkcs11: keys can be quorum-unlocked",
+            ));
+        };
+        if uri.token != self.token.token {
+            return Err(err(
+                &key.to_string(),
+                "quorum",
+                "the key is in another token",
+            ));
+        }
+        let mut with_pin = uri.clone();
+        with_pin.pin = self.token.pin.clone();
+        let signer =
+            super::pkcs11::Pkcs11Key::open_logged_out_on_drop(KeyRef::Pkcs11(with_pin), key)?;
+        Ok(Box::new(signer))
+    }
+
+    /// Run `f` in a read-write session logged in as the user (logging out
+    /// after, unless another holder of this token in the process was logged
+    /// in already).
+    fn logged_in<T>(
+        &self,
+        f: impl FnOnce(&Session, &str) -> Result<T, SignerError>,
+    ) -> Result<T, SignerError> {
+        let mut shown = self.token.clone();
+        shown.pin = None;
+        let key = shown.to_string();
+        let session = open_session(&self.token, &key, true)?;
+        let pin = resolve_pin(&self.token, &key)?;
+        let ours = match session.login(UserType::User, Some(&pin)) {
+            Ok(()) => true,
+            Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::UserAlreadyLoggedIn,
+                _,
+            )) => false,
+            Err(e) => return Err(err(&key, "login with the rebuilt PIN failed", e)),
+        };
+        let out = f(&session, &key);
+        if ours {
+            let _ = session.logout();
+        }
+        out
+    }
+
+    /// The value of the private data object `label` in the token, if any.
+    pub fn read_private(&self, label: &str) -> Result<Option<Zeroizing<Vec<u8>>>, SignerError> {
+        self.logged_in(|s, key| {
+            let found = data_objects(s, label, key)?;
+            match found.first() {
+                Some(obj) => value_of(s, *obj, key).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Store `value` as the private data object `label` (replacing one
+    /// there): something only the quorum can rewrite.
+    pub fn write_private(&self, label: &str, value: &[u8]) -> Result<(), SignerError> {
+        self.logged_in(|s, key| {
+            let old = data_objects(s, label, key)?;
+            s.create_object(&[
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Application(APPLICATION.to_vec()),
+                Attribute::Value(value.to_vec()),
+            ])
+            .map_err(|e| err(key, &format!("C_CreateObject ({label})"), e))?;
+            for obj in old {
+                s.destroy_object(obj)
+                    .map_err(|e| err(key, &format!("C_DestroyObject (old {label})"), e))?;
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Open a key in a quorum-unlocked token: the officers' shares rebuild the
 /// user PIN in memory, which logs in for this signer only; the signer logs
 /// out when dropped, and the PIN is wiped.
@@ -473,10 +586,5 @@ pub fn open_signer(key: &KeyRef, officers: &[Officer]) -> Result<Box<dyn Signer>
             "only pkcs11: keys can be quorum-unlocked",
         ));
     };
-    let pins = unlock_pins(uri, officers)?;
-    let mut unlocked = uri.clone();
-    unlocked.pin = Some(PinSource::Value(pins.user()));
-    drop(pins);
-    let signer = super::pkcs11::Pkcs11Key::open_logged_out_on_drop(KeyRef::Pkcs11(unlocked), key)?;
-    Ok(Box::new(signer))
+    unlock(uri, officers)?.signer(key)
 }

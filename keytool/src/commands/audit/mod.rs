@@ -14,6 +14,9 @@ use crate::failure::{CmdResult, Failure};
 /// Audit-log commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
+    /// Start the policy's audit log (a production station never starts one
+    /// by itself), and anchor it in a quorum token.
+    Init(InitArgs),
     /// Print the log, one event per line.
     Show(ShowArgs),
     /// Check the whole chain and the signed head; exit 1 naming the first bad
@@ -22,12 +25,71 @@ pub(crate) enum AuditCommand {
 }
 
 impl AuditCommand {
-    pub(crate) fn run(self) -> CmdResult {
+    pub(crate) fn run(self, ctx: &crate::commands::station::Context) -> CmdResult {
         match self {
+            AuditCommand::Init(a) => a.run(ctx),
             AuditCommand::Show(a) => a.run(),
             AuditCommand::Verify(a) => a.run(),
         }
     }
+}
+
+/// `keytool audit init`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct InitArgs {
+    /// A quorum-unlocked token (its label) to anchor the new log in: from
+    /// then on, signing with its keys checks the log against the anchor.
+    #[arg(long, value_name = "LABEL", requires = "unlock")]
+    anchor_token: Option<String>,
+    /// An officer of that token's quorum, NAME=URI (at least its threshold).
+    #[arg(long = "unlock", value_name = "NAME=URI", value_parser = crate::commands::util::officer)]
+    unlock: Vec<signer::keys::quorum::Officer>,
+}
+
+impl InitArgs {
+    fn run(self, ctx: &crate::commands::station::Context) -> CmdResult {
+        let policy_path = ctx.require_policy("audit init")?;
+        let token = match &self.anchor_token {
+            Some(label) => {
+                let uri = signer::key_ref::Pkcs11Uri {
+                    token: signer::key_ref::TokenSelector::Label(label.clone()),
+                    object: None,
+                    id: None,
+                    module_path: None,
+                    pin: None,
+                };
+                Some(signer::keys::quorum::unlock(&uri, &self.unlock).map_err(Failure::failed)?)
+            }
+            None => None,
+        };
+        let mut session = crate::commands::station::Session::create(policy_path)?;
+        let mut subjects = vec![format!("policy:{}", session.policy.name)];
+        if let Some(label) = &self.anchor_token {
+            subjects.push(format!("anchor:{label}"));
+            subjects.extend(
+                self.unlock
+                    .iter()
+                    .map(|o| format!("unlocked-by:{}", o.name)),
+            );
+        }
+        session.record("audit.init", subjects, "ok")?;
+        match &token {
+            Some(t) => session.anchor(t)?,
+            None => session.seal()?,
+        }
+        session.close()?;
+        eprintln!(
+            "keytool: audit log {} started{}",
+            session_log(policy_path)?,
+            if token.is_some() { " and anchored" } else { "" }
+        );
+        Ok(())
+    }
+}
+
+fn session_log(policy_path: &std::path::Path) -> Result<String, Failure> {
+    let policy = policies::policy::Policy::load(policy_path).map_err(Failure::usage)?;
+    Ok(policy.audit_log.display().to_string())
 }
 
 /// The log file.
