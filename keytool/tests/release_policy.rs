@@ -1097,3 +1097,32 @@ fn a_quorum_unlocked_release_token_signs_only_with_m_officers_shares() {
         stderr(&o)
     );
 }
+
+#[test]
+fn twenty_concurrent_sessions_leave_an_intact_log() {
+    let s = Station::new(false, SENSOR);
+    let images: Vec<PathBuf> = (0..20u8)
+        .map(|i| s.image(&format!("c{i}"), "1.0.0", 1, 1000, i))
+        .collect();
+    let children: Vec<_> = images
+        .iter()
+        .map(|image| {
+            s.keytool()
+                .args(["release", "request", "--product", "sensor", "-o"])
+                .arg(image.with_extension("req.json"))
+                .arg(image)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    s.assert_log_verifies();
+    let requests = s
+        .events()
+        .into_iter()
+        .filter(|e| e.action == "release.request")
+        .count();
+    assert_eq!(requests, 20);
+}
