@@ -64,6 +64,7 @@ name = "demo-fleet"
 production = true
 audit_log = "audit.jsonl"
 station_key = "pkcs11:token=demo;object=station"
+station_key_fingerprint = "sha256:$(fingerprint "pkcs11:token=demo;object=station")"
 
 [keys.release]
 uri = "$release"

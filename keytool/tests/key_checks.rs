@@ -50,8 +50,10 @@ impl Station {
         let release = "pkcs11:token=station;object=release";
         let mut text = format!(
             "name = \"checks\"\nproduction = true\nrequire_quorum_keys = {require_quorum}\n\
-             station_key = \"{station}\"\n\n[keys.release]\nuri = \"{release}\"\n\
+             station_key = \"{station}\"\nstation_key_fingerprint = \"{}\"\n\n\
+             [keys.release]\nuri = \"{release}\"\n\
              role = \"release\"\nfingerprint = \"{}\"\n",
+            self.fingerprint(station),
             self.fingerprint(release)
         );
         for (name, uri) in keys {

@@ -143,13 +143,15 @@ fn imported_kms_key_material_is_refused_for_a_production_role() {
         .arg(s.path("bob.pem")));
     std::fs::write(s.path("bob.pub.pem"), bob).unwrap();
     let policy = format!(
-        "name = \"kms\"\nproduction = true\nstation_key = \"{own}\"\n\n\
+        "name = \"kms\"\nproduction = true\nstation_key = \"{own}\"\n\
+         station_key_fingerprint = \"{}\"\n\n\
          [keys.own]\nuri = \"{own}\"\nrole = \"authority\"\nfingerprint = \"{}\"\n\n\
          [keys.imported]\nuri = \"{imported}\"\nrole = \"release\"\nfingerprint = \"{}\"\n\n\
          [officers]\nalice = {{ public_key = \"alice.pub.pem\" }}\n\
          bob = {{ public_key = \"bob.pub.pem\" }}\n\n\
          [products.sensor]\nslot_size = 0x10000\nrelease_keys = [\"imported\"]\n\
          officers = [\"alice\", \"bob\"]\nquorum = 1\nrollback_quorum = 2\n",
+        fp(&own),
         fp(&own),
         fp(&imported)
     );

@@ -74,11 +74,17 @@ impl Station {
         } else {
             ("file:authority.pem", "file:station.pem")
         };
+        let station_fp = if production {
+            s.fingerprint("pkcs11:token=release;object=station")
+        } else {
+            s.fingerprint(&s.file_key("station"))
+        };
         let policy = format!(
             r#"name = "test-fleet"
 production = {production}
 audit_log = "audit.jsonl"
 station_key = "{station_uri}"
+station_key_fingerprint = "{station_fp}"
 
 [keys.sensor-release]
 uri = "{RELEASE_KEY}"
@@ -724,7 +730,7 @@ quorum = 5
 rollback_quorum = 2
 required_tlvs = ["SEC_CNT", "NOT_A_TLV"]
 "#;
-    let text = text.replacen("fingerprint = \"sha256:", "fingerprint = \"sha1:", 1);
+    let text = text.replacen("\nfingerprint = \"sha256:", "\nfingerprint = \"sha1:", 1);
     let bad = s.path("bad.toml");
     std::fs::write(&bad, text).unwrap();
     let o = s
@@ -1096,6 +1102,27 @@ fn a_quorum_unlocked_release_token_signs_only_with_m_officers_shares() {
         "a downgrade still needs the rollback quorum: {}",
         stderr(&o)
     );
+}
+
+#[test]
+fn a_station_key_other_than_the_pinned_one_is_refused() {
+    let s = Station::new(false, SENSOR);
+    // Someone puts another key where the policy's station key URI points.
+    ok(s.keytool()
+        .env_remove("KEYTOOL_POLICY")
+        .args(["key", "generate", "-t", "ecdsa-p256", "-k"])
+        .arg(s.path("other-station.pem")));
+    std::fs::rename(s.path("other-station.pem"), s.path("station.pem")).unwrap();
+    let image = s.image("app", "1.0.0", 1, 1000, 1);
+    let o = s
+        .keytool()
+        .args(["release", "request", "--product", "sensor", "-o"])
+        .arg(s.path("app.req.json"))
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not the pinned"), "{}", stderr(&o));
 }
 
 #[test]

@@ -169,12 +169,14 @@ impl Station {
         }
         let release_fp = key_fp(&token, "pkcs11:token=station;object=release");
         let authority_fp = key_fp(&token, "pkcs11:token=station;object=authority");
+        let station_fp = key_fp(&token, "pkcs11:token=station;object=audit");
         std::fs::write(
             dir.join("policy.toml"),
             format!(
                 r#"name = "tui-fleet"
 production = true
 station_key = "pkcs11:token=station;object=audit"
+station_key_fingerprint = "{station_fp}"
 
 [keys.sensor-release]
 uri = "pkcs11:token=station;object=release"

@@ -57,6 +57,7 @@ struct RawPolicy {
     require_quorum_keys: bool,
     audit_log: Option<PathBuf>,
     station_key: Option<String>,
+    station_key_fingerprint: Option<String>,
     #[serde(default)]
     keys: BTreeMap<String, RawKey>,
     #[serde(default)]
@@ -152,6 +153,9 @@ pub struct Policy {
     pub audit_log: PathBuf,
     /// The key that signs the log's checkpoints.
     pub station_key: Option<KeyRef>,
+    /// The station key's fingerprint (SHA-256 of its SPKI): a key that
+    /// answers at the URI but is another key is refused.
+    pub station_key_fingerprint: Option<[u8; 32]>,
     /// Keys by name.
     pub keys: BTreeMap<String, PolicyKey>,
     /// Officers by name.
@@ -344,6 +348,23 @@ fn check(raw: RawPolicy, base: &Path, c: &mut Collector) -> Policy {
         }
     });
 
+    let station_key_fingerprint = raw.station_key_fingerprint.as_deref().and_then(|f| {
+        let fp = parse_fingerprint(f);
+        if fp.is_none() {
+            c.add(
+                "station_key_fingerprint",
+                "expected sha256: and 64 hex digits (keytool key getpub --json prints it)",
+            );
+        }
+        fp
+    });
+    if raw.production && raw.station_key.is_some() && raw.station_key_fingerprint.is_none() {
+        c.add(
+            "station_key_fingerprint",
+            "a production policy pins its station key: whoever could repoint the key's URI \
+             could reseal an edited log",
+        );
+    }
     if raw.production && raw.station_key.is_none() {
         c.add(
             "station_key",
@@ -533,6 +554,7 @@ fn check(raw: RawPolicy, base: &Path, c: &mut Collector) -> Policy {
         require_quorum_keys: raw.require_quorum_keys,
         audit_log: base.join(audit_log),
         station_key,
+        station_key_fingerprint,
         keys,
         officers,
         products,

@@ -134,6 +134,16 @@ impl Session {
             .map(|s| s.public_key())
             .transpose()
             .map_err(|e| Failure::failed(anyhow::anyhow!("station key: {e}")))?;
+        if let (Some(pinned), Some(public)) = (&policy.station_key_fingerprint, &station_public) {
+            if public.key_id() != *pinned {
+                return Err(Failure::failed(anyhow::anyhow!(
+                    "station key: the key at the policy's URI is {}, not the pinned {}; \
+                     nothing is signed",
+                    policies::policy::fingerprint(public),
+                    format_args!("sha256:{}", hex::encode(pinned))
+                )));
+            }
+        }
         let log = if new {
             AuditLog::create(&policy.audit_log, station_public.as_ref())
         } else if policy.production {
