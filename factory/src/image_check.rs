@@ -75,6 +75,9 @@ pub fn check_firmware(
     image
         .verify(release_keys, None)
         .map_err(|e| invalid(e.to_string()))?;
+    // Nothing unsigned rides along after the TLVs: erased bytes, or a
+    // well-formed trailer, only.
+    image.tail().map_err(|e| invalid(e.to_string()))?;
     let addr = input.base_addr.or(slot).ok_or(ImageCheckError::NoSlot {
         path: shown.clone(),
     })?;

@@ -601,6 +601,19 @@ fn firmware_is_checked_before_any_chip_is_touched() {
     assert!(factory::image_check::check_firmware(&tampered, &keys, Some(0xC000), chip).is_err());
     let unsigned = std::path::PathBuf::from(format!("{DATA}images/unsigned.bin"));
     assert!(factory::image_check::check_firmware(&unsigned, &keys, Some(0xC000), chip).is_err());
+    // Unsigned bytes after the TLVs ride along with nothing: refused.
+    let mut smuggled = std::fs::read(&signed).unwrap();
+    smuggled.extend_from_slice(b"not signed");
+    let with_tail = dir.path().join("tail.bin");
+    std::fs::write(&with_tail, &smuggled).unwrap();
+    let e =
+        factory::image_check::check_firmware(&with_tail, &keys, Some(0xC000), chip).unwrap_err();
+    assert!(e.to_string().contains("after"), "{e}");
+    // Erased padding is fine.
+    let mut padded = std::fs::read(&signed).unwrap();
+    padded.extend_from_slice(&[0xff; 64]);
+    std::fs::write(&with_tail, &padded).unwrap();
+    factory::image_check::check_firmware(&with_tail, &keys, Some(0xC000), chip).unwrap();
 }
 
 #[test]

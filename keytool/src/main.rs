@@ -58,7 +58,8 @@ fn parse<P: Parser>() -> Result<P, ExitCode> {
         Ok(cli) => Ok(cli),
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            eprintln!("{}", one_line(&e));
+            // clap echoes the value it refused: never a PIN.
+            eprintln!("{}", signer::key_ref::redact_pins(&one_line(&e)));
             Err(ExitCode::from(failure::USAGE))
         }
     }
@@ -92,7 +93,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { code, error }) => {
-            eprintln!("error: {error:#}");
+            eprintln!(
+                "error: {}",
+                signer::key_ref::redact_pins(&format!("{error:#}"))
+            );
             ExitCode::from(code)
         }
     }

@@ -1126,6 +1126,24 @@ fn a_station_key_other_than_the_pinned_one_is_refused() {
 }
 
 #[test]
+fn an_image_carrying_unsigned_bytes_is_refused() {
+    let s = Station::new(false, SENSOR);
+    let image = s.image("app", "1.0.0", 1, 1000, 1);
+    let mut bytes = std::fs::read(&image).unwrap();
+    bytes.extend_from_slice(b"\x00\x01smuggled");
+    std::fs::write(&image, &bytes).unwrap();
+    let o = s
+        .keytool()
+        .args(["release", "request", "--product", "sensor", "-o"])
+        .arg(s.path("app.req.json"))
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("after"), "{}", stderr(&o));
+}
+
+#[test]
 fn twenty_concurrent_sessions_leave_an_intact_log() {
     let s = Station::new(false, SENSOR);
     let images: Vec<PathBuf> = (0..20u8)

@@ -328,3 +328,25 @@ fn encrypted_pkcs8_keys_from_openssl_sign_with_the_passphrase() {
     let o = sign(None);
     assert_refused(&o, &out, 2, "KEYTOOL_KEY_PASSPHRASE");
 }
+
+#[test]
+fn a_pin_value_never_appears_in_an_error() {
+    for key in [
+        // Refused by the URI parser (twice given), echoed by clap.
+        "pkcs11:token=t;object=o?pin-value=12345678&pin-value=87654321",
+        // Parsed, then refused later (no module, no token).
+        "pkcs11:token=nosuch;object=o?pin-value=12345678&module-path=/nonexistent.so",
+    ] {
+        let out = run(keytool().args(["key", "getpub", "-k", key]));
+        assert!(!out.status.success());
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !all.contains("12345678") && !all.contains("87654321"),
+            "{all}"
+        );
+    }
+}

@@ -52,6 +52,7 @@ fn main() {
         version: "1.3.0".parse().unwrap(),
         security_counter: Some(7),
         size: 200_000,
+        file_size: 200_000,
         protected_tlvs: vec!["SEC_CNT".into()],
     };
     let now = 1_795_000_000;

@@ -153,7 +153,9 @@ pub fn evaluate(
                 format!("missing from the protected TLVs: {}", missing.join(", "))
             },
         );
-        let signed = candidate.image.size as u64 + SIGNATURE_TLVS_MAX;
+        // The whole file counts (padding and trailer go into the slot too).
+        let signed = (candidate.image.size as u64 + SIGNATURE_TLVS_MAX)
+            .max(candidate.image.file_size as u64);
         rules.add(
             "slot-size",
             signed <= u64::from(p.slot_size),

@@ -62,7 +62,20 @@ pub enum HexError {
     /// No end-of-file record.
     #[error("Intel HEX: no end-of-file record")]
     MissingEof,
+    /// The data spans more than any nRF flash holds.
+    #[error("Intel HEX: data spans {span:#x} bytes, more than the {max:#x} an image may (a sparse file?)")]
+    TooLarge {
+        /// From the lowest to the highest address.
+        span: u64,
+        /// The limit, [`MAX_SPAN`].
+        max: u64,
+    },
 }
+
+/// The largest span from lowest to highest address a HEX file may cover
+/// (16 MiB: far more than any nRF's flash), so that two records far apart
+/// cannot make us allocate gigabytes of gap.
+pub const MAX_SPAN: u64 = 16 << 20;
 
 /// Firmware read from Intel HEX, made contiguous.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +155,12 @@ fn flatten(mut chunks: Vec<(u64, usize, Vec<u8>)>) -> Result<HexData, HexError> 
         });
     };
     let base = first.0;
+    if last - base > MAX_SPAN {
+        return Err(HexError::TooLarge {
+            span: last - base,
+            max: MAX_SPAN,
+        });
+    }
     let mut data = vec![0xffu8; (last - base) as usize];
     let mut filled_to = base;
     for (addr, line, bytes) in &chunks {
@@ -238,6 +257,16 @@ pub fn write(pieces: &[(u32, &[u8])]) -> Result<String, HexWriteError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_sparse_file_cannot_force_a_huge_allocation() {
+        // One byte at 0, one byte at 0xFFFF0000: 4 GiB of gap.
+        let text = ":0100000001FE\n:02000004FFFFFC\n:01000000AA55\n:00000001FF\n";
+        match parse(text) {
+            Err(HexError::TooLarge { span, .. }) => assert!(span > MAX_SPAN),
+            other => panic!("{other:?}"),
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -129,13 +129,27 @@ pub enum KeyRefError {
 }
 
 fn redact(s: &str) -> String {
-    match s.find("pin-value=") {
-        Some(i) => {
-            let end = s[i..].find('&').map_or(s.len(), |e| i + e);
-            format!("{}pin-value=<redacted>{}", &s[..i], &s[end..])
-        }
-        None => s.to_owned(),
+    redact_pins(s)
+}
+
+/// `text` with the value of every `pin-value=` in it replaced by
+/// `<redacted>` (up to the next `&`, quote or white space): for any message
+/// that may echo a key reference, clap's included.
+pub fn redact_pins(text: &str) -> String {
+    const KEY: &str = "pin-value=";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(KEY) {
+        out.push_str(&rest[..i + KEY.len()]);
+        out.push_str("<redacted>");
+        let after = &rest[i + KEY.len()..];
+        let end = after
+            .find(|c: char| c == '&' || c == '\'' || c == '"' || c.is_whitespace())
+            .unwrap_or(after.len());
+        rest = &after[end..];
     }
+    out.push_str(rest);
+    out
 }
 
 fn malformed(reference: &str, part: &str, problem: impl Into<String>) -> KeyRefError {
@@ -467,6 +481,28 @@ impl fmt::Debug for KeyRef {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_pin_value_is_redacted_wherever_it_ends() {
+        let text = "invalid value 'pkcs11:token=t?pin-value=1234&pin-value=5678' for '--key': \
+                    duplicate pin-value=9999 \"pin-value=4321\"";
+        let r = redact_pins(text);
+        for pin in ["1234", "5678", "9999", "4321"] {
+            assert!(!r.contains(pin), "{r}");
+        }
+        assert!(r.contains("for '--key'"), "{r}");
+        assert_eq!(redact_pins("no pins here"), "no pins here");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn redaction_never_leaves_a_value(prefix in "[ -~]{0,20}", pin in "[0-9a-z]{1,12}", suffix in "[&' ][ -~]{0,20}") {
+            let text = format!("{prefix}pin-value={pin}{suffix}");
+            let r = redact_pins(&text);
+            let after = r.split("pin-value=").nth(1).unwrap_or_default();
+            proptest::prop_assert!(after.starts_with("<redacted>"), "{}", r);
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

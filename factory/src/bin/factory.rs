@@ -565,10 +565,20 @@ fn list_probes(_json: bool) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // clap echoes the value it refused: never a PIN.
+            eprint!("{}", signer::key_ref::redact_pins(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("factory: error: {e:#}");
+            let text = format!("{e:#}");
+            eprintln!("factory: error: {}", signer::key_ref::redact_pins(&text));
             ExitCode::FAILURE
         }
     }

@@ -20,15 +20,20 @@ pub struct Prebuilt {
     pub security_counter: Option<u32>,
     /// Size up to the end of the TLVs, before signing.
     pub size: usize,
+    /// The whole file, padding and trailer included (what the slot holds).
+    pub file_size: usize,
     /// Names of the protected TLVs present (imgtool's names, or `0x…`).
     pub protected_tlvs: Vec<String>,
 }
 
 impl Prebuilt {
     /// Parse an unsigned image and check its hash: its unprotected area may
-    /// hold only the SHA256 TLV, and that must match the bytes.
+    /// hold only the SHA256 TLV, and that must match the bytes. Bytes after
+    /// the TLV area must be erased, optionally ending in a valid MCUboot
+    /// trailer: nothing unsigned rides along.
     pub fn parse(bytes: &[u8]) -> Result<Self, ImageBuildError> {
         let image = Image::parse(bytes)?;
+        image.tail()?;
         let mut hash = None;
         for t in image.tlvs().filter(|t| !t.protected) {
             match t.kind {
@@ -54,6 +59,7 @@ impl Prebuilt {
             version: image.header().version,
             security_counter: image.security_counter(),
             size: image.tlv_end(),
+            file_size: bytes.len(),
             protected_tlvs,
         })
     }
