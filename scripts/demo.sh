@@ -31,21 +31,32 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-step "SoftHSM2 token 'demo' in $out/tokens: release, authority, station and officers' keys"
+step "SoftHSM2 tokens in $out/tokens: 'demo' (authority, station), 'release', and one per officer"
 printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$out/tokens" > "$out/softhsm2.conf"
 export SOFTHSM2_CONF=$out/softhsm2.conf PKCS11_PIN=1234
 export PKCS11_MODULE=${PKCS11_MODULE:-$(ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so 2>/dev/null | head -1)}
 softhsm2-util --init-token --free --label demo --pin 1234 --so-pin 5678 >/dev/null
-release="pkcs11:token=demo;object=release"
+# The release token's PINs exist only until the ceremony below.
+printf 1111 > "$out/release.pin"; printf 5678 > "$out/release.so-pin"
+softhsm2-util --init-token --free --label release --pin 1111 --so-pin 5678 >/dev/null
+release="pkcs11:token=release;object=release"
 authority="pkcs11:token=demo;object=authority"
-$bin/keytool key generate -t ecdsa-p256 -k "$release"
+$bin/keytool key generate -t ecdsa-p256 -k "$release?pin-source=$out/release.pin"
 $bin/keytool key generate -t ecdsa-p256 -k "$authority"
 $bin/keytool key getpub -e pem -k "$release" -o "$out/release.pub.pem"
 $bin/keytool key getpub -e pem -k "$authority" -o "$out/authority.pub.pem"
 $bin/keytool key generate -t ecdsa-p256 -k "pkcs11:token=demo;object=station" >/dev/null
+# Each officer's own token (a smart card in real life), with their own PIN and
+# approval key; $officer_uri[NAME] is how the station reaches it.
+declare -A officer_uri
+pin=2000
 for officer in alice bob carol; do
-    $bin/keytool key generate -t ecdsa-p256 -k "pkcs11:token=demo;object=$officer" >/dev/null
-    $bin/keytool key getpub -e pem -k "pkcs11:token=demo;object=$officer" -o "$out/$officer.pub.pem"
+    pin=$((pin + 111)); printf '%s' "$pin" > "$out/$officer.pin"
+    softhsm2-util --init-token --free --label "$officer" --pin "$pin" --so-pin 5678 >/dev/null
+    officer_uri[$officer]="pkcs11:token=$officer?pin-source=$out/$officer.pin"
+    key="pkcs11:token=$officer;object=approval?pin-source=$out/$officer.pin"
+    $bin/keytool key generate -t ecdsa-p256 -k "$key" >/dev/null
+    $bin/keytool key getpub -e pem -k "$key" -o "$out/$officer.pub.pem"
 done
 fingerprint() { $bin/keytool key getpub -e raw -k "$1" | sha256sum | cut -c1-64; }
 
@@ -93,15 +104,29 @@ export KEYTOOL_POLICY=$out/policy.toml
 $bin/keytool policy check --resolve-keys "$KEYTOOL_POLICY"
 $bin/keytool audit init    # a production station starts its history once, on purpose
 
+step "ceremony: the release token's PINs become random shares, 2 of 3, in the officers' own tokens"
+$bin/keytool ceremony init --token release --threshold 2 \
+    --pin-source "$out/release.pin" --so-pin-source "$out/release.so-pin" \
+    --officer "alice=${officer_uri[alice]}" --officer "bob=${officer_uri[bob]}" \
+    --officer "carol=${officer_uri[carol]}"
+rm "$out/release.pin" "$out/release.so-pin"   # they open nothing any more
+if PKCS11_PIN=1111 $bin/keytool key list -k "pkcs11:token=release" >/dev/null 2>&1; then
+    echo "demo: the release token still opens with its old PIN" >&2; exit 1
+fi
+echo "the old PIN no longer opens the release token"
+
 step "sample application released: request, two officers approve, the station signs"
 firmware/qemu/build-app.sh "$out/app.bin"
 $bin/keytool image sign -v 1.0.0+1 -s auto -H 0x200 --pad-header \
     -S 0x19000 --align 4 "$out/app.bin" "$out/app.unsigned.bin"
 $bin/keytool release request "$out/app.unsigned.bin" --product demo -o "$out/app.req.json"
-$bin/keytool release approve "$out/app.req.json" --officer-key "pkcs11:token=demo;object=alice"
-$bin/keytool release approve "$out/app.req.json" --officer-key "pkcs11:token=demo;object=bob"
+for officer in alice bob; do
+    $bin/keytool release approve --yes "$out/app.req.json" \
+        --officer-key "pkcs11:token=$officer;object=approval?pin-source=$out/$officer.pin"
+done
+# Two officers unlock the release token with their shares for this one signature.
 $bin/keytool release sign "$out/app.req.json" --image "$out/app.unsigned.bin" -k "$release" \
-    -o "$out/app.signed.bin"
+    -o "$out/app.signed.bin" --unlock "alice=${officer_uri[alice]}" --unlock "carol=${officer_uri[carol]}"
 $bin/keytool image verify -k "$out/release.pub.pem" "$out/app.signed.bin"
 $bin/keytool audit verify --log "$out/audit.jsonl" -k "pkcs11:token=demo;object=station"
 unset KEYTOOL_POLICY

@@ -193,6 +193,7 @@ dave = {{ public_key = "dave.pub.pem" }}
             .args([
                 "release",
                 "approve",
+                "--yes",
                 "--officer-key",
                 &self.officer_key(officer),
             ])
@@ -373,6 +374,7 @@ fn a_release_needs_a_quorum_of_distinct_officers_and_verifies_with_imgtool() {
             .args([
                 "release",
                 "approve",
+                "--yes",
                 "--officer-key",
                 &s.file_key("outsider"),
             ])
@@ -1170,4 +1172,54 @@ fn twenty_concurrent_sessions_leave_an_intact_log() {
         .filter(|e| e.action == "release.request")
         .count();
     assert_eq!(requests, 20);
+}
+
+#[test]
+fn an_approval_binds_the_request_the_officer_was_shown() {
+    let s = Station::new(false, SENSOR);
+    let image = s.image("app", "1.0.0", 1, 1000, 1);
+    let req = s.request(&image, "sensor", &[]);
+    // Without a terminal and without --yes nothing is approved; the request
+    // is shown either way.
+    let o = s
+        .keytool()
+        .args(["release", "approve", "--officer-key", &s.file_key("bob")])
+        .arg(&req)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("version   1.0.0") && e.contains("--yes"), "{e}");
+    // A policy cap on validity: a longer request is refused at request time
+    // and by the evaluation.
+    let capped = std::fs::read_to_string(s.policy())
+        .unwrap()
+        .replace("audit_log =", "max_request_validity = \"1h\"\naudit_log =");
+    std::fs::write(s.policy(), capped).unwrap();
+    let o = s
+        .keytool()
+        .args([
+            "release",
+            "request",
+            "--product",
+            "sensor",
+            "--valid-for",
+            "2h",
+            "-o",
+        ])
+        .arg(s.path("long.req.json"))
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("at most 3600 s"), "{}", stderr(&o));
+    s.approve_ok(&req, &["bob", "carol"]);
+    let out = s.path("app.signed.bin");
+    let o = s.sign(&req, &image, RELEASE_KEY, &out);
+    assert!(!o.status.success(), "a 72 h request under a 1 h cap");
+    assert!(
+        stderr(&o).contains("the policy allows at most 3600 s"),
+        "{}",
+        stderr(&o)
+    );
 }

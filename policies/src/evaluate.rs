@@ -166,6 +166,14 @@ pub fn evaluate(
         );
     }
 
+    if let Some(cap) = policy.max_request_validity {
+        let validity = request.expires.saturating_sub(request.created);
+        rules.add(
+            "validity",
+            validity <= cap,
+            format!("valid for {validity} s; the policy allows at most {cap} s"),
+        );
+    }
     let live = now < request.expires;
     rules.add(
         "unexpired",

@@ -55,6 +55,7 @@ struct RawPolicy {
     production: bool,
     #[serde(default)]
     require_quorum_keys: bool,
+    max_request_validity: Option<String>,
     audit_log: Option<PathBuf>,
     station_key: Option<String>,
     station_key_fingerprint: Option<String>,
@@ -149,6 +150,8 @@ pub struct Policy {
     /// Release, CA and authority keys must sit in quorum-unlocked tokens
     /// (`docs/quorum.md`); KMS keys are refused.
     pub require_quorum_keys: bool,
+    /// The longest a release request may be valid for, in seconds.
+    pub max_request_validity: Option<i64>,
     /// The audit log (relative paths are relative to the policy file).
     pub audit_log: PathBuf,
     /// The key that signs the log's checkpoints.
@@ -348,6 +351,16 @@ fn check(raw: RawPolicy, base: &Path, c: &mut Collector) -> Policy {
         }
     });
 
+    let max_request_validity = raw.max_request_validity.as_deref().and_then(|d| {
+        let v = parse_duration(d);
+        if v.is_none() {
+            c.add(
+                "max_request_validity",
+                "expected a number and a unit (s, m, h, d), e.g. \"72h\", at most 366d",
+            );
+        }
+        v
+    });
     let station_key_fingerprint = raw.station_key_fingerprint.as_deref().and_then(|f| {
         let fp = parse_fingerprint(f);
         if fp.is_none() {
@@ -552,6 +565,7 @@ fn check(raw: RawPolicy, base: &Path, c: &mut Collector) -> Policy {
         name: raw.name,
         production: raw.production,
         require_quorum_keys: raw.require_quorum_keys,
+        max_request_validity,
         audit_log: base.join(audit_log),
         station_key,
         station_key_fingerprint,
@@ -559,6 +573,21 @@ fn check(raw: RawPolicy, base: &Path, c: &mut Collector) -> Policy {
         officers,
         products,
     }
+}
+
+/// Seconds in `90s`, `30m`, `72h`, `7d` (1 s to 366 d).
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = n.parse().ok()?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+        .filter(|v| *v > 0 && *v <= 366 * 86_400)
 }
 
 /// A relative `file:` key is relative to the policy file, like every path in it.

@@ -203,6 +203,13 @@ pub(crate) fn request_release(
         session.policy.keys.get(&key_name).ok_or_else(|| {
             Failure::usage_msg(format!("{key_name:?} is not in the policy's [keys]"))
         })?;
+    if let Some(cap) = session.policy.max_request_validity {
+        if valid_for > cap {
+            return Err(Failure::usage_msg(format!(
+                "--valid-for {valid_for} s: the policy allows requests of at most {cap} s"
+            )));
+        }
+    }
     let created = now();
     let request = ReleaseRequest {
         format: REQUEST_FORMAT.into(),
@@ -234,15 +241,64 @@ pub(crate) struct ApproveArgs {
     /// The officer's approval key (pkcs11: token, or a file in development).
     #[arg(long, value_name = "URI", value_parser = key_ref)]
     officer_key: KeyRef,
+    /// Approve without being asked (scripts): the request is still shown.
+    #[arg(long)]
+    yes: bool,
     /// Print the approval as JSON.
     #[arg(long)]
     json: bool,
 }
 
+/// Show the officer what they are about to approve, and ask on a terminal.
+/// Returns the digest of what was shown.
+fn show_and_confirm(path: &Path, yes: bool) -> Result<[u8; 32], Failure> {
+    use std::io::IsTerminal;
+    let file = read_request(path)?;
+    let r = &file.request;
+    eprintln!(
+        "release request {}:
+  product   {}
+  version   {}
+  counter   {}
+  image     sha256:{} ({} bytes)
+  key       {} ({})
+  expires   {} (unix)
+  approvals {}",
+        path.display(),
+        r.product,
+        r.version,
+        r.security_counter.map_or("none".into(), |c| c.to_string()),
+        r.image_digest,
+        r.image_size,
+        r.release_key,
+        r.release_key_fingerprint,
+        r.expires,
+        file.approvals.len()
+    );
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::usage_msg(
+                "no terminal to confirm on: read the request above and pass --yes",
+            ));
+        }
+        eprint!("approve this release? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(Failure::failed)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Err(Failure::usage_msg("not approved"));
+        }
+    }
+    Ok(r.approval_digest())
+}
+
 impl ApproveArgs {
     fn run(self, ctx: &Context) -> CmdResult {
         let policy = ctx.require_policy("release approve")?;
-        let (officer, approval, file) = approve_release(policy, &self.request, &self.officer_key)?;
+        let shown = show_and_confirm(&self.request, self.yes)?;
+        let (officer, approval, file) =
+            approve_release(policy, &self.request, &self.officer_key, Some(shown))?;
         if self.json {
             return print_json(&approval);
         }
@@ -263,9 +319,17 @@ pub(crate) fn approve_release(
     policy_path: &Path,
     request_path: &Path,
     officer_key: &KeyRef,
+    shown: Option<[u8; 32]>,
 ) -> Result<(String, Approval, RequestFile), Failure> {
     let mut session = Session::open(policy_path)?;
     let mut file = read_request(request_path)?;
+    if shown.is_some_and(|d| d != file.request.approval_digest()) {
+        return Err(session.refuse(
+            "release.approve",
+            request_subjects(&file.request),
+            &["the request changed since it was shown to the officer: look at it again".into()],
+        ));
+    }
     let key = open_signer(officer_key).map_err(Failure::usage)?;
     let public = key.public_key().map_err(Failure::failed)?;
     let subjects = request_subjects(&file.request);

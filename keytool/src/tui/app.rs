@@ -73,6 +73,9 @@ pub(crate) struct ImageSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct ReleaseView {
     pub(crate) request: Option<PathBuf>,
+    /// What an approval of the request shown would sign (the approval is
+    /// refused if the file changed since).
+    pub(crate) request_digest: Option<[u8; 32]>,
     pub(crate) approvals: Vec<String>,
     pub(crate) evaluation: Option<Evaluation>,
     /// Why there is no evaluation (no request yet, no policy, …).
@@ -123,6 +126,8 @@ pub(crate) enum Action {
         image: PathBuf,
         officer: String,
         pin: SecretString,
+        /// The digest of the request on screen.
+        shown: Option<[u8; 32]>,
     },
     Sign {
         image: PathBuf,
@@ -638,6 +643,7 @@ impl App {
                         image: img.path.clone(),
                         officer,
                         pin: SecretString::from(pin.as_str().to_owned()),
+                        shown: self.release.request_digest,
                     }]
                 }
                 KeyCode::Backspace => {

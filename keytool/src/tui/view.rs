@@ -526,6 +526,7 @@ mod tests {
         ];
         a.release = ReleaseView {
             request: Some("/media/sensor-1.3.0.unsigned.req.json".into()),
+            request_digest: Some([7; 32]),
             approvals: vec!["alice".into()],
             evaluation: Some(Evaluation {
                 rules: vec![

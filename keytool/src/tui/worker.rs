@@ -91,7 +91,8 @@ impl Worker {
                 image,
                 officer,
                 pin,
-            } => self.approve(&image, &officer, pin),
+                shown,
+            } => self.approve(&image, &officer, pin, shown),
             Action::Sign { image } => self.sign(&image),
             Action::ScanRequests => Ok(Event::Requests(self.requests())),
             Action::SignRecords { file } => {
@@ -219,6 +220,7 @@ impl Worker {
         let result = (|| -> Result<(), Failure> {
             let file = read_request(&req)?;
             view.request = Some(req.clone());
+            view.request_digest = Some(file.request.approval_digest());
             view.approvals = file.approvals.iter().map(|a| a.officer.clone()).collect();
             if file.request.product != product {
                 view.note = Some(format!(
@@ -265,7 +267,18 @@ impl Worker {
         )))
     }
 
-    fn approve(&self, image: &Path, officer: &str, pin: SecretString) -> Result<Event, Failure> {
+    fn approve(
+        &self,
+        image: &Path,
+        officer: &str,
+        pin: SecretString,
+        shown: Option<[u8; 32]>,
+    ) -> Result<Event, Failure> {
+        let Some(shown) = shown else {
+            return Err(Failure::usage_msg(
+                "no request on screen for this image: approve what you can see",
+            ));
+        };
         let key = match self.config.officers.get(officer) {
             Some(KeyRef::Pkcs11(uri)) => {
                 let mut uri = uri.clone();
@@ -279,7 +292,8 @@ impl Worker {
                 )))
             }
         };
-        let (name, _, file) = approve_release(self.policy_path()?, &request_path(image), &key)?;
+        let (name, _, file) =
+            approve_release(self.policy_path()?, &request_path(image), &key, Some(shown))?;
         Ok(Event::Info(format!(
             "{name} approved; {} approval(s) on the request",
             file.approvals.len()
