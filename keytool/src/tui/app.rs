@@ -10,6 +10,10 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
+/// The longest PIN the TUI takes, in characters.
+const MAX_PIN_CHARS: usize = 64;
+/// Bytes reserved for a PIN being typed.
+const PIN_CAPACITY: usize = 4 * MAX_PIN_CHARS;
 /// The four screens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Screen {
@@ -623,7 +627,10 @@ impl App {
                     if let Some(officer) = choices.get(selected) {
                         self.modal = Some(Modal::Pin {
                             officer: officer.clone(),
-                            pin: Zeroizing::new(String::new()),
+                            // Room for the longest PIN accepted (64 characters
+                            // of up to 4 bytes): typing never reallocates, so no
+                            // copy of a partial PIN is left unwiped.
+                            pin: Zeroizing::new(String::with_capacity(PIN_CAPACITY)),
                         });
                     }
                     Vec::new()
@@ -651,7 +658,7 @@ impl App {
                     self.modal = Some(Modal::Pin { officer, pin });
                     Vec::new()
                 }
-                KeyCode::Char(c) if pin.len() < 64 => {
+                KeyCode::Char(c) if pin.chars().count() < MAX_PIN_CHARS => {
                     pin.push(c);
                     self.modal = Some(Modal::Pin { officer, pin });
                     Vec::new()
