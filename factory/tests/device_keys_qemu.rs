@@ -12,13 +12,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::ops::Range;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use common::{backend, boot_stage, free_port, signed_app, DATA, ROOT, TOKEN};
+use common::{ask, backend, boot_stage, free_port, signed_app, wait_for, Chip, DATA, ROOT, TOKEN};
 use factory::backend::{Backend, BackendError};
 use factory::chips::{Chip as ChipKind, ChipTable};
 use factory::provision::{provision, Firmware, Job};
@@ -26,16 +26,6 @@ use factory::target::{GdbTarget, Target, TargetError};
 use firmware::auth::line::Answer;
 use firmware::partition::{IMAGE_LEN, KEY_BLOCK_OFFSET};
 use firmware::record::{KeyOrigin, RECORD_LEN};
-
-/// boot.sh, killed when the test ends however it ends.
-struct Chip(Child);
-
-impl Drop for Chip {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn start(args: &[&str]) -> Chip {
     Chip(
@@ -45,15 +35,6 @@ fn start(args: &[&str]) -> Chip {
             .spawn()
             .unwrap(),
     )
-}
-
-fn wait_for(port: u16, chip: &mut Chip) {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(chip.0.try_wait().unwrap().is_none(), "boot.sh exited");
-        assert!(Instant::now() < deadline, "the chip did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A debug connection that records every range it reads and writes.
@@ -99,23 +80,6 @@ fn relay(uart: u16, serial: u32, url: &str) -> Output {
         .args(["--backend", url, "--serial", &serial.to_string()])
         .output()
         .unwrap()
-}
-
-/// Ask the chip on its UART to sign `nonce`; its answer.
-fn ask(uart: u16, nonce: &[u8; 32]) -> Answer {
-    let stream = TcpStream::connect(("127.0.0.1", uart)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    writeln!(&stream, "AUTH {}", hex::encode(nonce)).unwrap();
-    loop {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "UART closed");
-        if let Some(answer) = Answer::parse(line.as_bytes()).unwrap() {
-            return answer;
-        }
-    }
 }
 
 /// End a chip's run with `BYE` on its UART; its console.

@@ -8,33 +8,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
-use common::{backend, boot_stage, free_port, signed_app, DATA, ROOT, TOKEN};
+use common::{ask, backend, boot_stage, free_port, signed_app, wait_for, Chip, DATA, ROOT, TOKEN};
 use factory::backend::{Backend, BackendError};
 use firmware::auth::line::Answer;
-
-/// boot.sh, killed when the test ends however it ends.
-struct Chip(Child);
-
-impl Drop for Chip {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for(port: u16, chip: &mut Chip) {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(chip.0.try_wait().unwrap().is_none(), "boot.sh exited");
-        assert!(Instant::now() < deadline, "the chip did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn factory(args: &[&str], token_file: &std::path::Path, url: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_factory"))
@@ -44,23 +24,6 @@ fn factory(args: &[&str], token_file: &std::path::Path, url: &str) -> Output {
         .arg(token_file)
         .output()
         .unwrap()
-}
-
-/// Ask the chip on its UART to sign `nonce`; its answer.
-fn ask(uart: u16, nonce: &[u8; 32]) -> Answer {
-    let stream = TcpStream::connect(("127.0.0.1", uart)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    writeln!(&stream, "AUTH {}", hex::encode(nonce)).unwrap();
-    loop {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "UART closed");
-        if let Some(answer) = Answer::parse(line.as_bytes()).unwrap() {
-            return answer;
-        }
-    }
 }
 
 fn refusal(e: BackendError) -> String {

@@ -220,6 +220,30 @@ dave = {{ public_key = "dave.pub.pem" }}
             .unwrap()
     }
 
+    /// `release sign` with the release key unlocked by `unlock` (NAME=URI).
+    fn sign_unlocked(&self, req: &Path, image: &Path, out: &Path, unlock: &[&str]) -> Output {
+        let mut c = self.keytool();
+        c.args(["release", "sign", "-k", RELEASE_KEY, "--image"])
+            .arg(image)
+            .arg("-o")
+            .arg(out)
+            .arg(req);
+        for u in unlock {
+            c.args(["--unlock", u]);
+        }
+        c.output().unwrap()
+    }
+
+    /// `release request` for the sensor product, as it went.
+    fn try_request(&self, image: &Path, out: &Path) -> Output {
+        self.keytool()
+            .args(["release", "request", "--product", "sensor", "-o"])
+            .arg(out)
+            .arg(image)
+            .output()
+            .unwrap()
+    }
+
     /// An unsigned image, its request for `product` approved by `officers`,
     /// and where its signed image would go.
     #[allow(clippy::too_many_arguments)]
@@ -912,18 +936,7 @@ fn a_quorum_unlocked_release_token_signs_only_with_m_officers_shares() {
     let req = s.request(&image, "sensor", &[]);
     s.approve_ok(&req, &["bob", "carol"]);
     let out = s.path("app.signed.bin");
-    let sign = |unlock: &[&str]| {
-        let mut c = s.keytool();
-        c.args(["release", "sign", "-k", RELEASE_KEY, "--image"])
-            .arg(&image)
-            .arg("-o")
-            .arg(&out)
-            .arg(&req);
-        for u in unlock {
-            c.args(["--unlock", u]);
-        }
-        c.output().unwrap()
-    };
+    let sign = |unlock: &[&str]| s.sign_unlocked(&req, &image, &out, unlock);
     let one = sign(&[&officers[0]]);
     assert!(!one.status.success());
     assert!(
@@ -1008,53 +1021,18 @@ fn a_quorum_unlocked_release_token_signs_only_with_m_officers_shares() {
     let req2 = s.request(&image2, "sensor", &[]);
     s.approve_ok(&req2, &["bob", "carol"]);
     let out2 = s.path("app2.signed.bin");
-    let two = s
-        .keytool()
-        .args(["release", "sign", "-k", RELEASE_KEY, "--image"])
-        .arg(&image2)
-        .arg("-o")
-        .arg(&out2)
-        .arg(&req2)
-        .args(["--unlock", &officers[0], "--unlock", &officers[1]])
-        .output()
-        .unwrap();
+    let two = s.sign_unlocked(&req2, &image2, &out2, &[&officers[0], &officers[1]]);
     assert!(stderr(&two).contains("needs 3"), "{}", stderr(&two));
-    let three = s
-        .keytool()
-        .args(["release", "sign", "-k", RELEASE_KEY, "--image"])
-        .arg(&image2)
-        .arg("-o")
-        .arg(&out2)
-        .arg(&req2)
-        .args([
-            "--unlock",
-            &officers[0],
-            "--unlock",
-            &officers[1],
-            "--unlock",
-            &officers[2],
-        ])
-        .output()
-        .unwrap();
+    let all: Vec<&str> = officers.iter().map(String::as_str).collect();
+    let three = s.sign_unlocked(&req2, &image2, &out2, &all);
     assert!(three.status.success(), "{}", stderr(&three));
     s.assert_log_verifies();
 
     // The history is anchored in the release token: deleting, cutting or
     // restoring an older copy of the log stops the next signature, and a
     // downgrade still needs the rollback quorum afterwards.
-    let all: Vec<&str> = officers.iter().map(String::as_str).collect();
-    let sign_with_all = |image: &Path, req: &Path, out: &Path| {
-        let mut c = s.keytool();
-        c.args(["release", "sign", "-k", RELEASE_KEY, "--image"])
-            .arg(image)
-            .arg("-o")
-            .arg(out)
-            .arg(req);
-        for u in &all {
-            c.args(["--unlock", u]);
-        }
-        c.output().unwrap()
-    };
+    let sign_with_all =
+        |image: &Path, req: &Path, out: &Path| s.sign_unlocked(req, image, out, &all);
     let (log, head) = (s.log(), s.path("audit.jsonl.head"));
     let older = (std::fs::read(&log).unwrap(), std::fs::read(&head).unwrap());
     let image3 = s.image("app3", "1.4.0", 5, 3000, 3);
@@ -1116,13 +1094,7 @@ fn a_station_key_other_than_the_pinned_one_is_refused() {
         .arg(s.path("other-station.pem")));
     std::fs::rename(s.path("other-station.pem"), s.path("station.pem")).unwrap();
     let image = s.image("app", "1.0.0", 1, 1000, 1);
-    let o = s
-        .keytool()
-        .args(["release", "request", "--product", "sensor", "-o"])
-        .arg(s.path("app.req.json"))
-        .arg(&image)
-        .output()
-        .unwrap();
+    let o = s.try_request(&image, &s.path("app.req.json"));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not the pinned"), "{}", stderr(&o));
 }
@@ -1134,13 +1106,7 @@ fn an_image_carrying_unsigned_bytes_is_refused() {
     let mut bytes = std::fs::read(&image).unwrap();
     bytes.extend_from_slice(b"\x00\x01smuggled");
     std::fs::write(&image, &bytes).unwrap();
-    let o = s
-        .keytool()
-        .args(["release", "request", "--product", "sensor", "-o"])
-        .arg(s.path("app.req.json"))
-        .arg(&image)
-        .output()
-        .unwrap();
+    let o = s.try_request(&image, &s.path("app.req.json"));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("after"), "{}", stderr(&o));
 }

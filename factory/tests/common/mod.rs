@@ -151,3 +151,45 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// boot.sh, killed when the test ends however it ends.
+pub struct Chip(pub std::process::Child);
+
+impl Drop for Chip {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Wait until `port` on 127.0.0.1 accepts connections (the chip's GDB stub
+/// or UART), or fail if boot.sh ended.
+pub fn wait_for(port: u16, chip: &mut Chip) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(chip.0.try_wait().unwrap().is_none(), "boot.sh exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chip did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Ask the chip on its UART to sign `nonce`; its answer.
+pub fn ask(uart: u16, nonce: &[u8; 32]) -> firmware::auth::line::Answer {
+    use std::io::{BufRead, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", uart)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    writeln!(&stream, "AUTH {}", hex::encode(nonce)).unwrap();
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "UART closed");
+        if let Some(answer) = firmware::auth::line::Answer::parse(line.as_bytes()).unwrap() {
+            return answer;
+        }
+    }
+}

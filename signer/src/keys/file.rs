@@ -205,7 +205,7 @@ impl Signer for FileKey {
                     key: self.key_ref.to_string(),
                     reason: e.to_string(),
                 })?;
-        super::check_own_signature(&self.key_ref, &public_of(&self.key), digest, sig.into())
+        super::check_own_signature(&self.key_ref, self.key.verifying_key(), digest, sig.into())
     }
 
     fn production_problems(&self) -> Result<Vec<String>, SignerError> {

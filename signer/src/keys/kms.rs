@@ -118,6 +118,7 @@ pub struct KmsKey {
     key_id: String,
     kms: Kms,
     public: P256PublicKey,
+    verifier: p256::ecdsa::VerifyingKey,
 }
 
 impl fmt::Debug for KmsKey {
@@ -140,11 +141,13 @@ impl KmsKey {
         let key = key_ref.to_string();
         let kms = Kms::connect(r, &key)?;
         let public = kms.public_key(&r.key_id, &key)?;
+        let verifier = super::verifier(&key_ref, &public)?;
         Ok(Self {
             key_id: r.key_id.clone(),
             key_ref,
             kms,
             public,
+            verifier,
         })
     }
 }
@@ -179,7 +182,7 @@ impl Signer for KmsKey {
             key,
             reason: "KMS returned a malformed signature".into(),
         })?;
-        super::check_own_signature(&self.key_ref, &self.public, digest, sig)
+        super::check_own_signature(&self.key_ref, &self.verifier, digest, sig)
     }
 
     /// KMS keys must have been made by KMS (`Origin` `AWS_KMS` or

@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use firmware::P256PublicKey;
-use p256::ecdsa::Signature;
+use p256::ecdsa::{Signature, VerifyingKey};
 
 pub use file::{generate_file_key, FileKey, PASSPHRASE_ENV};
 
@@ -134,16 +134,27 @@ pub trait Signer: Send + Sync + fmt::Debug {
     fn production_problems(&self) -> Result<Vec<String>, SignerError>;
 }
 
-/// Check `signature` over `digest` against `public` (what every backend does
-/// before handing a signature out).
+/// The verifier a backend checks its own signatures with (RustCrypto's,
+/// built once per key; the firmware crate's verifier is the small one for
+/// devices, not the fast one).
+pub(crate) fn verifier(key: &KeyRef, public: &P256PublicKey) -> Result<VerifyingKey, SignerError> {
+    VerifyingKey::from_sec1_bytes(public.sec1()).map_err(|_| SignerError::WrongKeyType {
+        key: key.to_string(),
+        found: "a public key that is not a P-256 point".into(),
+    })
+}
+
+/// Check `signature` over `digest` against the key's `verifier` (what every
+/// backend does before handing a signature out).
 pub(crate) fn check_own_signature(
     key: &KeyRef,
-    public: &P256PublicKey,
+    verifier: &VerifyingKey,
     digest: &[u8; 32],
     signature: EcdsaSignature,
 ) -> Result<EcdsaSignature, SignerError> {
-    public
-        .verify_digest_raw(digest, &signature.to_raw())
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    verifier
+        .verify_prehash(digest, &signature.0)
         .map_err(|_| SignerError::SignFailed {
             key: key.to_string(),
             reason: "the signature does not verify with the key's public key; nothing was written"

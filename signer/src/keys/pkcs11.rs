@@ -219,6 +219,7 @@ pub struct Pkcs11Key {
     slot: Slot,
     private: ObjectHandle,
     public: P256PublicKey,
+    verifier: p256::ecdsa::VerifyingKey,
     sessions: Mutex<Vec<Session>>,
     /// Log out when dropped (a quorum-unlocked token: one job per login).
     logout_on_drop: bool,
@@ -318,12 +319,14 @@ impl Pkcs11Key {
             Some(p) => read_public(&token.session, p, &key)?,
             None => read_public(&token.session, private, &key)?,
         };
+        let verifier = super::verifier(&key_ref, &public)?;
         Ok(Self {
             key_ref,
             ctx: token.ctx,
             slot: token.slot,
             private,
             public,
+            verifier,
             sessions: Mutex::new(vec![token.session]),
             logout_on_drop: false,
         })
@@ -388,7 +391,7 @@ impl Signer for Pkcs11Key {
             key: self.key_ref.to_string(),
             reason: format!("token returned a {}-byte signature, expected 64", raw.len()),
         })?;
-        super::check_own_signature(&self.key_ref, &self.public, digest, sig)
+        super::check_own_signature(&self.key_ref, &self.verifier, digest, sig)
     }
 
     /// The private key must be sensitive and always have been, never
