@@ -854,6 +854,7 @@ mod tests {
         a.handle_key(key(KeyCode::Char('a')));
         assert!(a.modal.is_none() && a.status.contains("no request"));
         a.release.request = Some("/media/app.unsigned.req.json".into());
+        a.release.request_digest = Some([0x42; 32]);
         a.release.approvals = vec!["alice".into()];
         a.handle_key(key(KeyCode::Char('a')));
         match &a.modal {
@@ -868,9 +869,19 @@ mod tests {
         a.handle_key(key(KeyCode::Char('9')));
         let actions = a.handle_key(key(KeyCode::Enter));
         match &actions[..] {
-            [Action::Approve { officer, pin, .. }] => {
+            [Action::Approve {
+                officer,
+                pin,
+                shown,
+                ..
+            }] => {
                 use secrecy::ExposeSecret;
                 assert_eq!(officer.as_str(), "bob");
+                assert_eq!(
+                    *shown,
+                    Some([0x42; 32]),
+                    "the approval carries the request on screen"
+                );
                 assert_eq!(pin.expose_secret(), "1239");
                 assert!(
                     !format!("{actions:?}").contains("1239"),
