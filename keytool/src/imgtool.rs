@@ -69,7 +69,7 @@ struct DumpinfoArgs {
 }
 
 impl Cli {
-    pub(crate) fn run(self, ctx: &crate::commands::station::Context) -> CmdResult {
+    pub(crate) fn run(self, ctx: &crate::station::session::Context) -> CmdResult {
         match self.command {
             Command::Sign(a) => a.run(ctx),
             Command::Verify(a) => {

@@ -8,6 +8,7 @@ mod commands;
 mod failure;
 mod imgtool;
 mod imgtool_dumpinfo;
+mod station;
 mod tui;
 
 use std::process::ExitCode;
@@ -77,7 +78,7 @@ fn invoked_as_imgtool() -> bool {
 fn main() -> ExitCode {
     let result = if invoked_as_imgtool() {
         match parse::<imgtool::Cli>() {
-            Ok(cli) => cli.run(&commands::station::Context {
+            Ok(cli) => cli.run(&station::session::Context {
                 policy: std::env::var_os("KEYTOOL_POLICY").map(Into::into),
             }),
             Err(code) => return code,
@@ -86,7 +87,7 @@ fn main() -> ExitCode {
         match parse::<Cli>() {
             Ok(cli) => cli
                 .command
-                .run(&commands::station::Context { policy: cli.policy }),
+                .run(&station::session::Context { policy: cli.policy }),
             Err(code) => return code,
         }
     };

@@ -11,9 +11,9 @@ use signer::keys::Signer;
 use signer::public_key::load_public_key;
 use signer::{open_signer, KeyRef};
 
-use crate::commands::station::{Context, Session};
 use crate::commands::util::key_ref;
 use crate::failure::{CmdResult, Failure};
+use crate::station::session::{Context, Session};
 
 /// CA commands.
 #[derive(Debug, Subcommand)]

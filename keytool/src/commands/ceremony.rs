@@ -7,9 +7,9 @@ use secrecy::SecretString;
 use signer::key_ref::{PinSource, Pkcs11Uri, TokenSelector};
 use signer::keys::quorum::{self, Officer, QuorumConfig};
 
-use crate::commands::station::{Context, Session};
 use crate::commands::util::{officer, print_json};
 use crate::failure::{CmdResult, Failure};
+use crate::station::session::{Context, Session};
 
 /// Ceremony commands.
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,6 @@ pub(crate) mod key;
 mod policy;
 mod record;
 pub(crate) mod release;
-pub(crate) mod station;
 pub(crate) mod util;
 
 use clap::Subcommand;
@@ -53,7 +52,7 @@ pub(crate) enum Command {
 }
 
 impl Command {
-    pub(crate) fn run(self, ctx: &station::Context) -> CmdResult {
+    pub(crate) fn run(self, ctx: &crate::station::session::Context) -> CmdResult {
         match self {
             Command::Image(c) => c.run(ctx),
             Command::Key(c) => c.run(),

@@ -19,8 +19,8 @@ use policies::policy::Policy;
 use ratatui::crossterm::event::{self, Event as TermEvent};
 use signer::KeyRef;
 
-use crate::commands::station::Context;
 use crate::failure::{CmdResult, Failure};
+use crate::station::session::Context;
 use app::{Action, App};
 use config::StationConfig;
 

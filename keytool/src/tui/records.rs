@@ -15,8 +15,8 @@ use signer::public_key::public_key_from_pem;
 use signer::record::{sign_record, RecordRequest};
 
 use super::app::Event;
-use crate::commands::station::Session;
 use crate::failure::Failure;
+use crate::station::session::Session;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

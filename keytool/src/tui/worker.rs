@@ -16,11 +16,11 @@ use signer::KeyRef;
 
 use super::app::{Action, AuditRow, Event, ImageRow, ImageSummary, KeyRow, ReleaseView};
 use super::config::StationConfig;
-use crate::commands::release::{
+use crate::failure::Failure;
+use crate::station::release::{
     approve_release, evaluate_release, read_image, read_request, request_release, sign_release,
     station_public,
 };
-use crate::failure::Failure;
 use policies::request::ReleaseRequest;
 
 /// How long a request made on the station stays valid.
@@ -137,7 +137,7 @@ impl Worker {
 
     fn generate(&self, uri: &str) -> Result<Event, Failure> {
         let key: KeyRef = uri.parse().map_err(Failure::usage)?;
-        let (public, named) = crate::commands::key::generate::generate(&key, false)?;
+        let (public, named) = crate::station::keys::generate(&key, false)?;
         Ok(Event::Info(format!(
             "generated {named}: {} (add it to the policy to use it)",
             fingerprint(&public)

@@ -25,7 +25,7 @@ pub(crate) enum AuditCommand {
 }
 
 impl AuditCommand {
-    pub(crate) fn run(self, ctx: &crate::commands::station::Context) -> CmdResult {
+    pub(crate) fn run(self, ctx: &crate::station::session::Context) -> CmdResult {
         match self {
             AuditCommand::Init(a) => a.run(ctx),
             AuditCommand::Show(a) => a.run(),
@@ -47,7 +47,7 @@ pub(crate) struct InitArgs {
 }
 
 impl InitArgs {
-    fn run(self, ctx: &crate::commands::station::Context) -> CmdResult {
+    fn run(self, ctx: &crate::station::session::Context) -> CmdResult {
         let policy_path = ctx.require_policy("audit init")?;
         let token = match &self.anchor_token {
             Some(label) => {
@@ -62,7 +62,7 @@ impl InitArgs {
             }
             None => None,
         };
-        let mut session = crate::commands::station::Session::create(policy_path)?;
+        let mut session = crate::station::session::Session::create(policy_path)?;
         let mut subjects = vec![format!("policy:{}", session.policy.name)];
         if let Some(label) = &self.anchor_token {
             subjects.push(format!("anchor:{label}"));

@@ -20,7 +20,7 @@ pub(crate) enum ImageCommand {
 }
 
 impl ImageCommand {
-    pub(crate) fn run(self, ctx: &crate::commands::station::Context) -> CmdResult {
+    pub(crate) fn run(self, ctx: &crate::station::session::Context) -> CmdResult {
         match self {
             ImageCommand::Sign(a) => a.run(ctx),
             ImageCommand::Verify(a) => a.run(),

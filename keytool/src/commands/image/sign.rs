@@ -261,14 +261,14 @@ impl Args {
     }
 
     /// Under a policy, release images are signed only through approvals.
-    fn refuse_under_policy(&self, ctx: &crate::commands::station::Context) -> CmdResult {
+    fn refuse_under_policy(&self, ctx: &crate::station::session::Context) -> CmdResult {
         let Some(path) = &ctx.policy else {
             return Ok(());
         };
         if self.key.is_none() && self.fix_sig.is_none() {
             return Ok(()); // unsigned images are what releases are requested for
         }
-        let session = crate::commands::station::Session::open(path)?;
+        let session = crate::station::session::Session::open(path)?;
         let reason = format!(
             "under the policy {:?}, images are signed only by `keytool release sign` with the \
              officers' approvals: build the image without a key, then `keytool release request`",
@@ -281,7 +281,7 @@ impl Args {
         Err(session.refuse("image.sign", subjects, &[reason]))
     }
 
-    pub(crate) fn run(self, ctx: &crate::commands::station::Context) -> CmdResult {
+    pub(crate) fn run(self, ctx: &crate::station::session::Context) -> CmdResult {
         self.refuse_under_policy(ctx)?;
         self.refuse_unsupported()?;
         let opts = self.options()?;

@@ -1,11 +1,11 @@
 //! `keytool key generate`
 
 use clap::ValueEnum;
-use signer::keys::{generate_file_key, kms, pkcs11};
 use signer::KeyRef;
 
 use crate::commands::util::{key_ref, print_json};
 use crate::failure::{CmdResult, Failure};
+use crate::station::keys::generate;
 
 /// Key types.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -48,50 +48,6 @@ struct Generated {
     key_id: String,
     /// The key ID as a policy file writes it.
     fingerprint: String,
-}
-
-/// Generate a P-256 key where `key` says; `force` replaces a key file.
-/// Returns the public key and the reference that names the new key.
-pub(crate) fn generate(
-    key: &KeyRef,
-    force: bool,
-) -> Result<(firmware::P256PublicKey, KeyRef), Failure> {
-    match key {
-        KeyRef::File(path) => {
-            if path.exists() && !force {
-                return Err(Failure::usage_msg(format!(
-                    "{} already exists; refusing to replace a key (use --force)",
-                    path.display()
-                )));
-            }
-            Ok((
-                generate_file_key(path).map_err(Failure::failed)?,
-                key.clone(),
-            ))
-        }
-        KeyRef::Pkcs11(uri) => {
-            if force {
-                return Err(Failure::usage_msg(
-                    "--force does not apply to HSM keys: keys in a token are never replaced",
-                ));
-            }
-            let (public, named) = pkcs11::generate(uri).map_err(Failure::failed)?;
-            Ok((public, KeyRef::Pkcs11(named)))
-        }
-        KeyRef::AwsKms(r) => {
-            if force {
-                return Err(Failure::usage_msg(
-                    "--force does not apply to KMS keys: aliases are never moved",
-                ));
-            }
-            let (public, _arn) = kms::generate(r).map_err(Failure::failed)?;
-            Ok((public, key.clone()))
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(Failure::usage_msg(format!(
-            "cannot generate {other}: not supported by this build"
-        ))),
-    }
 }
 
 impl Args {

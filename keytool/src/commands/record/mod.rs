@@ -24,7 +24,7 @@ pub(crate) enum RecordCommand {
 }
 
 impl RecordCommand {
-    pub(crate) fn run(self, ctx: &crate::commands::station::Context) -> CmdResult {
+    pub(crate) fn run(self, ctx: &crate::station::session::Context) -> CmdResult {
         match self {
             RecordCommand::Sign(a) => a.run(ctx),
             RecordCommand::Verify(a) => a.run(),
@@ -104,7 +104,7 @@ fn view(r: &ProvisioningRecord) -> RecordView {
 }
 
 impl SignArgs {
-    fn run(self, ctx: &crate::commands::station::Context) -> CmdResult {
+    fn run(self, ctx: &crate::station::session::Context) -> CmdResult {
         let product = RecordBody::product_field(&self.product).ok_or_else(|| {
             Failure::usage_msg(format!(
                 "--product {:?}: ASCII, at most 16 characters",
@@ -130,7 +130,7 @@ impl SignArgs {
         };
         // Under a policy: an authority key only, and the signature audited.
         let mut session = match &ctx.policy {
-            Some(path) => Some(crate::commands::station::Session::open(path)?),
+            Some(path) => Some(crate::station::session::Session::open(path)?),
             None => None,
         };
         let mut subjects = vec![

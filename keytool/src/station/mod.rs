@@ -1,0 +1,12 @@
+//! The station's workflows, under the policy and its audit log: one library
+//! for the command line (`commands`) and the TUI (`tui`), which only parse,
+//! prompt, show and print.
+//!
+//! - [`session`]: the policy, its audit log (locked, anchored) and station key
+//!   for one command, and how keys are checked on use;
+//! - [`release`]: request, approve, evaluate and sign releases;
+//! - [`keys`]: make keys where a key reference says.
+
+pub(crate) mod keys;
+pub(crate) mod release;
+pub(crate) mod session;
