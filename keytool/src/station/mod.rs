@@ -5,8 +5,10 @@
 //! - [`session`]: the policy, its audit log (locked, anchored) and station key
 //!   for one command, and how keys are checked on use;
 //! - [`release`]: request, approve, evaluate and sign releases;
-//! - [`keys`]: make keys where a key reference says.
+//! - [`keys`]: make keys where a key reference says;
+//! - [`records`]: sign a batch of provisioning records.
 
 pub(crate) mod keys;
+pub(crate) mod records;
 pub(crate) mod release;
 pub(crate) mod session;

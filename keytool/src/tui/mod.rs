@@ -7,7 +7,6 @@
 
 pub(crate) mod app;
 pub(crate) mod config;
-mod records;
 pub(crate) mod view;
 mod worker;
 

@@ -95,9 +95,19 @@ impl Worker {
             } => self.approve(&image, &officer, pin, shown),
             Action::Sign { image } => self.sign(&image),
             Action::ScanRequests => Ok(Event::Requests(self.requests())),
-            Action::SignRecords { file } => {
-                super::records::sign_batch(self.policy_path(), &file, &self.events)
-            }
+            Action::SignRecords { file } => self.policy_path().and_then(|policy| {
+                let events = &self.events;
+                let mut progress = |label: &str, done, total| {
+                    let _ = events.send(Event::Progress {
+                        label: label.to_owned(),
+                        done,
+                        total,
+                    });
+                };
+                let (written, out_dir) =
+                    crate::station::records::sign_batch(policy, &file, &mut progress)?;
+                Ok(Event::RecordsDone { written, out_dir })
+            }),
             Action::LoadAudit => self.audit(),
             Action::VerifyAudit => self.verify(),
             Action::Quit => Ok(Event::Info(String::new())),

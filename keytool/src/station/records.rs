@@ -5,7 +5,6 @@
 //! `FILE.records/HWID.rec` and audited as `record.sign`.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
 
 use firmware::record::{HwId, KeyOrigin, RecordBody};
 use firmware::P256PublicKey;
@@ -14,7 +13,6 @@ use serde::Deserialize;
 use signer::public_key::public_key_from_pem;
 use signer::record::{sign_record, RecordRequest};
 
-use super::app::Event;
 use crate::failure::Failure;
 use crate::station::session::Session;
 
@@ -85,13 +83,14 @@ fn device_key(s: &str) -> Result<P256PublicKey, String> {
     P256PublicKey::from_sec1(&bytes).map_err(|e| format!("device_pubkey: {e}"))
 }
 
-/// Sign every record `file` requests with the policy's authority key.
+/// Sign every record `file` requests with the policy's authority key,
+/// reporting `(label, done, total)` to `progress` before each. Returns how
+/// many records were written, and where.
 pub(crate) fn sign_batch(
-    policy_path: Result<&Path, Failure>,
+    policy_path: &Path,
     file: &Path,
-    events: &Sender<Event>,
-) -> Result<Event, Failure> {
-    let policy_path = policy_path?;
+    progress: &mut dyn FnMut(&str, u64, u64),
+) -> Result<(u64, PathBuf), Failure> {
     let policy = Policy::load(policy_path).map_err(Failure::usage)?;
     let (name, key) = policy
         .keys
@@ -119,11 +118,7 @@ pub(crate) fn sign_batch(
     std::fs::create_dir_all(&out_dir).map_err(Failure::failed)?;
     let total = requests.len() as u64;
     for (i, req) in requests.iter().enumerate() {
-        let _ = events.send(Event::Progress {
-            label: format!("signing records ({name})"),
-            done: i as u64,
-            total,
-        });
+        progress(&format!("signing records ({name})"), i as u64, total);
         let bytes = sign_record(req, authority.as_ref()).map_err(Failure::failed)?;
         let subjects = vec![
             format!("hw_id:{}", req.hw_id),
@@ -138,10 +133,7 @@ pub(crate) fn sign_batch(
         session.write_recorded(&out, &bytes, "record.sign", subjects)?;
     }
     session.close()?;
-    Ok(Event::RecordsDone {
-        written: total,
-        out_dir,
-    })
+    Ok((total, out_dir))
 }
 
 #[cfg(test)]
