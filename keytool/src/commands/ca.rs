@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use firmware::record::HwId;
-use policies::policy::Role;
 use signer::certs::{self, DeviceIdentity};
 use signer::keys::Signer;
 use signer::public_key::load_public_key;
@@ -13,7 +12,8 @@ use signer::{open_signer, KeyRef};
 
 use crate::commands::util::key_ref;
 use crate::failure::{CmdResult, Failure};
-use crate::station::session::{Context, Session};
+use crate::station::certs::issue;
+use crate::station::session::Context;
 
 /// CA commands.
 #[derive(Debug, Subcommand)]
@@ -65,35 +65,6 @@ fn open(key: &KeyRef) -> Result<Box<dyn Signer>, Failure> {
     open_signer(key).map_err(Failure::usage)
 }
 
-/// Under a policy, `key` must be a CA key; the certificate is written only
-/// once its audit entry is.
-fn issue(
-    ctx: &Context,
-    keys: &[(&KeyRef, &dyn Signer)],
-    mut subjects: Vec<String>,
-    output: &Path,
-    make: impl FnOnce() -> Result<String, certs::CertError>,
-) -> CmdResult {
-    let Some(policy) = &ctx.policy else {
-        let pem = make().map_err(Failure::failed)?;
-        return signer::atomic::write(output, pem.as_bytes()).map_err(Failure::failed);
-    };
-    let mut session = Session::open(policy)?;
-    let mut why = Vec::new();
-    for (uri, key) in keys {
-        match session.check_key(Role::Ca, uri, *key) {
-            Ok(name) => subjects.push(format!("key:{name}")),
-            Err(w) => why.extend(w),
-        }
-    }
-    if !why.is_empty() {
-        return Err(session.refuse("cert.issue", subjects, &why));
-    }
-    let pem = make().map_err(Failure::failed)?;
-    session.write_recorded(output, pem.as_bytes(), "cert.issue", subjects)?;
-    session.close()
-}
-
 /// `keytool ca init-root`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RootArgs {
@@ -116,7 +87,7 @@ impl RootArgs {
         let key = open(&self.key)?;
         let subjects = vec!["kind:root".to_owned(), format!("days:{}", self.days)];
         issue(
-            ctx,
+            ctx.policy.as_deref(),
             &[(&self.key, key.as_ref())],
             subjects,
             &self.output,
@@ -158,7 +129,7 @@ impl IntermediateArgs {
             format!("days:{}", self.days),
         ];
         issue(
-            ctx,
+            ctx.policy.as_deref(),
             &[
                 (&self.key, key.as_ref()),
                 (&self.issuer_key, issuer_key.as_ref()),
@@ -252,7 +223,7 @@ impl DeviceCertArgs {
             ),
         ];
         issue(
-            ctx,
+            ctx.policy.as_deref(),
             &[(&self.issuer_key, issuer_key.as_ref())],
             subjects,
             &self.output,

@@ -1,0 +1,42 @@
+//! Issuing X.509 certificates under the policy: the keys must be CA keys
+//! (checked on use), and the certificate is written only once its audit entry
+//! is.
+
+use std::path::Path;
+
+use policies::policy::Role;
+use signer::certs;
+use signer::keys::Signer;
+use signer::KeyRef;
+
+use crate::failure::{CmdResult, Failure};
+use crate::station::session::Session;
+
+/// Under a policy, `key` must be a CA key; the certificate is written only
+/// once its audit entry is.
+pub(crate) fn issue(
+    policy: Option<&Path>,
+    keys: &[(&KeyRef, &dyn Signer)],
+    mut subjects: Vec<String>,
+    output: &Path,
+    make: impl FnOnce() -> Result<String, certs::CertError>,
+) -> CmdResult {
+    let Some(policy) = policy else {
+        let pem = make().map_err(Failure::failed)?;
+        return signer::atomic::write(output, pem.as_bytes()).map_err(Failure::failed);
+    };
+    let mut session = Session::open(policy)?;
+    let mut why = Vec::new();
+    for (uri, key) in keys {
+        match session.check_key(Role::Ca, uri, *key) {
+            Ok(name) => subjects.push(format!("key:{name}")),
+            Err(w) => why.extend(w),
+        }
+    }
+    if !why.is_empty() {
+        return Err(session.refuse("cert.issue", subjects, &why));
+    }
+    let pem = make().map_err(Failure::failed)?;
+    session.write_recorded(output, pem.as_bytes(), "cert.issue", subjects)?;
+    session.close()
+}
