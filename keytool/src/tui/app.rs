@@ -73,6 +73,43 @@ pub(crate) struct ImageSummary {
     pub(crate) protected_tlvs: Vec<String>,
 }
 
+/// One officer unlocking their share of a quorum token: their name, their
+/// token's label, and the PIN they typed (never drawn, never in `Debug`).
+#[derive(Debug, Clone)]
+pub(crate) struct Unlocker {
+    pub(crate) officer: String,
+    pub(crate) token: String,
+    pub(crate) pin: SecretString,
+}
+
+/// The quorum of the release key's token, as the token publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct QuorumView {
+    pub(crate) threshold: usize,
+    /// (officer, token label), in share order.
+    pub(crate) officers: Vec<(String, String)>,
+}
+
+/// Collecting the shares that unlock a quorum token for one signature.
+#[derive(Debug)]
+pub(crate) struct Unlock {
+    pub(crate) image: PathBuf,
+    pub(crate) quorum: QuorumView,
+    pub(crate) have: Vec<Unlocker>,
+}
+
+impl Unlock {
+    /// The officers who have not unlocked yet.
+    pub(crate) fn choices(&self) -> Vec<String> {
+        self.quorum
+            .officers
+            .iter()
+            .map(|(o, _)| o.clone())
+            .filter(|o| !self.have.iter().any(|u| &u.officer == o))
+            .collect()
+    }
+}
+
 /// The release state of the selected image.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct ReleaseView {
@@ -80,6 +117,8 @@ pub(crate) struct ReleaseView {
     /// What an approval of the request shown would sign (the approval is
     /// refused if the file changed since).
     pub(crate) request_digest: Option<[u8; 32]>,
+    /// The release key's token is quorum-unlocked: who unlocks it.
+    pub(crate) quorum: Option<QuorumView>,
     pub(crate) approvals: Vec<String>,
     pub(crate) evaluation: Option<Evaluation>,
     /// Why there is no evaluation (no request yet, no policy, …).
@@ -135,6 +174,9 @@ pub(crate) enum Action {
     },
     Sign {
         image: PathBuf,
+        /// For a release key in a quorum-unlocked token: the officers'
+        /// shares, each unlocked by its officer's PIN.
+        unlock: Vec<Unlocker>,
     },
     ScanRequests,
     SignRecords {
@@ -189,6 +231,17 @@ pub(crate) enum Modal {
     },
     /// y / n.
     Confirm { text: String, action: Box<Action> },
+    /// Pick the next officer to unlock the release key's quorum token.
+    UnlockOfficer {
+        unlock: Box<Unlock>,
+        selected: usize,
+    },
+    /// That officer types the PIN of their own token. Never drawn.
+    UnlockPin {
+        unlock: Box<Unlock>,
+        officer: String,
+        pin: Zeroizing<String>,
+    },
     /// A key URI for a new key.
     NewKey { uri: String },
 }
@@ -514,6 +567,26 @@ impl App {
                     .as_ref()
                     .is_some_and(Evaluation::passed);
                 match (self.selected_image(), self.product_name()) {
+                    (Some(img), Some(_)) if passed && self.release.quorum.is_some() => {
+                        let image = img.path.clone();
+                        let quorum = self.release.quorum.clone().unwrap_or(QuorumView {
+                            threshold: 0,
+                            officers: Vec::new(),
+                        });
+                        self.status = format!(
+                            "the release key's token is quorum-unlocked: {} of {} officers unlock it",
+                            quorum.threshold,
+                            quorum.officers.len()
+                        );
+                        self.modal = Some(Modal::UnlockOfficer {
+                            unlock: Box::new(Unlock {
+                                image,
+                                quorum,
+                                have: Vec::new(),
+                            }),
+                            selected: 0,
+                        });
+                    }
                     (Some(img), Some(p)) if passed => {
                         let text = format!(
                             "Sign {} for {p} with its release key? The signed image is written next to it.",
@@ -521,6 +594,7 @@ impl App {
                         );
                         let action = Action::Sign {
                             image: img.path.clone(),
+                            unlock: Vec::new(),
                         };
                         self.modal = Some(Modal::Confirm {
                             text,
@@ -665,6 +739,99 @@ impl App {
                 }
                 _ => {
                     self.modal = Some(Modal::Pin { officer, pin });
+                    Vec::new()
+                }
+            },
+            Modal::UnlockOfficer {
+                unlock,
+                mut selected,
+            } => {
+                let choices = unlock.choices();
+                match key.code {
+                    KeyCode::Esc => {
+                        self.status = "cancelled".into();
+                        Vec::new()
+                    }
+                    KeyCode::Up | KeyCode::Down => {
+                        step(&mut selected, choices.len(), key.code == KeyCode::Down);
+                        self.modal = Some(Modal::UnlockOfficer { unlock, selected });
+                        Vec::new()
+                    }
+                    KeyCode::Enter => {
+                        if let Some(officer) = choices.get(selected) {
+                            self.modal = Some(Modal::UnlockPin {
+                                unlock,
+                                officer: officer.clone(),
+                                pin: Zeroizing::new(String::with_capacity(PIN_CAPACITY)),
+                            });
+                        }
+                        Vec::new()
+                    }
+                    _ => {
+                        self.modal = Some(Modal::UnlockOfficer { unlock, selected });
+                        Vec::new()
+                    }
+                }
+            }
+            Modal::UnlockPin {
+                mut unlock,
+                officer,
+                mut pin,
+            } => match key.code {
+                KeyCode::Esc => {
+                    self.status = "cancelled".into();
+                    Vec::new()
+                }
+                KeyCode::Enter => {
+                    let token = unlock
+                        .quorum
+                        .officers
+                        .iter()
+                        .find(|(o, _)| o == &officer)
+                        .map(|(_, t)| t.clone())
+                        .unwrap_or_default();
+                    unlock.have.push(Unlocker {
+                        officer,
+                        token,
+                        pin: SecretString::from(pin.as_str().to_owned()),
+                    });
+                    if unlock.have.len() >= unlock.quorum.threshold {
+                        let Unlock { image, have, .. } = *unlock;
+                        return vec![Action::Sign {
+                            image,
+                            unlock: have,
+                        }];
+                    }
+                    self.modal = Some(Modal::UnlockOfficer {
+                        unlock,
+                        selected: 0,
+                    });
+                    Vec::new()
+                }
+                KeyCode::Backspace => {
+                    pin.pop();
+                    self.modal = Some(Modal::UnlockPin {
+                        unlock,
+                        officer,
+                        pin,
+                    });
+                    Vec::new()
+                }
+                KeyCode::Char(c) if pin.chars().count() < MAX_PIN_CHARS => {
+                    pin.push(c);
+                    self.modal = Some(Modal::UnlockPin {
+                        unlock,
+                        officer,
+                        pin,
+                    });
+                    Vec::new()
+                }
+                _ => {
+                    self.modal = Some(Modal::UnlockPin {
+                        unlock,
+                        officer,
+                        pin,
+                    });
                     Vec::new()
                 }
             },
@@ -911,6 +1078,73 @@ mod tests {
     }
 
     #[test]
+    fn a_quorum_release_key_collects_the_officers_shares_before_signing() {
+        let mut a = app();
+        a.product = 1;
+        a.release.evaluation = Some(Evaluation {
+            rules: vec![],
+            kind: policies::evaluate::ReleaseKind::First,
+            needed: 2,
+            approvers: vec!["alice".into(), "bob".into()],
+        });
+        a.release.quorum = Some(QuorumView {
+            threshold: 2,
+            officers: vec![
+                ("alice".into(), "alice-card".into()),
+                ("bob".into(), "bob-card".into()),
+                ("carol".into(), "carol-card".into()),
+            ],
+        });
+        assert!(a.handle_key(key(KeyCode::Char('s'))).is_empty());
+        assert!(a.status.contains("2 of 3 officers"), "{}", a.status);
+        // alice, then carol (bob skipped with Down), each typing a PIN.
+        a.handle_key(key(KeyCode::Enter));
+        for c in "1111".chars() {
+            a.handle_key(key(KeyCode::Char(c)));
+        }
+        assert!(
+            a.handle_key(key(KeyCode::Enter)).is_empty(),
+            "one share is not enough"
+        );
+        match &a.modal {
+            Some(Modal::UnlockOfficer { unlock, .. }) => {
+                assert_eq!(unlock.choices(), ["bob", "carol"], "alice is done")
+            }
+            other => panic!("{other:?}"),
+        }
+        a.handle_key(key(KeyCode::Down));
+        a.handle_key(key(KeyCode::Enter));
+        for c in "3333".chars() {
+            a.handle_key(key(KeyCode::Char(c)));
+        }
+        let actions = a.handle_key(key(KeyCode::Enter));
+        match &actions[..] {
+            [Action::Sign { image, unlock }] => {
+                use secrecy::ExposeSecret;
+                assert!(image.ends_with("app.unsigned.bin"));
+                let who: Vec<_> = unlock
+                    .iter()
+                    .map(|u| (u.officer.as_str(), u.token.as_str(), u.pin.expose_secret()))
+                    .collect();
+                assert_eq!(
+                    who,
+                    [
+                        ("alice", "alice-card", "1111"),
+                        ("carol", "carol-card", "3333")
+                    ]
+                );
+                let shown = format!("{actions:?}");
+                assert!(
+                    !shown.contains("1111") && !shown.contains("3333"),
+                    "{shown}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(a.modal.is_none());
+    }
+
+    #[test]
     fn signing_needs_a_passing_evaluation_and_a_confirmation() {
         let mut a = app();
         a.product = 1;
@@ -930,7 +1164,7 @@ mod tests {
         );
         let actions = a.handle_key(key(KeyCode::Char('y')));
         assert!(
-            matches!(&actions[..], [Action::Sign { image }] if image.ends_with("app.unsigned.bin"))
+            matches!(&actions[..], [Action::Sign { image, unlock }] if image.ends_with("app.unsigned.bin") && unlock.is_empty())
         );
     }
 

@@ -389,6 +389,33 @@ fn draw_modal(frame: &mut Frame<'_>, area: Rect, modal: &Modal) {
                 Line::from("Enter to approve, Esc to cancel."),
             ],
         ),
+        Modal::UnlockOfficer { unlock, selected } => {
+            let mut l = vec![Line::from(format!(
+                "The release key's token needs {} of {} officers ({} so far). Who unlocks next? (Enter, Esc)",
+                unlock.quorum.threshold,
+                unlock.quorum.officers.len(),
+                unlock.have.len()
+            ))];
+            for (i, c) in unlock.choices().iter().enumerate() {
+                let text = format!("{}{c}", marker(i == *selected));
+                l.push(if i == *selected {
+                    Line::styled(text, SELECTED)
+                } else {
+                    Line::from(text)
+                });
+            }
+            ("Unlock", l)
+        }
+        Modal::UnlockPin { officer, pin, .. } => (
+            "Unlock",
+            vec![
+                Line::from(format!(
+                    "{officer}: enter the PIN of your own token to release your share."
+                )),
+                Line::from(format!("PIN: {}", "*".repeat(pin.chars().count()))),
+                Line::from("Enter to unlock, Esc to cancel."),
+            ],
+        ),
         Modal::Confirm { text, .. } => (
             "Confirm",
             vec![
@@ -527,6 +554,7 @@ mod tests {
         a.release = ReleaseView {
             request: Some("/media/sensor-1.3.0.unsigned.req.json".into()),
             request_digest: Some([7; 32]),
+            quorum: None,
             approvals: vec!["alice".into()],
             evaluation: Some(Evaluation {
                 rules: vec![

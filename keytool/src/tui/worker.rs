@@ -93,7 +93,7 @@ impl Worker {
                 pin,
                 shown,
             } => self.approve(&image, &officer, pin, shown),
-            Action::Sign { image } => self.sign(&image),
+            Action::Sign { image, unlock } => self.sign(&image, unlock),
             Action::ScanRequests => Ok(Event::Requests(self.requests())),
             Action::SignRecords { file } => self.policy_path().and_then(|policy| {
                 let events = &self.events;
@@ -231,6 +231,20 @@ impl Worker {
             let file = read_request(&req)?;
             view.request = Some(req.clone());
             view.request_digest = Some(file.request.approval_digest());
+            if let Ok(key) = Self::release_key(&self.policy()?, &file.request) {
+                if let KeyRef::Pkcs11(uri) = &key {
+                    if let Ok(Some(cfg)) = signer::keys::quorum::config(uri) {
+                        view.quorum = Some(super::app::QuorumView {
+                            threshold: usize::from(cfg.threshold),
+                            officers: cfg
+                                .officers
+                                .into_iter()
+                                .map(|o| (o.name, o.token))
+                                .collect(),
+                        });
+                    }
+                }
+            }
             view.approvals = file.approvals.iter().map(|a| a.officer.clone()).collect();
             if file.request.product != product {
                 view.note = Some(format!(
@@ -310,7 +324,20 @@ impl Worker {
         )))
     }
 
-    fn sign(&self, image: &Path) -> Result<Event, Failure> {
+    fn sign(&self, image: &Path, unlock: Vec<super::app::Unlocker>) -> Result<Event, Failure> {
+        let officers: Vec<signer::keys::quorum::Officer> = unlock
+            .into_iter()
+            .map(|u| signer::keys::quorum::Officer {
+                name: u.officer,
+                token: signer::key_ref::Pkcs11Uri {
+                    token: signer::key_ref::TokenSelector::Label(u.token),
+                    object: None,
+                    id: None,
+                    module_path: None,
+                    pin: Some(PinSource::Value(u.pin)),
+                },
+            })
+            .collect();
         let _ = self.events.send(Event::Progress {
             label: "signing".into(),
             done: 0,
@@ -324,7 +351,7 @@ impl Worker {
             self.policy_path()?,
             &req,
             image,
-            (&key, &[]),
+            (&key, &officers),
             &output,
             PublicKeyFormat::Hash,
         );
