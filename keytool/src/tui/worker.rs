@@ -231,18 +231,16 @@ impl Worker {
             let file = read_request(&req)?;
             view.request = Some(req.clone());
             view.request_digest = Some(file.request.approval_digest());
-            if let Ok(key) = Self::release_key(&self.policy()?, &file.request) {
-                if let KeyRef::Pkcs11(uri) = &key {
-                    if let Ok(Some(cfg)) = signer::keys::quorum::config(uri) {
-                        view.quorum = Some(super::app::QuorumView {
-                            threshold: usize::from(cfg.threshold),
-                            officers: cfg
-                                .officers
-                                .into_iter()
-                                .map(|o| (o.name, o.token))
-                                .collect(),
-                        });
-                    }
+            if let Ok(KeyRef::Pkcs11(uri)) = Self::release_key(&self.policy()?, &file.request) {
+                if let Ok(Some(cfg)) = signer::keys::quorum::config(&uri) {
+                    view.quorum = Some(super::app::QuorumView {
+                        threshold: usize::from(cfg.threshold),
+                        officers: cfg
+                            .officers
+                            .into_iter()
+                            .map(|o| (o.name, o.token))
+                            .collect(),
+                    });
                 }
             }
             view.approvals = file.approvals.iter().map(|a| a.officer.clone()).collect();
