@@ -12,8 +12,20 @@ use signer::{open_signer, KeyRef};
 
 use crate::commands::util::key_ref;
 use crate::failure::{CmdResult, Failure};
-use crate::station::certs::issue;
 use crate::station::session::Context;
+
+/// Issue under the policy (`crate::station::certs::issue`).
+fn issue(
+    policy: Option<&Path>,
+    keys: &[(&KeyRef, &dyn Signer)],
+    subjects: Vec<String>,
+    output: &Path,
+    make: impl FnOnce() -> Result<String, certs::CertError>,
+) -> CmdResult {
+    Ok(crate::station::certs::issue(
+        policy, keys, subjects, output, make,
+    )?)
+}
 
 /// CA commands.
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,7 @@ use signer::certs;
 use signer::keys::Signer;
 use signer::KeyRef;
 
-use crate::failure::{CmdResult, Failure};
+use crate::station::error::StationError;
 use crate::station::session::Session;
 
 /// Under a policy, `key` must be a CA key; the certificate is written only
@@ -20,10 +20,10 @@ pub(crate) fn issue(
     mut subjects: Vec<String>,
     output: &Path,
     make: impl FnOnce() -> Result<String, certs::CertError>,
-) -> CmdResult {
+) -> Result<(), StationError> {
     let Some(policy) = policy else {
-        let pem = make().map_err(Failure::failed)?;
-        return signer::atomic::write(output, pem.as_bytes()).map_err(Failure::failed);
+        let pem = make().map_err(StationError::failed)?;
+        return signer::atomic::write(output, pem.as_bytes()).map_err(StationError::failed);
     };
     let mut session = Session::open(policy)?;
     let mut why = Vec::new();
@@ -36,7 +36,7 @@ pub(crate) fn issue(
     if !why.is_empty() {
         return Err(session.refuse("cert.issue", subjects, &why));
     }
-    let pem = make().map_err(Failure::failed)?;
+    let pem = make().map_err(StationError::failed)?;
     session.write_recorded(output, pem.as_bytes(), "cert.issue", subjects)?;
     session.close()
 }

@@ -4,47 +4,47 @@
 use signer::keys::{generate_file_key, kms, pkcs11};
 use signer::KeyRef;
 
-use crate::failure::Failure;
+use crate::station::error::StationError;
 
 /// Generate a P-256 key where `key` says; `force` replaces a key file.
 /// Returns the public key and the reference that names the new key.
 pub(crate) fn generate(
     key: &KeyRef,
     force: bool,
-) -> Result<(firmware::P256PublicKey, KeyRef), Failure> {
+) -> Result<(firmware::P256PublicKey, KeyRef), StationError> {
     match key {
         KeyRef::File(path) => {
             if path.exists() && !force {
-                return Err(Failure::usage_msg(format!(
+                return Err(StationError::usage_msg(format!(
                     "{} already exists; refusing to replace a key (use --force)",
                     path.display()
                 )));
             }
             Ok((
-                generate_file_key(path).map_err(Failure::failed)?,
+                generate_file_key(path).map_err(StationError::failed)?,
                 key.clone(),
             ))
         }
         KeyRef::Pkcs11(uri) => {
             if force {
-                return Err(Failure::usage_msg(
+                return Err(StationError::usage_msg(
                     "--force does not apply to HSM keys: keys in a token are never replaced",
                 ));
             }
-            let (public, named) = pkcs11::generate(uri).map_err(Failure::failed)?;
+            let (public, named) = pkcs11::generate(uri).map_err(StationError::failed)?;
             Ok((public, KeyRef::Pkcs11(named)))
         }
         KeyRef::AwsKms(r) => {
             if force {
-                return Err(Failure::usage_msg(
+                return Err(StationError::usage_msg(
                     "--force does not apply to KMS keys: aliases are never moved",
                 ));
             }
-            let (public, _arn) = kms::generate(r).map_err(Failure::failed)?;
+            let (public, _arn) = kms::generate(r).map_err(StationError::failed)?;
             Ok((public, key.clone()))
         }
         #[allow(unreachable_patterns)]
-        other => Err(Failure::usage_msg(format!(
+        other => Err(StationError::usage_msg(format!(
             "cannot generate {other}: not supported by this build"
         ))),
     }

@@ -5,11 +5,13 @@
 //! - [`session`]: the policy, its audit log (locked, anchored) and station key
 //!   for one command, and how keys are checked on use;
 //! - [`release`]: request, approve, evaluate and sign releases;
+//! - [`error`]: the typed error every workflow returns;
 //! - [`certs`]: issue X.509 certificates with CA keys;
 //! - [`keys`]: make keys where a key reference says;
 //! - [`records`]: sign a batch of provisioning records.
 
 pub(crate) mod certs;
+pub(crate) mod error;
 pub(crate) mod keys;
 pub(crate) mod records;
 pub(crate) mod release;

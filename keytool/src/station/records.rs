@@ -13,7 +13,7 @@ use serde::Deserialize;
 use signer::public_key::public_key_from_pem;
 use signer::record::{sign_record, RecordRequest};
 
-use crate::failure::Failure;
+use crate::station::error::StationError;
 use crate::station::session::Session;
 
 #[derive(Debug, Deserialize)]
@@ -90,21 +90,21 @@ pub(crate) fn sign_batch(
     policy_path: &Path,
     file: &Path,
     progress: &mut dyn FnMut(&str, u64, u64),
-) -> Result<(u64, PathBuf), Failure> {
-    let policy = Policy::load(policy_path).map_err(Failure::usage)?;
+) -> Result<(u64, PathBuf), StationError> {
+    let policy = Policy::load(policy_path).map_err(StationError::usage)?;
     let (name, key) = policy
         .keys
         .iter()
         .find(|(_, k)| k.role == Role::Authority)
-        .ok_or_else(|| Failure::usage_msg("the policy names no authority key"))?;
+        .ok_or_else(|| StationError::usage_msg("the policy names no authority key"))?;
     let text = std::fs::read_to_string(file)
-        .map_err(|e| Failure::usage_msg(format!("{}: {e}", file.display())))?;
+        .map_err(|e| StationError::usage_msg(format!("{}: {e}", file.display())))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let requests = parse_requests(&text, now)
-        .map_err(|e| Failure::usage_msg(format!("{}: {e}", file.display())))?;
-    let authority = signer::open_signer(&key.uri).map_err(Failure::failed)?;
+        .map_err(|e| StationError::usage_msg(format!("{}: {e}", file.display())))?;
+    let authority = signer::open_signer(&key.uri).map_err(StationError::failed)?;
     let session = Session::open(policy_path)?;
     if let Err(why) = session.check_key(Role::Authority, &key.uri, authority.as_ref()) {
         return Err(session.refuse(
@@ -115,11 +115,11 @@ pub(crate) fn sign_batch(
     }
     let mut session = session;
     let out_dir: PathBuf = file.with_extension("records");
-    std::fs::create_dir_all(&out_dir).map_err(Failure::failed)?;
+    std::fs::create_dir_all(&out_dir).map_err(StationError::failed)?;
     let total = requests.len() as u64;
     for (i, req) in requests.iter().enumerate() {
         progress(&format!("signing records ({name})"), i as u64, total);
-        let bytes = sign_record(req, authority.as_ref()).map_err(Failure::failed)?;
+        let bytes = sign_record(req, authority.as_ref()).map_err(StationError::failed)?;
         let subjects = vec![
             format!("hw_id:{}", req.hw_id),
             format!("serial:{}", req.serial),

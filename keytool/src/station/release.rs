@@ -13,7 +13,7 @@ use policies::request::{Approval, ReleaseRequest, RequestFile, REQUEST_FORMAT};
 use signer::image::{is_hex_path, sign_prebuilt, Prebuilt, PublicKeyFormat};
 use signer::{intel_hex, open_signer, KeyRef};
 
-use crate::failure::Failure;
+use crate::station::error::StationError;
 use crate::station::session::Session;
 
 pub(crate) fn now() -> i64 {
@@ -23,30 +23,31 @@ pub(crate) fn now() -> i64 {
 }
 
 /// An image file: its bytes and, for Intel HEX, its address.
-pub(crate) fn read_image(path: &Path) -> Result<(Vec<u8>, Option<u32>), Failure> {
+pub(crate) fn read_image(path: &Path) -> Result<(Vec<u8>, Option<u32>), StationError> {
     let bytes = std::fs::read(path)
-        .map_err(|e| Failure::usage_msg(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| StationError::usage_msg(format!("cannot read {}: {e}", path.display())))?;
     if !is_hex_path(path) {
         return Ok((bytes, None));
     }
     let text = String::from_utf8(bytes)
-        .map_err(|_| Failure::usage_msg(format!("{}: not Intel HEX text", path.display())))?;
+        .map_err(|_| StationError::usage_msg(format!("{}: not Intel HEX text", path.display())))?;
     let hex = intel_hex::parse(&text)
-        .map_err(|e| Failure::usage_msg(format!("{}: {e}", path.display())))?;
+        .map_err(|e| StationError::usage_msg(format!("{}: {e}", path.display())))?;
     Ok((hex.data, hex.base_addr))
 }
 
-pub(crate) fn prebuilt(path: &Path) -> Result<(Vec<u8>, Option<u32>, Prebuilt), Failure> {
+pub(crate) fn prebuilt(path: &Path) -> Result<(Vec<u8>, Option<u32>, Prebuilt), StationError> {
     let (bytes, base) = read_image(path)?;
     let info = Prebuilt::parse(&bytes)
-        .map_err(|e| Failure::usage_msg(format!("{}: {e}", path.display())))?;
+        .map_err(|e| StationError::usage_msg(format!("{}: {e}", path.display())))?;
     Ok((bytes, base, info))
 }
 
-pub(crate) fn read_request(path: &Path) -> Result<RequestFile, Failure> {
+pub(crate) fn read_request(path: &Path) -> Result<RequestFile, StationError> {
     let bytes = std::fs::read(path)
-        .map_err(|e| Failure::usage_msg(format!("cannot read {}: {e}", path.display())))?;
-    RequestFile::parse(&bytes).map_err(|e| Failure::usage_msg(format!("{}: {e}", path.display())))
+        .map_err(|e| StationError::usage_msg(format!("cannot read {}: {e}", path.display())))?;
+    RequestFile::parse(&bytes)
+        .map_err(|e| StationError::usage_msg(format!("{}: {e}", path.display())))
 }
 
 pub(crate) fn request_subjects(r: &ReleaseRequest) -> Vec<String> {
@@ -70,7 +71,7 @@ pub(crate) fn request_release(
     release_key: Option<&str>,
     valid_for: i64,
     output: &Path,
-) -> Result<(RequestFile, usize), Failure> {
+) -> Result<(RequestFile, usize), StationError> {
     let mut session = Session::open(policy_path)?;
     let (_, _, image) = prebuilt(image_path)?;
     let product = session
@@ -79,7 +80,7 @@ pub(crate) fn request_release(
         .get(product_name)
         .cloned()
         .ok_or_else(|| {
-            Failure::usage_msg(format!(
+            StationError::usage_msg(format!(
                 "product {product_name:?} is not in the policy (products: {})",
                 session
                     .policy
@@ -94,25 +95,24 @@ pub(crate) fn request_release(
         (Some(k), _) => k.to_owned(),
         (None, [only]) => only.clone(),
         (None, many) => {
-            return Err(Failure::usage_msg(format!(
+            return Err(StationError::usage_msg(format!(
             "product {product_name:?} has several release keys; pick one with --release-key ({})",
             many.join(", ")
         )))
         }
     };
     if !product.release_keys.contains(&key_name) {
-        return Err(Failure::usage_msg(format!(
+        return Err(StationError::usage_msg(format!(
             "{key_name:?} is not a release key of {product_name:?} ({})",
             product.release_keys.join(", ")
         )));
     }
-    let key =
-        session.policy.keys.get(&key_name).ok_or_else(|| {
-            Failure::usage_msg(format!("{key_name:?} is not in the policy's [keys]"))
-        })?;
+    let key = session.policy.keys.get(&key_name).ok_or_else(|| {
+        StationError::usage_msg(format!("{key_name:?} is not in the policy's [keys]"))
+    })?;
     if let Some(cap) = session.policy.max_request_validity {
         if valid_for > cap {
-            return Err(Failure::usage_msg(format!(
+            return Err(StationError::usage_msg(format!(
                 "--valid-for {valid_for} s: the policy allows requests of at most {cap} s"
             )));
         }
@@ -134,7 +134,7 @@ pub(crate) fn request_release(
         request,
         approvals: Vec::new(),
     };
-    signer::atomic::write(output, &file.to_bytes()).map_err(Failure::failed)?;
+    signer::atomic::write(output, &file.to_bytes()).map_err(StationError::failed)?;
     session.record("release.request", request_subjects(&file.request), "ok")?;
     session.close()?;
     Ok((file, product.quorum))
@@ -147,7 +147,7 @@ pub(crate) fn approve_release(
     request_path: &Path,
     officer_key: &KeyRef,
     shown: Option<[u8; 32]>,
-) -> Result<(String, Approval, RequestFile), Failure> {
+) -> Result<(String, Approval, RequestFile), StationError> {
     let mut session = Session::open(policy_path)?;
     let mut file = read_request(request_path)?;
     if shown.is_some_and(|d| d != file.request.approval_digest()) {
@@ -157,8 +157,8 @@ pub(crate) fn approve_release(
             &["the request changed since it was shown to the officer: look at it again".into()],
         ));
     }
-    let key = open_signer(officer_key).map_err(Failure::usage)?;
-    let public = key.public_key().map_err(Failure::failed)?;
+    let key = open_signer(officer_key).map_err(StationError::usage)?;
+    let public = key.public_key().map_err(StationError::failed)?;
     let subjects = request_subjects(&file.request);
     let officer = session
         .policy
@@ -210,9 +210,9 @@ pub(crate) fn approve_release(
     let approval = file
         .request
         .approve(&officer, key.as_ref(), now())
-        .map_err(Failure::failed)?;
+        .map_err(StationError::failed)?;
     file.approvals.push(approval.clone());
-    signer::atomic::write(request_path, &file.to_bytes()).map_err(Failure::failed)?;
+    signer::atomic::write(request_path, &file.to_bytes()).map_err(StationError::failed)?;
     session.record("release.approve", subjects, "ok")?;
     session.close()?;
     Ok((officer, approval, file))
@@ -235,22 +235,22 @@ pub(crate) fn prepare(
     image: &Path,
     key: &KeyRef,
     unlock: &[signer::keys::quorum::Officer],
-) -> Result<Prepared, Failure> {
+) -> Result<Prepared, StationError> {
     let file = read_request(request)?;
     let (bytes, base, image) = prebuilt(image)?;
     let (key, unlocked) = match key {
         KeyRef::Pkcs11(uri) if !unlock.is_empty() => {
-            let token = signer::keys::quorum::unlock(uri, unlock).map_err(Failure::usage)?;
-            (token.signer(key).map_err(Failure::usage)?, Some(token))
+            let token = signer::keys::quorum::unlock(uri, unlock).map_err(StationError::usage)?;
+            (token.signer(key).map_err(StationError::usage)?, Some(token))
         }
         _ if !unlock.is_empty() => {
-            return Err(Failure::usage_msg(
+            return Err(StationError::usage_msg(
                 "--unlock: only a pkcs11: key can be in a quorum-unlocked token",
             ))
         }
-        _ => (open_signer(key).map_err(Failure::usage)?, None),
+        _ => (open_signer(key).map_err(StationError::usage)?, None),
     };
-    let public = key.public_key().map_err(Failure::failed)?;
+    let public = key.public_key().map_err(StationError::failed)?;
     Ok(Prepared {
         file,
         bytes,
@@ -263,13 +263,15 @@ pub(crate) fn prepare(
 }
 
 /// The policy's station key's public half, for verifying the log.
-pub(crate) fn station_public(policy: &Policy) -> Result<Option<firmware::P256PublicKey>, Failure> {
+pub(crate) fn station_public(
+    policy: &Policy,
+) -> Result<Option<firmware::P256PublicKey>, StationError> {
     policy
         .station_key
         .as_ref()
         .map(signer::public_key::load_public_key)
         .transpose()
-        .map_err(|e| Failure::failed(anyhow::anyhow!("station key: {e}")))
+        .map_err(|e| StationError::failed(anyhow::anyhow!("station key: {e}")))
 }
 
 pub(crate) fn judge(
@@ -277,8 +279,8 @@ pub(crate) fn judge(
     station: Option<&firmware::P256PublicKey>,
     key_ref: &KeyRef,
     p: &Prepared,
-) -> Result<Evaluation, Failure> {
-    let history = last_releases(&policy.audit_log, station).map_err(Failure::failed)?;
+) -> Result<Evaluation, StationError> {
+    let history = last_releases(&policy.audit_log, station).map_err(StationError::failed)?;
     let candidate = Candidate {
         request: &p.file,
         image: &p.image,
@@ -301,8 +303,8 @@ pub(crate) fn evaluate_release(
     image: &Path,
     key: &KeyRef,
     unlock: &[signer::keys::quorum::Officer],
-) -> Result<Evaluation, Failure> {
-    let policy = Policy::load(policy_path).map_err(Failure::usage)?;
+) -> Result<Evaluation, StationError> {
+    let policy = Policy::load(policy_path).map_err(StationError::usage)?;
     let p = prepare(request, image, key, unlock)?;
     judge(&policy, station_public(&policy)?.as_ref(), key, &p)
 }
@@ -323,7 +325,7 @@ pub(crate) struct Signed {
 #[derive(Debug)]
 pub(crate) struct SignOutcome {
     pub(crate) evaluation: Option<Evaluation>,
-    pub(crate) result: Result<Signed, Failure>,
+    pub(crate) result: Result<Signed, StationError>,
 }
 
 /// Sign `image` into `output` if, and only if, the policy passes; every
@@ -336,7 +338,7 @@ pub(crate) fn sign_release(
     output: &Path,
     format: PublicKeyFormat,
 ) -> SignOutcome {
-    let fail = |f: Failure| SignOutcome {
+    let fail = |f: StationError| SignOutcome {
         evaluation: None,
         result: Err(f),
     };
@@ -347,7 +349,7 @@ pub(crate) fn sign_release(
     let p = match prepare(request, image, key_ref, unlock) {
         Ok(p) => p,
         Err(f) => {
-            let reason = format!("{:#}", f.error);
+            let reason = f.to_string();
             return fail(session.refuse(RELEASE_ACTION, vec![], &[reason]));
         }
     };
@@ -388,7 +390,7 @@ pub(crate) fn sign_judged(
     held: &[String],
     output: &Path,
     format: PublicKeyFormat,
-) -> Result<Signed, Failure> {
+) -> Result<Signed, StationError> {
     let request = &p.file.request;
     let mut subjects = release_subjects(
         &request.product,
@@ -404,11 +406,11 @@ pub(crate) fn sign_judged(
     }
     let signed = sign_prebuilt(&p.bytes, p.key.as_ref(), format)?;
     let out_bytes = if is_hex_path(output) {
-        let base = p
-            .base
-            .ok_or_else(|| Failure::usage_msg("a .hex output needs a .hex input (its address)"))?;
+        let base = p.base.ok_or_else(|| {
+            StationError::usage_msg("a .hex output needs a .hex input (its address)")
+        })?;
         intel_hex::write(&[(base, &signed.bytes)])
-            .map_err(Failure::failed)?
+            .map_err(StationError::failed)?
             .into_bytes()
     } else {
         signed.bytes
@@ -416,17 +418,17 @@ pub(crate) fn sign_judged(
     subjects.push(format!("approved-by:{}", eval.approvers.join(",")));
     // The signed image is committed only once the log holds its entry and
     // the checkpoint that covers it; a quorum token then anchors that.
-    let out = signer::atomic::AtomicFile::create(output, None).map_err(Failure::failed)?;
+    let out = signer::atomic::AtomicFile::create(output, None).map_err(StationError::failed)?;
     {
         use std::io::Write as _;
         out.file()
             .write_all(&out_bytes)
             .and_then(|()| out.file().sync_all())
-            .map_err(|e| Failure::failed(out.error(e)))?;
+            .map_err(|e| StationError::failed(out.error(e)))?;
     }
     let seq = session.record(RELEASE_ACTION, subjects, "ok")?;
     session.seal()?;
-    out.commit().map_err(Failure::failed)?;
+    out.commit().map_err(StationError::failed)?;
     if let Some(token) = &p.unlocked {
         session.anchor(token)?;
     }

@@ -9,7 +9,7 @@ use policies::policy::Policy;
 use signer::keys::Signer;
 use signer::open_signer;
 
-use crate::failure::Failure;
+use crate::station::error::StationError;
 
 /// Where the policy comes from: `--policy`, or `KEYTOOL_POLICY`.
 #[derive(Debug, Clone, Default)]
@@ -19,9 +19,9 @@ pub(crate) struct Context {
 
 impl Context {
     /// The policy path, or a usage error naming the command that needs one.
-    pub(crate) fn require_policy(&self, command: &str) -> Result<&Path, Failure> {
+    pub(crate) fn require_policy(&self, command: &str) -> Result<&Path, StationError> {
         self.policy.as_deref().ok_or_else(|| {
-            Failure::usage_msg(format!(
+            StationError::usage_msg(format!(
                 "{command} needs a policy: give --policy FILE or set KEYTOOL_POLICY"
             ))
         })
@@ -111,32 +111,32 @@ pub(crate) fn station_user() -> String {
 impl Session {
     /// Load the policy, open the station key (if the policy names one) and
     /// the audit log, which must verify (with the station key's signatures).
-    pub(crate) fn open(policy_path: &Path) -> Result<Self, Failure> {
+    pub(crate) fn open(policy_path: &Path) -> Result<Self, StationError> {
         Self::open_log(policy_path, false)
     }
 
     /// As [`Session::open`], for a log that does not exist yet (refusing one
     /// that does).
-    pub(crate) fn create(policy_path: &Path) -> Result<Self, Failure> {
+    pub(crate) fn create(policy_path: &Path) -> Result<Self, StationError> {
         Self::open_log(policy_path, true)
     }
 
-    fn open_log(policy_path: &Path, new: bool) -> Result<Self, Failure> {
-        let policy = Policy::load(policy_path).map_err(Failure::usage)?;
+    fn open_log(policy_path: &Path, new: bool) -> Result<Self, StationError> {
+        let policy = Policy::load(policy_path).map_err(StationError::usage)?;
         let station = policy
             .station_key
             .as_ref()
             .map(open_signer)
             .transpose()
-            .map_err(|e| Failure::failed(anyhow::anyhow!("station key: {e}")))?;
+            .map_err(|e| StationError::failed(anyhow::anyhow!("station key: {e}")))?;
         let station_public = station
             .as_ref()
             .map(|s| s.public_key())
             .transpose()
-            .map_err(|e| Failure::failed(anyhow::anyhow!("station key: {e}")))?;
+            .map_err(|e| StationError::failed(anyhow::anyhow!("station key: {e}")))?;
         if let (Some(pinned), Some(public)) = (&policy.station_key_fingerprint, &station_public) {
             if public.key_id() != *pinned {
-                return Err(Failure::failed(anyhow::anyhow!(
+                return Err(StationError::failed(anyhow::anyhow!(
                     "station key: the key at the policy's URI is {}, not the pinned {}; \
                      nothing is signed",
                     policies::policy::fingerprint(public),
@@ -152,7 +152,7 @@ impl Session {
             AuditLog::open(&policy.audit_log, station_public.as_ref())
         }
         .map_err(|e| {
-            Failure::failed(anyhow::anyhow!(
+            StationError::failed(anyhow::anyhow!(
                 "audit log {}: {e}; nothing is signed until it verifies (keytool audit verify)",
                 policy.audit_log.display()
             ))
@@ -196,12 +196,12 @@ impl Session {
 
     /// Write the checkpoint now (the station key signs it), so that what
     /// follows is covered: the signed output is committed only after it.
-    pub(crate) fn seal(&mut self) -> Result<(), Failure> {
+    pub(crate) fn seal(&mut self) -> Result<(), StationError> {
         if let (true, Some(station)) = (self.wrote, &self.station) {
             let actor = self.actor.clone();
             self.log
                 .checkpoint(&actor, station.as_ref())
-                .map_err(|e| Failure::failed(anyhow::anyhow!("audit checkpoint: {e}")))?;
+                .map_err(|e| StationError::failed(anyhow::anyhow!("audit checkpoint: {e}")))?;
         }
         self.wrote = false;
         Ok(())
@@ -248,16 +248,19 @@ impl Session {
 
     /// Anchor the log as it is now (seal first) in `token`, a quorum token:
     /// only the quorum can move the anchor.
-    pub(crate) fn anchor(&mut self, token: &signer::keys::quorum::Unlocked) -> Result<(), Failure> {
+    pub(crate) fn anchor(
+        &mut self,
+        token: &signer::keys::quorum::Unlocked,
+    ) -> Result<(), StationError> {
         self.seal()?;
         let anchor = Anchor {
             seq: self.log.seq(),
             hash: hex::encode(self.log.last_hash()),
         };
-        let json = serde_json::to_vec(&anchor).map_err(Failure::failed)?;
+        let json = serde_json::to_vec(&anchor).map_err(StationError::failed)?;
         token
             .write_private(&self.anchor_label(), &json)
-            .map_err(|e| Failure::failed(anyhow::anyhow!("audit anchor: {e}")))
+            .map_err(|e| StationError::failed(anyhow::anyhow!("audit anchor: {e}")))
     }
 
     /// Who the entries name.
@@ -271,11 +274,11 @@ impl Session {
         action: &str,
         subjects: Vec<String>,
         outcome: &str,
-    ) -> Result<u64, Failure> {
+    ) -> Result<u64, StationError> {
         self.wrote = true;
         self.log
             .append(&self.actor, action, subjects, outcome)
-            .map_err(|e| Failure::failed(anyhow::anyhow!("audit log: {e}")))
+            .map_err(|e| StationError::failed(anyhow::anyhow!("audit log: {e}")))
     }
 
     /// Write `bytes` to `path` and record `action` as done: the file appears
@@ -287,25 +290,25 @@ impl Session {
         bytes: &[u8],
         action: &str,
         subjects: Vec<String>,
-    ) -> Result<u64, Failure> {
+    ) -> Result<u64, StationError> {
         use std::io::Write as _;
-        let out = signer::atomic::AtomicFile::create(path, None).map_err(Failure::failed)?;
+        let out = signer::atomic::AtomicFile::create(path, None).map_err(StationError::failed)?;
         out.file()
             .write_all(bytes)
             .and_then(|()| out.file().sync_all())
-            .map_err(|e| Failure::failed(out.error(e)))?;
+            .map_err(|e| StationError::failed(out.error(e)))?;
         let seq = self.record(action, subjects, "ok")?;
-        out.commit().map_err(Failure::failed)?;
+        out.commit().map_err(StationError::failed)?;
         Ok(seq)
     }
 
     /// End the session: a checkpoint signed by the station key, if any.
-    pub(crate) fn close(mut self) -> Result<(), Failure> {
+    pub(crate) fn close(mut self) -> Result<(), StationError> {
         if let (true, Some(station)) = (self.wrote, &self.station) {
             let actor = self.actor.clone();
             self.log
                 .checkpoint(&actor, station.as_ref())
-                .map_err(|e| Failure::failed(anyhow::anyhow!("audit checkpoint: {e}")))?;
+                .map_err(|e| StationError::failed(anyhow::anyhow!("audit checkpoint: {e}")))?;
         }
         Ok(())
     }
@@ -317,16 +320,16 @@ impl Session {
         action: &str,
         subjects: Vec<String>,
         reasons: &[String],
-    ) -> Failure {
+    ) -> StationError {
         let outcome = format!("refused: {}", reasons.join("; "));
         let logged = self
             .record(action, subjects, &outcome)
             .and_then(|_| self.close());
         match logged {
-            Ok(()) => Failure::failed(anyhow::anyhow!(
-                "{action} refused by policy:\n  {}",
-                reasons.join("\n  ")
-            )),
+            Ok(()) => StationError::Refused {
+                action: action.to_owned(),
+                reasons: reasons.to_vec(),
+            },
             Err(e) => e,
         }
     }

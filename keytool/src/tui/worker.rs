@@ -182,7 +182,7 @@ impl Worker {
             .map(|path| {
                 let summary = read_image(&path)
                     .map(|(bytes, _)| bytes)
-                    .map_err(|f| format!("{:#}", f.error))
+                    .map_err(|f| f.to_string())
                     .and_then(|bytes| {
                         Prebuilt::parse(&bytes)
                             .map(|p| ImageSummary {

@@ -278,7 +278,7 @@ impl Args {
             format!("input:{}", self.infile.display()),
             format!("version:{}", self.version),
         ];
-        Err(session.refuse("image.sign", subjects, &[reason]))
+        Err(session.refuse("image.sign", subjects, &[reason]).into())
     }
 
     pub(crate) fn run(self, ctx: &crate::station::session::Context) -> CmdResult {

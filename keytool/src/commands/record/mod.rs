@@ -149,7 +149,7 @@ impl SignArgs {
                     subjects.push(format!("key:{name}"));
                     session = Some(s);
                 }
-                Err(why) => return Err(s.refuse("record.sign", subjects, &why)),
+                Err(why) => return Err(s.refuse("record.sign", subjects, &why).into()),
             }
         }
         let bytes = sign_record(&req, authority.as_ref()).map_err(Failure::failed)?;
