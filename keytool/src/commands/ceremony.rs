@@ -9,7 +9,7 @@ use signer::keys::quorum::{self, Officer, QuorumConfig};
 
 use crate::commands::util::{officer, print_json};
 use crate::failure::{CmdResult, Failure};
-use crate::station::session::{Context, Session};
+use crate::station::session::Context;
 
 /// Ceremony commands.
 #[derive(Debug, Subcommand)]
@@ -106,29 +106,6 @@ fn read_pin(file: Option<&PathBuf>, env: &str, what: &str) -> Result<SecretStrin
         })
 }
 
-fn subjects(token: &str, cfg: &QuorumConfig) -> Vec<String> {
-    let mut s = vec![
-        format!("token:{token}"),
-        format!("threshold:{}", cfg.threshold),
-    ];
-    s.extend(
-        cfg.officers
-            .iter()
-            .map(|o| format!("officer:{}@{}", o.name, o.token)),
-    );
-    s
-}
-
-/// Audit a ceremony step when a policy (and so a station log) is in effect.
-fn audit(ctx: &Context, action: &str, subjects: Vec<String>, outcome: &str) -> CmdResult {
-    if let Some(path) = &ctx.policy {
-        let mut session = Session::open(path)?;
-        session.record(action, subjects, outcome)?;
-        session.close()?;
-    }
-    Ok(())
-}
-
 fn show(cfg: &QuorumConfig, token: &str, json: bool) -> CmdResult {
     if json {
         return print_json(cfg);
@@ -154,30 +131,15 @@ impl InitArgs {
         )?;
         let uri = self.token.uri(None);
         let label = &self.token.token;
-        match quorum::init(&uri, &user, &so, self.threshold, &self.officers) {
-            Ok(cfg) => {
-                if let Some(path) = &ctx.policy {
-                    // The ceremony's entry, then the station's history
-                    // anchored in the token: from now on a reset log stops
-                    // every signature with its keys.
-                    let mut session = Session::open(path)?;
-                    session.record("ceremony.init", subjects(label, &cfg), "ok")?;
-                    let token = quorum::unlock(&uri, &self.officers).map_err(Failure::failed)?;
-                    session.anchor(&token)?;
-                    session.close()?;
-                }
-                show(&cfg, label, self.json)
-            }
-            Err(e) => {
-                audit(
-                    ctx,
-                    "ceremony.init",
-                    vec![format!("token:{label}")],
-                    &format!("failed: {e}"),
-                )?;
-                Err(Failure::failed(e))
-            }
-        }
+        let cfg = crate::station::ceremony::init(
+            ctx.policy.as_deref(),
+            &uri,
+            label,
+            (&user, &so),
+            self.threshold,
+            &self.officers,
+        )?;
+        show(&cfg, label, self.json)
     }
 }
 
@@ -205,25 +167,15 @@ impl RotateArgs {
     fn run(self, ctx: &Context) -> CmdResult {
         let uri = self.token.uri(None);
         let label = &self.token.token;
-        let unlockers: Vec<String> = self
-            .unlock
-            .iter()
-            .map(|o| format!("unlocked-by:{}", o.name))
-            .collect();
-        match quorum::rotate(&uri, &self.unlock, self.threshold, &self.officers) {
-            Ok(cfg) => {
-                let mut s = subjects(label, &cfg);
-                s.extend(unlockers);
-                audit(ctx, "ceremony.rotate", s, "ok")?;
-                show(&cfg, label, self.json)
-            }
-            Err(e) => {
-                let mut s = vec![format!("token:{label}")];
-                s.extend(unlockers);
-                audit(ctx, "ceremony.rotate", s, &format!("failed: {e}"))?;
-                Err(Failure::failed(e))
-            }
-        }
+        let cfg = crate::station::ceremony::rotate(
+            ctx.policy.as_deref(),
+            &uri,
+            label,
+            &self.unlock,
+            self.threshold,
+            &self.officers,
+        )?;
+        show(&cfg, label, self.json)
     }
 }
 

@@ -6,10 +6,12 @@
 //!   for one command, and how keys are checked on use;
 //! - [`release`]: request, approve, evaluate and sign releases;
 //! - [`error`]: the typed error every workflow returns;
+//! - [`ceremony`]: quorum ceremonies, audited;
 //! - [`certs`]: issue X.509 certificates with CA keys;
 //! - [`keys`]: make keys where a key reference says;
 //! - [`records`]: sign a batch of provisioning records.
 
+pub(crate) mod ceremony;
 pub(crate) mod certs;
 pub(crate) mod error;
 pub(crate) mod keys;

@@ -136,6 +136,50 @@ pub(crate) fn sign_batch(
     Ok((total, out_dir))
 }
 
+/// Sign one record with `key` and write it to `output`. Under a policy
+/// (`policy`): the key must be an authority key (checked on use), and the
+/// record is written only once its audit entry is. Returns the record.
+pub(crate) fn sign_one(
+    policy: Option<&Path>,
+    key: &signer::KeyRef,
+    req: &RecordRequest,
+    product_name: &str,
+    output: &Path,
+) -> Result<[u8; firmware::record::RECORD_LEN], StationError> {
+    let authority = signer::open_signer(key).map_err(StationError::usage)?;
+    let mut subjects = vec![
+        format!("hw_id:{}", req.hw_id),
+        format!("serial:{}", req.serial),
+        format!("product:{product_name}"),
+        format!(
+            "device_key:sha256:{}",
+            hex::encode(req.device_pubkey.key_id())
+        ),
+    ];
+    let mut session = match policy {
+        Some(path) => {
+            let s = Session::open(path)?;
+            match s.check_key(Role::Authority, key, authority.as_ref()) {
+                Ok(name) => subjects.push(format!("key:{name}")),
+                Err(why) => return Err(s.refuse("record.sign", subjects, &why)),
+            }
+            Some(s)
+        }
+        None => None,
+    };
+    let bytes = sign_record(req, authority.as_ref()).map_err(StationError::failed)?;
+    match session.as_mut() {
+        Some(s) => {
+            s.write_recorded(output, &bytes, "record.sign", subjects)?;
+        }
+        None => signer::atomic::write(output, &bytes).map_err(StationError::failed)?,
+    }
+    if let Some(s) = session {
+        s.close()?;
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

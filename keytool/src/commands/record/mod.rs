@@ -6,8 +6,8 @@ use clap::Subcommand;
 use firmware::record::{HwId, KeyOrigin, ProvisioningRecord, RecordBody, RecordError};
 use firmware::P256PublicKey;
 use signer::public_key::load_public_key;
-use signer::record::{sign_record, RecordRequest};
-use signer::{open_signer, KeyRef};
+use signer::record::RecordRequest;
+use signer::KeyRef;
 
 use crate::commands::util::{key_ref, print_json};
 use crate::failure::{CmdResult, Failure};
@@ -119,7 +119,6 @@ impl SignArgs {
                 .map_err(Failure::failed)?
                 .as_secs(),
         };
-        let authority = open_signer(&self.key).map_err(Failure::usage)?;
         let req = RecordRequest {
             hw_id: self.hw_id,
             serial: self.serial,
@@ -128,38 +127,13 @@ impl SignArgs {
             issued_at,
             key_origin: self.key_origin,
         };
-        // Under a policy: an authority key only, and the signature audited.
-        let mut session = match &ctx.policy {
-            Some(path) => Some(crate::station::session::Session::open(path)?),
-            None => None,
-        };
-        let mut subjects = vec![
-            format!("hw_id:{}", self.hw_id),
-            format!("serial:{}", self.serial),
-            format!("product:{}", self.product),
-            format!("device_key:sha256:{}", hex::encode(device_pubkey.key_id())),
-        ];
-        if let Some(s) = session.take() {
-            match s.check_key(
-                policies::policy::Role::Authority,
-                &self.key,
-                authority.as_ref(),
-            ) {
-                Ok(name) => {
-                    subjects.push(format!("key:{name}"));
-                    session = Some(s);
-                }
-                Err(why) => return Err(s.refuse("record.sign", subjects, &why).into()),
-            }
-        }
-        let bytes = sign_record(&req, authority.as_ref()).map_err(Failure::failed)?;
-        match session {
-            Some(mut s) => {
-                s.write_recorded(&self.output, &bytes, "record.sign", subjects)?;
-                s.close()?;
-            }
-            None => signer::atomic::write(&self.output, &bytes).map_err(Failure::failed)?,
-        }
+        let bytes = crate::station::records::sign_one(
+            ctx.policy.as_deref(),
+            &self.key,
+            &req,
+            &self.product,
+            &self.output,
+        )?;
         if self.json {
             let record = ProvisioningRecord::parse(&bytes).map_err(Failure::failed)?;
             return print_json(&view(&record));
