@@ -901,6 +901,36 @@ fn a_quorum_unlocked_release_token_signs_only_with_m_officers_shares() {
         "{}",
         stderr(&direct)
     );
+    // The same through keytool's imgtool personality (a link named imgtool).
+    let link = s.path("bin/imgtool");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_keytool"), &link).unwrap();
+    let personality = s
+        .token
+        .command(&link)
+        .args(["sign", "-k", RELEASE_KEY, "--header-size", "0x200"])
+        .args([
+            "--pad-header",
+            "--align",
+            "4",
+            "-v",
+            "1.2.0",
+            "-S",
+            "0x10000",
+        ])
+        .arg(&image)
+        .arg(s.path("personality.bin"))
+        .output()
+        .unwrap();
+    assert!(
+        !personality.status.success(),
+        "the imgtool personality signed"
+    );
+    assert!(
+        stderr(&personality).contains("quorum-unlocked"),
+        "{}",
+        stderr(&personality)
+    );
     let tool = s
         .token
         .command("pkcs11-tool")
