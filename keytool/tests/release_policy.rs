@@ -1069,8 +1069,69 @@ fn a_quorum_unlocked_release_token_signs_only_with_m_officers_shares() {
     let req3 = s.request(&image3, "sensor", &[]);
     s.approve_ok(&req3, &["bob", "carol"]);
     let out3 = s.path("app3.signed.bin");
-    let o = sign_with_all(&image3, &req3, &out3);
+    // While it signs, neither the PIN nor a share is in the process's
+    // arguments or environment (read from /proc as it runs): the PINs and
+    // shares of the quorum as it is now, after the rotation.
+    let now_shares: Vec<blahaj::Share> = [("alice", "1111"), ("bob", "2222"), ("carol", "3333")]
+        .iter()
+        .map(|(n, p)| blahaj::Share::try_from(&stored_share(&s, n, p)[5..]).unwrap())
+        .collect();
+    let now_secret = blahaj::Sharks(3).recover(&now_shares).unwrap();
+    let login = s
+        .token
+        .command("pkcs11-tool")
+        .args(["--module", &s.token.module, "--token-label", "release"])
+        .args([
+            "--login",
+            "--pin",
+            &hex::encode(&now_secret[..32]),
+            "--list-objects",
+        ])
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "the rotated shares rebuild the PIN");
+    let mut needles = vec![
+        hex::encode(&now_secret[..32]).into_bytes(),
+        hex::encode(&now_secret[32..]).into_bytes(),
+    ];
+    for share in &now_shares {
+        needles.push(Vec::<u8>::from(share));
+        needles.push(hex::encode(Vec::<u8>::from(share)).into_bytes());
+    }
+    let mut c = s.keytool();
+    c.args(["release", "sign", "-k", RELEASE_KEY, "--image"])
+        .arg(&image3)
+        .arg("-o")
+        .arg(&out3)
+        .arg(&req3)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for u in &all {
+        c.args(["--unlock", u]);
+    }
+    let child = c.spawn().unwrap();
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", child.id()));
+    let mut seen = Vec::new();
+    let mut snapshots = 0;
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        for f in ["cmdline", "environ"] {
+            if let Ok(bytes) = std::fs::read(proc_dir.join(f)) {
+                seen.extend(bytes);
+                snapshots += 1;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(snapshots > 0, "the process was never seen running");
+    for n in &needles {
+        assert!(
+            !seen.windows(n.len()).any(|w| w == &n[..]),
+            "a PIN or a share is in the signing process's arguments or environment"
+        );
+    }
     let current = (std::fs::read(&log).unwrap(), std::fs::read(&head).unwrap());
     let downgrade = s.image("old", "1.0.0", 1, 3000, 4);
     let req_old = s.request(&downgrade, "sensor", &[]);
