@@ -853,6 +853,8 @@ fn a_quorum_unlocked_release_token_signs_only_with_m_officers_shares() {
         officer_token(&s, "bob", "2222"),
         officer_token(&s, "carol", "3333"),
     ];
+    // A CA key in the same token, used below with the officers' shares.
+    s.token.generate_p256("root", "0a").unwrap();
     let mut init = s.keytool();
     init.args(["ceremony", "init", "--token", "release", "--threshold", "2"])
         .env("PKCS11_SO_PIN", "5678");
@@ -960,6 +962,28 @@ fn a_quorum_unlocked_release_token_signs_only_with_m_officers_shares() {
         .output()
         .unwrap();
     assert!(!so.status.success(), "the old SO PIN reset the user PIN");
+
+    // Certificate issuing takes the shares too (no policy here: the root is
+    // no policy key); without them the token does not open.
+    let root = |unlock: &[&str]| {
+        let mut c = s.keytool();
+        c.env_remove("KEYTOOL_POLICY")
+            .args(["ca", "init-root", "-k", "pkcs11:token=release;object=root"])
+            .args(["--subject", "CN=Quorum Root", "-o"])
+            .arg(s.path("root.pem"));
+        for u in unlock {
+            c.args(["--unlock", u]);
+        }
+        c.output().unwrap()
+    };
+    let o = root(&[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("quorum-unlocked"), "{}", stderr(&o));
+    let o = root(&[&officers[1], &officers[2]]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(s.path("root.pem"))
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
 
     // A release approved by two officers (their approval keys are files
     // here) needs two shares as well.

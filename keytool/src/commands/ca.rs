@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use firmware::record::HwId;
 use signer::certs::{self, DeviceIdentity};
+use signer::keys::quorum::Officer;
 use signer::keys::Signer;
 use signer::public_key::load_public_key;
-use signer::{open_signer, KeyRef};
+use signer::KeyRef;
 
 use crate::commands::util::key_ref;
 use crate::failure::{CmdResult, Failure};
@@ -73,13 +74,17 @@ fn read_text(path: &Path) -> Result<String, Failure> {
         .map_err(|e| Failure::usage_msg(format!("cannot read {}: {e}", path.display())))
 }
 
-fn open(key: &KeyRef) -> Result<Box<dyn Signer>, Failure> {
-    open_signer(key).map_err(Failure::usage)
+fn open(key: &KeyRef, unlock: &[Officer]) -> Result<Box<dyn Signer>, Failure> {
+    Ok(crate::station::keys::open_key(key, unlock)?)
 }
 
 /// `keytool ca init-root`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RootArgs {
+    /// For a key in a quorum-unlocked token: an officer who unlocks it with
+    /// their share, NAME=pkcs11:token=… (repeat for M officers).
+    #[arg(long = "unlock", value_name = "NAME=URI", value_parser = crate::commands::util::officer)]
+    unlock: Vec<Officer>,
     /// The root CA's key.
     #[arg(short, long, value_name = "URI", value_parser = key_ref)]
     key: KeyRef,
@@ -96,7 +101,7 @@ pub(crate) struct RootArgs {
 
 impl RootArgs {
     fn run(self, ctx: &Context) -> CmdResult {
-        let key = open(&self.key)?;
+        let key = open(&self.key, &self.unlock)?;
         let subjects = vec!["kind:root".to_owned(), format!("days:{}", self.days)];
         issue(
             ctx.policy.as_deref(),
@@ -111,6 +116,10 @@ impl RootArgs {
 /// `keytool ca init-intermediate`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct IntermediateArgs {
+    /// For a key in a quorum-unlocked token: an officer who unlocks it with
+    /// their share, NAME=pkcs11:token=… (repeat for M officers).
+    #[arg(long = "unlock", value_name = "NAME=URI", value_parser = crate::commands::util::officer)]
+    unlock: Vec<Officer>,
     /// The device CA's own key.
     #[arg(short, long, value_name = "URI", value_parser = key_ref)]
     key: KeyRef,
@@ -133,8 +142,8 @@ pub(crate) struct IntermediateArgs {
 
 impl IntermediateArgs {
     fn run(self, ctx: &Context) -> CmdResult {
-        let key = open(&self.key)?;
-        let issuer_key = open(&self.issuer_key)?;
+        let key = open(&self.key, &self.unlock)?;
+        let issuer_key = open(&self.issuer_key, &self.unlock)?;
         let issuer_cert = read_text(&self.issuer_cert)?;
         let subjects = vec![
             "kind:intermediate".to_owned(),
@@ -165,6 +174,10 @@ impl IntermediateArgs {
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["csr", "pubkey"])))]
 pub(crate) struct DeviceCertArgs {
+    /// For a key in a quorum-unlocked token: an officer who unlocks it with
+    /// their share, NAME=pkcs11:token=… (repeat for M officers).
+    #[arg(long = "unlock", value_name = "NAME=URI", value_parser = crate::commands::util::officer)]
+    unlock: Vec<Officer>,
     /// The device CA's key.
     #[arg(long, value_name = "URI", value_parser = key_ref)]
     issuer_key: KeyRef,
@@ -223,7 +236,7 @@ impl DeviceCertArgs {
 
     fn run(self, ctx: &Context) -> CmdResult {
         let device = self.identity()?;
-        let issuer_key = open(&self.issuer_key)?;
+        let issuer_key = open(&self.issuer_key, &self.unlock)?;
         let issuer_cert = read_text(&self.issuer_cert)?;
         let subjects = vec![
             "kind:device".to_owned(),

@@ -49,3 +49,23 @@ pub(crate) fn generate(
         ))),
     }
 }
+
+/// Open `key` for signing. With officers in `unlock` and the key in a
+/// quorum-unlocked token, their shares unlock it (`docs/quorum.md`);
+/// otherwise its PIN source opens it.
+pub(crate) fn open_key(
+    key: &KeyRef,
+    unlock: &[signer::keys::quorum::Officer],
+) -> Result<Box<dyn signer::Signer>, crate::station::error::StationError> {
+    use crate::station::error::StationError;
+    if let KeyRef::Pkcs11(uri) = key {
+        if !unlock.is_empty()
+            && signer::keys::quorum::config(uri)
+                .map_err(StationError::failed)?
+                .is_some()
+        {
+            return signer::keys::quorum::open_signer(key, unlock).map_err(StationError::usage);
+        }
+    }
+    signer::open_signer(key).map_err(StationError::usage)
+}

@@ -141,12 +141,12 @@ pub(crate) fn sign_batch(
 /// record is written only once its audit entry is. Returns the record.
 pub(crate) fn sign_one(
     policy: Option<&Path>,
-    key: &signer::KeyRef,
+    (key, unlock): (&signer::KeyRef, &[signer::keys::quorum::Officer]),
     req: &RecordRequest,
     product_name: &str,
     output: &Path,
 ) -> Result<[u8; firmware::record::RECORD_LEN], StationError> {
-    let authority = signer::open_signer(key).map_err(StationError::usage)?;
+    let authority = crate::station::keys::open_key(key, unlock)?;
     let mut subjects = vec![
         format!("hw_id:{}", req.hw_id),
         format!("serial:{}", req.serial),

@@ -70,6 +70,10 @@ pub(crate) struct SignArgs {
     /// Output file.
     #[arg(short, long)]
     output: PathBuf,
+    /// For an authority key in a quorum-unlocked token: an officer who
+    /// unlocks it with their share, NAME=pkcs11:token=… (repeat for M).
+    #[arg(long = "unlock", value_name = "NAME=URI", value_parser = crate::commands::util::officer)]
+    unlock: Vec<signer::keys::quorum::Officer>,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
@@ -129,7 +133,7 @@ impl SignArgs {
         };
         let bytes = crate::station::records::sign_one(
             ctx.policy.as_deref(),
-            &self.key,
+            (&self.key, &self.unlock),
             &req,
             &self.product,
             &self.output,
