@@ -128,10 +128,6 @@ pub enum KeyRefError {
     },
 }
 
-fn redact(s: &str) -> String {
-    redact_pins(s)
-}
-
 /// `text` with the value of every `pin-value=` in it replaced by
 /// `<redacted>` (up to the next `&`, quote or white space): for any message
 /// that may echo a key reference, clap's included.
@@ -154,7 +150,7 @@ pub fn redact_pins(text: &str) -> String {
 
 fn malformed(reference: &str, part: &str, problem: impl Into<String>) -> KeyRefError {
     KeyRefError::Malformed {
-        reference: redact(reference),
+        reference: redact_pins(reference),
         part: part.to_owned(),
         problem: problem.into(),
     }

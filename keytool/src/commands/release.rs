@@ -43,21 +43,9 @@ impl ReleaseCommand {
 
 /// Seconds in `90s`, `30m`, `72h`, `7d`.
 fn duration(s: &str) -> Result<i64, String> {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = n
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 72h"))?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{s:?}: the unit is s, m, h or d")),
-    };
-    match n.checked_mul(scale) {
-        Some(v) if v > 0 && v <= 366 * 86_400 => Ok(v),
-        _ => Err(format!("{s:?}: between 1s and 366d")),
-    }
+    policies::policy::parse_duration(s).ok_or_else(|| {
+        format!("{s:?}: a number and a unit (s, m, h or d), between 1s and 366d, e.g. 72h")
+    })
 }
 
 /// `keytool release request`.

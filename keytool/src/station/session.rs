@@ -304,13 +304,7 @@ impl Session {
 
     /// End the session: a checkpoint signed by the station key, if any.
     pub(crate) fn close(mut self) -> Result<(), StationError> {
-        if let (true, Some(station)) = (self.wrote, &self.station) {
-            let actor = self.actor.clone();
-            self.log
-                .checkpoint(&actor, station.as_ref())
-                .map_err(|e| StationError::failed(anyhow::anyhow!("audit checkpoint: {e}")))?;
-        }
-        Ok(())
+        self.seal()
     }
 
     /// Record a refusal, close the session and return the failure (exit 1)
