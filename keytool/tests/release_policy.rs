@@ -23,6 +23,8 @@ struct Station {
     token: SoftHsmToken,
     dir: PathBuf,
     station_key: String,
+    /// Officers whose approval keys are in their own tokens: name → URI.
+    officers: std::collections::HashMap<String, String>,
 }
 
 fn fingerprint_of_der(der: &[u8]) -> String {
@@ -47,6 +49,7 @@ impl Station {
             token,
             dir,
             station_key,
+            officers: Default::default(),
         };
         for name in ["authority", "station", "bob", "carol", "dave", "outsider"] {
             ok(s.keytool()
@@ -129,7 +132,9 @@ dave = {{ public_key = "dave.pub.pem" }}
     }
 
     fn officer_key(&self, name: &str) -> String {
-        if name == "alice" {
+        if let Some(uri) = self.officers.get(name) {
+            uri.clone()
+        } else if name == "alice" {
             ALICE_KEY.to_owned()
         } else {
             self.file_key(name)
@@ -1303,4 +1308,175 @@ fn an_approval_binds_the_request_the_officer_was_shown() {
         "{}",
         stderr(&o)
     );
+}
+
+/// A production station with its keys where production keeps them: the
+/// station key in its own token, each officer's approval key in that
+/// officer's own token, the release key in a token the ceremony makes
+/// quorum-unlocked (2 of 3), which then anchors the history.
+fn production_quorum_station() -> (Station, Vec<String>) {
+    let token = SoftHsmToken::new("release", "1234").unwrap();
+    token.generate_p256("sensor-release", "01").unwrap();
+    token.generate_p256("authority", "02").unwrap();
+    let dir = token.dir.path().join("station");
+    std::fs::create_dir(&dir).unwrap();
+    let station_key = "pkcs11:token=station-token;object=station".to_owned();
+    let mut s = Station {
+        token,
+        dir,
+        station_key,
+        officers: Default::default(),
+    };
+    // The station's own token (the test environment's PIN opens it).
+    ok(s.token
+        .command("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "station-token"])
+        .args(["--pin", "1234", "--so-pin", "0000"]));
+    ok(s.keytool().env_remove("KEYTOOL_POLICY").args([
+        "key",
+        "generate",
+        "-t",
+        "ecdsa-p256",
+        "-k",
+        &s.station_key,
+    ]));
+    let mut unlock = vec![];
+    for (name, pin) in [("alice", "1111"), ("bob", "2222"), ("carol", "3333")] {
+        unlock.push(officer_token(&s, name, pin));
+        let key = format!(
+            "pkcs11:token={name}-token;object=approval?pin-source={}",
+            s.path(&format!("{name}.pin")).display()
+        );
+        ok(s.keytool().env_remove("KEYTOOL_POLICY").args([
+            "key",
+            "generate",
+            "-t",
+            "ecdsa-p256",
+            "-k",
+            &key,
+        ]));
+        let pem = ok(s.keytool().args(["key", "getpub", "-e", "pem", "-k", &key]));
+        std::fs::write(s.path(&format!("{name}.pub.pem")), pem).unwrap();
+        s.officers.insert(name.to_owned(), key);
+    }
+    let release_fp = s.fingerprint(RELEASE_KEY);
+    let authority_fp = s.fingerprint("pkcs11:token=release;object=authority");
+    let station_fp = s.fingerprint(&s.station_key);
+    let policy = format!(
+        r#"name = "prod-fleet"
+production = true
+require_quorum_keys = true
+audit_log = "audit.jsonl"
+station_key = "{}"
+station_key_fingerprint = "{station_fp}"
+
+[keys.sensor-release]
+uri = "{RELEASE_KEY}"
+role = "release"
+fingerprint = "{release_fp}"
+
+[keys.authority]
+uri = "pkcs11:token=release;object=authority"
+role = "authority"
+fingerprint = "{authority_fp}"
+
+[officers]
+alice = {{ public_key = "alice.pub.pem" }}
+bob = {{ public_key = "bob.pub.pem" }}
+carol = {{ public_key = "carol.pub.pem" }}
+
+[products.sensor]
+slot_size = 0x20000
+release_keys = ["sensor-release"]
+officers = ["alice", "bob", "carol"]
+quorum = 2
+rollback_quorum = 3
+"#,
+        s.station_key
+    );
+    std::fs::write(s.policy(), policy).unwrap();
+    ok(s.keytool().arg("policy").arg("check").arg(s.policy()));
+    ok(s.keytool().args(["audit", "init"]));
+    let mut init = s.keytool();
+    init.args(["ceremony", "init", "--token", "release", "--threshold", "2"])
+        .env("PKCS11_SO_PIN", "5678");
+    for o in &unlock {
+        init.args(["--officer", o]);
+    }
+    ok(&mut init);
+    (s, unlock)
+}
+
+#[test]
+fn under_production_a_reset_history_stops_release_signing() {
+    let (s, unlock) = production_quorum_station();
+    let two = [unlock[0].as_str(), unlock[1].as_str()];
+    let (image, req, out) = s.approved("v1", "1.1.0", 2, 3000, 1, "sensor", &["alice", "bob"]);
+    // Without the shares the release token does not open at all.
+    let o = s.sign(&req, &image, RELEASE_KEY, &out);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("quorum-unlocked"), "{}", stderr(&o));
+    let o = s.sign_unlocked(&req, &image, &out, &two);
+    assert!(o.status.success(), "{}", stderr(&o));
+    imgtool_verifies(&s, &out);
+    s.assert_log_verifies();
+
+    let (log, head) = (s.log(), s.path("audit.jsonl.head"));
+    let older = (std::fs::read(&log).unwrap(), std::fs::read(&head).unwrap());
+    let (image, req, out) = s.approved("v2", "1.2.0", 3, 3000, 2, "sensor", &["bob", "carol"]);
+    let o = s.sign_unlocked(&req, &image, &out, &two);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let current = (std::fs::read(&log).unwrap(), std::fs::read(&head).unwrap());
+
+    // A downgrade, approved by two (the rollback quorum is three), then each
+    // way an operator alone could reset the history.
+    let (old, req_old, out_old) =
+        s.approved("old", "1.0.0", 1, 3000, 3, "sensor", &["alice", "bob"]);
+    let put = |bytes: Option<&(Vec<u8>, Vec<u8>)>| match bytes {
+        Some((l, h)) => {
+            std::fs::write(&log, l).unwrap();
+            std::fs::write(&head, h).unwrap();
+        }
+        None => {
+            let _ = std::fs::remove_file(&log);
+            let _ = std::fs::remove_file(&head);
+        }
+    };
+    // The current log without its last entry, the head as it was before.
+    let last = current.0[..current.0.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap();
+    let cut = (current.0[..=last].to_vec(), older.1.clone());
+    for (what, bytes, fresh) in [
+        ("an older copy", Some(&older), false),
+        ("a cut log", Some(&cut), false),
+        ("a deleted log", None, false),
+        ("a new log started by audit init", None, true),
+    ] {
+        put(bytes);
+        if fresh {
+            ok(s.keytool().args(["audit", "init"]));
+        }
+        let o = s.sign_unlocked(&req_old, &old, &out_old, &two);
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("does not hold the history the token anchored")
+                || (bytes.is_none() && !fresh && e.contains("audit log")),
+            "{what}: {e}"
+        );
+        assert!(!out_old.exists(), "{what}: signed");
+    }
+    // With the history back, the downgrade still needs the rollback quorum.
+    put(Some(&current));
+    let o = s.sign_unlocked(&req_old, &old, &out_old, &two);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("rollback"), "{}", stderr(&o));
+    assert!(!out_old.exists());
+    s.approve_ok(&req_old, &["carol"]);
+    let o = s.sign_unlocked(&req_old, &old, &out_old, &two);
+    assert!(o.status.success(), "{}", stderr(&o));
+    imgtool_verifies(&s, &out_old);
+    s.assert_log_verifies();
 }

@@ -1,8 +1,9 @@
 //! `keytool tui` end to end, driven by key presses through tmux: a release
 //! requested, approved by two officers (each typing their token's PIN) and
 //! signed with a SoftHSM2 key under a production policy; the signed image
-//! passes `imgtool verify` and the audit log holds the entry. And the idle
-//! lock.
+//! passes `imgtool verify` and the audit log holds the entry; the same with
+//! the release and authority keys in a quorum-unlocked vault, unlocked on
+//! screen by two officers' own tokens. And the idle lock.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
@@ -120,7 +121,17 @@ impl Drop for Tmux {
 struct Station {
     token: SoftHsmToken,
     dir: PathBuf,
+    /// The token holding the release and authority keys.
+    vault: &'static str,
 }
+
+/// The officers' own tokens (label, PIN) when the release and authority
+/// keys are in a quorum-unlocked token of their own.
+const CARDS: [(&str, &str, &str); 3] = [
+    ("alice", "alice-card", "1111"),
+    ("bob", "bob-card", "2222"),
+    ("carol", "carol-card", "3333"),
+];
 
 fn key_fp(token: &SoftHsmToken, uri: &str) -> String {
     let out = token
@@ -133,8 +144,32 @@ fn key_fp(token: &SoftHsmToken, uri: &str) -> String {
 }
 
 impl Station {
+    /// A production station whose keys are all in one token, `station`.
     fn new(idle_lock: &str) -> Self {
+        Self::build(idle_lock, false)
+    }
+
+    /// The release and authority keys in a token of their own, `vault`,
+    /// made quorum-unlocked (2 of the 3 officers' cards) by a ceremony.
+    fn with_quorum_vault(idle_lock: &str) -> Self {
+        Self::build(idle_lock, true)
+    }
+
+    fn build(idle_lock: &str, quorum: bool) -> Self {
         let token = SoftHsmToken::new("station", PIN).unwrap();
+        let vault = if quorum { "vault" } else { "station" };
+        if quorum {
+            ok(token
+                .command("softhsm2-util")
+                .args(["--init-token", "--free", "--label", vault])
+                .args(["--pin", PIN, "--so-pin", "5678"]));
+            for (_, card, pin) in CARDS {
+                ok(token
+                    .command("softhsm2-util")
+                    .args(["--init-token", "--free", "--label", card])
+                    .args(["--pin", pin, "--so-pin", "0000"]));
+            }
+        }
         for (label, id) in [
             ("release", "01"),
             ("alice", "02"),
@@ -145,13 +180,18 @@ impl Station {
         ] {
             // A production policy checks how keys are held on use: made by
             // keytool in the token (sign-only, never extractable).
+            let holder = if matches!(label, "release" | "authority") {
+                vault
+            } else {
+                "station"
+            };
             ok(token.command(env!("CARGO_BIN_EXE_keytool")).args([
                 "key",
                 "generate",
                 "-t",
                 "ecdsa-p256",
                 "-k",
-                &format!("pkcs11:token=station;object={label};id=%{id}"),
+                &format!("pkcs11:token={holder};object={label};id=%{id}"),
             ]));
         }
         let dir = token.dir.path().join("station");
@@ -167,24 +207,25 @@ impl Station {
             ]));
             std::fs::write(dir.join(format!("{o}.pub.pem")), pem).unwrap();
         }
-        let release_fp = key_fp(&token, "pkcs11:token=station;object=release");
-        let authority_fp = key_fp(&token, "pkcs11:token=station;object=authority");
+        let release_fp = key_fp(&token, &format!("pkcs11:token={vault};object=release"));
+        let authority_fp = key_fp(&token, &format!("pkcs11:token={vault};object=authority"));
         let station_fp = key_fp(&token, "pkcs11:token=station;object=audit");
         std::fs::write(
             dir.join("policy.toml"),
             format!(
                 r#"name = "tui-fleet"
 production = true
+require_quorum_keys = {quorum}
 station_key = "pkcs11:token=station;object=audit"
 station_key_fingerprint = "{station_fp}"
 
 [keys.sensor-release]
-uri = "pkcs11:token=station;object=release"
+uri = "pkcs11:token={vault};object=release"
 role = "release"
 fingerprint = "{release_fp}"
 
 [keys.factory-authority]
-uri = "pkcs11:token=station;object=authority"
+uri = "pkcs11:token={vault};object=authority"
 role = "authority"
 fingerprint = "{authority_fp}"
 
@@ -218,6 +259,26 @@ required_tlvs = ["SEC_CNT"]
             .command(env!("CARGO_BIN_EXE_keytool"))
             .env("KEYTOOL_POLICY", dir.join("policy.toml"))
             .args(["audit", "init"]));
+        if quorum {
+            // The vault's PINs become shares in the officers' cards; the
+            // ceremony anchors the history there.
+            let mut init = token.command(env!("CARGO_BIN_EXE_keytool"));
+            init.env("KEYTOOL_POLICY", dir.join("policy.toml"))
+                .env("PKCS11_SO_PIN", "5678")
+                .args(["ceremony", "init", "--token", vault, "--threshold", "2"]);
+            for (name, card, pin) in CARDS {
+                let file = dir.join(format!("{name}.card-pin"));
+                std::fs::write(&file, pin).unwrap();
+                init.args([
+                    "--officer",
+                    &format!("{name}=pkcs11:token={card}?pin-source={}", file.display()),
+                ]);
+            }
+            ok(&mut init);
+            for (name, ..) in CARDS {
+                std::fs::remove_file(dir.join(format!("{name}.card-pin"))).unwrap();
+            }
+        }
         let raw = dir.join("app.raw");
         std::fs::write(
             &raw,
@@ -245,7 +306,7 @@ required_tlvs = ["SEC_CNT"]
         let line = serde_json::json!({"hw_id": "1234567800000003", "serial": 42,
             "product": "sensor", "device_pubkey": device});
         std::fs::write(dir.join("line-1.jsonl"), format!("{line}\n")).unwrap();
-        Self { token, dir }
+        Self { token, dir, vault }
     }
 
     /// The TUI under tmux. The release and station keys log in with
@@ -313,7 +374,7 @@ fn a_release_signed_through_key_presses_verifies_and_is_audited() {
             "-e",
             "pem",
             "-k",
-            "pkcs11:token=station;object=release",
+            &format!("pkcs11:token={};object=release", s.vault),
         ])),
     )
     .unwrap();
@@ -421,6 +482,158 @@ fn a_release_signed_through_key_presses_verifies_and_is_audited() {
             "--log",
         ])
         .arg(&log));
+}
+
+/// Unlock a quorum token in the open unlock dialog: each officer picked
+/// in turn (each the first one left), typing their card's PIN.
+fn unlock(t: &Tmux, key: &str, officers: &[(&str, &str)]) {
+    t.wait_for(&format!(
+        "The {key}'s token needs 2 of 3 officers (0 so far)"
+    ));
+    for (i, (officer, pin)) in officers.iter().enumerate() {
+        t.wait_for(&format!("({i} so far)"));
+        t.keys(&["Enter"]);
+        t.wait_for(&format!(
+            "{officer}: enter the PIN of your own token to release"
+        ));
+        for c in pin.chars() {
+            t.keys(&[&c.to_string()]);
+        }
+        let screen = t.wait_for("PIN: ****");
+        assert!(!screen.contains(pin), "a card PIN is on screen:\n{screen}");
+        t.keys(&["Enter"]);
+    }
+}
+
+#[test]
+fn a_quorum_vault_is_unlocked_by_two_officers_at_the_station() {
+    let s = Station::with_quorum_vault("1h");
+    let t = s.tui();
+    t.wait_for("no request yet");
+    t.keys(&["n"]);
+    t.wait_for("app.unsigned.req.json");
+    for officer in ["alice", "bob"] {
+        t.keys(&["a"]);
+        t.wait_for("Which officer approves?");
+        t.keys(&["Enter"]);
+        t.wait_for(&format!("{officer}: enter the PIN of your own token."));
+        for c in PIN.chars() {
+            t.keys(&[&c.to_string()]);
+        }
+        t.keys(&["Enter"]);
+        t.wait_for(&format!("{officer} approved"));
+    }
+    t.wait_for("PASS: may be signed");
+    // One officer's share is not enough: Esc after the first leaves the
+    // vault shut and nothing signed.
+    t.keys(&["s"]);
+    t.wait_for("The release key's token needs 2 of 3 officers (0 so far)");
+    t.keys(&["Enter"]);
+    for c in "1111".chars() {
+        t.keys(&[&c.to_string()]);
+    }
+    t.keys(&["Enter"]);
+    t.wait_for("(1 so far)");
+    t.keys(&["Escape"]);
+    t.wait_for("cancelled");
+    assert!(!s.dir.join("media/app.signed.bin").exists());
+    // Alice and carol unlock it (bob is passed over with Down).
+    t.keys(&["s"]);
+    t.wait_for("The release key's token needs 2 of 3 officers (0 so far)");
+    t.keys(&["Enter"]);
+    for c in "1111".chars() {
+        t.keys(&[&c.to_string()]);
+    }
+    t.keys(&["Enter"]);
+    t.wait_for("(1 so far)");
+    t.keys(&["Down", "Enter"]);
+    t.wait_for("carol: enter the PIN of your own token to release");
+    for c in "3333".chars() {
+        t.keys(&[&c.to_string()]);
+    }
+    t.keys(&["Enter"]);
+    let screen = t.wait_for("SIGNED");
+    assert!(screen.contains("release.sign by"), "{screen}");
+    let pem = s.dir.join("release.pub.pem");
+    std::fs::write(
+        &pem,
+        ok(s.token.command(env!("CARGO_BIN_EXE_keytool")).args([
+            "key",
+            "getpub",
+            "-e",
+            "pem",
+            "-k",
+            "pkcs11:token=vault;object=release",
+        ])),
+    )
+    .unwrap();
+    let out = imgtool()
+        .arg("verify")
+        .arg("-k")
+        .arg(&pem)
+        .arg(s.dir.join("media/app.signed.bin"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The record batch: the authority key is in the vault too.
+    t.keys(&["3"]);
+    t.wait_for("line-1.jsonl");
+    t.keys(&["Enter"]);
+    unlock(&t, "authority key", &[("alice", "1111"), ("bob", "2222")]);
+    t.wait_for("1 records signed");
+    let authority = s.dir.join("authority.pub.pem");
+    std::fs::write(
+        &authority,
+        ok(s.token.command(env!("CARGO_BIN_EXE_keytool")).args([
+            "key",
+            "getpub",
+            "-e",
+            "pem",
+            "-k",
+            "pkcs11:token=vault;object=authority",
+        ])),
+    )
+    .unwrap();
+    ok(Command::new(env!("CARGO_BIN_EXE_keytool"))
+        .args(["record", "verify", "--hw-id", "1234567800000003", "-a"])
+        .arg(&authority)
+        .arg(s.dir.join("line-1.records/1234567800000003.rec")));
+    t.keys(&["q"]);
+
+    // The vault's PIN is nowhere the station writes, nor the station's PIN
+    // alone enough to open the vault.
+    let direct = s
+        .token
+        .command(env!("CARGO_BIN_EXE_keytool"))
+        .args(["key", "getpub", "-k", "pkcs11:token=vault;object=release"])
+        .output()
+        .unwrap();
+    assert!(direct.status.success(), "public keys stay readable");
+    let sign = s
+        .token
+        .command("pkcs11-tool")
+        .args(["--module", &s.token.module, "--token-label", "vault"])
+        .args(["--login", "--pin", PIN, "--list-objects"])
+        .output()
+        .unwrap();
+    assert!(!sign.status.success(), "the old vault PIN still logs in");
+    let log = std::fs::read_to_string(s.dir.join("audit.jsonl")).unwrap();
+    let actions: Vec<String> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Entry>(l).unwrap())
+        .filter(|e| e.action != "checkpoint")
+        .map(|e| format!("{} {}", e.action, e.outcome))
+        .collect();
+    assert!(
+        actions.contains(&"release.sign ok".to_owned())
+            && actions.contains(&"record.sign ok".to_owned()),
+        "{actions:?}"
+    );
 }
 
 #[test]

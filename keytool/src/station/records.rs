@@ -83,12 +83,14 @@ fn device_key(s: &str) -> Result<P256PublicKey, String> {
     P256PublicKey::from_sec1(&bytes).map_err(|e| format!("device_pubkey: {e}"))
 }
 
-/// Sign every record `file` requests with the policy's authority key,
+/// Sign every record `file` requests with the policy's authority key (in a
+/// quorum-unlocked token: unlocked by the officers' shares in `unlock`),
 /// reporting `(label, done, total)` to `progress` before each. Returns how
 /// many records were written, and where.
 pub(crate) fn sign_batch(
     policy_path: &Path,
     file: &Path,
+    unlock: &[signer::keys::quorum::Officer],
     progress: &mut dyn FnMut(&str, u64, u64),
 ) -> Result<(u64, PathBuf), StationError> {
     let policy = Policy::load(policy_path).map_err(StationError::usage)?;
@@ -104,7 +106,7 @@ pub(crate) fn sign_batch(
         .map_or(0, |d| d.as_secs());
     let requests = parse_requests(&text, now)
         .map_err(|e| StationError::usage_msg(format!("{}: {e}", file.display())))?;
-    let authority = signer::open_signer(&key.uri).map_err(StationError::failed)?;
+    let authority = crate::station::keys::open_key(&key.uri, unlock)?;
     let session = Session::open(policy_path)?;
     if let Err(why) = session.check_key(Role::Authority, &key.uri, authority.as_ref()) {
         return Err(session.refuse(

@@ -82,7 +82,8 @@ pub(crate) struct Unlocker {
     pub(crate) pin: SecretString,
 }
 
-/// The quorum of the release key's token, as the token publishes it.
+/// The quorum of a key's token (the release key's, the authority key's), as
+/// the token publishes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct QuorumView {
     pub(crate) threshold: usize,
@@ -90,15 +91,67 @@ pub(crate) struct QuorumView {
     pub(crate) officers: Vec<(String, String)>,
 }
 
-/// Collecting the shares that unlock a quorum token for one signature.
+/// What a quorum token is unlocked for: one job, then it is locked again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UnlockFor {
+    /// Sign this image's release with its release key.
+    Release(PathBuf),
+    /// Sign the records this file requests with the authority key.
+    Records(PathBuf),
+}
+
+impl UnlockFor {
+    /// Which key's token the officers unlock.
+    pub(crate) fn key(&self) -> &'static str {
+        match self {
+            Self::Release(_) => "release key",
+            Self::Records(_) => "authority key",
+        }
+    }
+}
+
+/// Collecting the shares that unlock a quorum token for one job.
 #[derive(Debug)]
 pub(crate) struct Unlock {
-    pub(crate) image: PathBuf,
+    pub(crate) job: UnlockFor,
     pub(crate) quorum: QuorumView,
     pub(crate) have: Vec<Unlocker>,
 }
 
 impl Unlock {
+    /// Start collecting shares for `job` (the status line says why).
+    fn start(job: UnlockFor, quorum: QuorumView) -> (String, Modal) {
+        let status = format!(
+            "the {}'s token is quorum-unlocked: {} of {} officers unlock it",
+            job.key(),
+            quorum.threshold,
+            quorum.officers.len()
+        );
+        let modal = Modal::UnlockOfficer {
+            unlock: Box::new(Self {
+                job,
+                quorum,
+                have: Vec::new(),
+            }),
+            selected: 0,
+        };
+        (status, modal)
+    }
+
+    /// The job, once enough officers unlocked.
+    fn into_action(self) -> Action {
+        match self.job {
+            UnlockFor::Release(image) => Action::Sign {
+                image,
+                unlock: self.have,
+            },
+            UnlockFor::Records(file) => Action::SignRecords {
+                file,
+                unlock: self.have,
+            },
+        }
+    }
+
     /// The officers who have not unlocked yet.
     pub(crate) fn choices(&self) -> Vec<String> {
         self.quorum
@@ -181,6 +234,9 @@ pub(crate) enum Action {
     ScanRequests,
     SignRecords {
         file: PathBuf,
+        /// For an authority key in a quorum-unlocked token: the officers'
+        /// shares.
+        unlock: Vec<Unlocker>,
     },
     LoadAudit,
     VerifyAudit,
@@ -197,7 +253,11 @@ pub(crate) enum Event {
         output: PathBuf,
         entry: String,
     },
-    Requests(Vec<PathBuf>),
+    Requests {
+        files: Vec<PathBuf>,
+        /// The authority key's token is quorum-unlocked: who unlocks it.
+        quorum: Option<QuorumView>,
+    },
     Progress {
         label: String,
         done: u64,
@@ -275,6 +335,8 @@ pub(crate) struct App {
     pub(crate) release: ReleaseView,
     pub(crate) signed: Option<(PathBuf, String)>,
     pub(crate) requests: Vec<PathBuf>,
+    /// The authority key's token is quorum-unlocked: who unlocks it.
+    pub(crate) records_quorum: Option<QuorumView>,
     pub(crate) request_selected: usize,
     pub(crate) records: Option<String>,
     pub(crate) audit: Vec<AuditRow>,
@@ -332,6 +394,7 @@ impl App {
             release: ReleaseView::default(),
             signed: None,
             requests: Vec::new(),
+            records_quorum: None,
             request_selected: 0,
             records: None,
             audit: Vec::new(),
@@ -568,24 +631,14 @@ impl App {
                     .is_some_and(Evaluation::passed);
                 match (self.selected_image(), self.product_name()) {
                     (Some(img), Some(_)) if passed && self.release.quorum.is_some() => {
-                        let image = img.path.clone();
                         let quorum = self.release.quorum.clone().unwrap_or(QuorumView {
                             threshold: 0,
                             officers: Vec::new(),
                         });
-                        self.status = format!(
-                            "the release key's token is quorum-unlocked: {} of {} officers unlock it",
-                            quorum.threshold,
-                            quorum.officers.len()
-                        );
-                        self.modal = Some(Modal::UnlockOfficer {
-                            unlock: Box::new(Unlock {
-                                image,
-                                quorum,
-                                have: Vec::new(),
-                            }),
-                            selected: 0,
-                        });
+                        let (status, modal) =
+                            Unlock::start(UnlockFor::Release(img.path.clone()), quorum);
+                        self.status = status;
+                        self.modal = Some(modal);
                     }
                     (Some(img), Some(p)) if passed => {
                         let text = format!(
@@ -624,7 +677,14 @@ impl App {
             _ if busy => self.refuse_busy(),
             KeyCode::Char('r') => vec![Action::ScanRequests],
             KeyCode::Enter => {
-                if let Some(file) = self.requests.get(self.request_selected) {
+                let Some(file) = self.requests.get(self.request_selected) else {
+                    return Vec::new();
+                };
+                if let Some(quorum) = self.records_quorum.clone() {
+                    let (status, modal) = Unlock::start(UnlockFor::Records(file.clone()), quorum);
+                    self.status = status;
+                    self.modal = Some(modal);
+                } else {
                     let text = format!(
                         "Sign every provisioning record requested in {} with the authority key?",
                         file.file_name()
@@ -633,7 +693,10 @@ impl App {
                     );
                     self.modal = Some(Modal::Confirm {
                         text,
-                        action: Box::new(Action::SignRecords { file: file.clone() }),
+                        action: Box::new(Action::SignRecords {
+                            file: file.clone(),
+                            unlock: Vec::new(),
+                        }),
                     });
                 }
                 Vec::new()
@@ -796,11 +859,7 @@ impl App {
                         pin: SecretString::from(pin.as_str().to_owned()),
                     });
                     if unlock.have.len() >= unlock.quorum.threshold {
-                        let Unlock { image, have, .. } = *unlock;
-                        return vec![Action::Sign {
-                            image,
-                            unlock: have,
-                        }];
+                        return vec![unlock.into_action()];
                     }
                     self.modal = Some(Modal::UnlockOfficer {
                         unlock,
@@ -919,8 +978,9 @@ impl App {
                 next.push(Action::LoadAudit);
                 return next;
             }
-            Event::Requests(files) => {
+            Event::Requests { files, quorum } => {
                 self.requests = files;
+                self.records_quorum = quorum;
                 self.request_selected = self
                     .request_selected
                     .min(self.requests.len().saturating_sub(1));
@@ -1140,6 +1200,51 @@ mod tests {
                 );
             }
             other => panic!("{other:?}"),
+        }
+        assert!(a.modal.is_none());
+    }
+
+    #[test]
+    fn a_quorum_authority_key_collects_shares_before_a_record_batch() {
+        let mut a = app();
+        a.screen = Screen::Provision;
+        let file = PathBuf::from("/station/requests/line-7.jsonl");
+        a.on_event(Event::Requests {
+            files: vec![file.clone()],
+            quorum: Some(QuorumView {
+                threshold: 2,
+                officers: vec![
+                    ("alice".into(), "alice-card".into()),
+                    ("bob".into(), "bob-card".into()),
+                ],
+            }),
+        });
+        assert!(a.handle_key(key(KeyCode::Enter)).is_empty());
+        assert!(a.status.contains("authority key's token"), "{}", a.status);
+        // Esc half-way drops what was typed; nothing is signed.
+        a.handle_key(key(KeyCode::Enter));
+        a.handle_key(key(KeyCode::Char('9')));
+        assert!(a.handle_key(key(KeyCode::Esc)).is_empty());
+        assert!(a.modal.is_none());
+        a.handle_key(key(KeyCode::Enter));
+        for pin in ["1111", "2222"] {
+            a.handle_key(key(KeyCode::Enter));
+            for c in pin.chars() {
+                a.handle_key(key(KeyCode::Char(c)));
+            }
+            let actions = a.handle_key(key(KeyCode::Enter));
+            if pin == "1111" {
+                assert!(actions.is_empty(), "one share is not enough");
+                continue;
+            }
+            match &actions[..] {
+                [Action::SignRecords { file: f, unlock }] => {
+                    assert_eq!(f, &file);
+                    let who: Vec<_> = unlock.iter().map(|u| u.token.as_str()).collect();
+                    assert_eq!(who, ["alice-card", "bob-card"]);
+                }
+                other => panic!("{other:?}"),
+            }
         }
         assert!(a.modal.is_none());
     }

@@ -391,7 +391,8 @@ fn draw_modal(frame: &mut Frame<'_>, area: Rect, modal: &Modal) {
         ),
         Modal::UnlockOfficer { unlock, selected } => {
             let mut l = vec![Line::from(format!(
-                "The release key's token needs {} of {} officers ({} so far). Who unlocks next? (Enter, Esc)",
+                "The {}'s token needs {} of {} officers ({} so far). Who unlocks next? (Enter, Esc)",
+                unlock.job.key(),
                 unlock.quorum.threshold,
                 unlock.quorum.officers.len(),
                 unlock.have.len()

@@ -94,8 +94,11 @@ impl Worker {
                 shown,
             } => self.approve(&image, &officer, pin, shown),
             Action::Sign { image, unlock } => self.sign(&image, unlock),
-            Action::ScanRequests => Ok(Event::Requests(self.requests())),
-            Action::SignRecords { file } => self.policy_path().and_then(|policy| {
+            Action::ScanRequests => Ok(Event::Requests {
+                files: self.requests(),
+                quorum: self.authority_quorum(),
+            }),
+            Action::SignRecords { file, unlock } => self.policy_path().and_then(|policy| {
                 let events = &self.events;
                 let mut progress = |label: &str, done, total| {
                     let _ = events.send(Event::Progress {
@@ -104,8 +107,9 @@ impl Worker {
                         total,
                     });
                 };
+                let officers = quorum_officers(unlock);
                 let (written, out_dir) =
-                    crate::station::records::sign_batch(policy, &file, &mut progress)?;
+                    crate::station::records::sign_batch(policy, &file, &officers, &mut progress)?;
                 Ok(Event::RecordsDone { written, out_dir })
             }),
             Action::LoadAudit => self.audit(),
@@ -231,17 +235,8 @@ impl Worker {
             let file = read_request(&req)?;
             view.request = Some(req.clone());
             view.request_digest = Some(file.request.approval_digest());
-            if let Ok(KeyRef::Pkcs11(uri)) = Self::release_key(&self.policy()?, &file.request) {
-                if let Ok(Some(cfg)) = signer::keys::quorum::config(&uri) {
-                    view.quorum = Some(super::app::QuorumView {
-                        threshold: usize::from(cfg.threshold),
-                        officers: cfg
-                            .officers
-                            .into_iter()
-                            .map(|o| (o.name, o.token))
-                            .collect(),
-                    });
-                }
+            if let Ok(key) = Self::release_key(&self.policy()?, &file.request) {
+                view.quorum = quorum_view(&key);
             }
             view.approvals = file.approvals.iter().map(|a| a.officer.clone()).collect();
             if file.request.product != product {
@@ -323,19 +318,7 @@ impl Worker {
     }
 
     fn sign(&self, image: &Path, unlock: Vec<super::app::Unlocker>) -> Result<Event, Failure> {
-        let officers: Vec<signer::keys::quorum::Officer> = unlock
-            .into_iter()
-            .map(|u| signer::keys::quorum::Officer {
-                name: u.officer,
-                token: signer::key_ref::Pkcs11Uri {
-                    token: signer::key_ref::TokenSelector::Label(u.token),
-                    object: None,
-                    id: None,
-                    module_path: None,
-                    pin: Some(PinSource::Value(u.pin)),
-                },
-            })
-            .collect();
+        let officers = quorum_officers(unlock);
         let _ = self.events.send(Event::Progress {
             label: "signing".into(),
             done: 0,
@@ -357,6 +340,16 @@ impl Worker {
         let entry = last_entry(&policy.audit_log, signed.seq)
             .unwrap_or_else(|| format!("audit line {}", signed.seq));
         Ok(Event::Signed { output, entry })
+    }
+
+    /// The quorum of the policy's authority key's token, if it has one.
+    fn authority_quorum(&self) -> Option<super::app::QuorumView> {
+        let policy = self.policy().ok()?;
+        let key = policy
+            .keys
+            .values()
+            .find(|k| k.role == policies::policy::Role::Authority)?;
+        quorum_view(&key.uri)
     }
 
     fn requests(&self) -> Vec<PathBuf> {
@@ -480,4 +473,38 @@ mod tests {
         assert_eq!(utc(1_795_897_482), "2026-11-28 20:24");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00");
     }
+}
+
+/// Who unlocks `key`'s token, when it is quorum-unlocked.
+fn quorum_view(key: &KeyRef) -> Option<super::app::QuorumView> {
+    let KeyRef::Pkcs11(uri) = key else {
+        return None;
+    };
+    let cfg = signer::keys::quorum::config(uri).ok()??;
+    Some(super::app::QuorumView {
+        threshold: usize::from(cfg.threshold),
+        officers: cfg
+            .officers
+            .into_iter()
+            .map(|o| (o.name, o.token))
+            .collect(),
+    })
+}
+
+/// The officers who unlocked their shares in the TUI, each with the PIN
+/// they typed for their own token.
+fn quorum_officers(unlock: Vec<super::app::Unlocker>) -> Vec<signer::keys::quorum::Officer> {
+    unlock
+        .into_iter()
+        .map(|u| signer::keys::quorum::Officer {
+            name: u.officer,
+            token: signer::key_ref::Pkcs11Uri {
+                token: signer::key_ref::TokenSelector::Label(u.token),
+                object: None,
+                id: None,
+                module_path: None,
+                pin: Some(PinSource::Value(u.pin)),
+            },
+        })
+        .collect()
 }
