@@ -1316,8 +1316,6 @@ fn an_approval_binds_the_request_the_officer_was_shown() {
 /// quorum-unlocked (2 of 3), which then anchors the history.
 fn production_quorum_station() -> (Station, Vec<String>) {
     let token = SoftHsmToken::new("release", "1234").unwrap();
-    token.generate_p256("sensor-release", "01").unwrap();
-    token.generate_p256("authority", "02").unwrap();
     let dir = token.dir.path().join("station");
     std::fs::create_dir(&dir).unwrap();
     let station_key = "pkcs11:token=station-token;object=station".to_owned();
@@ -1327,7 +1325,19 @@ fn production_quorum_station() -> (Station, Vec<String>) {
         station_key,
         officers: Default::default(),
     };
-    // The station's own token (the test environment's PIN opens it).
+    // Production keys are made in their token by keytool (sign-only, never
+    // extractable); the station key in its own token, which the test
+    // environment's PIN opens.
+    for key in [RELEASE_KEY, "pkcs11:token=release;object=authority"] {
+        ok(s.keytool().env_remove("KEYTOOL_POLICY").args([
+            "key",
+            "generate",
+            "-t",
+            "ecdsa-p256",
+            "-k",
+            key,
+        ]));
+    }
     ok(s.token
         .command("softhsm2-util")
         .args(["--init-token", "--free", "--label", "station-token"])
@@ -1412,7 +1422,17 @@ fn under_production_a_reset_history_stops_release_signing() {
     let (s, unlock) = production_quorum_station();
     let two = [unlock[0].as_str(), unlock[1].as_str()];
     let (image, req, out) = s.approved("v1", "1.1.0", 2, 3000, 1, "sensor", &["alice", "bob"]);
-    // Without the shares the release token does not open at all.
+    // The verdict needs no shares (the public key is read without logging
+    // in); signing does: without them the release token does not open.
+    let verdict = ok(s
+        .keytool()
+        .args(["release", "check", "--json", "-k", RELEASE_KEY, "--image"])
+        .arg(&image)
+        .arg(&req));
+    let verdict: serde_json::Value = serde_json::from_str(&verdict).unwrap();
+    let rules = verdict["rules"].as_array().unwrap();
+    assert!(rules.iter().all(|r| r["passed"] == true), "{verdict}");
+    assert_eq!(verdict["approvers"], serde_json::json!(["alice", "bob"]));
     let o = s.sign(&req, &image, RELEASE_KEY, &out);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("quorum-unlocked"), "{}", stderr(&o));
@@ -1431,7 +1451,7 @@ fn under_production_a_reset_history_stops_release_signing() {
     // A downgrade, approved by two (the rollback quorum is three), then each
     // way an operator alone could reset the history.
     let (old, req_old, out_old) =
-        s.approved("old", "1.0.0", 1, 3000, 3, "sensor", &["alice", "bob"]);
+        s.approved("old", "1.0.0", 3, 3000, 3, "sensor", &["alice", "bob"]);
     let put = |bytes: Option<&(Vec<u8>, Vec<u8>)>| match bytes {
         Some((l, h)) => {
             std::fs::write(&log, l).unwrap();

@@ -522,6 +522,14 @@ fn a_quorum_vault_is_unlocked_by_two_officers_at_the_station() {
         }
         t.keys(&["Enter"]);
         t.wait_for(&format!("{officer} approved"));
+        t.wait_for(&format!(
+            "Approvals {}",
+            if officer == "alice" {
+                "alice"
+            } else {
+                "alice, bob"
+            }
+        ));
     }
     t.wait_for("PASS: may be signed");
     // One officer's share is not enough: Esc after the first leaves the

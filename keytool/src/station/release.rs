@@ -280,17 +280,28 @@ pub(crate) fn judge(
     key_ref: &KeyRef,
     p: &Prepared,
 ) -> Result<Evaluation, StationError> {
+    judge_candidate(
+        policy,
+        station,
+        &Candidate {
+            request: &p.file,
+            image: &p.image,
+            key_ref,
+            key: &p.public,
+        },
+    )
+}
+
+fn judge_candidate(
+    policy: &Policy,
+    station: Option<&firmware::P256PublicKey>,
+    candidate: &Candidate<'_>,
+) -> Result<Evaluation, StationError> {
     let history = last_releases(&policy.audit_log, station).map_err(StationError::failed)?;
-    let candidate = Candidate {
-        request: &p.file,
-        image: &p.image,
-        key_ref,
-        key: &p.public,
-    };
     Ok(evaluate(
         policy,
-        &candidate,
-        history.get(&p.file.request.product),
+        candidate,
+        history.get(&candidate.request.request.product),
         now(),
     ))
 }
@@ -305,8 +316,27 @@ pub(crate) fn evaluate_release(
     unlock: &[signer::keys::quorum::Officer],
 ) -> Result<Evaluation, StationError> {
     let policy = Policy::load(policy_path).map_err(StationError::usage)?;
+    let station = station_public(&policy)?;
+    if unlock.is_empty() {
+        // A verdict needs the key's public half only, read without logging
+        // in: a key in a quorum-unlocked token is judged before anyone
+        // unlocks it.
+        let file = read_request(request)?;
+        let (_, _, image) = prebuilt(image)?;
+        let public = signer::public_key::load_public_key(key).map_err(StationError::usage)?;
+        return judge_candidate(
+            &policy,
+            station.as_ref(),
+            &Candidate {
+                request: &file,
+                image: &image,
+                key_ref: key,
+                key: &public,
+            },
+        );
+    }
     let p = prepare(request, image, key, unlock)?;
-    judge(&policy, station_public(&policy)?.as_ref(), key, &p)
+    judge(&policy, station.as_ref(), key, &p)
 }
 
 /// A release that was signed.
