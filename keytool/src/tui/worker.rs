@@ -451,30 +451,6 @@ pub(crate) fn utc(secs: i64) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn output_names_and_times() {
-        assert_eq!(
-            signed_path(Path::new("/m/app.unsigned.bin")),
-            Path::new("/m/app.signed.bin")
-        );
-        assert_eq!(
-            signed_path(Path::new("/m/app.hex")),
-            Path::new("/m/app.signed.hex")
-        );
-        assert_eq!(
-            request_path(Path::new("/m/app.unsigned.bin")),
-            Path::new("/m/app.unsigned.req.json")
-        );
-        assert_eq!(utc(0), "1970-01-01 00:00");
-        assert_eq!(utc(1_795_897_482), "2026-11-28 20:24");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
-    }
-}
-
 /// Who unlocks `key`'s token, when it is quorum-unlocked.
 fn quorum_view(key: &KeyRef) -> Option<super::app::QuorumView> {
     let KeyRef::Pkcs11(uri) = key else {
@@ -507,4 +483,28 @@ fn quorum_officers(unlock: Vec<super::app::Unlocker>) -> Vec<signer::keys::quoru
             },
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_names_and_times() {
+        assert_eq!(
+            signed_path(Path::new("/m/app.unsigned.bin")),
+            Path::new("/m/app.signed.bin")
+        );
+        assert_eq!(
+            signed_path(Path::new("/m/app.hex")),
+            Path::new("/m/app.signed.hex")
+        );
+        assert_eq!(
+            request_path(Path::new("/m/app.unsigned.bin")),
+            Path::new("/m/app.unsigned.req.json")
+        );
+        assert_eq!(utc(0), "1970-01-01 00:00");
+        assert_eq!(utc(1_795_897_482), "2026-11-28 20:24");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
+    }
 }
