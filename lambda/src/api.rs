@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::audit::AuditEntry;
-use crate::auth::Authenticator;
-use crate::model::{Caller, Device, Role};
+use crate::auth::{new_token, token_hash, Authenticator, Identity};
+use crate::model::{check_token_name, Caller, Device, Role, TokenInfo};
 use crate::store::{Activation, Challenge, ChallengeRefusal, Store, StoreError};
 
 /// Largest request body accepted.
@@ -105,6 +105,7 @@ impl From<StoreError> for ApiError {
             StoreError::HwIdMismatch { .. }
             | StoreError::AlreadyActive(_)
             | StoreError::NameTaken(_) => StatusCode::CONFLICT,
+            StoreError::UnknownToken(_) => StatusCode::NOT_FOUND,
             StoreError::SerialsExhausted => StatusCode::INSUFFICIENT_STORAGE,
             _ => {
                 return Self::new(
@@ -122,13 +123,22 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        state.auth.identify(parts)?.ok_or_else(|| {
-            ApiError::new(
+        match state.auth.identify(parts)? {
+            Identity::Caller(c) => Ok(c),
+            Identity::Anonymous => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
                 "this endpoint needs a factory or admin credential",
-            )
-        })
+            )),
+            Identity::Refused(code) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                code,
+                match code {
+                    "token_revoked" => "this token was revoked",
+                    _ => "this token has expired",
+                },
+            )),
+        }
     }
 }
 
@@ -434,6 +444,143 @@ async fn revoke(
     .await
 }
 
+/// An API token on the wire (never its text, but once, on creation).
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    name: String,
+    role: &'static str,
+    created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<i64>,
+    /// The token's text: only in the answer that creates it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+}
+
+impl From<&TokenInfo> for TokenView {
+    fn from(t: &TokenInfo) -> Self {
+        Self {
+            name: t.name.clone(),
+            role: t.role.as_str(),
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+            token: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct TokenList {
+    tokens: Vec<TokenView>,
+}
+
+async fn tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<TokenList>, ApiError> {
+    let store = Arc::clone(&state.store);
+    blocking(move || {
+        require(store.as_ref(), &caller, Role::Admin, "token.list", "tokens")?;
+        let tokens = store.tokens()?.iter().map(TokenView::from).collect();
+        Ok(Json(TokenList { tokens }))
+    })
+    .await
+}
+
+/// `POST /v1/tokens` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenRequest {
+    /// The holder's unique name.
+    pub name: String,
+    /// `factory` or `admin`.
+    pub role: String,
+    /// Refused from this time on (Unix seconds); none: no expiry.
+    pub expires_at: Option<i64>,
+}
+
+async fn add_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<NewTokenRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<TokenView>), ApiError> {
+    let Json(req) = body?;
+    check_token_name(&req.name)
+        .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "bad_name", why))?;
+    let role = Role::parse(&req.role).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_role",
+            "role: factory or admin",
+        )
+    })?;
+    if req.expires_at.is_some_and(|t| t <= crate::unix_now()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_expiry",
+            "expires_at: a time in the future, Unix seconds",
+        ));
+    }
+    let store = Arc::clone(&state.store);
+    blocking(move || {
+        let subject = format!("token:{}", req.name);
+        require(store.as_ref(), &caller, Role::Admin, "token.add", &subject)?;
+        let text = new_token();
+        let info = store.add_token(
+            &req.name,
+            role,
+            &token_hash(&text),
+            req.expires_at,
+            &caller.actor(),
+        )?;
+        let mut view = TokenView::from(&info);
+        view.token = Some(text);
+        Ok((StatusCode::CREATED, Json(view)))
+    })
+    .await
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<TokenView>, ApiError> {
+    check_token_name(&name)
+        .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "bad_name", why))?;
+    let store = Arc::clone(&state.store);
+    blocking(move || {
+        let subject = format!("token:{name}");
+        require(
+            store.as_ref(),
+            &caller,
+            Role::Admin,
+            "token.revoke",
+            &subject,
+        )?;
+        if caller.name == name {
+            // An administrator cannot lock the API out by revoking the token
+            // in hand; `provisiond token revoke` on the store can.
+            return audited(
+                store.as_ref(),
+                caller.actor(),
+                "token.revoke",
+                subject,
+                Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "own_token",
+                    "a token cannot revoke itself through the API",
+                )),
+            );
+        }
+        let info = store.revoke_token(&name, &caller.actor())?;
+        Ok(Json(TokenView::from(&info)))
+    })
+    .await
+}
+
 /// `GET /v1/devices?hw_id=` query.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -469,12 +616,6 @@ pub const CHALLENGE_TTL: i64 = 60;
 
 pub use firmware::auth::{auth_digest, AUTH_CONTEXT};
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// `POST /v1/auth/challenge` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -503,7 +644,7 @@ async fn challenge(
         id: hex::encode(id),
         serial: req.serial,
         nonce,
-        expires_at: unix_now() + CHALLENGE_TTL,
+        expires_at: crate::unix_now() + CHALLENGE_TTL,
     };
     let store = Arc::clone(&state.store);
     blocking(move || {
@@ -560,7 +701,7 @@ async fn verify(
     let store = Arc::clone(&state.store);
     blocking(move || {
         let outcome = (|| {
-            let c = match store.consume_challenge(&req.challenge_id, unix_now())? {
+            let c = match store.consume_challenge(&req.challenge_id, crate::unix_now())? {
                 Ok(c) => c,
                 Err(ChallengeRefusal::Unknown) => {
                     return Err(refused("unknown_challenge", "unknown challenge"))
@@ -629,6 +770,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/devices/{serial}/revoke", post(revoke))
         .route("/v1/auth/challenge", post(challenge))
         .route("/v1/auth/verify", post(verify))
+        .route("/v1/tokens", get(tokens).post(add_token))
+        .route("/v1/tokens/{name}/revoke", post(revoke_token))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

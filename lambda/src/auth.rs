@@ -12,10 +12,22 @@ use sha2::{Digest, Sha256};
 use crate::model::{Caller, Role};
 use crate::store::{Store, StoreError};
 
+/// Who a request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A known, usable credential.
+    Caller(Caller),
+    /// No credential, or one nobody issued.
+    Anonymous,
+    /// A credential that was issued but may not be used any more: the
+    /// refusal code (`token_revoked`, `token_expired`).
+    Refused(&'static str),
+}
+
 /// Establishes the caller of a request.
 pub trait Authenticator: Send + Sync {
-    /// The caller, or `None` when the request carries no valid credential.
-    fn identify(&self, parts: &Parts) -> Result<Option<Caller>, StoreError>;
+    /// Who sent the request.
+    fn identify(&self, parts: &Parts) -> Result<Identity, StoreError>;
 }
 
 /// Prefix of every token text, so a leaked one is recognisable.
@@ -35,15 +47,10 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// How long a token, once found in the store, is believed without asking
-/// the store again.
-const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Bearer tokens checked against the store (the local server). Tokens found
-/// are remembered for [`TOKEN_CACHE_TTL`]; unknown ones are asked every time.
+/// Bearer tokens checked against the store on every request (no cache: a
+/// revocation or an expiry counts from the next request on).
 pub struct BearerTokens {
     store: Arc<dyn Store>,
-    known: std::sync::Mutex<HashMap<[u8; 32], (Caller, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for BearerTokens {
@@ -55,46 +62,39 @@ impl std::fmt::Debug for BearerTokens {
 impl BearerTokens {
     /// Check tokens against `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            store,
-            known: std::sync::Mutex::new(HashMap::new()),
-        }
+        Self { store }
+    }
+
+    /// Who `authorization` (an HTTP `Authorization` header's value) names,
+    /// at `now` (Unix seconds).
+    pub fn identify_header(&self, authorization: &str, now: i64) -> Result<Identity, StoreError> {
+        let Some(token) = authorization
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| t.starts_with(TOKEN_PREFIX))
+        else {
+            return Ok(Identity::Anonymous);
+        };
+        Ok(match self.store.token_by_hash(&token_hash(token))? {
+            None => Identity::Anonymous,
+            Some(info) => match info.usable_at(now) {
+                Ok(caller) => Identity::Caller(caller),
+                Err(code) => Identity::Refused(code),
+            },
+        })
     }
 }
 
 impl Authenticator for BearerTokens {
-    fn identify(&self, parts: &Parts) -> Result<Option<Caller>, StoreError> {
-        let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
-            return Ok(None);
-        };
-        let Some(token) = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| t.starts_with(TOKEN_PREFIX))
+    fn identify(&self, parts: &Parts) -> Result<Identity, StoreError> {
+        let Some(value) = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
         else {
-            return Ok(None);
+            return Ok(Identity::Anonymous);
         };
-        let hash = token_hash(token);
-        let now = std::time::Instant::now();
-        {
-            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((caller, at)) = known.get(&hash) {
-                if now.duration_since(*at) < TOKEN_CACHE_TTL {
-                    return Ok(Some(caller.clone()));
-                }
-            }
-        }
-        let caller = self.store.caller_by_token(&hash)?;
-        if let Some(c) = &caller {
-            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            if known.len() > 1024 {
-                known.clear();
-            }
-            known.insert(hash, (c.clone(), now));
-        }
-        Ok(caller)
+        self.identify_header(value, crate::unix_now())
     }
 }
 
@@ -134,7 +134,7 @@ impl IamRoles {
 }
 
 impl Authenticator for IamRoles {
-    fn identify(&self, parts: &Parts) -> Result<Option<Caller>, StoreError> {
+    fn identify(&self, parts: &Parts) -> Result<Identity, StoreError> {
         use lambda_http::request::RequestContext;
         let arn = match parts.extensions.get::<RequestContext>() {
             Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.user_arn.clone(),
@@ -145,7 +145,9 @@ impl Authenticator for IamRoles {
                 .and_then(|iam| iam.user_arn.clone()),
             _ => None,
         };
-        Ok(arn.and_then(|arn| self.caller(&arn)))
+        Ok(arn
+            .and_then(|arn| self.caller(&arn))
+            .map_or(Identity::Anonymous, Identity::Caller))
     }
 }
 

@@ -18,6 +18,13 @@ pub mod model;
 pub mod store;
 
 pub use model::{Device, DeviceStatus, Serial};
+
+/// Now, in Unix seconds (the registry's one clock).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 pub use store::{
     sqlite::SqliteStore, Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError,
 };

@@ -108,3 +108,53 @@ impl Caller {
         format!("{}:{}", self.role.as_str(), self.name)
     }
 }
+
+/// Whether `name` may name a token: 1 to 64 printable ASCII characters, no
+/// spaces; `Err` says so.
+pub fn check_token_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(|c| c.is_ascii_graphic()) {
+        return Err("name: 1 to 64 printable ASCII characters, no spaces");
+    }
+    Ok(())
+}
+
+/// An API token as the store keeps it (never its text: only its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// The holder's unique name.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// After this time (Unix seconds) it is refused; `None`: no expiry.
+    pub expires_at: Option<i64>,
+    /// When it was revoked (Unix seconds); refused from then on.
+    pub revoked_at: Option<i64>,
+}
+
+impl TokenInfo {
+    /// How token changes name it in the audit log.
+    pub fn audit_subject(&self) -> String {
+        let mut subject = format!("token:{} role:{}", self.name, self.role.as_str());
+        if let Some(at) = self.expires_at {
+            subject.push_str(&format!(" expires_at:{at}"));
+        }
+        subject
+    }
+
+    /// Whether a request at `now` may use it: `Err` names why not
+    /// (`token_revoked`, `token_expired`).
+    pub fn usable_at(&self, now: i64) -> Result<Caller, &'static str> {
+        if self.revoked_at.is_some() {
+            return Err("token_revoked");
+        }
+        if self.expires_at.is_some_and(|t| now >= t) {
+            return Err("token_expired");
+        }
+        Ok(Caller {
+            name: self.name.clone(),
+            role: self.role,
+        })
+    }
+}

@@ -68,10 +68,16 @@ fn record_hex(name: &str) -> String {
 fn app(dir: &tempfile::TempDir) -> axum::Router {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("reg.db")).unwrap());
     store
-        .add_token("admin-1", Role::Admin, &token_hash(ADMIN))
+        .add_token("admin-1", Role::Admin, &token_hash(ADMIN), None, "operator")
         .unwrap();
     store
-        .add_token("line-1", Role::Factory, &token_hash(FACTORY))
+        .add_token(
+            "line-1",
+            Role::Factory,
+            &token_hash(FACTORY),
+            None,
+            "operator",
+        )
         .unwrap();
     router(AppState {
         auth: Arc::new(BearerTokens::new(Arc::clone(&store))),
@@ -483,5 +489,134 @@ async fn challenge_response_with_the_device_key() {
     assert_eq!(
         (s, v["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("unknown_challenge"))
+    );
+}
+
+#[tokio::test]
+async fn tokens_are_issued_listed_and_revoked_by_administrators_and_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir);
+    // A factory token cannot manage tokens; the refusal is audited.
+    let (s, v) = call_as(&app, Some(FACTORY), "GET", "/v1/tokens", "").await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let until = lambda::unix_now() + 3600;
+    let body = format!(r#"{{"name":"line-2","role":"factory","expires_at":{until}}}"#);
+    let (s, v) = call(&app, "POST", "/v1/tokens", &body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        (v["name"].as_str(), v["expires_at"].as_i64()),
+        (Some("line-2"), Some(until))
+    );
+    let line2 = v["token"].as_str().unwrap().to_owned();
+    assert!(line2.starts_with("pvd_"));
+    let provision = r#"{"hw_id":"1234567800000003"}"#;
+    let (s, _) = call_as(&app, Some(&line2), "POST", "/v1/provision", provision).await;
+    assert_eq!(s, StatusCode::OK);
+    // The list never shows a token's text.
+    let (s, v) = call(&app, "GET", "/v1/tokens", "").await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin-1", "line-1", "line-2"]);
+    assert!(!v.to_string().contains(&line2[4..]), "{v}");
+    // Bad requests.
+    for (body, code) in [
+        (r#"{"name":"","role":"factory"}"#, "bad_name"),
+        (r#"{"name":"a b","role":"factory"}"#, "bad_name"),
+        (r#"{"name":"x","role":"root"}"#, "bad_role"),
+        (
+            r#"{"name":"x","role":"factory","expires_at":1}"#,
+            "bad_expiry",
+        ),
+    ] {
+        let (s, v) = call(&app, "POST", "/v1/tokens", body).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{body}"
+        );
+    }
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/tokens",
+        r#"{"name":"line-2","role":"admin"}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("name_taken"))
+    );
+
+    // Revoked: the very next request is refused, with its own code.
+    let (s, v) = call(&app, "POST", "/v1/tokens/line-2/revoke", "").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["revoked_at"].as_i64().is_some());
+    let (s, v) = call_as(&app, Some(&line2), "POST", "/v1/provision", provision).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_revoked"))
+    );
+    let (s, v) = call(&app, "POST", "/v1/tokens/nobody/revoke", "").await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_token"))
+    );
+    // An administrator cannot revoke the token in hand.
+    let (s, v) = call(&app, "POST", "/v1/tokens/admin-1/revoke", "").await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("own_token"))
+    );
+
+    // Expired: refused from its expiry on (a token stored as expiring a
+    // second from now, then the clock passes it).
+    let store = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
+    let soon = "pvd_test-soon";
+    store
+        .add_token(
+            "soon",
+            Role::Factory,
+            &token_hash(soon),
+            Some(lambda::unix_now() + 1),
+            "operator",
+        )
+        .unwrap();
+    let (s, _) = call_as(&app, Some(soon), "GET", "/v1/devices/1", "").await;
+    assert_eq!(s, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (s, v) = call_as(&app, Some(soon), "GET", "/v1/devices/1", "").await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_expired"))
+    );
+
+    let log = store.audit_log().unwrap();
+    let token_events: Vec<(String, String)> = log
+        .iter()
+        .filter(|e| e.entry.action.starts_with("token."))
+        .map(|e| (e.entry.action.clone(), e.entry.outcome.clone()))
+        .collect();
+    let want = [
+        ("token.add", "ok"),
+        ("token.add", "ok"),
+        ("token.list", "forbidden"),
+        ("token.add", "ok"),
+        ("token.add", "name_taken"),
+        ("token.revoke", "ok"),
+        ("token.revoke", "unknown_token"),
+        ("token.revoke", "own_token"),
+        ("token.add", "ok"),
+    ];
+    assert_eq!(
+        token_events,
+        want.map(|(a, o)| (a.to_owned(), o.to_owned()))
     );
 }

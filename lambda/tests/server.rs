@@ -170,3 +170,73 @@ fn serials_answered_before_a_kill_9_under_load_are_there_after_restart() {
         .unwrap();
     assert_eq!(status, 400, "{v}");
 }
+
+#[test]
+fn a_token_revoked_on_the_command_line_is_refused_by_the_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("reg.db");
+    let store = format!("sqlite:{}", db.display());
+    let token = add_token(&db, "line-1", "factory");
+    let out = Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .args(["token", "add", "--name", "line-2", "--role", "factory"])
+        .args(["--valid-for", "90d", "--store", &store])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("valid until"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .args(["token", "add", "--name", "x", "--role", "factory"])
+        .args(["--valid-for", "soon", "--store", &store])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let server = Server::start(&db);
+    let mut client = Client::connect(server.port, &token).unwrap();
+    let (status, _) = client
+        .request("POST", "/v1/provision", r#"{"hw_id":"0000000000000001"}"#)
+        .unwrap();
+    assert_eq!(status, 200);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .args(["token", "revoke", "--name", "line-1", "--store", &store])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // The same connection, the next request: refused.
+    let (status, body) = client
+        .request("POST", "/v1/provision", r#"{"hw_id":"0000000000000002"}"#)
+        .unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("token_revoked"), "{body}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .args(["token", "list", "--json", "--store", &store])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listed: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let states: Vec<(&str, &str, bool)> = listed
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap(),
+                t["state"].as_str().unwrap(),
+                t["expires_at"].is_i64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [("line-1", "revoked", false), ("line-2", "usable", true)]
+    );
+    let unknown = Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .args(["token", "revoke", "--name", "nobody", "--store", &store])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no token named \"nobody\""));
+}

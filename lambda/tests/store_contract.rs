@@ -269,22 +269,80 @@ fn activation_is_idempotent_and_revocation_is_final(b: &dyn Backend) {
 
 fn tokens_are_kept_by_hash_with_unique_names(b: &dyn Backend) {
     let store = b.open();
-    store.add_token("line-1", Role::Factory, &[1; 32]).unwrap();
-    store.add_token("boss", Role::Admin, &[2; 32]).unwrap();
+    store
+        .add_token("line-1", Role::Factory, &[1; 32], None, "operator")
+        .unwrap();
+    let until = lambda::unix_now() + 3600;
+    let boss = store
+        .add_token("boss", Role::Admin, &[2; 32], Some(until), "operator")
+        .unwrap();
+    assert_eq!((boss.expires_at, boss.revoked_at), (Some(until), None));
     assert!(matches!(
-        store.add_token("line-1", Role::Admin, &[3; 32]),
+        store.add_token("line-1", Role::Admin, &[3; 32], None, "admin:boss"),
         Err(StoreError::NameTaken(_))
     ));
-    let c = store.caller_by_token(&[1; 32]).unwrap().unwrap();
-    assert_eq!((c.name.as_str(), c.role), ("line-1", Role::Factory));
+    let t = store.token_by_hash(&[1; 32]).unwrap().unwrap();
+    assert_eq!((t.name.as_str(), t.role), ("line-1", Role::Factory));
+    let boss = store.token_by_hash(&[2; 32]).unwrap().unwrap();
+    assert_eq!(boss.role, Role::Admin);
+    assert!(boss.usable_at(until - 1).is_ok());
+    assert_eq!(boss.usable_at(until), Err("token_expired"));
+    assert!(store.token_by_hash(&[3; 32]).unwrap().is_none());
+
+    // Revocation: seen by the next look-up, through any store on the data;
+    // idempotent; an unknown name is refused.
+    let revoked = store.revoke_token("line-1", "admin:boss").unwrap();
+    assert!(revoked.revoked_at.is_some());
+    let other = b.open();
     assert_eq!(
-        store.caller_by_token(&[2; 32]).unwrap().unwrap().role,
-        Role::Admin
+        other.token_by_hash(&[1; 32]).unwrap().unwrap().usable_at(0),
+        Err("token_revoked")
     );
-    assert!(store.caller_by_token(&[3; 32]).unwrap().is_none());
+    assert_eq!(
+        other.revoke_token("line-1", "operator").unwrap().revoked_at,
+        revoked.revoked_at
+    );
+    assert!(matches!(
+        store.revoke_token("nobody", "operator"),
+        Err(StoreError::UnknownToken(_))
+    ));
+    let names: Vec<(String, bool)> = store
+        .tokens()
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.name, t.revoked_at.is_some()))
+        .collect();
+    assert_eq!(
+        names,
+        [("boss".to_owned(), false), ("line-1".to_owned(), true)]
+    );
     let log = store.audit_log().unwrap();
-    assert_eq!(log.len(), 3);
-    assert_eq!(log[2].entry.outcome, "name_taken");
+    let seen: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|e| {
+            (
+                e.entry.actor.as_str(),
+                e.entry.action.as_str(),
+                e.entry.outcome.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("operator", "token.add", "ok"),
+            ("operator", "token.add", "ok"),
+            ("admin:boss", "token.add", "name_taken"),
+            ("admin:boss", "token.revoke", "ok"),
+            ("operator", "token.revoke", "ok"),
+            ("operator", "token.revoke", "unknown_token"),
+        ]
+    );
+    assert!(log[1]
+        .entry
+        .subject
+        .contains(&format!("expires_at:{until}")));
+    verify_chain(log).unwrap();
 }
 
 #[test]

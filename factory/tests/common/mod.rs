@@ -22,7 +22,13 @@ pub fn backend_with(authorities: Vec<firmware::P256PublicKey>) -> LocalBackend {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("reg.db")).unwrap());
     store
-        .add_token("line-1", Role::Factory, &token_hash(TOKEN))
+        .add_token(
+            "line-1",
+            Role::Factory,
+            &token_hash(TOKEN),
+            None,
+            "operator",
+        )
         .unwrap();
     let app = lambda::api::router(lambda::api::AppState {
         auth: Arc::new(BearerTokens::new(Arc::clone(&store))),

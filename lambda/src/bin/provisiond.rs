@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! provisiond serve --listen 127.0.0.1:8080 --store sqlite:registry.db --authority authority.pub.pem
-//! provisiond token add --store sqlite:registry.db --name line-1 --role factory
+//! provisiond token add --store sqlite:registry.db --name line-1 --role factory --valid-for 90d
+//! provisiond token list --store sqlite:registry.db
+//! provisiond token revoke --store sqlite:registry.db --name line-1
 //! provisiond audit verify --store sqlite:registry.db
 //! ```
 
@@ -17,7 +19,7 @@ use lambda::api::{router, AppState};
 use lambda::audit::verify_chain;
 use lambda::auth::{new_token, token_hash, BearerTokens};
 use lambda::config::{authorities_from_files, StoreUri};
-use lambda::model::Role;
+use lambda::model::{check_token_name, Role};
 
 /// The provisioning backend: serial allocation, device registry, device
 /// authentication, audit.
@@ -65,7 +67,38 @@ enum TokenCommand {
         /// What the holder may do.
         #[arg(long, value_enum)]
         role: RoleArg,
+        /// Refuse the token after this long (e.g. 90d, 12h); without it the
+        /// token lasts until revoked.
+        #[arg(long, value_name = "DURATION", value_parser = parse_validity)]
+        valid_for: Option<std::time::Duration>,
     },
+    /// List the tokens: name, role, created, expiry, revocation (never the
+    /// token itself, which the store does not have).
+    List {
+        /// The store: sqlite:PATH or dynamodb:TABLE_PREFIX[?endpoint=URL].
+        #[arg(long)]
+        store: StoreUri,
+        /// One JSON object per token, a line each.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: every later request with it is refused (idempotent).
+    Revoke {
+        /// The store: sqlite:PATH or dynamodb:TABLE_PREFIX[?endpoint=URL].
+        #[arg(long)]
+        store: StoreUri,
+        /// The token's name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn parse_validity(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 90d, 12h, 30m)"))?;
+    if d.as_secs() == 0 || d.as_secs() > 10 * 366 * 86_400 {
+        return Err("from 1 s to 10 years".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -122,22 +155,85 @@ async fn serve(
     Ok(())
 }
 
-fn token_add(store: &StoreUri, name: &str, role: RoleArg) -> anyhow::Result<()> {
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_graphic()) {
-        anyhow::bail!("--name: 1 to 64 printable ASCII characters, no spaces");
-    }
+fn token_add(
+    store: &StoreUri,
+    name: &str,
+    role: RoleArg,
+    valid_for: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    check_token_name(name).map_err(|why| anyhow::anyhow!("--{why}"))?;
     let role = match role {
         RoleArg::Factory => Role::Factory,
         RoleArg::Admin => Role::Admin,
     };
     let store = store.open_with(false)?;
     let token = new_token();
-    store.add_token(name, role, &token_hash(&token))?;
+    let expires_at = valid_for.map(|d| lambda::unix_now() + d.as_secs() as i64);
+    let info = store.add_token(name, role, &token_hash(&token), expires_at, "operator")?;
     eprintln!(
-        "provisiond: token {name:?} ({}) created; it is shown only this once:",
-        role.as_str()
+        "provisiond: token {name:?} ({}) created{}; it is shown only this once:",
+        role.as_str(),
+        info.expires_at
+            .map(|t| format!(", valid until {}", utc(t)))
+            .unwrap_or_default()
     );
     println!("{token}");
+    Ok(())
+}
+
+/// Unix seconds as RFC 3339 UTC.
+fn utc(t: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
+    )
+    .to_string()
+}
+
+fn token_list(store: &StoreUri, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tokens = store.open_with(false)?.tokens()?;
+    let now = lambda::unix_now();
+    let mut out = std::io::stdout().lock();
+    for t in &tokens {
+        let state = match t.usable_at(now) {
+            Ok(_) => "usable",
+            Err("token_revoked") => "revoked",
+            Err(_) => "expired",
+        };
+        if json {
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({
+                    "name": t.name, "role": t.role.as_str(), "created_at": t.created_at,
+                    "expires_at": t.expires_at, "revoked_at": t.revoked_at, "state": state,
+                }),
+            )?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "{:<24} {:<8} {:<8} created {}  expires {}",
+                t.name,
+                t.role.as_str(),
+                state,
+                utc(t.created_at),
+                t.expires_at.map_or_else(|| "never".to_owned(), utc)
+            )?;
+        }
+    }
+    if tokens.is_empty() && !json {
+        eprintln!("provisiond: no tokens (provisiond token add makes one)");
+    }
+    Ok(())
+}
+
+fn token_revoke(store: &StoreUri, name: &str) -> anyhow::Result<()> {
+    let info = store.open_with(false)?.revoke_token(name, "operator")?;
+    eprintln!(
+        "provisiond: token {:?} ({}) revoked; requests with it are refused",
+        info.name,
+        info.role.as_str()
+    );
     Ok(())
 }
 
@@ -208,7 +304,14 @@ fn main() -> ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(serve(listen, store, authority))),
-        Command::Token(TokenCommand::Add { store, name, role }) => token_add(&store, &name, role),
+        Command::Token(TokenCommand::Add {
+            store,
+            name,
+            role,
+            valid_for,
+        }) => token_add(&store, &name, role, valid_for),
+        Command::Token(TokenCommand::List { store, json }) => token_list(&store, json),
+        Command::Token(TokenCommand::Revoke { store, name }) => token_revoke(&store, &name),
         Command::Audit(AuditCommand::Verify { store, json }) => match audit_verify(&store, json) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),

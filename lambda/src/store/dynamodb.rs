@@ -35,7 +35,7 @@ use firmware::record::{HwId, KeyOrigin};
 
 use super::{Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
 use crate::audit::{entry_hash, AuditEntry, ChainedEntry};
-use crate::model::{Caller, Device, DeviceStatus, Role, Serial};
+use crate::model::{Device, DeviceStatus, Role, Serial, TokenInfo};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -74,11 +74,7 @@ where
     StoreError::Database(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+use crate::unix_now as now;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -465,6 +461,43 @@ impl DynamoStore {
         ))
     }
 
+    /// Every item of `table` (consistent reads, all pages).
+    async fn scan_all(&self, table: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            items.push(item.map_err(dbe)?);
+        }
+        Ok(items)
+    }
+
+    /// The token named `name` (its stored item and what it says): through
+    /// its name reservation, or, for a reservation from before they named
+    /// the token, by a scan.
+    async fn token_item_named(&self, name: &str) -> Result<Option<(Item, TokenInfo)>, StoreError> {
+        let reserved = format!("token-name:{name}");
+        let Some(reservation) = self.get(&self.meta, "name", s(&reserved)).await? else {
+            return Ok(None);
+        };
+        let item = match get_b(&reservation, "token_hash")? {
+            Some(hash) => self.get(&self.tokens, "token_hash", b(hash)).await?,
+            None => self
+                .scan_all(&self.tokens)
+                .await?
+                .into_iter()
+                .find(|item| get_s(item, "name").is_ok_and(|n| n == name)),
+        };
+        item.map(|item| token_from(&item).map(|info| (item, info)))
+            .transpose()
+    }
+
     fn device_item(d: &Device, a: Option<&Activation>) -> Item {
         let mut item = HashMap::from([
             ("hw_id".to_owned(), s(d.hw_id.to_string())),
@@ -502,6 +535,22 @@ impl DynamoStore {
             vec![(":st", s(status.as_str()))],
         )
     }
+}
+
+fn token_from(item: &Item) -> Result<TokenInfo, StoreError> {
+    let optional = |key: &str| -> Result<Option<i64>, StoreError> {
+        match item.get(key) {
+            None => Ok(None),
+            Some(_) => get_n(item, key).map(Some),
+        }
+    };
+    Ok(TokenInfo {
+        name: get_s(item, "name")?.to_owned(),
+        role: Role::parse(get_s(item, "role")?).ok_or_else(|| corrupt("role"))?,
+        created_at: get_n(item, "created_at")?,
+        expires_at: optional("expires_at")?,
+        revoked_at: optional("revoked_at")?,
+    })
 }
 
 /// What a change will answer, the writes it needs and its audit subject.
@@ -803,16 +852,7 @@ impl Store for DynamoStore {
     fn audit_log(&self) -> Result<Vec<ChainedEntry>, StoreError> {
         self.run(async {
             let mut entries = Vec::new();
-            let mut pages = self
-                .client
-                .scan()
-                .table_name(&self.audit)
-                .consistent_read(true)
-                .into_paginator()
-                .items()
-                .send();
-            while let Some(item) = pages.next().await {
-                let item = item.map_err(dbe)?;
+            for item in self.scan_all(&self.audit).await? {
                 entries.push(ChainedEntry {
                     seq: get_n(&item, "seq")?,
                     time: get_n(&item, "time")?,
@@ -840,10 +880,24 @@ impl Store for DynamoStore {
         self.run(self.device(hw_id))?
     }
 
-    fn add_token(&self, name: &str, role: Role, token_hash: &[u8; 32]) -> Result<(), StoreError> {
-        let subject = format!("token:{name} role:{}", role.as_str());
-        self.run(self.change("operator", "token.add", || {
-            let subject = subject.clone();
+    fn add_token(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &[u8; 32],
+        expires_at: Option<i64>,
+        actor: &str,
+    ) -> Result<TokenInfo, StoreError> {
+        let info = TokenInfo {
+            name: name.to_owned(),
+            role,
+            created_at: now(),
+            expires_at,
+            revoked_at: None,
+        };
+        let subject = info.audit_subject();
+        self.run(self.change(actor, "token.add", || {
+            let (subject, info) = (subject.clone(), info.clone());
             async move {
                 let reserved = format!("token-name:{name}");
                 if self.get(&self.meta, "name", s(&reserved)).await?.is_some() {
@@ -853,15 +907,23 @@ impl Store for DynamoStore {
                         subject,
                     });
                 }
-                let token = HashMap::from([
+                let mut token = HashMap::from([
                     ("token_hash".to_owned(), b(token_hash)),
                     ("name".to_owned(), s(name)),
                     ("role".to_owned(), s(role.as_str())),
-                    ("created_at".to_owned(), n(now())),
+                    ("created_at".to_owned(), n(info.created_at)),
                 ]);
-                let reservation = HashMap::from([("name".to_owned(), s(reserved))]);
+                if let Some(at) = expires_at {
+                    token.insert("expires_at".into(), n(at));
+                }
+                // The reservation also says which token has the name, so a
+                // revocation by name needs no scan.
+                let reservation = HashMap::from([
+                    ("name".to_owned(), s(reserved)),
+                    ("token_hash".to_owned(), b(token_hash)),
+                ]);
                 Ok(Planned {
-                    answer: Ok(()),
+                    answer: Ok(info),
                     writes: vec![
                         put(
                             &self.tokens,
@@ -882,15 +944,60 @@ impl Store for DynamoStore {
         }))?
     }
 
-    fn caller_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Caller>, StoreError> {
-        self.run(async {
-            let Some(item) = self.get(&self.tokens, "token_hash", b(token_hash)).await? else {
-                return Ok(None);
+    fn revoke_token(&self, name: &str, actor: &str) -> Result<TokenInfo, StoreError> {
+        self.run(self.change(actor, "token.revoke", || async move {
+            let Some((mut item, info)) = self.token_item_named(name).await? else {
+                return Ok(Planned {
+                    answer: Err(StoreError::UnknownToken(name.to_owned())),
+                    writes: vec![],
+                    subject: format!("token:{name}"),
+                });
             };
-            Ok(Some(Caller {
-                name: get_s(&item, "name")?.to_owned(),
-                role: Role::parse(get_s(&item, "role")?).ok_or_else(|| corrupt("role"))?,
-            }))
+            let subject = info.audit_subject();
+            if info.revoked_at.is_some() {
+                return Ok(Planned {
+                    answer: Ok(info),
+                    writes: vec![],
+                    subject,
+                });
+            }
+            let at = now();
+            item.insert("revoked_at".into(), n(at));
+            Ok(Planned {
+                answer: Ok(TokenInfo {
+                    revoked_at: Some(at),
+                    ..info
+                }),
+                writes: vec![put(
+                    &self.tokens,
+                    item,
+                    "attribute_exists(#k) AND attribute_not_exists(#r)",
+                    &[("#k", "token_hash"), ("#r", "revoked_at")],
+                )?],
+                subject,
+            })
+        }))?
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        self.run(async {
+            let mut tokens = self
+                .scan_all(&self.tokens)
+                .await?
+                .iter()
+                .map(token_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            tokens.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(tokens)
+        })?
+    }
+
+    fn token_by_hash(&self, token_hash: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
+        self.run(async {
+            self.get(&self.tokens, "token_hash", b(token_hash))
+                .await?
+                .map(|item| token_from(&item))
+                .transpose()
         })?
     }
 }

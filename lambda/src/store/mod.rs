@@ -11,7 +11,7 @@ use std::sync::Arc;
 use firmware::record::{HwId, KeyOrigin};
 
 use crate::audit::{AuditEntry, ChainedEntry};
-use crate::model::{Caller, Device, Role, Serial};
+use crate::model::{Device, Role, Serial, TokenInfo};
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -42,6 +42,9 @@ pub enum StoreError {
     /// A token with this name exists already.
     #[error("a token named {0:?} exists already")]
     NameTaken(String),
+    /// No token with this name.
+    #[error("no token named {0:?}")]
+    UnknownToken(String),
     /// Stored data that does not parse (a corrupted or foreign database).
     #[error("corrupt store: {0}")]
     Corrupt(String),
@@ -60,6 +63,7 @@ impl StoreError {
             Self::HwIdMismatch { .. } => "hw_id_mismatch",
             Self::AlreadyActive(_) => "already_active",
             Self::NameTaken(_) => "name_taken",
+            Self::UnknownToken(_) => "unknown_token",
             Self::Corrupt(_) | Self::Database(_) => "internal",
         }
     }
@@ -188,9 +192,26 @@ pub trait Store: Send + Sync {
     fn device_by_hw_id(&self, hw_id: HwId) -> Result<Option<Device>, StoreError>;
 
     /// Register an API token by the SHA-256 of its text (the text itself is
-    /// never stored). Names are unique. Audited.
-    fn add_token(&self, name: &str, role: Role, token_hash: &[u8; 32]) -> Result<(), StoreError>;
+    /// never stored), refused from `expires_at` (Unix seconds) on, if given.
+    /// Names are unique. Audited as done by `actor`.
+    fn add_token(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &[u8; 32],
+        expires_at: Option<i64>,
+        actor: &str,
+    ) -> Result<TokenInfo, StoreError>;
 
-    /// The caller whose token hashes to `token_hash`, if any.
-    fn caller_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Caller>, StoreError>;
+    /// Revoke the token named `name` (idempotent): every later request with
+    /// it is refused. Audited as done by `actor`.
+    fn revoke_token(&self, name: &str, actor: &str) -> Result<TokenInfo, StoreError>;
+
+    /// Every token, by name (revoked and expired ones too).
+    fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
+
+    /// The token whose text hashes to `token_hash`, if any, as stored now
+    /// (read through to the store: a revocation counts from the next
+    /// request on).
+    fn token_by_hash(&self, token_hash: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError>;
 }

@@ -16,14 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use firmware::record::{HwId, KeyOrigin};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Activation, BoxFuture, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
 use crate::audit::{entry_hash, AuditEntry, ChainedEntry};
-use crate::model::{Caller, Device, DeviceStatus, Role, Serial};
+use crate::model::{Device, DeviceStatus, Role, Serial, TokenInfo};
 
 /// Most changes committed together.
 const MAX_GROUP: usize = 512;
@@ -64,7 +63,9 @@ CREATE TABLE IF NOT EXISTS tokens (
     token_hash BLOB PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     role TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
 );
 ";
 
@@ -72,11 +73,7 @@ fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+use crate::unix_now as now;
 
 /// A registry in one SQLite file.
 #[derive(Debug)]
@@ -194,7 +191,63 @@ fn init(conn: &Connection) -> Result<(), StoreError> {
         conn.execute_batch("ALTER TABLE devices ADD COLUMN key_origin TEXT")
             .map_err(db)?;
     }
+    // Registries from before token expiry and revocation.
+    for column in ["expires_at", "revoked_at"] {
+        let has: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('tokens') WHERE name = ?1",
+                [column],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(db)?
+            > 0;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE tokens ADD COLUMN {column} INTEGER"))
+                .map_err(db)?;
+        }
+    }
     Ok(())
+}
+
+const TOKEN_COLUMNS: &str = "name, role, created_at, expires_at, revoked_at";
+
+/// A `tokens` row as [`TOKEN_COLUMNS`] selects it.
+type TokenRow = (String, String, i64, Option<i64>, Option<i64>);
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn token_info(
+    (name, role, created_at, expires_at, revoked_at): (
+        String,
+        String,
+        i64,
+        Option<i64>,
+        Option<i64>,
+    ),
+) -> Result<TokenInfo, StoreError> {
+    let role =
+        Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("token role {role:?}")))?;
+    Ok(TokenInfo {
+        name,
+        role,
+        created_at,
+        expires_at,
+        revoked_at,
+    })
+}
+
+fn token_named(conn: &Connection, name: &str) -> Result<Option<TokenInfo>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE name = ?1"),
+        [name],
+        token_row,
+    )
+    .optional()
+    .map_err(db)?
+    .map(token_info)
+    .transpose()
 }
 
 fn read_head(conn: &Connection) -> Result<Head, StoreError> {
@@ -747,43 +800,97 @@ impl Store for SqliteStore {
         self.read(|conn| Self::find(conn, hw_id))
     }
 
-    fn add_token(&self, name: &str, role: Role, token_hash: &[u8; 32]) -> Result<(), StoreError> {
-        let name = name.to_owned();
+    fn add_token(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &[u8; 32],
+        expires_at: Option<i64>,
+        actor: &str,
+    ) -> Result<TokenInfo, StoreError> {
+        let (name, actor) = (name.to_owned(), actor.to_owned());
         let token_hash = *token_hash;
         self.write(move |conn, head| {
-            let taken: bool = conn
-                .query_row("SELECT 1 FROM tokens WHERE name = ?1", [&name], |_| Ok(()))
-                .optional()
-                .map_err(db)?
-                .is_some();
-            let answer = if taken {
+            let info = TokenInfo {
+                name: name.clone(),
+                role,
+                created_at: now(),
+                expires_at,
+                revoked_at: None,
+            };
+            let answer = if token_named(conn, &name)?.is_some() {
                 Err(StoreError::NameTaken(name.clone()))
             } else {
                 conn.execute(
-                    "INSERT INTO tokens (token_hash, name, role, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![&token_hash[..], name, role.as_str(), now()],
+                    "INSERT INTO tokens (token_hash, name, role, created_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        &token_hash[..],
+                        name,
+                        role.as_str(),
+                        info.created_at,
+                        expires_at
+                    ],
                 )
                 .map_err(db)?;
-                Ok(())
+                Ok(info.clone())
             };
-            let subject = format!("token:{name} role:{}", role.as_str());
-            audit_answer(conn, head, "operator", "token.add", subject, answer)
+            audit_answer(
+                conn,
+                head,
+                &actor,
+                "token.add",
+                info.audit_subject(),
+                answer,
+            )
         })
     }
 
-    fn caller_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Caller>, StoreError> {
+    fn revoke_token(&self, name: &str, actor: &str) -> Result<TokenInfo, StoreError> {
+        let (name, actor) = (name.to_owned(), actor.to_owned());
+        self.write(move |conn, head| {
+            let answer = match token_named(conn, &name)? {
+                None => Err(StoreError::UnknownToken(name.clone())),
+                Some(t) if t.revoked_at.is_some() => Ok(t),
+                Some(mut t) => {
+                    let at = now();
+                    conn.execute(
+                        "UPDATE tokens SET revoked_at = ?1 WHERE name = ?2",
+                        params![at, name],
+                    )
+                    .map_err(db)?;
+                    t.revoked_at = Some(at);
+                    Ok(t)
+                }
+            };
+            let subject = match &answer {
+                Ok(t) => t.audit_subject(),
+                Err(_) => format!("token:{name}"),
+            };
+            audit_answer(conn, head, &actor, "token.revoke", subject, answer)
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         self.read(|conn| {
-            let row: Option<(String, String)> = conn
-                .prepare_cached("SELECT name, role FROM tokens WHERE token_hash = ?1")
-                .map_err(db)?
-                .query_row([&token_hash[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
+            let mut stmt = conn
+                .prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY name"))
                 .map_err(db)?;
-            row.map(|(name, role)| {
-                let role = Role::parse(&role)
-                    .ok_or_else(|| StoreError::Corrupt(format!("token role {role:?}")))?;
-                Ok(Caller { name, role })
-            })
+            let rows = stmt.query_map([], token_row).map_err(db)?;
+            rows.map(|r| r.map_err(db).and_then(token_info)).collect()
+        })
+    }
+
+    fn token_by_hash(&self, token_hash: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?1"
+            ))
+            .map_err(db)?
+            .query_row([&token_hash[..]], token_row)
+            .optional()
+            .map_err(db)?
+            .map(token_info)
             .transpose()
         })
     }
