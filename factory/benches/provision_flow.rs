@@ -40,7 +40,8 @@ fn flow_on_fake_chips(devices: u32) {
     let chip = table.get("nrf52840").unwrap();
     let key: signer::KeyRef = format!("file:{DATA}records/authority.pem").parse().unwrap();
     let authority = signer::open_signer(&key).unwrap();
-    let client = Backend::new(&be.url, TOKEN.to_owned().into());
+    let client =
+        Backend::connect(&be.url, Some(TOKEN.to_owned().into()), &Default::default()).unwrap();
     let job = Job {
         chip,
         backend: &client,
@@ -83,7 +84,12 @@ fn flow_on_fake_chips(devices: u32) {
     // Peer: the backend round trips alone, for fresh chips, record pre-signed.
     let record = std::fs::read(format!("{DATA}records/qemu-microbit.bin")).unwrap();
     let peer_be = backend();
-    let peer = Backend::new(&peer_be.url, TOKEN.to_owned().into());
+    let peer = Backend::connect(
+        &peer_be.url,
+        Some(TOKEN.to_owned().into()),
+        &Default::default(),
+    )
+    .unwrap();
     let mut bare = Vec::new();
     let hw = firmware::record::HwId::parse_hex("1234567800000003").unwrap();
     for i in 0..devices {

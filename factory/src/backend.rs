@@ -1,7 +1,13 @@
 //! The station's client of the provisioning backend (`lambda/openapi.yaml`):
 //! bearer-token calls with retries and backoff for transport failures and
 //! server faults; a refusal (4xx) is returned at once with its code.
+//!
+//! `https://` backends are verified against the system's CA roots, or only
+//! against `--ca PEM`; plain `http://` is refused unless the backend is on
+//! this machine or `--insecure-http` says so ([`Transport`]).
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use firmware::record::HwId;
@@ -33,6 +39,9 @@ pub enum BackendError {
         /// Its message.
         message: String,
     },
+    /// The backend's URL, or how to reach it, is not acceptable.
+    #[error("{0}")]
+    Transport(String),
     /// The answer is not what the API specifies.
     #[error("backend answered {what} with something unexpected: {source}")]
     BadAnswer {
@@ -101,28 +110,119 @@ impl std::fmt::Debug for Backend {
     }
 }
 
-impl Backend {
-    /// A client of the backend at `base` using `token`.
-    pub fn new(base: &str, token: SecretString) -> Self {
-        Self {
-            token: Some(token),
-            ..Self::anonymous(base)
+/// How the station reaches the backend (the same flags on every command
+/// that calls it).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Transport {
+    /// Trust only this CA (PEM) for the backend's certificate, instead of
+    /// the system's roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// Allow plain http:// to a backend that is not on this machine: its
+    /// token and the records would cross the network in clear.
+    #[arg(long)]
+    pub insecure_http: bool,
+}
+
+/// The host of a plain `http://` URL that is not this machine (loopback
+/// addresses and `localhost` are this machine); `None` for anything else.
+pub fn remote_plain_http_host(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| host.to_owned())
+}
+
+/// A TLS client configuration trusting the certificates in `ca` (PEM), or
+/// the system's roots.
+fn tls_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, BackendError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let bad =
+                |why: String| BackendError::Transport(format!("--ca {}: {why}", path.display()));
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| bad(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("no CERTIFICATE block".into()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| bad(e.to_string()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(BackendError::Transport(
+                    "no CA certificates found on this system: give the backend's CA with --ca PEM"
+                        .into(),
+                ));
+            }
         }
     }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| BackendError::Transport(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
 
-    /// A client without a credential: enough for device authentication
-    /// (`/v1/auth/*`), which the device's signature authorizes.
-    pub fn anonymous(base: &str) -> Self {
-        Self {
+impl Backend {
+    /// A client of the backend at `base`, with `token` (none: only device
+    /// authentication, `/v1/auth/*`, which the device's signature
+    /// authorizes). Refuses what [`Transport`] does not allow.
+    pub fn connect(
+        base: &str,
+        token: Option<SecretString>,
+        transport: &Transport,
+    ) -> Result<Self, BackendError> {
+        let mut agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(3))
+            .timeout(Duration::from_secs(10));
+        if base.starts_with("https://") {
+            agent = agent.tls_config(tls_config(transport.ca.as_deref())?);
+        } else if base.starts_with("http://") {
+            if let Some(host) = remote_plain_http_host(base) {
+                if !transport.insecure_http {
+                    return Err(BackendError::Transport(format!(
+                        "refusing plain http:// to {host}: the token and the records would \
+                         cross the network in clear; use https:// (or --insecure-http)"
+                    )));
+                }
+            }
+            if transport.ca.is_some() {
+                return Err(BackendError::Transport(
+                    "--ca is for an https:// backend".into(),
+                ));
+            }
+        } else {
+            return Err(BackendError::Transport(format!(
+                "--backend {base:?}: an http:// or https:// URL"
+            )));
+        }
+        Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
-            token: None,
-            agent: ureq::AgentBuilder::new()
-                .timeout_connect(Duration::from_secs(3))
-                .timeout(Duration::from_secs(10))
-                .build(),
+            token,
+            agent: agent.build(),
             attempts: 5,
             backoff: Duration::from_millis(100),
-        }
+        })
     }
 
     /// The backend's base URL.
@@ -249,6 +349,48 @@ impl Backend {
             Ok(d) => Ok(Some(d)),
             Err(BackendError::Refused { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_counts_as_this_machine() {
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9/",
+            "http://LOCALHOST:1/v1",
+            "http://[::1]:80",
+            "http://user@127.0.0.1",
+            "https://prov.example.com",
+            "ftp://x",
+        ] {
+            assert_eq!(remote_plain_http_host(local), None, "{local}");
+        }
+        for (url, host) in [
+            ("http://10.0.0.5:8080", "10.0.0.5"),
+            ("http://prov.example.com/", "prov.example.com"),
+            ("http://127.0.0.1.example.com", "127.0.0.1.example.com"),
+            ("http://localhost@10.1.1.1/", "10.1.1.1"),
+            ("http://[2001:db8::1]:80", "2001:db8::1"),
+            ("http://", ""),
+        ] {
+            assert_eq!(remote_plain_http_host(url).as_deref(), Some(host), "{url}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text: an answer, never a panic; a host is only ever named
+        /// for plain http:// URLs.
+        #[test]
+        fn any_url_gets_an_answer(url in "(https?://)?[ -~]{0,40}") {
+            if let Some(host) = remote_plain_http_host(&url) {
+                proptest::prop_assert!(url.starts_with("http://"));
+                proptest::prop_assert!(url.contains(&host));
+            }
         }
     }
 }

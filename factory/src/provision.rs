@@ -97,22 +97,11 @@ pub fn production_refusal(lock: bool, origin: KeyOrigin, backend_url: &str) -> O
                 .into(),
         );
     }
-    if let Some(rest) = backend_url.strip_prefix("http://") {
-        let authority = rest.split('/').next().unwrap_or_default();
-        let host = match authority.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or_default(),
-            None => authority.split(':').next().unwrap_or_default(),
-        };
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            return Some(format!(
-                "--production refuses plain http:// to {host}: the token and the records would \
-                 cross the network in clear; use https://"
-            ));
-        }
+    if let Some(host) = crate::backend::remote_plain_http_host(backend_url) {
+        return Some(format!(
+            "--production refuses plain http:// to {host}: the token and the records would \
+             cross the network in clear; use https://"
+        ));
     }
     None
 }

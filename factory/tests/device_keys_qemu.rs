@@ -147,7 +147,8 @@ fn a_chip_that_makes_its_own_key_is_provisioned_and_authenticates_itself() {
     let nrf51 = table.get("nrf51822").unwrap();
     let key: signer::KeyRef = format!("file:{DATA}records/authority.pem").parse().unwrap();
     let authority = signer::open_signer(&key).unwrap();
-    let backend = Backend::new(&be.url, TOKEN.to_owned().into());
+    let backend =
+        Backend::connect(&be.url, Some(TOKEN.to_owned().into()), &Default::default()).unwrap();
 
     // Chip A: blank, provisioned with device-made keys.
     let (gdb_a, uart_a) = (free_port(), free_port());
@@ -264,7 +265,7 @@ fn a_chip_that_makes_its_own_key_is_provisioned_and_authenticates_itself() {
     assert!(out.status.success(), "{out:?}");
     // Its answer to device 1's challenge does not pass as device 1's,
     // neither under its own hw_id nor under chip A's.
-    let client = Backend::anonymous(&be.url);
+    let client = Backend::connect(&be.url, None, &Default::default()).unwrap();
     for claimed in ["1234567800000005", "1234567800000003"] {
         let challenge = client.challenge(1).unwrap();
         let nonce: [u8; 32] = hex::decode(&challenge.nonce).unwrap().try_into().unwrap();

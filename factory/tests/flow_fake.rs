@@ -3,6 +3,7 @@
 //! and keys the station makes, re-runs, a fault at every step (the backend
 //! never shows `active` for a chip that is open under `--lock` or whose key
 //! is not its record's), forged proofs of possession, the production rules,
+//! the backend over TLS (its CA only; no token in clear to another host),
 //! and a batch of 50 chips.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -11,14 +12,14 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{backend, backend_with, DATA, TOKEN};
-use factory::backend::Backend;
+use common::{backend, backend_tls, backend_with, DATA, TOKEN};
+use factory::backend::{Backend, Transport};
 use factory::chips::{Chip, ChipTable};
 use factory::fake::Forgery;
 use factory::provision::{production_refusal, provision, Job};
 use factory::target::{FakeTarget, Target};
 use firmware::partition::{IMAGE_LEN, KEY_BLOCK_OFFSET};
-use firmware::record::{KeyOrigin, RECORD_LEN};
+use firmware::record::{HwId, KeyOrigin, RECORD_LEN};
 use lambda::Store;
 
 fn authority() -> Box<dyn signer::Signer> {
@@ -51,7 +52,7 @@ fn basic_job<'a>(
 }
 
 fn client(url: &str) -> Backend {
-    let mut b = Backend::new(url, TOKEN.to_owned().into());
+    let mut b = Backend::connect(url, Some(TOKEN.to_owned().into()), &Default::default()).unwrap();
     b.backoff = std::time::Duration::from_millis(5);
     b.attempts = 3;
     b
@@ -724,4 +725,101 @@ fn a_key_born_on_the_chip_is_never_read_back_to_authenticate_it() {
     let r = provision(&mut s, &job);
     let serial = factory::device_auth::authenticate(&mut s, chip, &backend).unwrap();
     assert_eq!(Some(serial), r.serial);
+}
+
+#[test]
+fn over_tls_the_station_trusts_only_the_backend_s_ca_and_never_sends_a_token_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = signer::testing::TlsIdentity::create(dir.path()).unwrap();
+    let be = backend_tls(&tls);
+    assert!(be.url.starts_with("https://localhost:"));
+    let table = ChipTable::builtin().unwrap();
+    let chip = table.get("nrf52840").unwrap();
+    let authority = authority();
+    let transport = Transport {
+        ca: Some(tls.ca.clone()),
+        insecure_http: false,
+    };
+    let mut backend = Backend::connect(&be.url, Some(TOKEN.to_owned().into()), &transport).unwrap();
+    backend.backoff = Duration::from_millis(5);
+    let job = Job {
+        production: true,
+        lock: true,
+        ..basic_job(chip, &backend, authority.as_ref())
+    };
+    let mut t = FakeTarget::making_keys(chip, 3, 0x1234_5678);
+    let r = provision(&mut t, &job);
+    assert_eq!(r.outcome, "provisioned", "{r:?}");
+    assert_eq!(status(&be.store, 1), "active");
+
+    // Not that CA (the system's roots, or another CA): the server is not
+    // believed, and nothing reaches it.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = signer::testing::TlsIdentity::create(other.path()).unwrap();
+    for transport in [
+        Transport::default(),
+        Transport {
+            ca: Some(stranger.ca.clone()),
+            insecure_http: false,
+        },
+    ] {
+        let mut b = match Backend::connect(&be.url, Some(TOKEN.to_owned().into()), &transport) {
+            Ok(b) => b,
+            // A system without CA certificates refuses before connecting.
+            Err(e) => {
+                assert!(e.to_string().contains("--ca"), "{e}");
+                continue;
+            }
+        };
+        b.attempts = 1;
+        let e = b
+            .provision(HwId::from_deviceid(7, 0), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("certificate") || e.contains("UnknownIssuer"),
+            "{e}"
+        );
+    }
+    assert!(be.store.device_by_serial(2).unwrap().is_none());
+
+    // Plain HTTP to the TLS port gets nowhere.
+    let plain = be.url.replace("https://", "http://");
+    let mut b =
+        Backend::connect(&plain, Some(TOKEN.to_owned().into()), &Default::default()).unwrap();
+    b.attempts = 1;
+    assert!(b.provision(HwId::from_deviceid(8, 0), None).is_err());
+
+    // Plain http:// to another host is refused before any connection,
+    // unless asked for; --ca makes no sense there.
+    for url in [
+        "http://192.0.2.7:8080",
+        "http://prov.example.com/",
+        "http://user@10.1.2.3",
+    ] {
+        let e = Backend::connect(url, None, &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("refusing plain http://"), "{url}: {e}");
+        let insecure = Transport {
+            ca: None,
+            insecure_http: true,
+        };
+        assert!(Backend::connect(url, None, &insecure).is_ok(), "{url}");
+    }
+    let e = Backend::connect(
+        &plain,
+        None,
+        &Transport {
+            ca: Some(tls.ca.clone()),
+            insecure_http: false,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("--ca is for an https://"), "{e}");
+    let e = Backend::connect("ftp://x", None, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("http:// or https://"), "{e}");
 }

@@ -107,7 +107,8 @@ fn the_chip_answers_challenges_on_its_uart_with_its_own_key() {
     );
 
     // The test as the relay: a replayed and a forged answer are refused.
-    let client = Backend::new(&be.url, TOKEN.to_owned().into());
+    let client =
+        Backend::connect(&be.url, Some(TOKEN.to_owned().into()), &Default::default()).unwrap();
     let challenge = client.challenge(1).unwrap();
     let nonce: [u8; 32] = hex::decode(&challenge.nonce).unwrap().try_into().unwrap();
     let Answer::Signed { serial, hw_id, sig } = ask(uart, &nonce) else {

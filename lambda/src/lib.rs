@@ -16,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod model;
 pub mod store;
+pub mod tls;
 
 pub use model::{Device, DeviceStatus, Serial};
 

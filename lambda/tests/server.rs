@@ -240,3 +240,79 @@ fn a_token_revoked_on_the_command_line_is_refused_by_the_running_server() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no token named \"nobody\""));
 }
+
+#[test]
+fn provisiond_serves_https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = signer::testing::TlsIdentity::create(dir.path()).unwrap();
+    let db = dir.path().join("reg.db");
+    let token = add_token(&db, "line-1", "factory");
+    let port = common::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .arg("--tls-cert")
+        .arg(&tls.cert)
+        .arg("--tls-key")
+        .arg(&tls.key)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for_port(port, "provisiond");
+    let url = format!("https://localhost:{port}/v1/provision");
+    let curl = |ca: &std::path::Path| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-X", "POST", &url])
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .args(["-H", "Content-Type: application/json"])
+            .args(["-d", r#"{"hw_id":"00000000000000aa"}"#])
+            .arg("--cacert")
+            .arg(ca)
+            .output()
+            .unwrap()
+    };
+    // A real client that trusts the CA gets an answer.
+    let out = curl(&tls.ca);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["serial"], 1);
+    // Trusting another CA: curl refuses the server.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = signer::testing::TlsIdentity::create(other.path()).unwrap();
+    let out = curl(&stranger.ca);
+    // (60, or 35 where OpenSSL fails the signature check in the handshake:
+    // the stranger CA has the same name.)
+    assert!(matches!(out.status.code(), Some(35 | 60)), "{out:?}");
+    assert!(out.stdout.is_empty());
+    // Plain HTTP on the TLS port gets no answer, and the server lives on.
+    let plain = Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}/v1/devices/1"))
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
+    assert!(curl(&tls.ca).status.success());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A bad identity stops the server before it listens.
+    let out = Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .arg("--tls-cert")
+        .arg(&tls.key)
+        .arg("--tls-key")
+        .arg(&tls.key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--tls-cert"),
+        "{out:?}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .args(["serve", "--store", "sqlite:x.db", "--tls-cert", "a.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "--tls-cert needs --tls-key");
+}

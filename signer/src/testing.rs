@@ -170,3 +170,50 @@ impl Drop for MotoServer {
         let _ = self.child.wait();
     }
 }
+
+/// A TLS server identity for tests, as PEM files in one directory: a
+/// throwaway CA, and a certificate it issued for `localhost` and
+/// `127.0.0.1` with its key.
+#[derive(Debug, Clone)]
+pub struct TlsIdentity {
+    /// The CA's certificate (what a client trusts with `--ca`).
+    pub ca: PathBuf,
+    /// The server's certificate.
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+}
+
+impl TlsIdentity {
+    /// Make one in `dir`.
+    pub fn create(dir: &std::path::Path) -> Result<Self, String> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let e = |e: rcgen::Error| e.to_string();
+        let ca_key = KeyPair::generate().map_err(e)?;
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "provisiond test CA");
+        let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().map_err(e)?;
+        let mut leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(e)?;
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let cert = leaf.signed_by(&key, &issuer).map_err(e)?;
+        let id = Self {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        };
+        for (path, pem) in [
+            (&id.ca, ca_cert.pem()),
+            (&id.cert, cert.pem()),
+            (&id.key, key.serialize_pem()),
+        ] {
+            std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(id)
+    }
+}

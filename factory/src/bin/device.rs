@@ -31,6 +31,8 @@ enum Command {
         /// The device's serial.
         #[arg(long, value_name = "N")]
         serial: u32,
+        #[command(flatten)]
+        transport: factory::backend::Transport,
     },
 }
 
@@ -40,8 +42,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             uart,
             backend,
             serial,
+            transport,
         } => {
-            let backend = Backend::anonymous(&backend);
+            let backend = Backend::connect(&backend, None, &transport)?;
             factory::device_auth::report(factory::device_auth::over_uart(&uart, serial, &backend))
         }
     }

@@ -164,11 +164,17 @@ struct Api {
     /// A file holding the station's API token (`provisiond token add`).
     #[arg(long, value_name = "FILE")]
     token_file: PathBuf,
+    #[command(flatten)]
+    transport: factory::backend::Transport,
 }
 
 impl Api {
     fn client(&self) -> anyhow::Result<Backend> {
-        Ok(Backend::new(&self.backend, read_token(&self.token_file)?))
+        Ok(Backend::connect(
+            &self.backend,
+            Some(read_token(&self.token_file)?),
+            &self.transport,
+        )?)
     }
 }
 

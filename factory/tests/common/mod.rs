@@ -19,6 +19,20 @@ pub struct LocalBackend {
 
 /// A backend accepting `authorities`.
 pub fn backend_with(authorities: Vec<firmware::P256PublicKey>) -> LocalBackend {
+    serve(authorities, None)
+}
+
+/// A backend accepting the test authority over HTTPS, with the certificate
+/// of `tls` (its URL names `localhost`).
+pub fn backend_tls(tls: &signer::testing::TlsIdentity) -> LocalBackend {
+    let config = lambda::tls::server_config(&tls.cert, &tls.key).unwrap();
+    serve(test_authorities(), Some(config))
+}
+
+fn serve(
+    authorities: Vec<firmware::P256PublicKey>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> LocalBackend {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("reg.db")).unwrap());
     store
@@ -36,13 +50,23 @@ pub fn backend_with(authorities: Vec<firmware::P256PublicKey>) -> LocalBackend {
         authorities: Arc::new(authorities),
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let port = listener.local_addr().unwrap().port();
+    let url = match tls {
+        Some(_) => format!("https://localhost:{port}"),
+        None => format!("http://127.0.0.1:{port}"),
+    };
     listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
+            match tls {
+                Some(config) => {
+                    let listener = lambda::tls::TlsListener::new(listener, config).unwrap();
+                    axum::serve(listener, app).await.unwrap();
+                }
+                None => axum::serve(listener, app).await.unwrap(),
+            }
         });
     });
     LocalBackend {
@@ -52,14 +76,15 @@ pub fn backend_with(authorities: Vec<firmware::P256PublicKey>) -> LocalBackend {
     }
 }
 
-/// A backend accepting the test authority (tests/data/records/authority.pem).
+/// The test authority (tests/data/records/authority.pem).
+fn test_authorities() -> Vec<firmware::P256PublicKey> {
+    lambda::config::authorities_from_files(&[format!("{DATA}records/authority.pub.pem").into()])
+        .unwrap()
+}
+
+/// A backend accepting the test authority.
 pub fn backend() -> LocalBackend {
-    backend_with(
-        lambda::config::authorities_from_files(
-            &[format!("{DATA}records/authority.pub.pem").into()],
-        )
-        .unwrap(),
-    )
+    backend_with(test_authorities())
 }
 
 pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");

@@ -44,6 +44,14 @@ enum Command {
         /// accepts. Repeatable (key rotation).
         #[arg(long)]
         authority: Vec<PathBuf>,
+        /// Serve HTTPS with this certificate chain (PEM, leaf first); needs
+        /// --tls-key. Without it the server speaks plain HTTP, which the
+        /// factory accepts only on this machine.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// API tokens for factory stations and administrators.
     #[command(subcommand)]
@@ -136,7 +144,14 @@ async fn serve(
     listen: SocketAddr,
     store: StoreUri,
     authorities: Vec<PathBuf>,
+    tls: Option<(PathBuf, PathBuf)>,
 ) -> anyhow::Result<()> {
+    // Load the TLS identity first: a bad one stops the server before it
+    // opens the store or the port.
+    let tls = match tls {
+        Some((cert, key)) => Some(lambda::tls::server_config(&cert, &key)?),
+        None => None,
+    };
     let authorities = authorities_from_files(&authorities)?;
     if authorities.is_empty() {
         eprintln!("provisiond: warning: no --authority; every activation will be refused");
@@ -150,8 +165,18 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    eprintln!("provisiond listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
+    let local = listener.local_addr()?;
+    match tls {
+        Some(config) => {
+            let listener = lambda::tls::TlsListener::new(listener, config)?;
+            eprintln!("provisiond listening on https://{local}");
+            axum::serve(listener, app).await?;
+        }
+        None => {
+            eprintln!("provisiond listening on http://{local}");
+            axum::serve(listener, app).await?;
+        }
+    }
     Ok(())
 }
 
@@ -299,11 +324,22 @@ fn main() -> ExitCode {
             listen,
             store,
             authority,
-        } => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(serve(listen, store, authority))),
+            tls_cert,
+            tls_key,
+        } => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(serve(listen, store, authority, tls_cert.zip(tls_key))))
+        }
         Command::Token(TokenCommand::Add {
             store,
             name,
