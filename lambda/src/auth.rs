@@ -1,7 +1,10 @@
 //! Who is calling the factory and admin endpoints. The entry point decides:
 //! the local server checks bearer tokens against the store (which keeps only
-//! their SHA-256), the Lambda maps the IAM identity API Gateway vouches for to
-//! a role from its configuration. Device endpoints need no credential.
+//! their SHA-256); on AWS, API Gateway vouches for the caller, either through
+//! the token authorizer ([`authorize`], the `authorizer` Lambda: the same
+//! tokens, the same store) or through IAM (SigV4), whose role ARN the
+//! configuration maps to a role ([`ApiGatewayCallers`]). Device endpoints
+//! need no credential.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -166,6 +169,108 @@ fn assumed_role_arn(arn: &str) -> Option<String> {
     }
     let name = resource.strip_prefix("assumed-role/")?.split('/').next()?;
     Some(format!("arn:{partition}:iam::{account}:role/{name}"))
+}
+
+/// The authorizer's context keys: the token's role and name, which API
+/// Gateway hands to the function with the request.
+pub const CONTEXT_ROLE: &str = "provisiond_role";
+/// See [`CONTEXT_ROLE`].
+pub const CONTEXT_TOKEN: &str = "provisiond_token";
+/// Why the authorizer denied a known token (`token_revoked`, `token_expired`).
+pub const CONTEXT_REFUSAL: &str = "provisiond_refusal";
+
+/// API Gateway's event for a `TOKEN` Lambda authorizer.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenAuthorizerEvent {
+    /// `TOKEN`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The `Authorization` header's value.
+    pub authorization_token: String,
+    /// The method called: `arn:aws:execute-api:REGION:ACCOUNT:API/STAGE/METHOD/PATH`.
+    pub method_arn: String,
+}
+
+/// What the token authorizer answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthorizerAnswer {
+    /// No credential, or one nobody issued: API Gateway answers 401.
+    Unauthorized,
+    /// An IAM policy for the method called (allow, or deny: API Gateway
+    /// answers 403) with the caller in its context.
+    Policy(serde_json::Value),
+}
+
+/// Decide on an API Gateway `TOKEN` authorizer event at `now` (Unix
+/// seconds): a usable token is allowed to call exactly the method it asked
+/// for (results are not cached, so a revocation counts from the next
+/// request), with its role and name in the context; a revoked or expired one
+/// is denied; anything else is unauthorized.
+pub fn authorize(
+    tokens: &BearerTokens,
+    event: &TokenAuthorizerEvent,
+    now: i64,
+) -> Result<AuthorizerAnswer, StoreError> {
+    let policy = |principal: &str, effect: &str, context: serde_json::Value| {
+        AuthorizerAnswer::Policy(serde_json::json!({
+            "principalId": principal,
+            "policyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Action": "execute-api:Invoke",
+                    "Effect": effect,
+                    "Resource": event.method_arn,
+                }],
+            },
+            "context": context,
+        }))
+    };
+    if event.kind != "TOKEN" {
+        return Ok(AuthorizerAnswer::Unauthorized);
+    }
+    Ok(
+        match tokens.identify_header(&event.authorization_token, now)? {
+            Identity::Caller(c) => policy(
+                &c.name,
+                "Allow",
+                serde_json::json!({ CONTEXT_ROLE: c.role.as_str(), CONTEXT_TOKEN: c.name }),
+            ),
+            Identity::Refused(code) => policy(
+                "refused",
+                "Deny",
+                serde_json::json!({ CONTEXT_REFUSAL: code }),
+            ),
+            Identity::Anonymous => AuthorizerAnswer::Unauthorized,
+        },
+    )
+}
+
+/// Callers as API Gateway vouches for them (the Lambda entry point): a
+/// token the authorizer allowed (its context), else an IAM identity mapped
+/// by [`IamRoles`].
+#[derive(Debug, Clone, Default)]
+pub struct ApiGatewayCallers {
+    /// Role ARN → role, for IAM (SigV4) callers.
+    pub iam: IamRoles,
+}
+
+impl Authenticator for ApiGatewayCallers {
+    fn identify(&self, parts: &Parts) -> Result<Identity, StoreError> {
+        use lambda_http::request::RequestContext;
+        if let Some(RequestContext::ApiGatewayV1(ctx)) = parts.extensions.get::<RequestContext>() {
+            let field = |k: &str| ctx.authorizer.fields.get(k).and_then(|v| v.as_str());
+            if let (Some(role), Some(name)) = (field(CONTEXT_ROLE), field(CONTEXT_TOKEN)) {
+                return Ok(Role::parse(role).map_or(Identity::Anonymous, |role| {
+                    Identity::Caller(Caller {
+                        name: name.to_owned(),
+                        role,
+                    })
+                }));
+            }
+        }
+        self.iam.identify(parts)
+    }
 }
 
 #[cfg(test)]

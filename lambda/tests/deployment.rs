@@ -93,29 +93,35 @@ fn statements(doc: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
 }
 
 #[test]
-fn the_lambda_policy_file_matches_the_template() {
+fn the_lambda_policy_files_match_the_template() {
     // cfn-lint's YAML loader understands the CloudFormation tags (!Sub, …).
     let script = r#"
 import json, sys
 from cfnlint.decode import cfn_yaml
 t = cfn_yaml.load(sys.argv[1])
-print(json.dumps(t["Resources"]["Function"]["Properties"]["Policies"][0], default=str))
+print(json.dumps(t["Resources"][sys.argv[2]]["Properties"]["Policies"][0], default=str))
 "#;
     let python = std::env::var("VENV_PYTHON").unwrap();
-    let out = Command::new(python)
-        .args(["-c", script])
-        .arg(root().join("lambda/template.yaml"))
-        .output()
+    for (resource, file) in [
+        ("Function", "provisiond-lambda.json"),
+        ("AuthorizerFunction", "provisiond-authorizer.json"),
+    ] {
+        let out = Command::new(&python)
+            .args(["-c", script])
+            .arg(root().join("lambda/template.yaml"))
+            .arg(resource)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let from_template: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let file: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root().join("policies/aws").join(file)).unwrap(),
+        )
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let from_template: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let file: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("policies/aws/provisiond-lambda.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(statements(&from_template), statements(&file));
+        assert_eq!(statements(&from_template), statements(&file), "{resource}");
+    }
 }

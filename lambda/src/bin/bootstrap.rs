@@ -1,16 +1,18 @@
 //! The provisioning backend as an AWS Lambda function (`provided.al2023`,
-//! built as `bootstrap`), behind API Gateway with IAM authorization. The
-//! router is the local server's.
+//! built as `bootstrap`), behind API Gateway. Factory and admin callers come
+//! as the token authorizer (`authorizer`) allowed them, or as IAM (SigV4)
+//! identities. The router is the local server's.
 //!
 //! Configuration, from the environment:
 //! - `PROVISIOND_STORE`: `dynamodb:TABLE_PREFIX` (tables from the template).
 //! - `PROVISIOND_AUTHORITIES`: the provisioning-authority public keys, PEM.
-//! - `PROVISIOND_CALLER_ROLES`: JSON object, IAM role ARN → `factory`/`admin`.
+//! - `PROVISIOND_CALLER_ROLES` (optional): JSON object, IAM role ARN →
+//!   `factory`/`admin`, for SigV4 callers.
 
 use std::sync::Arc;
 
 use lambda::api::{router, AppState};
-use lambda::auth::IamRoles;
+use lambda::auth::{ApiGatewayCallers, IamRoles};
 use lambda::config::{authorities_from_pem, StoreUri};
 
 fn var(name: &str) -> Result<String, lambda_http::Error> {
@@ -21,12 +23,15 @@ fn main() -> Result<(), lambda_http::Error> {
     let store: StoreUri = var("PROVISIOND_STORE")?.parse()?;
     let authorities = authorities_from_pem(&var("PROVISIOND_AUTHORITIES")?)
         .map_err(|e| format!("PROVISIOND_AUTHORITIES: {e}"))?;
-    let roles = IamRoles::from_json(&var("PROVISIOND_CALLER_ROLES")?)?;
+    let iam = match std::env::var("PROVISIOND_CALLER_ROLES") {
+        Ok(json) => IamRoles::from_json(&json)?,
+        Err(_) => IamRoles::default(),
+    };
     let store = store.open_with(false)?;
     let app = router(AppState {
         store,
         authorities: Arc::new(authorities),
-        auth: Arc::new(roles),
+        auth: Arc::new(ApiGatewayCallers { iam }),
     });
     // One invocation at a time per instance: a current-thread runtime starts
     // fastest; store calls run on the blocking pool.
