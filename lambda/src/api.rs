@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::AuditEntry;
 use crate::auth::{new_token, token_hash, Authenticator, Identity};
+use crate::guard::DeviceGuard;
 use crate::model::{check_token_name, Caller, Device, Role, TokenInfo};
 use crate::store::{Activation, Challenge, ChallengeRefusal, Store, StoreError};
 
@@ -36,6 +37,8 @@ pub struct AppState {
     pub authorities: Arc<Vec<P256PublicKey>>,
     /// Who is calling.
     pub auth: Arc<dyn Authenticator>,
+    /// Rate limits and refusal counts of the device endpoints.
+    pub guard: Arc<DeviceGuard>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -50,6 +53,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds, for a `429`.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -58,6 +63,19 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn rate_limited(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(seconds.max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many device requests; try again later",
+            )
         }
     }
 }
@@ -70,14 +88,21 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(ErrorBody {
                 error: self.code,
                 message: &self.message,
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
     }
 }
 
@@ -139,6 +164,55 @@ impl FromRequestParts<AppState> for Caller {
                 },
             )),
         }
+    }
+}
+
+/// The TCP peer of a local-server connection, plain or TLS (serve the
+/// router `into_make_service_with_connect_info::<PeerAddr>()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+/// The client's address, where the entry point knows it: the TCP peer of
+/// the local server, or API Gateway's `sourceIp`.
+#[derive(Debug, Clone, Copy)]
+pub struct Source(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<AppState> for Source {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        use lambda_http::request::RequestContext;
+        if let Some(axum::extract::ConnectInfo(PeerAddr(peer))) =
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<PeerAddr>>()
+        {
+            return Ok(Self(Some(peer.ip())));
+        }
+        let ip = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+            _ => None,
+        };
+        Ok(Self(ip.and_then(|ip| ip.parse().ok())))
     }
 }
 
@@ -633,9 +707,14 @@ struct ChallengeResponse {
 
 async fn challenge(
     State(state): State<AppState>,
+    Source(source): Source,
     body: Result<Json<ChallengeRequest>, JsonRejection>,
 ) -> Result<Json<ChallengeResponse>, ApiError> {
     let Json(req) = body?;
+    state
+        .guard
+        .admit(source, req.serial, std::time::Instant::now())
+        .map_err(ApiError::rate_limited)?;
     let mut id = [0u8; 16];
     let mut nonce = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
@@ -648,6 +727,19 @@ async fn challenge(
     };
     let store = Arc::clone(&state.store);
     blocking(move || {
+        // Only an active device gets a challenge. Unknown, not yet
+        // activated and revoked serials get the same answer, after the same
+        // one read, so the answer does not tell them apart.
+        let active = store
+            .device_by_serial(c.serial)?
+            .is_some_and(|d| d.status == crate::model::DeviceStatus::Active);
+        if !active {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_device",
+                "no active device with this serial",
+            ));
+        }
         store.create_challenge(&c)?;
         Ok(Json(ChallengeResponse {
             challenge_id: c.id,
@@ -684,9 +776,14 @@ fn refused(code: &'static str, message: &str) -> ApiError {
 
 async fn verify(
     State(state): State<AppState>,
+    Source(source): Source,
     body: Result<Json<VerifyRequest>, JsonRejection>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let Json(req) = body?;
+    state
+        .guard
+        .admit(source, req.serial, std::time::Instant::now())
+        .map_err(ApiError::rate_limited)?;
     let hw_id = parse_hw_id(&req.hw_id)?;
     let signature = <[u8; 64]>::try_from(
         hex::decode(&req.signature).unwrap_or_default().as_slice(),
@@ -698,7 +795,7 @@ async fn verify(
             "signature must be 64 bytes of hex",
         )
     })?;
-    let store = Arc::clone(&state.store);
+    let (store, guard) = (Arc::clone(&state.store), Arc::clone(&state.guard));
     blocking(move || {
         let outcome = (|| {
             let c = match store.consume_challenge(&req.challenge_id, crate::unix_now())? {
@@ -742,14 +839,32 @@ async fn verify(
                 .map_err(|_| refused("bad_signature", "signature does not verify"))?;
             Ok(req.serial)
         })();
-        let challenge: String = req.challenge_id.chars().take(64).collect();
-        let outcome = audited(
-            store.as_ref(),
-            format!("device:{}", req.serial),
-            "auth.verify",
-            format!("challenge:{challenge}"),
-            outcome,
-        );
+        let outcome = match outcome {
+            // A refusal is counted, not chained: anyone can send junk here,
+            // and the log (one chain for the fleet) must not grow with it.
+            // The counts go to the log as one entry per interval.
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                if let Some(counts) = guard.count_refusal(e.code, std::time::Instant::now()) {
+                    store.audit(&AuditEntry {
+                        actor: "anonymous".into(),
+                        action: "auth.refused".into(),
+                        subject: counts,
+                        outcome: "counted".into(),
+                    })?;
+                }
+                Err(e)
+            }
+            other => {
+                let challenge: String = req.challenge_id.chars().take(64).collect();
+                audited(
+                    store.as_ref(),
+                    format!("device:{}", req.serial),
+                    "auth.verify",
+                    format!("challenge:{challenge}"),
+                    other,
+                )
+            }
+        };
         outcome.map(|serial| {
             Json(VerifyResponse {
                 authenticated: true,

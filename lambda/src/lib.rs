@@ -14,6 +14,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod guard;
 pub mod model;
 pub mod store;
 pub mod tls;

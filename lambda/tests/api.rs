@@ -9,6 +9,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use lambda::api::{router, AppState};
 use lambda::auth::{token_hash, BearerTokens};
+use lambda::guard::{DeviceGuard, Limits, Rate};
 use lambda::model::Role;
 use lambda::{SqliteStore, Store};
 use tower::ServiceExt;
@@ -83,6 +84,13 @@ fn app(dir: &tempfile::TempDir) -> axum::Router {
         auth: Arc::new(BearerTokens::new(Arc::clone(&store))),
         store,
         authorities: Arc::new(vec![authority()]),
+        // The rate limits have their own test; here they would only slow
+        // the device requests down.
+        guard: Arc::new(DeviceGuard::new(Limits {
+            per_source: Rate::OFF,
+            per_serial: Rate::OFF,
+            ..Limits::default()
+        })),
     })
 }
 
@@ -114,9 +122,13 @@ async fn callers_need_a_token_with_the_right_role() {
     );
     let (s, _) = call_as(&app, Some(ADMIN), "POST", "/v1/devices/1/revoke", revoke).await;
     assert_eq!(s, StatusCode::OK);
-    // Device endpoints need no credential.
-    let (s, _) = call_as(&app, None, "POST", "/v1/auth/challenge", r#"{"serial":1}"#).await;
-    assert_eq!(s, StatusCode::OK);
+    // Device endpoints need no credential (the device is revoked: no
+    // challenge, but no 401 either).
+    let (s, v) = call_as(&app, None, "POST", "/v1/auth/challenge", r#"{"serial":1}"#).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_device"))
+    );
 
     let store = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
     let log = store.audit_log().unwrap();
@@ -387,8 +399,25 @@ async fn challenge_response_with_the_device_key() {
         r#"{"hw_id":"1234567800000003"}"#,
     )
     .await;
-    let (s, _) = call(&app, "POST", "/v1/auth/challenge", r#"{"serial":1}"#).await;
-    assert_eq!(s, StatusCode::OK);
+    // No challenge for a device that is not active, nor for an unknown
+    // serial: the same answer for both.
+    for serial in [1, 99] {
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/v1/auth/challenge",
+            &format!(r#"{{"serial":{serial}}}"#),
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"].as_str(), v["message"].as_str()),
+            (
+                StatusCode::NOT_FOUND,
+                Some("unknown_device"),
+                Some("no active device with this serial")
+            )
+        );
+    }
     let device_key = p256::ecdsa::SigningKey::from_pkcs8_pem(
         &std::fs::read_to_string(format!("{DATA}device.pem")).unwrap(),
     )
@@ -408,20 +437,6 @@ async fn challenge_response_with_the_device_key() {
             hex::encode(sig.to_bytes())
         )
     };
-    // Not yet activated: refused.
-    let (_, c) = call(&app, "POST", "/v1/auth/challenge", r#"{"serial":1}"#).await;
-    let (s, v) = call(
-        &app,
-        "POST",
-        "/v1/auth/verify",
-        &answer(&c, 1, "1234567800000003"),
-    )
-    .await;
-    assert_eq!(
-        (s, v["error"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("not_active"))
-    );
-
     let body = format!(r#"{{"record":"{}"}}"#, record_hex("qemu-microbit.bin"));
     assert_eq!(
         call(&app, "POST", "/v1/devices/1/activate", &body).await.0,
@@ -490,6 +505,128 @@ async fn challenge_response_with_the_device_key() {
         (s, v["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("unknown_challenge"))
     );
+
+    // A challenge answered for another serial.
+    let (_, c) = call(&app, "POST", "/v1/auth/challenge", r#"{"serial":1}"#).await;
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/auth/verify",
+        &answer(&c, 2, "1234567800000003"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("challenge_mismatch"))
+    );
+    // A challenge past its time (stored as the API stores them, expired).
+    let store = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
+    let old = lambda::Challenge {
+        id: "0123456789abcdef0123456789abcdef".into(),
+        serial: 1,
+        nonce: [7; 32],
+        expires_at: lambda::unix_now() - 1,
+    };
+    store.create_challenge(&old).unwrap();
+    let stale = serde_json::json!({"challenge_id": old.id, "nonce": hex::encode(old.nonce)});
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/auth/verify",
+        &answer(&stale, 1, "1234567800000003"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("expired"))
+    );
+    // Revoked between the challenge and the answer.
+    let (_, c) = call(&app, "POST", "/v1/auth/challenge", r#"{"serial":1}"#).await;
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/v1/devices/1/revoke",
+        r#"{"reason":"stolen"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/auth/verify",
+        &answer(&c, 1, "1234567800000003"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("revoked"))
+    );
+
+    // The log holds the one success; the refusals are counted, not chained
+    // one by one (a summary entry comes once per interval).
+    let log = store.audit_log().unwrap();
+    let auth: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|e| e.entry.action.starts_with("auth."))
+        .map(|e| (e.entry.action.as_str(), e.entry.outcome.as_str()))
+        .collect();
+    assert_eq!(auth, [("auth.verify", "ok")]);
+}
+
+#[tokio::test]
+async fn device_requests_are_rate_limited_per_serial_and_refusals_summed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("reg.db")).unwrap());
+    let app = router(AppState {
+        auth: Arc::new(BearerTokens::new(Arc::clone(&store))),
+        store: Arc::clone(&store),
+        authorities: Arc::new(vec![authority()]),
+        guard: Arc::new(DeviceGuard::new(Limits {
+            per_source: Rate::OFF,
+            per_serial: Rate {
+                per_second: 0.5,
+                burst: 3.0,
+            },
+            summary_every: std::time::Duration::ZERO,
+        })),
+    });
+    let junk = |serial: u32| {
+        format!(
+            r#"{{"challenge_id":"x","serial":{serial},"hw_id":"1234567800000003","signature":"{}"}}"#,
+            "00".repeat(64)
+        )
+    };
+    for _ in 0..3 {
+        let (s, _) = call_as(&app, None, "POST", "/v1/auth/verify", &junk(5)).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/auth/verify")
+        .header("content-type", "application/json")
+        .body(Body::from(junk(5)))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "2");
+    // Another serial is not held up.
+    let (s, _) = call_as(&app, None, "POST", "/v1/auth/verify", &junk(6)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Summed at once here (interval zero): one entry per refusal counted
+    // since the last, never one chained entry per junk request carrying
+    // what the sender wrote.
+    let log = store.audit_log().unwrap();
+    let summaries: Vec<&str> = log
+        .iter()
+        .filter(|e| e.entry.action == "auth.refused")
+        .map(|e| e.entry.subject.as_str())
+        .collect();
+    assert_eq!(summaries.len(), 4);
+    assert!(
+        summaries.iter().all(|s| *s == "unknown_challenge:1"),
+        "{summaries:?}"
+    );
+    assert!(log.iter().all(|e| e.entry.action != "auth.verify"));
 }
 
 #[tokio::test]

@@ -31,6 +31,7 @@ fn main() -> Result<(), lambda_http::Error> {
     let app = router(AppState {
         store,
         authorities: Arc::new(authorities),
+        guard: Default::default(),
         auth: Arc::new(ApiGatewayCallers { iam }),
     });
     // One invocation at a time per instance: a current-thread runtime starts

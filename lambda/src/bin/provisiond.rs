@@ -19,6 +19,7 @@ use lambda::api::{router, AppState};
 use lambda::audit::verify_chain;
 use lambda::auth::{new_token, token_hash, BearerTokens};
 use lambda::config::{authorities_from_files, StoreUri};
+use lambda::guard::{DeviceGuard, Limits, Rate};
 use lambda::model::{check_token_name, Role};
 
 /// The provisioning backend: serial allocation, device registry, device
@@ -33,32 +34,43 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API (factory and admin calls need a bearer token).
-    Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// The store: sqlite:PATH or dynamodb:TABLE_PREFIX[?endpoint=URL].
-        #[arg(long)]
-        store: StoreUri,
-        /// A provisioning-authority public key (PEM) whose records activation
-        /// accepts. Repeatable (key rotation).
-        #[arg(long)]
-        authority: Vec<PathBuf>,
-        /// Serve HTTPS with this certificate chain (PEM, leaf first); needs
-        /// --tls-key. Without it the server speaks plain HTTP, which the
-        /// factory accepts only on this machine.
-        #[arg(long, value_name = "PEM", requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// The certificate's private key (PEM).
-        #[arg(long, value_name = "PEM", requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-    },
+    Serve(ServeArgs),
     /// API tokens for factory stations and administrators.
     #[command(subcommand)]
     Token(TokenCommand),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The store: sqlite:PATH or dynamodb:TABLE_PREFIX[?endpoint=URL].
+    #[arg(long)]
+    store: StoreUri,
+    /// A provisioning-authority public key (PEM) whose records activation
+    /// accepts. Repeatable (key rotation).
+    #[arg(long)]
+    authority: Vec<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs
+    /// --tls-key. Without it the server speaks plain HTTP, which the
+    /// factory accepts only on this machine.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Device requests (/v1/auth/*) per second from one client address
+    /// (bursts of twice that; 0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 50.0)]
+    auth_rate_per_source: f64,
+    /// Device requests per second about one serial (bursts of twice
+    /// that; 0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 2.0)]
+    auth_rate_per_serial: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,28 +152,38 @@ enum AuditCommand {
     },
 }
 
-async fn serve(
-    listen: SocketAddr,
-    store: StoreUri,
-    authorities: Vec<PathBuf>,
-    tls: Option<(PathBuf, PathBuf)>,
-) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Load the TLS identity first: a bad one stops the server before it
     // opens the store or the port.
-    let tls = match tls {
+    let tls = match args.tls_cert.zip(args.tls_key) {
         Some((cert, key)) => Some(lambda::tls::server_config(&cert, &key)?),
         None => None,
     };
-    let authorities = authorities_from_files(&authorities)?;
+    let listen = args.listen;
+    let authorities = authorities_from_files(&args.authority)?;
     if authorities.is_empty() {
         eprintln!("provisiond: warning: no --authority; every activation will be refused");
     }
-    let store = store.open()?;
+    let store = args.store.open()?;
+    let rate = |n: f64| {
+        if n > 0.0 {
+            Rate::per_second(n)
+        } else {
+            Rate::OFF
+        }
+    };
+    let guard = Arc::new(DeviceGuard::new(Limits {
+        per_source: rate(args.auth_rate_per_source),
+        per_serial: rate(args.auth_rate_per_serial),
+        ..Limits::default()
+    }));
     let app = router(AppState {
         auth: Arc::new(BearerTokens::new(Arc::clone(&store))),
-        store,
+        store: Arc::clone(&store),
         authorities: Arc::new(authorities),
-    });
+        guard: Arc::clone(&guard),
+    })
+    .into_make_service_with_connect_info::<lambda::api::PeerAddr>();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -170,14 +192,43 @@ async fn serve(
         Some(config) => {
             let listener = lambda::tls::TlsListener::new(listener, config)?;
             eprintln!("provisiond listening on https://{local}");
-            axum::serve(listener, app).await?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop_signal())
+                .await?;
         }
         None => {
             eprintln!("provisiond listening on http://{local}");
-            axum::serve(listener, app).await?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop_signal())
+                .await?;
         }
     }
+    // Refusals counted since the last summary go to the log before exit.
+    if let Some(counts) = guard.take_refusals() {
+        store.audit(&lambda::audit::AuditEntry {
+            actor: "anonymous".into(),
+            action: "auth.refused".into(),
+            subject: counts,
+            outcome: "counted".into(),
+        })?;
+    }
+    eprintln!("provisiond stopped");
     Ok(())
+}
+
+/// SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }
 
 fn token_add(
@@ -320,13 +371,7 @@ fn audit_show(store: &StoreUri, json: bool) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve {
-            listen,
-            store,
-            authority,
-            tls_cert,
-            tls_key,
-        } => {
+        Command::Serve(args) => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
                 .with_env_filter(
@@ -338,7 +383,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(serve(listen, store, authority, tls_cert.zip(tls_key))))
+                .and_then(|rt| rt.block_on(serve(args)))
         }
         Command::Token(TokenCommand::Add {
             store,
