@@ -17,6 +17,60 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+impl AuditEntry {
+    /// The entry as it is stored: control characters in every field written
+    /// as `\u{..}` escapes (and backslashes doubled), so text a caller chose
+    /// can neither forge line breaks in a listing nor drive a terminal.
+    pub fn escaped(&self) -> Self {
+        Self {
+            actor: escape_controls(&self.actor),
+            action: escape_controls(&self.action),
+            subject: escape_controls(&self.subject),
+            outcome: escape_controls(&self.outcome),
+        }
+    }
+}
+
+impl AuditEntry {
+    /// For display: control characters escaped, backslashes left alone
+    /// (stored entries are escaped already; older ones are made safe here).
+    pub fn escaped_for_display(&self) -> Self {
+        let safe = |t: &str| {
+            t.chars()
+                .map(|c| {
+                    if c.is_control() {
+                        format!("\\u{{{:x}}}", c as u32)
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect::<String>()
+        };
+        Self {
+            actor: safe(&self.actor),
+            action: safe(&self.action),
+            subject: safe(&self.subject),
+            outcome: safe(&self.outcome),
+        }
+    }
+}
+
+/// `text` with `\` doubled and every control character as `\u{XX}`.
+pub fn escape_controls(text: &str) -> String {
+    if !text.chars().any(|c| c == '\\' || c.is_control()) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// An entry as stored, with its place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChainedEntry {
@@ -83,4 +137,25 @@ pub fn verify_chain(entries: impl IntoIterator<Item = ChainedEntry>) -> Result<u
         expected += 1;
     }
     Ok(expected - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_escape_is_unambiguous() {
+        assert_eq!(escape_controls("line-1"), "line-1");
+        assert_eq!(escape_controls("a\nb\u{1b}[2J"), "a\\u{a}b\\u{1b}[2J");
+        assert_eq!(escape_controls("a\\u{a}"), "a\\\\u{a}");
+        assert_ne!(escape_controls("a\n"), escape_controls("a\\u{a}"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escaped_text_has_no_control_characters(text in "\\PC*|[\\x00-\\x1f\\x7f-\\u{9f}a\\\\]{0,20}") {
+            let e = escape_controls(&text);
+            proptest::prop_assert!(!e.chars().any(char::is_control));
+        }
+    }
 }

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod checkpoint;
 pub mod config;
 pub mod guard;
 pub mod model;

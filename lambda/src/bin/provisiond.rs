@@ -71,6 +71,13 @@ struct ServeArgs {
     /// that; 0: no limit).
     #[arg(long, value_name = "N", default_value_t = 2.0)]
     auth_rate_per_serial: f64,
+    /// Sign the audit chain's head with this key (file:, pkcs11: or
+    /// awskms: URI) at every --checkpoint-every and when stopping.
+    #[arg(long, value_name = "URI")]
+    checkpoint_key: Option<signer::KeyRef>,
+    /// How often to checkpoint (with --checkpoint-key).
+    #[arg(long, value_name = "DURATION", value_parser = parse_validity, default_value = "5m")]
+    checkpoint_every: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,14 +139,31 @@ enum RoleArg {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check the hash chain of the whole log (exit 1 naming the first bad
-    /// entry).
+    /// entry), and with --checkpoint-key every signed checkpoint in it.
     Verify {
         /// The store: sqlite:PATH or dynamodb:TABLE_PREFIX[?endpoint=URL].
         #[arg(long)]
         store: StoreUri,
+        /// The checkpoint key's public half (PEM): checkpoints must verify
+        /// with it and match the chain (a recomputed chain does not).
+        #[arg(long, value_name = "PEM")]
+        checkpoint_key: Option<PathBuf>,
+        /// With --checkpoint-key: the newest checkpoint must be at most this
+        /// old (e.g. 15m), or the log may have been cut back.
+        #[arg(long, value_name = "DURATION", value_parser = parse_validity, requires = "checkpoint_key")]
+        max_age: Option<std::time::Duration>,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Sign the chain's head now and append the checkpoint.
+    Checkpoint {
+        /// The store: sqlite:PATH or dynamodb:TABLE_PREFIX[?endpoint=URL].
+        #[arg(long)]
+        store: StoreUri,
+        /// The checkpoint key: file:, pkcs11: or awskms: URI.
+        #[arg(long, value_name = "URI")]
+        key: signer::KeyRef,
     },
     /// Print the log, one entry per line.
     Show {
@@ -165,6 +189,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("provisiond: warning: no --authority; every activation will be refused");
     }
     let store = args.store.open()?;
+    // The checkpoint key opens (and signs once) before the server starts.
+    let checkpoints = match &args.checkpoint_key {
+        Some(uri) => {
+            let key: Arc<dyn signer::Signer> = Arc::from(signer::open_signer(uri)?);
+            let first = lambda::checkpoint::make(store.as_ref(), key.as_ref(), None)?;
+            Some((key, first))
+        }
+        None => None,
+    };
     let rate = |n: f64| {
         if n > 0.0 {
             Rate::per_second(n)
@@ -188,6 +221,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let local = listener.local_addr()?;
+    let checkpointer = checkpoints.as_ref().map(|(key, first)| {
+        let (store, key, every) = (Arc::clone(&store), Arc::clone(key), args.checkpoint_every);
+        let mut last = *first;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let (store, key) = (Arc::clone(&store), Arc::clone(&key));
+                match tokio::task::spawn_blocking(move || {
+                    lambda::checkpoint::make(store.as_ref(), key.as_ref(), last)
+                })
+                .await
+                {
+                    Ok(Ok(Some(seq))) => last = Some(seq),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "audit checkpoint failed"),
+                    Err(e) => tracing::error!(error = %e, "audit checkpoint task failed"),
+                }
+            }
+        })
+    });
     match tls {
         Some(config) => {
             let listener = lambda::tls::TlsListener::new(listener, config)?;
@@ -203,7 +258,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .await?;
         }
     }
-    // Refusals counted since the last summary go to the log before exit.
+    // Refusals counted since the last summary go to the log before exit,
+    // and a last checkpoint covers everything.
     if let Some(counts) = guard.take_refusals() {
         store.audit(&lambda::audit::AuditEntry {
             actor: "anonymous".into(),
@@ -211,6 +267,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             subject: counts,
             outcome: "counted".into(),
         })?;
+    }
+    if let Some(task) = checkpointer {
+        task.abort();
+    }
+    if let Some((key, _)) = &checkpoints {
+        lambda::checkpoint::make(store.as_ref(), key.as_ref(), None)?;
     }
     eprintln!("provisiond stopped");
     Ok(())
@@ -313,8 +375,57 @@ fn token_revoke(store: &StoreUri, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn audit_verify(store: &StoreUri, json: bool) -> anyhow::Result<bool> {
+fn audit_verify(
+    store: &StoreUri,
+    checkpoint_key: Option<&std::path::Path>,
+    max_age: Option<std::time::Duration>,
+    json: bool,
+) -> anyhow::Result<bool> {
     let log = store.open_with(false)?.audit_log()?;
+    if let Some(path) = checkpoint_key {
+        let key = lambda::config::authorities_from_files(&[path.to_path_buf()])?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("{}: no public key", path.display()))?;
+        let max_age = max_age.map(|d| (d.as_secs() as i64, lambda::unix_now()));
+        return Ok(match lambda::checkpoint::verify(&log, &key, max_age) {
+            Ok(r) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"valid": true, "entries": r.entries,
+                            "checkpoints": r.checkpoints, "unanchored": r.unanchored,
+                            "newest_checkpoint": r.newest.map(|(seq, time)| serde_json::json!({"covers": seq, "time": time})),
+                            "head": log.last().map(|e| hex::encode(e.hash))})
+                    );
+                } else {
+                    println!(
+                        "audit log intact: {} entries, {} checkpoints verified{}",
+                        r.entries,
+                        r.checkpoints,
+                        match r.newest {
+                            Some((seq, _)) => format!(
+                                "; the newest covers entry {seq}, {} entries after it",
+                                r.unanchored
+                            ),
+                            None => String::new(),
+                        }
+                    );
+                }
+                true
+            }
+            Err(e) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"valid": false, "problem": e.to_string()})
+                    );
+                } else {
+                    println!("audit log BROKEN: {e}");
+                }
+                false
+            }
+        });
+    }
     let head = log.last().map(|e| hex::encode(e.hash));
     match verify_chain(log) {
         Ok(count) => {
@@ -347,6 +458,7 @@ fn audit_show(store: &StoreUri, json: bool) -> anyhow::Result<()> {
     let log = store.open_with(false)?.audit_log()?;
     let mut out = std::io::stdout().lock();
     for e in log {
+        let (seq, time) = (e.seq, e.time);
         if json {
             serde_json::to_writer(
                 &mut out,
@@ -358,10 +470,13 @@ fn audit_show(store: &StoreUri, json: bool) -> anyhow::Result<()> {
             )?;
             writeln!(out)?;
         } else {
+            // Stored text is escaped already; entries from before that was
+            // done are escaped here, so no entry can drive the terminal.
+            let e = e.entry.escaped_for_display();
             writeln!(
                 out,
                 "{:>6}  {}  {:<24} {:<12} {:<16} {}",
-                e.seq, e.time, e.entry.actor, e.entry.action, e.entry.outcome, e.entry.subject
+                seq, time, e.actor, e.action, e.outcome, e.subject
             )?;
         }
     }
@@ -393,11 +508,25 @@ fn main() -> ExitCode {
         }) => token_add(&store, &name, role, valid_for),
         Command::Token(TokenCommand::List { store, json }) => token_list(&store, json),
         Command::Token(TokenCommand::Revoke { store, name }) => token_revoke(&store, &name),
-        Command::Audit(AuditCommand::Verify { store, json }) => match audit_verify(&store, json) {
+        Command::Audit(AuditCommand::Verify {
+            store,
+            checkpoint_key,
+            max_age,
+            json,
+        }) => match audit_verify(&store, checkpoint_key.as_deref(), max_age, json) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),
             Err(e) => Err(e),
         },
+        Command::Audit(AuditCommand::Checkpoint { store, key }) => (|| {
+            let store = store.open_with(false)?;
+            let signer = signer::open_signer(&key)?;
+            match lambda::checkpoint::make(store.as_ref(), signer.as_ref(), None)? {
+                Some(seq) => eprintln!("provisiond: checkpoint of entries 1..={seq} appended"),
+                None => eprintln!("provisiond: the log is empty; nothing to checkpoint"),
+            }
+            Ok(())
+        })(),
         Command::Audit(AuditCommand::Show { store, json }) => audit_show(&store, json),
     };
     match result {

@@ -386,6 +386,7 @@ impl DynamoStore {
         mut items: Vec<TransactWriteItem>,
         entry: &AuditEntry,
     ) -> Result<bool, StoreError> {
+        let entry = &entry.escaped();
         let (prev_seq, prev_hash) = self.head().await?;
         let seq = prev_seq + 1;
         let time = now();
@@ -870,6 +871,10 @@ impl Store for DynamoStore {
             entries.sort_by_key(|e| e.seq);
             Ok(entries)
         })?
+    }
+
+    fn audit_head(&self) -> Result<(u64, [u8; 32]), StoreError> {
+        self.run(self.head())?
     }
 
     fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError> {

@@ -185,6 +185,10 @@ pub trait Store: Send + Sync {
     /// The whole audit log, in order.
     fn audit_log(&self) -> Result<Vec<ChainedEntry>, StoreError>;
 
+    /// The newest entry's sequence number and hash (`(0, zeros)` for an
+    /// empty log).
+    fn audit_head(&self) -> Result<(u64, [u8; 32]), StoreError>;
+
     /// The device with this serial, if any.
     fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError>;
 

@@ -275,6 +275,7 @@ fn read_head(conn: &Connection) -> Result<Head, StoreError> {
 
 /// Append `entry` after `head` and advance it.
 fn append_audit(conn: &Connection, head: &mut Head, entry: &AuditEntry) -> Result<u64, StoreError> {
+    let entry = &entry.escaped();
     let seq = head.seq + 1;
     let time = now();
     let hash = entry_hash(&head.hash, seq, time, entry);
@@ -790,6 +791,10 @@ impl Store for SqliteStore {
             }
             Ok(out)
         })
+    }
+
+    fn audit_head(&self) -> Result<(u64, [u8; 32]), StoreError> {
+        self.read(|conn| read_head(conn).map(|h| (h.seq, h.hash)))
     }
 
     fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError> {
