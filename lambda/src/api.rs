@@ -133,11 +133,14 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownToken(_) => StatusCode::NOT_FOUND,
             StoreError::SerialsExhausted => StatusCode::INSUFFICIENT_STORAGE,
             _ => {
+                // The caller learns nothing of the cause; the log (inside
+                // the request's span, with its id) does.
+                tracing::error!(error = %e, "store failure");
                 return Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
                     "store failure",
-                )
+                );
             }
         };
         Self::new(status, e.code(), e.to_string())
@@ -319,17 +322,76 @@ fn audited<T>(
     result
 }
 
-/// Run blocking store work off the async executor.
+/// Run blocking store work off the async executor, in the request's span.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "worker failed",
-        )
-    })?
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "blocking worker failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "worker failed",
+            )
+        })?
+}
+
+/// The request id: the caller's `x-request-id` if it is a plain token (up to
+/// 64 of `[A-Za-z0-9._-]`), else API Gateway's, else a new random one.
+fn request_id(req: &axum::extract::Request) -> String {
+    use lambda_http::request::RequestContext;
+    let plain = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 64
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    if let Some(v) = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| plain(v))
+    {
+        return v.to_owned();
+    }
+    let gateway = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    };
+    gateway.filter(|v| plain(v)).unwrap_or_else(|| {
+        let mut id = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+        hex::encode(id)
+    })
+}
+
+/// Every request in a span with its id, method and path; one line when it
+/// is answered (an error line for a 5xx, whose cause is logged inside the
+/// span); the id goes back in `x-request-id`.
+async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let id = request_id(&req);
+    let span =
+        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let started = std::time::Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::error!(status, ms, "answered");
+        } else {
+            tracing::info!(status, ms, "answered");
+        }
+    });
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
 }
 
 async fn provision(
@@ -888,5 +950,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tokens", get(tokens).post(add_token))
         .route("/v1/tokens/{name}/revoke", post(revoke_token))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }

@@ -316,3 +316,85 @@ fn provisiond_serves_https_with_the_given_certificate() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "--tls-cert needs --tls-key");
 }
+
+#[test]
+fn every_request_is_logged_with_its_id_and_a_5xx_with_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = common::Moto::start();
+    let store = moto.store_uri("logs");
+    // The deployment makes the tables; here the store does.
+    drop(store.parse::<lambda::config::StoreUri>().unwrap().open().unwrap());
+    let out = Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .args([
+            "token", "add", "--name", "l", "--role", "factory", "--store", &store,
+        ])
+        .envs(common::Moto::env())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let log = dir.path().join("provisiond.log");
+    let port = common::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--store",
+            &store,
+        ])
+        .envs(common::Moto::env())
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    common::wait_for_port(port, "provisiond");
+    let curl = |id: &str| {
+        Command::new("curl")
+            .args(["-sS", "-i", "--max-time", "60", "-X", "POST"])
+            .arg(format!("http://127.0.0.1:{port}/v1/provision"))
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .args(["-H", "Content-Type: application/json"])
+            .args(["-H", &format!("x-request-id: {id}")])
+            .args(["-d", r#"{"hw_id":"00000000000000bb"}"#])
+            .output()
+            .unwrap()
+    };
+    let ok = String::from_utf8(curl("req-ok-1").stdout).unwrap();
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(
+        ok.to_ascii_lowercase().contains("x-request-id: req-ok-1"),
+        "{ok}"
+    );
+    // The database goes away: the caller gets a bare 500, the log the cause.
+    drop(moto);
+    let failed = String::from_utf8(curl("req-fail-2").stdout).unwrap();
+    assert!(failed.starts_with("HTTP/1.1 500"), "{failed}");
+    assert!(failed.contains(r#""error":"internal""#), "{failed}");
+    assert!(
+        !failed.contains("dynamodb") && !failed.contains("127.0.0.1"),
+        "{failed}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("req-ok-1") && l.contains("status=200")),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("req-fail-2")
+            && l.contains("store failure")
+            && l.contains("error=")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("req-fail-2") && l.contains("status=500")),
+        "{text}"
+    );
+}
