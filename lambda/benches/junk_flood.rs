@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::load::{self, Client};
 
 const CLIENTS: usize = 32;
-const PER_CLIENT: usize = 300;
+const PER_CLIENT: usize = 1_500;
 const JUNK_PER_SECOND: u64 = 2_000;
 const JUNK_SENDERS: u64 = 8;
 
