@@ -284,13 +284,14 @@ fn a_chip_that_makes_its_own_key_is_provisioned_and_authenticates_itself() {
         );
     }
 
-    // Revoked: refused with the backend's code.
+    // Revoked: no challenge any more; the backend answers as for a serial
+    // it never issued (it does not tell revoked from unknown).
     be.store.revoke(1, "test", "admin:test").unwrap();
     let out = relay(uart_a, 1, &be.url);
     assert!(!out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "REFUSED reason=revoked",
+        "REFUSED reason=unknown_device",
         "{out:?}"
     );
 

@@ -309,6 +309,40 @@ required_tlvs = ["SEC_CNT"]
         Self { token, dir, vault }
     }
 
+    /// The public half of the key `object` in the vault, as a PEM file.
+    fn public_pem(&self, object: &str) -> PathBuf {
+        let pem = self.dir.join(format!("{object}.pub.pem"));
+        std::fs::write(
+            &pem,
+            ok(self.token.command(env!("CARGO_BIN_EXE_keytool")).args([
+                "key",
+                "getpub",
+                "-e",
+                "pem",
+                "-k",
+                &format!("pkcs11:token={};object={object}", self.vault),
+            ])),
+        )
+        .unwrap();
+        pem
+    }
+
+    /// `imgtool verify` accepts the signed image with the release key.
+    fn imgtool_verifies(&self, signed: &Path) {
+        let out = imgtool()
+            .arg("verify")
+            .arg("-k")
+            .arg(self.public_pem("release"))
+            .arg(signed)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
     /// The TUI under tmux. The release and station keys log in with
     /// `PKCS11_PIN`; the officers type theirs.
     fn tui(&self) -> Tmux {
@@ -364,32 +398,7 @@ fn a_release_signed_through_key_presses_verifies_and_is_audited() {
     std::fs::write(s.dir.join("release-screen.txt"), &screen).unwrap();
 
     // The signed image, next to the input, verifies with imgtool.
-    let signed = s.dir.join("media/app.signed.bin");
-    let pem = s.dir.join("release.pub.pem");
-    std::fs::write(
-        &pem,
-        ok(s.token.command(env!("CARGO_BIN_EXE_keytool")).args([
-            "key",
-            "getpub",
-            "-e",
-            "pem",
-            "-k",
-            &format!("pkcs11:token={};object=release", s.vault),
-        ])),
-    )
-    .unwrap();
-    let out = imgtool()
-        .arg("verify")
-        .arg("-k")
-        .arg(&pem)
-        .arg(&signed)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    s.imgtool_verifies(&s.dir.join("media/app.signed.bin"));
 
     // Keys: the policy's and the token's; the selected one exported as PEM.
     t.keys(&["1"]);
@@ -562,31 +571,7 @@ fn a_quorum_vault_is_unlocked_by_two_officers_at_the_station() {
     t.keys(&["Enter"]);
     let screen = t.wait_for("SIGNED");
     assert!(screen.contains("release.sign by"), "{screen}");
-    let pem = s.dir.join("release.pub.pem");
-    std::fs::write(
-        &pem,
-        ok(s.token.command(env!("CARGO_BIN_EXE_keytool")).args([
-            "key",
-            "getpub",
-            "-e",
-            "pem",
-            "-k",
-            "pkcs11:token=vault;object=release",
-        ])),
-    )
-    .unwrap();
-    let out = imgtool()
-        .arg("verify")
-        .arg("-k")
-        .arg(&pem)
-        .arg(s.dir.join("media/app.signed.bin"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    s.imgtool_verifies(&s.dir.join("media/app.signed.bin"));
 
     // The record batch: the authority key is in the vault too.
     t.keys(&["3"]);
@@ -594,19 +579,7 @@ fn a_quorum_vault_is_unlocked_by_two_officers_at_the_station() {
     t.keys(&["Enter"]);
     unlock(&t, "authority key", &[("alice", "1111"), ("bob", "2222")]);
     t.wait_for("1 records signed");
-    let authority = s.dir.join("authority.pub.pem");
-    std::fs::write(
-        &authority,
-        ok(s.token.command(env!("CARGO_BIN_EXE_keytool")).args([
-            "key",
-            "getpub",
-            "-e",
-            "pem",
-            "-k",
-            "pkcs11:token=vault;object=authority",
-        ])),
-    )
-    .unwrap();
+    let authority = s.public_pem("authority");
     ok(Command::new(env!("CARGO_BIN_EXE_keytool"))
         .args(["record", "verify", "--hw-id", "1234567800000003", "-a"])
         .arg(&authority)

@@ -323,7 +323,13 @@ fn every_request_is_logged_with_its_id_and_a_5xx_with_its_cause() {
     let moto = common::Moto::start();
     let store = moto.store_uri("logs");
     // The deployment makes the tables; here the store does.
-    drop(store.parse::<lambda::config::StoreUri>().unwrap().open().unwrap());
+    drop(
+        store
+            .parse::<lambda::config::StoreUri>()
+            .unwrap()
+            .open()
+            .unwrap(),
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_provisiond"))
         .args([
             "token", "add", "--name", "l", "--role", "factory", "--store", &store,

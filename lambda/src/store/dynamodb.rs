@@ -71,7 +71,26 @@ where
     E: std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    StoreError::Database(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+    // Each error of the chain's own message, joined: what DynamoDB answered
+    // (code and message) or why it could not be reached, without the raw
+    // HTTP response and debug forms the SDK's errors carry.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            let more = c.to_string();
+            if !text.ends_with(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
+            cause = c.source();
+        }
+        text
+    }
+    StoreError::Database(match e {
+        SdkError::ServiceError(se) => chain(se.err()),
+        other => chain(&other),
+    })
 }
 
 use crate::unix_now as now;
