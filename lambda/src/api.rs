@@ -131,6 +131,11 @@ impl From<StoreError> for ApiError {
             | StoreError::AlreadyActive(_)
             | StoreError::NameTaken(_) => StatusCode::CONFLICT,
             StoreError::UnknownToken(_) => StatusCode::NOT_FOUND,
+            StoreError::UnknownOrder(_)
+            | StoreError::OrderClosed(_)
+            | StoreError::OrderExhausted(_)
+            | StoreError::NotOnAllowList(_)
+            | StoreError::WrongProduct(_) => StatusCode::FORBIDDEN,
             StoreError::SerialsExhausted => StatusCode::INSUFFICIENT_STORAGE,
             _ => {
                 // The caller learns nothing of the cause; the log (inside
@@ -427,7 +432,7 @@ async fn provision(
         .await?;
     }
     let p = store
-        .provision_async(hw_id, req.product, caller.actor())
+        .provision_async(hw_id, req.product, caller.order.clone(), caller.actor())
         .await?;
     Ok(Json(ProvisionResponse {
         serial: p.device.serial,
@@ -590,6 +595,8 @@ pub struct TokenView {
     expires_at: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     revoked_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order: Option<String>,
     /// The token's text: only in the answer that creates it.
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<String>,
@@ -603,6 +610,7 @@ impl From<&TokenInfo> for TokenView {
             created_at: t.created_at,
             expires_at: t.expires_at,
             revoked_at: t.revoked_at,
+            order: t.order.clone(),
             token: None,
         }
     }
@@ -636,6 +644,8 @@ pub struct NewTokenRequest {
     pub role: String,
     /// Refused from this time on (Unix seconds); none: no expiry.
     pub expires_at: Option<i64>,
+    /// Bind the token to this production order.
+    pub order: Option<String>,
 }
 
 async fn add_token(
@@ -665,11 +675,12 @@ async fn add_token(
         let subject = format!("token:{}", req.name);
         require(store.as_ref(), &caller, Role::Admin, "token.add", &subject)?;
         let text = new_token();
-        let info = store.add_token(
+        let info = store.add_token_for(
             &req.name,
             role,
             &token_hash(&text),
             req.expires_at,
+            req.order.as_deref(),
             &caller.actor(),
         )?;
         let mut view = TokenView::from(&info);

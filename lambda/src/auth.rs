@@ -132,6 +132,7 @@ impl IamRoles {
         self.roles.get(key).map(|&role| Caller {
             name: key.to_owned(),
             role,
+            order: None,
         })
     }
 }
@@ -176,6 +177,8 @@ fn assumed_role_arn(arn: &str) -> Option<String> {
 pub const CONTEXT_ROLE: &str = "provisiond_role";
 /// See [`CONTEXT_ROLE`].
 pub const CONTEXT_TOKEN: &str = "provisiond_token";
+/// The production order the token is bound to, if any.
+pub const CONTEXT_ORDER: &str = "provisiond_order";
 /// Why the authorizer denied a known token (`token_revoked`, `token_expired`).
 pub const CONTEXT_REFUSAL: &str = "provisiond_refusal";
 
@@ -231,11 +234,14 @@ pub fn authorize(
     }
     Ok(
         match tokens.identify_header(&event.authorization_token, now)? {
-            Identity::Caller(c) => policy(
-                &c.name,
-                "Allow",
-                serde_json::json!({ CONTEXT_ROLE: c.role.as_str(), CONTEXT_TOKEN: c.name }),
-            ),
+            Identity::Caller(c) => {
+                let mut context =
+                    serde_json::json!({ CONTEXT_ROLE: c.role.as_str(), CONTEXT_TOKEN: c.name });
+                if let Some(order) = &c.order {
+                    context[CONTEXT_ORDER] = order.as_str().into();
+                }
+                policy(&c.name, "Allow", context)
+            }
             Identity::Refused(code) => policy(
                 "refused",
                 "Deny",
@@ -265,6 +271,7 @@ impl Authenticator for ApiGatewayCallers {
                     Identity::Caller(Caller {
                         name: name.to_owned(),
                         role,
+                        order: field(CONTEXT_ORDER).map(str::to_owned),
                     })
                 }));
             }

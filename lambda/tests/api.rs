@@ -757,3 +757,68 @@ async fn tokens_are_issued_listed_and_revoked_by_administrators_and_refused_at_o
         want.map(|(a, o)| (a.to_owned(), o.to_owned()))
     );
 }
+
+#[tokio::test]
+async fn a_token_bound_to_an_order_provisions_only_within_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir);
+    let store = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
+    let now = lambda::unix_now();
+    store
+        .open_order(
+            &lambda::model::Order {
+                name: "po-1".into(),
+                product: "sensor".into(),
+                quantity: 2,
+                used: 0,
+                not_before: now - 1,
+                not_after: now + 600,
+                allow: None,
+                created_at: now,
+            },
+            "operator",
+        )
+        .unwrap();
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/tokens",
+        r#"{"name":"line-po","role":"factory","order":"po-1"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["order"], "po-1");
+    let token = v["token"].as_str().unwrap().to_owned();
+    let provision = |hw: u32| format!(r#"{{"hw_id":"{hw:016x}"}}"#);
+    for hw in [1, 2] {
+        let (s, v) = call_as(&app, Some(&token), "POST", "/v1/provision", &provision(hw)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let (s, v) = call_as(&app, Some(&token), "POST", "/v1/provision", &provision(3)).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("order_exhausted"))
+    );
+    // The chips it made keep their serials; the device takes the order's product.
+    let (s, v) = call_as(&app, Some(&token), "POST", "/v1/provision", &provision(1)).await;
+    assert_eq!(
+        (s, v["serial"].as_u64(), v["created"].as_bool()),
+        (StatusCode::OK, Some(1), Some(false))
+    );
+    let (_, d) = call(&app, "GET", "/v1/devices/1", "").await;
+    assert_eq!(d["product"], "sensor");
+    // A token without an order is not bound by it.
+    let (s, _) = call_as(&app, Some(FACTORY), "POST", "/v1/provision", &provision(3)).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/tokens",
+        r#"{"name":"line-x","role":"factory","order":"po-none"}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("unknown_order"))
+    );
+}

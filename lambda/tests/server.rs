@@ -404,3 +404,70 @@ fn every_request_is_logged_with_its_id_and_a_5xx_with_its_cause() {
         "{text}"
     );
 }
+
+#[test]
+fn orders_are_opened_and_listed_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("reg.db").display());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_provisiond"))
+            .args(args)
+            .args(["--store", &store])
+            .output()
+            .unwrap()
+    };
+    let list = dir.path().join("ids.txt");
+    std::fs::write(
+        &list,
+        "# lot 7\n1234567800000003\n1234567800000004\nnot-an-id\n",
+    )
+    .unwrap();
+    let open = |list: &std::path::Path| {
+        run(&[
+            "order",
+            "open",
+            "--name",
+            "po-7",
+            "--product",
+            "sensor",
+            "--quantity",
+            "2",
+            "--valid-for",
+            "30d",
+            "--allow-list",
+            list.to_str().unwrap(),
+        ])
+    };
+    let bad = open(&list);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("line 4: not a hardware ID"),
+        "{bad:?}"
+    );
+    std::fs::write(&list, "# lot 7\n1234567800000003\n1234567800000004\n").unwrap();
+    let ok = open(&list);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("2 hardware IDs allowed"));
+    let out = run(&["order", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            v["name"].as_str(),
+            v["used"].as_u64(),
+            v["quantity"].as_u64(),
+            v["allow_list"].as_u64()
+        ),
+        (Some("po-7"), Some(0), Some(2), Some(2))
+    );
+    let token = run(&[
+        "token", "add", "--name", "l7", "--role", "factory", "--order", "po-7",
+    ]);
+    assert!(token.status.success(), "{token:?}");
+    let unknown = run(&[
+        "token", "add", "--name", "l8", "--role", "factory", "--order", "po-x",
+    ]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no order named \"po-x\""));
+    let tokens = run(&["token", "list", "--json"]);
+    assert!(String::from_utf8_lossy(&tokens.stdout).contains("\"name\":\"l7\""));
+}

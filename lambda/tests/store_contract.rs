@@ -472,6 +472,129 @@ fn a_challenge_is_used_once_even_under_concurrency(b: &dyn Backend) {
 }
 
 /// The contract, instantiated for one backend.
+fn orders_bound_what_a_factory_can_create(b: &dyn Backend) {
+    use lambda::model::Order;
+    let store = b.open();
+    let now = lambda::unix_now();
+    let listed: std::collections::BTreeSet<HwId> = (0..12).map(hw).collect();
+    let order = Order {
+        name: "po-7".into(),
+        product: "sensor".into(),
+        quantity: 5,
+        used: 0,
+        not_before: now - 60,
+        not_after: now + 3600,
+        allow: Some(listed),
+        created_at: now,
+    };
+    store.open_order(&order, "operator").unwrap();
+    assert!(matches!(
+        store.open_order(&order, "operator"),
+        Err(StoreError::NameTaken(_))
+    ));
+    let closed = Order {
+        name: "po-old".into(),
+        not_before: now - 7200,
+        not_after: now - 3600,
+        allow: None,
+        ..order.clone()
+    };
+    store.open_order(&closed, "operator").unwrap();
+    // A token for an order that does not exist is refused.
+    assert!(matches!(
+        store.add_token_for("x", Role::Factory, &[9; 32], None, Some("nope"), "operator"),
+        Err(StoreError::UnknownOrder(_))
+    ));
+    let t = store
+        .add_token_for(
+            "line-3",
+            Role::Factory,
+            &[8; 32],
+            None,
+            Some("po-7"),
+            "operator",
+        )
+        .unwrap();
+    assert_eq!(t.order.as_deref(), Some("po-7"));
+    assert_eq!(
+        store
+            .token_by_hash(&[8; 32])
+            .unwrap()
+            .unwrap()
+            .order
+            .as_deref(),
+        Some("po-7")
+    );
+
+    // Off the list, another product, a closed or unknown order: refused,
+    // nothing counted.
+    let refused = |hw_id, product, order| {
+        store.provision_under(hw_id, product, Some(order), "factory:line-3")
+    };
+    assert!(matches!(
+        refused(hw(99), None, "po-7"),
+        Err(StoreError::NotOnAllowList(_))
+    ));
+    assert!(matches!(
+        refused(hw(0), Some("other"), "po-7"),
+        Err(StoreError::WrongProduct(_))
+    ));
+    assert!(matches!(
+        refused(hw(0), None, "po-old"),
+        Err(StoreError::OrderClosed(_))
+    ));
+    assert!(matches!(
+        refused(hw(0), None, "po-none"),
+        Err(StoreError::UnknownOrder(_))
+    ));
+
+    // Twelve listed chips, eight threads at once, a quantity of five: exactly
+    // five new devices, of the order's product; the rest refused as exhausted.
+    let results: Vec<Result<u32, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12u32)
+            .map(|i| {
+                let store = b.open();
+                s.spawn(move || {
+                    store
+                        .provision_under(hw(i), None, Some("po-7"), "factory:line-3")
+                        .map(|p| p.device.serial)
+                        .map_err(|e| e.code().to_owned())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let made: Vec<u32> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    assert_eq!(made.len(), 5, "{results:?}");
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().map_or_else(|e| e == "order_exhausted", |_| true)));
+    let orders = store.orders().unwrap();
+    let po7 = orders.iter().find(|o| o.name == "po-7").unwrap();
+    assert_eq!((po7.used, po7.quantity), (5, 5));
+    // A chip already made asks again: its serial, not counted.
+    let first = (0..12)
+        .map(hw)
+        .find(|h| store.device_by_hw_id(*h).unwrap().is_some())
+        .unwrap();
+    let again = store
+        .provision_under(first, None, Some("po-7"), "factory:line-3")
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.device.product.as_deref(), Some("sensor"));
+    let log = store.audit_log().unwrap();
+    assert!(log
+        .iter()
+        .any(|e| e.entry.action == "order.open" && e.entry.outcome == "ok"));
+    assert!(log
+        .iter()
+        .any(|e| e.entry.action == "provision" && e.entry.outcome == "order_exhausted"));
+    verify_chain(log).unwrap();
+}
+
 macro_rules! contract {
     ($backend:ident, $new:expr, $volume:expr) => {
         mod $backend {
@@ -512,6 +635,11 @@ macro_rules! contract {
             #[test]
             fn tokens_are_kept_by_hash_with_unique_names() {
                 super::tokens_are_kept_by_hash_with_unique_names(&$new);
+            }
+
+            #[test]
+            fn orders_bound_what_a_factory_can_create() {
+                super::orders_bound_what_a_factory_can_create(&$new);
             }
         }
     };

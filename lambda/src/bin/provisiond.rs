@@ -38,6 +38,9 @@ enum Command {
     /// API tokens for factory stations and administrators.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Production orders: what a factory bound to one may create.
+    #[command(subcommand)]
+    Order(OrderCommand),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -98,6 +101,10 @@ enum TokenCommand {
         /// token lasts until revoked.
         #[arg(long, value_name = "DURATION", value_parser = parse_validity)]
         valid_for: Option<std::time::Duration>,
+        /// Bind the token to this production order (`provisiond order
+        /// open`): it creates devices only within the order.
+        #[arg(long, value_name = "NAME")]
+        order: Option<String>,
     },
     /// List the tokens: name, role, created, expiry, revocation (never the
     /// token itself, which the store does not have).
@@ -126,6 +133,52 @@ fn parse_validity(text: &str) -> Result<std::time::Duration, String> {
         return Err("from 1 s to 10 years".into());
     }
     Ok(d)
+}
+
+#[derive(Debug, Subcommand)]
+enum OrderCommand {
+    /// Open an order. Audited.
+    Open {
+        /// The store: sqlite:PATH or dynamodb:TABLE_PREFIX[?endpoint=URL].
+        #[arg(long)]
+        store: StoreUri,
+        /// A unique name for the order.
+        #[arg(long)]
+        name: String,
+        /// The product every device of the order is.
+        #[arg(long)]
+        product: String,
+        /// How many new devices it may create.
+        #[arg(long)]
+        quantity: u32,
+        /// Open from (RFC 3339, e.g. 2027-01-10T00:00:00Z); default now.
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        from: Option<i64>,
+        /// Open for this long from then (e.g. 30d).
+        #[arg(long, value_name = "DURATION", value_parser = parse_validity)]
+        valid_for: std::time::Duration,
+        /// The chip supplier's list of hardware IDs, one per line; only these
+        /// may be created.
+        #[arg(long, value_name = "FILE")]
+        allow_list: Option<PathBuf>,
+    },
+    /// List the orders: product, quantity, used, window, list size.
+    List {
+        /// The store: sqlite:PATH or dynamodb:TABLE_PREFIX[?endpoint=URL].
+        #[arg(long)]
+        store: StoreUri,
+        /// One JSON object per order, a line each.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_time(text: &str) -> Result<i64, String> {
+    let t = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{e} (e.g. 2027-01-10T00:00:00Z)"))?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .map_err(|_| "before 1970".into())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -293,11 +346,100 @@ async fn stop_signal() {
     }
 }
 
+fn order_open(
+    store: &StoreUri,
+    name: &str,
+    product: &str,
+    quantity: u32,
+    window: (Option<i64>, std::time::Duration),
+    allow_list: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    check_token_name(name).map_err(|why| anyhow::anyhow!("--{why}"))?;
+    if product.is_empty()
+        || product.len() > 16
+        || !product.bytes().all(|b| (0x20..=0x7e).contains(&b))
+    {
+        anyhow::bail!("--product: 1 to 16 printable ASCII characters");
+    }
+    let allow = match allow_list {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--allow-list {}: {e}", path.display()))?;
+            Some(
+                lambda::model::parse_allow_list(&text)
+                    .map_err(|e| anyhow::anyhow!("--allow-list {}: {e}", path.display()))?,
+            )
+        }
+    };
+    let now = lambda::unix_now();
+    let not_before = window.0.unwrap_or(now);
+    let order = lambda::model::Order {
+        name: name.to_owned(),
+        product: product.to_owned(),
+        quantity,
+        used: 0,
+        not_before,
+        not_after: not_before + window.1.as_secs() as i64,
+        allow,
+        created_at: now,
+    };
+    let o = store.open_with(false)?.open_order(&order, "operator")?;
+    eprintln!(
+        "provisiond: order {:?} open: {} x {} from {} until {}{}",
+        o.name,
+        o.quantity,
+        o.product,
+        utc(o.not_before),
+        utc(o.not_after),
+        o.allow
+            .as_ref()
+            .map(|a| format!(", {} hardware IDs allowed", a.len()))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn order_list(store: &StoreUri, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for o in store.open_with(false)?.orders()? {
+        if json {
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({
+                    "name": o.name, "product": o.product, "quantity": o.quantity,
+                    "used": o.used, "not_before": o.not_before, "not_after": o.not_after,
+                    "allow_list": o.allow.as_ref().map(std::collections::BTreeSet::len),
+                }),
+            )?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "{:<24} {:<16} {:>6}/{:<6} {} .. {}{}",
+                o.name,
+                o.product,
+                o.used,
+                o.quantity,
+                utc(o.not_before),
+                utc(o.not_after),
+                o.allow
+                    .as_ref()
+                    .map(|a| format!("  list of {}", a.len()))
+                    .unwrap_or_default()
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn token_add(
     store: &StoreUri,
     name: &str,
     role: RoleArg,
     valid_for: Option<std::time::Duration>,
+    order: Option<&str>,
 ) -> anyhow::Result<()> {
     check_token_name(name).map_err(|why| anyhow::anyhow!("--{why}"))?;
     let role = match role {
@@ -307,7 +449,14 @@ fn token_add(
     let store = store.open_with(false)?;
     let token = new_token();
     let expires_at = valid_for.map(|d| lambda::unix_now() + d.as_secs() as i64);
-    let info = store.add_token(name, role, &token_hash(&token), expires_at, "operator")?;
+    let info = store.add_token_for(
+        name,
+        role,
+        &token_hash(&token),
+        expires_at,
+        order,
+        "operator",
+    )?;
     eprintln!(
         "provisiond: token {name:?} ({}) created{}; it is shown only this once:",
         role.as_str(),
@@ -344,6 +493,7 @@ fn token_list(store: &StoreUri, json: bool) -> anyhow::Result<()> {
                 &serde_json::json!({
                     "name": t.name, "role": t.role.as_str(), "created_at": t.created_at,
                     "expires_at": t.expires_at, "revoked_at": t.revoked_at, "state": state,
+                    "order": t.order,
                 }),
             )?;
             writeln!(out)?;
@@ -505,7 +655,25 @@ fn main() -> ExitCode {
             name,
             role,
             valid_for,
-        }) => token_add(&store, &name, role, valid_for),
+            order,
+        }) => token_add(&store, &name, role, valid_for, order.as_deref()),
+        Command::Order(OrderCommand::Open {
+            store,
+            name,
+            product,
+            quantity,
+            from,
+            valid_for,
+            allow_list,
+        }) => order_open(
+            &store,
+            &name,
+            &product,
+            quantity,
+            (from, valid_for),
+            allow_list.as_deref(),
+        ),
+        Command::Order(OrderCommand::List { store, json }) => order_list(&store, json),
         Command::Token(TokenCommand::List { store, json }) => token_list(&store, json),
         Command::Token(TokenCommand::Revoke { store, name }) => token_revoke(&store, &name),
         Command::Audit(AuditCommand::Verify {

@@ -35,7 +35,7 @@ use firmware::record::{HwId, KeyOrigin};
 
 use super::{Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
 use crate::audit::{entry_hash, AuditEntry, ChainedEntry};
-use crate::model::{Device, DeviceStatus, Role, Serial, TokenInfo};
+use crate::model::{Device, DeviceStatus, Order, Role, Serial, TokenInfo};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -570,6 +570,42 @@ fn token_from(item: &Item) -> Result<TokenInfo, StoreError> {
         created_at: get_n(item, "created_at")?,
         expires_at: optional("expires_at")?,
         revoked_at: optional("revoked_at")?,
+        order: item
+            .get("order")
+            .map(|_| get_s(item, "order").map(str::to_owned))
+            .transpose()?,
+    })
+}
+
+/// Orders live in `meta` as `order:NAME` items.
+const ORDER_PREFIX: &str = "order:";
+
+fn order_key(name: &str) -> String {
+    format!("{ORDER_PREFIX}{name}")
+}
+
+fn order_from(item: &Item) -> Result<Order, StoreError> {
+    let allow = match item.get("allow") {
+        None => None,
+        Some(AttributeValue::Ss(ids)) => Some(
+            ids.iter()
+                .map(|h| HwId::parse_hex(h).ok_or_else(|| corrupt("order hw_id")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(_) => return Err(corrupt("order allow list")),
+    };
+    Ok(Order {
+        name: get_s(item, "name")?
+            .strip_prefix(ORDER_PREFIX)
+            .ok_or_else(|| corrupt("order name"))?
+            .to_owned(),
+        product: get_s(item, "product")?.to_owned(),
+        quantity: get_n(item, "quantity")?,
+        used: get_n(item, "used")?,
+        not_before: get_n(item, "not_before")?,
+        not_after: get_n(item, "not_after")?,
+        allow,
+        created_at: get_n(item, "created_at")?,
     })
 }
 
@@ -597,15 +633,18 @@ fn run_on<T: Send>(
 }
 
 impl Store for DynamoStore {
-    fn provision(
+    fn provision_under(
         &self,
         hw_id: HwId,
         product: Option<&str>,
+        order: Option<&str>,
         actor: &str,
     ) -> Result<Provisioned, StoreError> {
+        let in_order = order.map(|o| format!(" order:{o}")).unwrap_or_default();
+        let in_order = in_order.as_str();
         self.run(self.change(actor, "provision", || async move {
             if let Some(existing) = self.device(hw_id).await? {
-                let subject = format!("hw_id:{hw_id} serial:{}", existing.serial);
+                let subject = format!("hw_id:{hw_id} serial:{}{in_order}", existing.serial);
                 let answer = if existing.status == DeviceStatus::Revoked {
                     Err(StoreError::Revoked(hw_id))
                 } else {
@@ -620,6 +659,36 @@ impl Store for DynamoStore {
                     subject,
                 });
             }
+            // Within an order: admitted, and its count moved on from the value
+            // read, in the same transaction as the allocation.
+            let mut order_write = None;
+            let mut product = product.map(str::to_owned);
+            if let Some(name) = order {
+                let refuse = |e| {
+                    Ok(Planned {
+                        answer: Err(e),
+                        writes: vec![],
+                        subject: format!("hw_id:{hw_id}{in_order}"),
+                    })
+                };
+                let Some(mut item) = self.get(&self.meta, "name", s(order_key(name))).await? else {
+                    return refuse(StoreError::UnknownOrder(name.to_owned()));
+                };
+                let o = order_from(&item)?;
+                if let Err(e) = o.admits(hw_id, product.as_deref(), now()) {
+                    return refuse(e);
+                }
+                item.insert("used".into(), n(o.used + 1));
+                order_write = Some(put_if(
+                    &self.meta,
+                    item,
+                    "#used = :used",
+                    &[("#used", "used")],
+                    vec![(":used", n(o.used))],
+                )?);
+                product = Some(o.product);
+            }
+            let product = product.as_deref();
             let next: u64 = match self.get(&self.meta, "name", s("serial_sequence")).await? {
                 None => 1,
                 Some(item) => get_n(&item, "next")?,
@@ -673,13 +742,15 @@ impl Store for DynamoStore {
                     &[("#k", "hw_id")],
                 )?,
             ];
+            let mut writes = writes;
+            writes.extend(order_write.take());
             Ok(Planned {
                 answer: Ok(Provisioned {
                     device,
                     created: true,
                 }),
                 writes,
-                subject: format!("hw_id:{hw_id} serial:{serial}"),
+                subject: format!("hw_id:{hw_id} serial:{serial}{in_order}"),
             })
         }))?
     }
@@ -904,12 +975,73 @@ impl Store for DynamoStore {
         self.run(self.device(hw_id))?
     }
 
-    fn add_token(
+    fn open_order(&self, order: &Order, actor: &str) -> Result<Order, StoreError> {
+        let subject = order.audit_subject();
+        self.run(self.change(actor, "order.open", || {
+            let subject = subject.clone();
+            async move {
+                let key = order_key(&order.name);
+                if self.get(&self.meta, "name", s(&key)).await?.is_some() {
+                    return Ok(Planned {
+                        answer: Err(StoreError::NameTaken(order.name.clone())),
+                        writes: vec![],
+                        subject,
+                    });
+                }
+                let opened = Order {
+                    used: 0,
+                    ..order.clone()
+                };
+                let mut item = HashMap::from([
+                    ("name".to_owned(), s(key)),
+                    ("product".to_owned(), s(&opened.product)),
+                    ("quantity".to_owned(), n(opened.quantity)),
+                    ("used".to_owned(), n(0)),
+                    ("not_before".to_owned(), n(opened.not_before)),
+                    ("not_after".to_owned(), n(opened.not_after)),
+                    ("created_at".to_owned(), n(opened.created_at)),
+                ]);
+                if let Some(allow) = &opened.allow {
+                    item.insert(
+                        "allow".into(),
+                        AttributeValue::Ss(allow.iter().map(ToString::to_string).collect()),
+                    );
+                }
+                Ok(Planned {
+                    answer: Ok(opened),
+                    writes: vec![put(
+                        &self.meta,
+                        item,
+                        "attribute_not_exists(#k)",
+                        &[("#k", "name")],
+                    )?],
+                    subject,
+                })
+            }
+        }))?
+    }
+
+    fn orders(&self) -> Result<Vec<Order>, StoreError> {
+        self.run(async {
+            let mut orders = self
+                .scan_all(&self.meta)
+                .await?
+                .iter()
+                .filter(|i| get_s(i, "name").is_ok_and(|n| n.starts_with(ORDER_PREFIX)))
+                .map(order_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            orders.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(orders)
+        })?
+    }
+
+    fn add_token_for(
         &self,
         name: &str,
         role: Role,
         token_hash: &[u8; 32],
         expires_at: Option<i64>,
+        order: Option<&str>,
         actor: &str,
     ) -> Result<TokenInfo, StoreError> {
         let info = TokenInfo {
@@ -918,6 +1050,7 @@ impl Store for DynamoStore {
             created_at: now(),
             expires_at,
             revoked_at: None,
+            order: order.map(str::to_owned),
         };
         let subject = info.audit_subject();
         self.run(self.change(actor, "token.add", || {
@@ -931,6 +1064,19 @@ impl Store for DynamoStore {
                         subject,
                     });
                 }
+                if let Some(o) = order {
+                    if self
+                        .get(&self.meta, "name", s(order_key(o)))
+                        .await?
+                        .is_none()
+                    {
+                        return Ok(Planned {
+                            answer: Err(StoreError::UnknownOrder(o.to_owned())),
+                            writes: vec![],
+                            subject,
+                        });
+                    }
+                }
                 let mut token = HashMap::from([
                     ("token_hash".to_owned(), b(token_hash)),
                     ("name".to_owned(), s(name)),
@@ -939,6 +1085,9 @@ impl Store for DynamoStore {
                 ]);
                 if let Some(at) = expires_at {
                     token.insert("expires_at".into(), n(at));
+                }
+                if let Some(o) = order {
+                    token.insert("order".into(), s(o));
                 }
                 // The reservation also says which token has the name, so a
                 // revocation by name needs no scan.

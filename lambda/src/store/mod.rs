@@ -11,7 +11,7 @@ use std::sync::Arc;
 use firmware::record::{HwId, KeyOrigin};
 
 use crate::audit::{AuditEntry, ChainedEntry};
-use crate::model::{Device, Role, Serial, TokenInfo};
+use crate::model::{Device, Order, Role, Serial, TokenInfo};
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,6 +45,21 @@ pub enum StoreError {
     /// No token with this name.
     #[error("no token named {0:?}")]
     UnknownToken(String),
+    /// No order with this name.
+    #[error("no order named {0:?}")]
+    UnknownOrder(String),
+    /// The order is outside its validity window.
+    #[error("order {0:?} is not open now")]
+    OrderClosed(String),
+    /// The order has created all its devices.
+    #[error("order {0:?} has created all the devices it may")]
+    OrderExhausted(String),
+    /// The hardware ID is not on the order's list.
+    #[error("hw_id {0} is not on the order's list")]
+    NotOnAllowList(HwId),
+    /// Another product than the order's.
+    #[error("order {0:?} is for another product")]
+    WrongProduct(String),
     /// Stored data that does not parse (a corrupted or foreign database).
     #[error("corrupt store: {0}")]
     Corrupt(String),
@@ -64,6 +79,11 @@ impl StoreError {
             Self::AlreadyActive(_) => "already_active",
             Self::NameTaken(_) => "name_taken",
             Self::UnknownToken(_) => "unknown_token",
+            Self::UnknownOrder(_) => "unknown_order",
+            Self::OrderClosed(_) => "order_closed",
+            Self::OrderExhausted(_) => "order_exhausted",
+            Self::NotOnAllowList(_) => "not_on_allow_list",
+            Self::WrongProduct(_) => "wrong_product",
             Self::Corrupt(_) | Self::Database(_) => "internal",
         }
     }
@@ -133,7 +153,27 @@ pub trait Store: Send + Sync {
         hw_id: HwId,
         product: Option<&str>,
         actor: &str,
+    ) -> Result<Provisioned, StoreError> {
+        self.provision_under(hw_id, product, None, actor)
+    }
+
+    /// [`Store::provision`] within a production order: a new device only if
+    /// the order admits it ([`Order::admits`]), counted against its
+    /// quantity in the same atomic step; a known hardware ID gets its serial
+    /// back and is not counted again. The device takes the order's product.
+    fn provision_under(
+        &self,
+        hw_id: HwId,
+        product: Option<&str>,
+        order: Option<&str>,
+        actor: &str,
     ) -> Result<Provisioned, StoreError>;
+
+    /// Open a production order (unique name). Audited.
+    fn open_order(&self, order: &Order, actor: &str) -> Result<Order, StoreError>;
+
+    /// Every order, by name.
+    fn orders(&self) -> Result<Vec<Order>, StoreError>;
 
     /// [`Store::provision`] for async callers (the API's hot path). The
     /// default runs it on the runtime's blocking pool; a store that can wait
@@ -142,15 +182,18 @@ pub trait Store: Send + Sync {
         self: Arc<Self>,
         hw_id: HwId,
         product: Option<String>,
+        order: Option<String>,
         actor: String,
     ) -> BoxFuture<Provisioned>
     where
         Self: 'static,
     {
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || self.provision(hw_id, product.as_deref(), &actor))
-                .await
-                .map_err(|_| StoreError::Database("worker failed".into()))?
+            tokio::task::spawn_blocking(move || {
+                self.provision_under(hw_id, product.as_deref(), order.as_deref(), &actor)
+            })
+            .await
+            .map_err(|_| StoreError::Database("worker failed".into()))?
         })
     }
 
@@ -204,6 +247,20 @@ pub trait Store: Send + Sync {
         role: Role,
         token_hash: &[u8; 32],
         expires_at: Option<i64>,
+        actor: &str,
+    ) -> Result<TokenInfo, StoreError> {
+        self.add_token_for(name, role, token_hash, expires_at, None, actor)
+    }
+
+    /// [`Store::add_token`], the token bound to the production order named
+    /// `order` (which must exist).
+    fn add_token_for(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &[u8; 32],
+        expires_at: Option<i64>,
+        order: Option<&str>,
         actor: &str,
     ) -> Result<TokenInfo, StoreError>;
 

@@ -22,7 +22,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Activation, BoxFuture, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
 use crate::audit::{entry_hash, AuditEntry, ChainedEntry};
-use crate::model::{Device, DeviceStatus, Role, Serial, TokenInfo};
+use crate::model::{Device, DeviceStatus, Order, Role, Serial, TokenInfo};
 
 /// Most changes committed together.
 const MAX_GROUP: usize = 512;
@@ -65,7 +65,18 @@ CREATE TABLE IF NOT EXISTS tokens (
     role TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER,
-    revoked_at INTEGER
+    revoked_at INTEGER,
+    order_name TEXT
+);
+CREATE TABLE IF NOT EXISTS orders (
+    name TEXT PRIMARY KEY,
+    product TEXT NOT NULL,
+    quantity INTEGER NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0,
+    not_before INTEGER NOT NULL,
+    not_after INTEGER NOT NULL,
+    allow TEXT,
+    created_at INTEGER NOT NULL
 );
 ";
 
@@ -192,7 +203,7 @@ fn init(conn: &Connection) -> Result<(), StoreError> {
             .map_err(db)?;
     }
     // Registries from before token expiry and revocation.
-    for column in ["expires_at", "revoked_at"] {
+    for column in ["expires_at", "revoked_at", "order_name"] {
         let has: bool = conn
             .query_row(
                 "SELECT COUNT(*) FROM pragma_table_info('tokens') WHERE name = ?1",
@@ -202,30 +213,43 @@ fn init(conn: &Connection) -> Result<(), StoreError> {
             .map_err(db)?
             > 0;
         if !has {
-            conn.execute_batch(&format!("ALTER TABLE tokens ADD COLUMN {column} INTEGER"))
+            let kind = if column == "order_name" {
+                "TEXT"
+            } else {
+                "INTEGER"
+            };
+            conn.execute_batch(&format!("ALTER TABLE tokens ADD COLUMN {column} {kind}"))
                 .map_err(db)?;
         }
     }
     Ok(())
 }
 
-const TOKEN_COLUMNS: &str = "name, role, created_at, expires_at, revoked_at";
+const TOKEN_COLUMNS: &str = "name, role, created_at, expires_at, revoked_at, order_name";
 
 /// A `tokens` row as [`TOKEN_COLUMNS`] selects it.
-type TokenRow = (String, String, i64, Option<i64>, Option<i64>);
+type TokenRow = (
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
 
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 fn token_info(
-    (name, role, created_at, expires_at, revoked_at): (
-        String,
-        String,
-        i64,
-        Option<i64>,
-        Option<i64>,
-    ),
+    (name, role, created_at, expires_at, revoked_at, order): TokenRow,
 ) -> Result<TokenInfo, StoreError> {
     let role =
         Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("token role {role:?}")))?;
@@ -235,7 +259,48 @@ fn token_info(
         created_at,
         expires_at,
         revoked_at,
+        order,
     })
+}
+
+fn order_named(conn: &Connection, name: &str) -> Result<Option<Order>, StoreError> {
+    conn.prepare_cached(
+        "SELECT name, product, quantity, used, not_before, not_after, allow, created_at \
+         FROM orders WHERE name = ?1",
+    )
+    .map_err(db)?
+    .query_row([name], order_row)
+    .optional()
+    .map_err(db)?
+    .transpose()
+}
+
+fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Order, StoreError>> {
+    let allow: Option<String> = r.get(6)?;
+    let allow = match allow {
+        None => Ok(None),
+        Some(text) => serde_json::from_str::<Vec<String>>(&text)
+            .map_err(|e| StoreError::Corrupt(format!("order allow list: {e}")))
+            .and_then(|ids| {
+                ids.iter()
+                    .map(|h| {
+                        HwId::parse_hex(h)
+                            .ok_or_else(|| StoreError::Corrupt(format!("order hw_id {h:?}")))
+                    })
+                    .collect::<Result<_, _>>()
+                    .map(Some)
+            }),
+    };
+    Ok(allow.map(|allow| Order {
+        name: r.get(0).unwrap_or_default(),
+        product: r.get(1).unwrap_or_default(),
+        quantity: r.get(2).unwrap_or_default(),
+        used: r.get(3).unwrap_or_default(),
+        not_before: r.get(4).unwrap_or_default(),
+        not_after: r.get(5).unwrap_or_default(),
+        allow,
+        created_at: r.get(7).unwrap_or_default(),
+    }))
 }
 
 fn token_named(conn: &Connection, name: &str) -> Result<Option<TokenInfo>, StoreError> {
@@ -535,7 +600,12 @@ impl SqliteStore {
     }
 }
 
-fn provision_in(conn: &Connection, hw_id: HwId, product: Option<&str>) -> Outcome<Provisioned> {
+fn provision_in(
+    conn: &Connection,
+    hw_id: HwId,
+    product: Option<&str>,
+    order: Option<&str>,
+) -> Outcome<Provisioned> {
     if let Some(existing) = SqliteStore::find(conn, hw_id)? {
         if existing.status == DeviceStatus::Revoked {
             return Ok(Err(StoreError::Revoked(hw_id)));
@@ -545,6 +615,25 @@ fn provision_in(conn: &Connection, hw_id: HwId, product: Option<&str>) -> Outcom
             created: false,
         }));
     }
+    // Within an order: admitted, and counted in this same transaction.
+    let order_product;
+    let product = match order {
+        None => product,
+        Some(name) => {
+            let Some(o) = order_named(conn, name)? else {
+                return Ok(Err(StoreError::UnknownOrder(name.to_owned())));
+            };
+            if let Err(refusal) = o.admits(hw_id, product, now()) {
+                return Ok(Err(refusal));
+            }
+            conn.prepare_cached("UPDATE orders SET used = used + 1 WHERE name = ?1")
+                .map_err(db)?
+                .execute([name])
+                .map_err(db)?;
+            order_product = o.product;
+            Some(order_product.as_str())
+        }
+    };
     let next: i64 = conn
         .prepare_cached("SELECT next FROM serial_sequence WHERE id = 1")
         .map_err(db)?
@@ -583,14 +672,18 @@ fn provision_in(conn: &Connection, hw_id: HwId, product: Option<&str>) -> Outcom
 fn provision_change(
     hw_id: HwId,
     product: Option<String>,
+    order: Option<String>,
     actor: String,
 ) -> impl FnOnce(&Connection, &mut Head) -> Outcome<Provisioned> + Send + 'static {
     move |conn, head| {
-        let answer = provision_in(conn, hw_id, product.as_deref())?;
-        let subject = match &answer {
+        let answer = provision_in(conn, hw_id, product.as_deref(), order.as_deref())?;
+        let mut subject = match &answer {
             Ok(p) => format!("hw_id:{hw_id} serial:{}", p.device.serial),
             Err(_) => format!("hw_id:{hw_id}"),
         };
+        if let Some(o) = &order {
+            subject.push_str(&format!(" order:{o}"));
+        }
         audit_answer(conn, head, &actor, "provision", subject, answer)
     }
 }
@@ -652,26 +745,75 @@ fn revoke_in(conn: &Connection, serial: Serial) -> Outcome<Device> {
 }
 
 impl Store for SqliteStore {
-    fn provision(
+    fn provision_under(
         &self,
         hw_id: HwId,
         product: Option<&str>,
+        order: Option<&str>,
         actor: &str,
     ) -> Result<Provisioned, StoreError> {
         self.write(provision_change(
             hw_id,
             product.map(str::to_owned),
+            order.map(str::to_owned),
             actor.to_owned(),
         ))
+    }
+
+    fn open_order(&self, order: &Order, actor: &str) -> Result<Order, StoreError> {
+        let (order, actor) = (order.clone(), actor.to_owned());
+        self.write(move |conn, head| {
+            let answer = if order_named(conn, &order.name)?.is_some() {
+                Err(StoreError::NameTaken(order.name.clone()))
+            } else {
+                let allow = order.allow.as_ref().map(|a| {
+                    serde_json::to_string(&a.iter().map(ToString::to_string).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                });
+                conn.execute(
+                    "INSERT INTO orders (name, product, quantity, used, not_before, not_after, allow, created_at) \
+                     VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7)",
+                    params![
+                        order.name,
+                        order.product,
+                        order.quantity,
+                        order.not_before,
+                        order.not_after,
+                        allow,
+                        order.created_at
+                    ],
+                )
+                .map_err(db)?;
+                Ok(Order {
+                    used: 0,
+                    ..order.clone()
+                })
+            };
+            audit_answer(conn, head, &actor, "order.open", order.audit_subject(), answer)
+        })
+    }
+
+    fn orders(&self) -> Result<Vec<Order>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT name, product, quantity, used, not_before, not_after, allow, created_at \
+                     FROM orders ORDER BY name",
+                )
+                .map_err(db)?;
+            let rows = stmt.query_map([], order_row).map_err(db)?;
+            rows.map(|r| r.map_err(db).and_then(|o| o)).collect()
+        })
     }
 
     fn provision_async(
         self: Arc<Self>,
         hw_id: HwId,
         product: Option<String>,
+        order: Option<String>,
         actor: String,
     ) -> BoxFuture<Provisioned> {
-        self.write_async(provision_change(hw_id, product, actor))
+        self.write_async(provision_change(hw_id, product, order, actor))
     }
 
     fn activate(&self, serial: Serial, a: &Activation, actor: &str) -> Result<Device, StoreError> {
@@ -805,15 +947,17 @@ impl Store for SqliteStore {
         self.read(|conn| Self::find(conn, hw_id))
     }
 
-    fn add_token(
+    fn add_token_for(
         &self,
         name: &str,
         role: Role,
         token_hash: &[u8; 32],
         expires_at: Option<i64>,
+        order: Option<&str>,
         actor: &str,
     ) -> Result<TokenInfo, StoreError> {
         let (name, actor) = (name.to_owned(), actor.to_owned());
+        let order = order.map(str::to_owned);
         let token_hash = *token_hash;
         self.write(move |conn, head| {
             let info = TokenInfo {
@@ -822,19 +966,27 @@ impl Store for SqliteStore {
                 created_at: now(),
                 expires_at,
                 revoked_at: None,
+                order: order.clone(),
+            };
+            let unknown_order = match &order {
+                Some(o) => order_named(conn, o)?.is_none(),
+                None => false,
             };
             let answer = if token_named(conn, &name)?.is_some() {
                 Err(StoreError::NameTaken(name.clone()))
+            } else if unknown_order {
+                Err(StoreError::UnknownOrder(order.clone().unwrap_or_default()))
             } else {
                 conn.execute(
-                    "INSERT INTO tokens (token_hash, name, role, created_at, expires_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO tokens (token_hash, name, role, created_at, expires_at, order_name) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![
                         &token_hash[..],
                         name,
                         role.as_str(),
                         info.created_at,
-                        expires_at
+                        expires_at,
+                        order
                     ],
                 )
                 .map_err(db)?;
