@@ -14,6 +14,16 @@ struct Server {
     port: u16,
 }
 
+/// A child process killed when dropped, so a failing test leaves none behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `provisiond token add`: the token is alone on the last line of stdout.
 fn add_token(db: &std::path::Path, name: &str, role: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_provisiond"))
@@ -248,16 +258,18 @@ fn provisiond_serves_https_with_the_given_certificate() {
     let db = dir.path().join("reg.db");
     let token = add_token(&db, "line-1", "factory");
     let port = common::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_provisiond"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--store"])
-        .arg(format!("sqlite:{}", db.display()))
-        .arg("--tls-cert")
-        .arg(&tls.cert)
-        .arg("--tls-key")
-        .arg(&tls.key)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = Running(
+        Command::new(env!("CARGO_BIN_EXE_provisiond"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--store"])
+            .arg(format!("sqlite:{}", db.display()))
+            .arg("--tls-cert")
+            .arg(&tls.cert)
+            .arg("--tls-key")
+            .arg(&tls.key)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     common::wait_for_port(port, "provisiond");
     let url = format!("https://localhost:{port}/v1/provision");
     let curl = |ca: &std::path::Path| {
@@ -292,8 +304,7 @@ fn provisiond_serves_https_with_the_given_certificate() {
         .unwrap();
     assert!(!plain.status.success());
     assert!(curl(&tls.ca).status.success());
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 
     // A bad identity stops the server before it listens.
     let out = Command::new(env!("CARGO_BIN_EXE_provisiond"))
@@ -341,19 +352,21 @@ fn every_request_is_logged_with_its_id_and_a_5xx_with_its_cause() {
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let log = dir.path().join("provisiond.log");
     let port = common::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_provisiond"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--store",
-            &store,
-        ])
-        .envs(common::Moto::env())
-        .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let child = Running(
+        Command::new(env!("CARGO_BIN_EXE_provisiond"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--store",
+                &store,
+            ])
+            .envs(common::Moto::env())
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     common::wait_for_port(port, "provisiond");
     let curl = |id: &str| {
         Command::new("curl")
@@ -381,8 +394,7 @@ fn every_request_is_logged_with_its_id_and_a_5xx_with_its_cause() {
         !failed.contains("dynamodb") && !failed.contains("127.0.0.1"),
         "{failed}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(

@@ -5,7 +5,9 @@
 //!   maps a serial to its `hw_id`, which never changes, and the device itself
 //!   is then read consistently by `hw_id`.
 //! - `meta`: key `name`; the item `serial_sequence` (`next`) and the item
-//!   `audit_head` (`seq`, `hash`); `token-name:NAME` items reserve token names.
+//!   `audit_head` (`seq`, `hash`); `token-name:NAME` items reserve token names;
+//!   `serial:N` items (`hw_id`) guard each allocated serial and map it to its
+//!   chip with a consistent read; `order:NAME` items are production orders.
 //! - `audit`: key `seq`, the hash-chained log.
 //! - `challenges`: key `id`, with a TTL attribute `ttl` that lets DynamoDB
 //!   delete them an hour after they expire.
@@ -362,6 +364,15 @@ impl DynamoStore {
 
     /// The hardware ID registered under `serial` (from the index).
     async fn hw_id_of(&self, serial: Serial) -> Result<Option<HwId>, StoreError> {
+        // The serial's guard item, written in the allocation's transaction,
+        // is read consistently: a device is found by serial the moment its
+        // allocation is answered (the index below is only eventually
+        // consistent, and serves devices allocated before guards existed).
+        if let Some(item) = self.get(&self.meta, "name", s(serial_key(serial))).await? {
+            return Ok(Some(
+                HwId::parse_hex(get_s(&item, "hw_id")?).ok_or_else(|| corrupt("hw_id"))?,
+            ));
+        }
         let out = self
             .client
             .query()
@@ -577,6 +588,11 @@ fn token_from(item: &Item) -> Result<TokenInfo, StoreError> {
     })
 }
 
+/// Each allocated serial has a guard item `serial:N` (its `hw_id`) in `meta`.
+fn serial_key(serial: Serial) -> String {
+    format!("serial:{serial}")
+}
+
 /// Orders live in `meta` as `order:NAME` items.
 const ORDER_PREFIX: &str = "order:";
 
@@ -740,6 +756,17 @@ impl Store for DynamoStore {
                     Self::device_item(&device, None),
                     "attribute_not_exists(#k)",
                     &[("#k", "hw_id")],
+                )?,
+                // One guard item per serial: no serial can ever name two
+                // chips, whatever happens to the sequence item.
+                put(
+                    &self.meta,
+                    HashMap::from([
+                        ("name".to_owned(), s(serial_key(serial))),
+                        ("hw_id".to_owned(), s(hw_id.to_string())),
+                    ]),
+                    "attribute_not_exists(#k)",
+                    &[("#k", "name")],
                 )?,
             ];
             let mut writes = writes;
