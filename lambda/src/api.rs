@@ -314,16 +314,33 @@ fn audited<T>(
     subject: String,
     result: Result<T, ApiError>,
 ) -> Result<T, ApiError> {
+    audited_about(store, None, actor, action, subject, result)
+}
+
+/// [`audited`], about the device `hw_id` when given (the entry goes to
+/// that device's chain: device traffic never meets in one item).
+fn audited_about<T>(
+    store: &dyn Store,
+    hw_id: Option<HwId>,
+    actor: String,
+    action: &str,
+    subject: String,
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.code,
     };
-    store.audit(&AuditEntry {
+    let entry = AuditEntry {
         actor,
         action: action.into(),
         subject,
         outcome: outcome.into(),
-    })?;
+    };
+    match hw_id {
+        Some(hw_id) => store.audit_device(hw_id, &entry)?,
+        None => store.audit(&entry)?,
+    };
     result
 }
 
@@ -929,8 +946,9 @@ async fn verify(
             }
             other => {
                 let challenge: String = req.challenge_id.chars().take(64).collect();
-                audited(
+                audited_about(
                     store.as_ref(),
+                    Some(hw_id),
                     format!("device:{}", req.serial),
                     "auth.verify",
                     format!("challenge:{challenge}"),

@@ -1,6 +1,15 @@
-//! The audit log's entries and their hash chain: each entry's hash covers
+//! The audit log's entries and their hash chains: each entry's hash covers
 //! the previous entry's hash, so an edited, removed or reordered entry breaks
-//! the chain from that point on.
+//! its chain from that point on.
+//!
+//! A log is one or more independent chains, numbered: SQLite keeps one
+//! (chain 0); DynamoDB keeps a service chain 0 (tokens, orders, checkpoints,
+//! counted refusals) and [`crate::store::dynamodb::DEVICE_CHAINS`] device
+//! chains, each device's entries in the chain its hardware ID hashes to, so
+//! the fleet's traffic never meets in one item. A chain's first entry follows
+//! its genesis hash ([`genesis`]), which names the chain: an entry cannot be
+//! moved to another chain. Signed checkpoints ([`crate::checkpoint`]) cover
+//! the heads of every chain at once.
 
 use sha2::{Digest, Sha256};
 
@@ -71,16 +80,18 @@ pub fn escape_controls(text: &str) -> String {
     out
 }
 
-/// An entry as stored, with its place in the chain.
+/// An entry as stored, with its place in its chain.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChainedEntry {
-    /// 1, 2, 3, … without gaps.
+    /// The chain it belongs to (0 in a single-chain log).
+    pub chain: u32,
+    /// 1, 2, 3, … without gaps, within its chain.
     pub seq: u64,
     /// Unix seconds.
     pub time: i64,
     /// The event.
     pub entry: AuditEntry,
-    /// The previous entry's hash (zeros for the first).
+    /// The previous entry's hash ([`genesis`] of the chain for the first).
     pub prev_hash: [u8; 32],
     /// This entry's hash.
     pub hash: [u8; 32],
@@ -100,43 +111,89 @@ pub fn entry_hash(prev: &[u8; 32], seq: u64, time: i64, e: &AuditEntry) -> [u8; 
     h.finalize().into()
 }
 
+/// The newest entry of one chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ChainHead {
+    /// The chain.
+    pub chain: u32,
+    /// Its newest entry's sequence number.
+    pub seq: u64,
+    /// That entry's hash.
+    pub hash: [u8; 32],
+}
+
+/// What the first entry of `chain` follows: zeros for chain 0 (as the
+/// single-chain log always had), and for every other chain a hash that
+/// names it, so that no entry verifies in a chain it was not written to.
+pub fn genesis(chain: u32) -> [u8; 32] {
+    if chain == 0 {
+        return [0; 32];
+    }
+    let mut h = Sha256::new();
+    h.update(b"nrf-fleet/backend-audit-chain/v1\0");
+    h.update(chain.to_le_bytes());
+    h.finalize().into()
+}
+
 /// Where a chain breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("audit log broken at entry {seq}: {problem}")]
+#[error("audit log broken at {}: {problem}", place(*.chain, *.seq))]
 pub struct ChainError {
+    /// The chain.
+    pub chain: u32,
     /// The first bad entry.
     pub seq: u64,
     /// What is wrong with it.
     pub problem: &'static str,
 }
 
-/// Check a whole chain, in stored order. Returns the number of entries.
-pub fn verify_chain(entries: impl IntoIterator<Item = ChainedEntry>) -> Result<u64, ChainError> {
-    let mut prev = [0u8; 32];
-    let mut expected = 1u64;
-    for c in entries {
-        if c.seq != expected {
-            return Err(ChainError {
-                seq: expected,
-                problem: "missing or out of order",
-            });
-        }
-        if c.prev_hash != prev {
-            return Err(ChainError {
-                seq: c.seq,
-                problem: "does not follow the previous entry",
-            });
-        }
-        if entry_hash(&prev, c.seq, c.time, &c.entry) != c.hash {
-            return Err(ChainError {
-                seq: c.seq,
-                problem: "edited (hash mismatch)",
-            });
-        }
-        prev = c.hash;
-        expected += 1;
+/// An entry's place as people read it: `entry 7` in chain 0, `chain 12
+/// entry 7` elsewhere.
+pub fn place(chain: u32, seq: u64) -> String {
+    if chain == 0 {
+        format!("entry {seq}")
+    } else {
+        format!("chain {chain} entry {seq}")
     }
-    Ok(expected - 1)
+}
+
+/// Check every chain of a log. Entries of one chain must come in their
+/// stored order (the chains may interleave). Returns the heads of the
+/// chains, by chain number.
+pub fn verify_chains(
+    entries: impl IntoIterator<Item = ChainedEntry>,
+) -> Result<Vec<ChainHead>, ChainError> {
+    let mut heads = std::collections::BTreeMap::<u32, ChainHead>::new();
+    for c in entries {
+        let head = heads.entry(c.chain).or_insert(ChainHead {
+            chain: c.chain,
+            seq: 0,
+            hash: genesis(c.chain),
+        });
+        let fail = |seq, problem| ChainError {
+            chain: c.chain,
+            seq,
+            problem,
+        };
+        if c.seq != head.seq + 1 {
+            return Err(fail(head.seq + 1, "missing or out of order"));
+        }
+        if c.prev_hash != head.hash {
+            return Err(fail(c.seq, "does not follow the previous entry"));
+        }
+        if entry_hash(&head.hash, c.seq, c.time, &c.entry) != c.hash {
+            return Err(fail(c.seq, "edited (hash mismatch)"));
+        }
+        head.seq = c.seq;
+        head.hash = c.hash;
+    }
+    Ok(heads.into_values().collect())
+}
+
+/// Check every chain of a log ([`verify_chains`]). Returns the number of
+/// entries.
+pub fn verify_chain(entries: impl IntoIterator<Item = ChainedEntry>) -> Result<u64, ChainError> {
+    Ok(verify_chains(entries)?.iter().map(|h| h.seq).sum())
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Signed checkpoints anchor the backend's audit chain, on SQLite and on
 //! DynamoDB (moto_server), through `provisiond audit checkpoint` and
 //! `provisiond audit verify --checkpoint-key`: the attacks the hash chain
-//! alone misses (an edit with the chain recomputed after it, a tail cut back
-//! to an older checkpoint) and a forged checkpoint are each detected, and
-//! text with control characters is stored and shown escaped.
+//! alone misses (an edit with the chain recomputed after it, a device chain
+//! cut below a signed head, a tail cut back to an older checkpoint) and a
+//! forged checkpoint are each detected, and text with control characters is
+//! stored and shown escaped. On DynamoDB the log is many chains (the service
+//! chain and the device chains); the checkpoints cover them all.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
@@ -18,11 +20,12 @@ use lambda::audit::{entry_hash, AuditEntry};
 /// to the database could.
 trait Tamper {
     fn uri(&self) -> &str;
-    /// Replace entry `seq`'s subject and recompute every hash from it on
-    /// (and the head), so the chain verifies again.
-    fn rewrite(&self, seq: u64, subject: &str);
-    /// Keep only the first `keep` entries (and move the head back).
-    fn truncate(&self, keep: u64);
+    /// Replace entry `seq` of `chain`'s subject and recompute every hash of
+    /// that chain from it on (and its head), so the chain verifies again.
+    fn rewrite(&self, chain: u32, seq: u64, subject: &str);
+    /// Keep only the first `keep` entries of `chain` (and move its head
+    /// back, or remove it).
+    fn truncate(&self, chain: u32, keep: u64);
 }
 
 struct Sqlite {
@@ -35,7 +38,8 @@ impl Tamper for Sqlite {
         &self.uri
     }
 
-    fn rewrite(&self, seq: u64, subject: &str) {
+    fn rewrite(&self, chain: u32, seq: u64, subject: &str) {
+        assert_eq!(chain, 0, "SQLite keeps one chain");
         let conn = rusqlite::Connection::open(&self.path).unwrap();
         conn.execute(
             "UPDATE audit SET subject = ?1 WHERE seq = ?2",
@@ -76,7 +80,8 @@ impl Tamper for Sqlite {
         }
     }
 
-    fn truncate(&self, keep: u64) {
+    fn truncate(&self, chain: u32, keep: u64) {
+        assert_eq!(chain, 0, "SQLite keeps one chain");
         let conn = rusqlite::Connection::open(&self.path).unwrap();
         conn.execute("DELETE FROM audit WHERE seq > ?1", [keep as i64])
             .unwrap();
@@ -92,20 +97,26 @@ struct Dynamo {
 
 const DYNAMO_TAMPER: &str = r#"
 import boto3, hashlib, struct, sys
-endpoint, prefix, op, arg = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+endpoint, prefix, op, chain, arg = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:]
 import os
 db = boto3.client("dynamodb", endpoint_url=endpoint, region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
 audit, meta = prefix + "-audit", prefix + "-meta"
-items = sorted(db.scan(TableName=audit, ConsistentRead=True)["Items"], key=lambda i: int(i["seq"]["N"]))
+items = [i for i in db.scan(TableName=audit, ConsistentRead=True)["Items"] if int(i["chain"]["N"]) == chain]
+items.sort(key=lambda i: int(i["seq"]["N"]))
+head = {"name": {"S": "audit_head:%d" % chain}, "chain": {"N": str(chain)}}
+genesis = bytes(32) if chain == 0 else hashlib.sha256(b"nrf-fleet/backend-audit-chain/v1\0" + struct.pack("<I", chain)).digest()
 if op == "truncate":
     keep = int(arg[0])
     for i in items[keep:]:
-        db.delete_item(TableName=audit, Key={"seq": i["seq"]})
-    last = items[keep - 1]
-    db.put_item(TableName=meta, Item={"name": {"S": "audit_head"}, "seq": last["seq"], "hash": last["hash"]})
+        db.delete_item(TableName=audit, Key={"chain": i["chain"], "seq": i["seq"]})
+    if keep == 0:
+        db.delete_item(TableName=meta, Key={"name": head["name"]})
+    else:
+        last = items[keep - 1]
+        db.put_item(TableName=meta, Item=dict(head, seq=last["seq"], hash=last["hash"]))
 else:
     seq, subject = int(arg[0]), arg[1]
-    prev = bytes(32)
+    prev = genesis
     for i in items:
         if int(i["seq"]["N"]) == seq:
             i["subject"] = {"S": subject}
@@ -119,7 +130,7 @@ else:
         prev = h.digest()
         i["hash"] = {"B": prev}
         db.put_item(TableName=audit, Item=i)
-    db.put_item(TableName=meta, Item={"name": {"S": "audit_head"}, "seq": items[-1]["seq"], "hash": {"B": prev}})
+    db.put_item(TableName=meta, Item=dict(head, seq=items[-1]["seq"], hash={"B": prev}))
 "#;
 
 impl Dynamo {
@@ -146,12 +157,12 @@ impl Tamper for Dynamo {
         &self.uri
     }
 
-    fn rewrite(&self, seq: u64, subject: &str) {
-        self.run(&["rewrite", &seq.to_string(), subject]);
+    fn rewrite(&self, chain: u32, seq: u64, subject: &str) {
+        self.run(&["rewrite", &chain.to_string(), &seq.to_string(), subject]);
     }
 
-    fn truncate(&self, keep: u64) {
-        self.run(&["truncate", &keep.to_string()]);
+    fn truncate(&self, chain: u32, keep: u64) {
+        self.run(&["truncate", &chain.to_string(), &keep.to_string()]);
     }
 }
 
@@ -227,12 +238,19 @@ fn anchored_log_detects_what_the_chain_misses(t: &dyn Tamper, dir: &Path) {
         )
         .unwrap();
     checkpoint(t, &key);
-    let first_checkpoint = store.audit_head().unwrap().0;
+    let at_first_checkpoint = store.audit_heads().unwrap();
     std::thread::sleep(std::time::Duration::from_secs(3));
     store
         .provision(HwId::from_deviceid(4, 1), None, "factory:line-1")
         .unwrap();
     checkpoint(t, &key);
+    // Where an entry is: (chain, seq) of the first whose subject has `text`.
+    let find = |text: &str| {
+        let log = store.audit_log().unwrap();
+        let e = log.iter().find(|e| e.entry.subject.contains(text)).unwrap();
+        (e.chain, e.seq, e.entry.subject.clone())
+    };
+    let total = |heads: &[lambda::audit::ChainHead]| heads.iter().map(|h| h.seq).sum::<u64>();
     let (ok, v) = verify(t, &public, Some("2s"));
     assert!(ok, "{v}");
     assert_eq!(
@@ -243,11 +261,14 @@ fn anchored_log_detects_what_the_chain_misses(t: &dyn Tamper, dir: &Path) {
     let shown = String::from_utf8(shown.stdout).unwrap();
     assert!(shown.contains("factory:evil\\u{a}\\u{1b}[2J"), "{shown}");
     assert!(!shown.contains('\u{1b}'));
-    assert_eq!(shown.lines().count() as u64, store.audit_head().unwrap().0);
+    assert_eq!(
+        shown.lines().count() as u64,
+        total(&store.audit_heads().unwrap())
+    );
 
     // The plain chain check passes a rewritten history; the checkpoints do not.
-    let original = store.audit_log().unwrap()[1].entry.subject.clone();
-    t.rewrite(2, "hw_id:0000000000000000");
+    let (chain, seq, original) = find(&HwId::from_deviceid(1, 1).to_string());
+    t.rewrite(chain, seq, "hw_id:0000000000000000");
     let out = provisiond(&["audit", "verify"], t.uri());
     assert!(out.status.success(), "the chain alone was fooled: {out:?}");
     let (ok, v) = verify(t, &public, None);
@@ -260,7 +281,7 @@ fn anchored_log_detects_what_the_chain_misses(t: &dyn Tamper, dir: &Path) {
         "{v}"
     );
     // Put back (the same subject and times give the same hashes).
-    t.rewrite(2, &original);
+    t.rewrite(chain, seq, &original);
     let (ok, v) = verify(t, &public, None);
     assert!(ok, "{v}");
 
@@ -274,9 +295,31 @@ fn anchored_log_detects_what_the_chain_misses(t: &dyn Tamper, dir: &Path) {
         "{v}"
     );
 
+    // A device chain cut below the head a checkpoint signed (with many
+    // chains, the service chain and its checkpoints can stay whole).
+    let (chain, seq, _) = find(&HwId::from_deviceid(4, 1).to_string());
+    if chain != 0 {
+        t.truncate(chain, seq - 1);
+        let out = provisiond(&["audit", "verify"], t.uri());
+        assert!(
+            out.status.success(),
+            "the chains alone were fooled: {out:?}"
+        );
+        let (ok, v) = verify(t, &public, None);
+        assert!(!ok);
+        assert!(v["problem"].as_str().unwrap().contains("cut back"), "{v}");
+    }
+
     // Cut back to the first checkpoint: every remaining entry verifies, but
     // the newest checkpoint is older than the interval allows.
-    t.truncate(first_checkpoint);
+    let now = store.audit_heads().unwrap();
+    for head in &now {
+        let keep = at_first_checkpoint
+            .iter()
+            .find(|h| h.chain == head.chain)
+            .map_or(0, |h| h.seq);
+        t.truncate(head.chain, keep);
+    }
     let out = provisiond(&["audit", "verify"], t.uri());
     assert!(out.status.success());
     let (ok, v) = verify(t, &public, None);

@@ -142,28 +142,25 @@ fn api_gateway_events_through_the_runtime_api_on_dynamodb() {
     child.wait().unwrap();
 
     let log = uri.open().unwrap().audit_log().unwrap();
-    let seen: Vec<(String, String, String)> = log
-        .iter()
-        .map(|e| {
+    let factory = "factory:arn:aws:iam::123456789012:role/factory-station".to_owned();
+    let admin = format!("admin:{ADMIN}");
+    let row = |a: &String, b: &str, c: &str| (a.clone(), b.to_owned(), c.to_owned());
+    common::assert_log_is(
+        &log,
+        |e| {
             (
                 e.entry.actor.clone(),
                 e.entry.action.clone(),
                 e.entry.outcome.clone(),
             )
-        })
-        .collect();
-    let factory = "factory:arn:aws:iam::123456789012:role/factory-station".to_owned();
-    let admin = format!("admin:{ADMIN}");
-    let row = |a: &String, b: &str, c: &str| (a.clone(), b.to_owned(), c.to_owned());
-    assert_eq!(
-        seen,
-        [
+        },
+        &[
             row(&factory, "provision", "ok"),
             row(&factory, "provision", "ok"),
             row(&factory, "activate", "ok"),
             row(&factory, "revoke", "forbidden"),
             row(&admin, "revoke", "ok"),
-        ]
+        ],
     );
     assert_eq!(lambda::audit::verify_chain(log), Ok(5));
 }

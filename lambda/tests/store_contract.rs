@@ -243,27 +243,26 @@ fn activation_is_idempotent_and_revocation_is_final(b: &dyn Backend) {
     ));
     // Every change and every refusal is in the log, in order.
     let log = store.audit_log().unwrap();
-    let outcomes: Vec<(&str, &str)> = log
-        .iter()
-        .map(|e| (e.entry.action.as_str(), e.entry.outcome.as_str()))
-        .collect();
-    assert_eq!(
-        outcomes,
-        [
-            ("provision", "ok"),
-            ("activate", "ok"),
-            ("activate", "ok"),
-            ("activate", "already_active"),
-            ("activate", "hw_id_mismatch"),
-            ("activate", "unknown_serial"),
-            ("revoke", "ok"),
-            ("revoke", "ok"),
-            ("provision", "revoked"),
-            ("activate", "revoked"),
-            ("revoke", "unknown_serial"),
-        ]
+    common::assert_log_is(
+        &log,
+        |e| (e.entry.action.clone(), e.entry.outcome.clone()),
+        &[
+            ("provision".into(), "ok".into()),
+            ("activate".into(), "ok".into()),
+            ("activate".into(), "ok".into()),
+            ("activate".into(), "already_active".into()),
+            ("activate".into(), "hw_id_mismatch".into()),
+            ("activate".into(), "unknown_serial".into()),
+            ("revoke".into(), "ok".into()),
+            ("revoke".into(), "ok".into()),
+            ("provision".into(), "revoked".into()),
+            ("activate".into(), "revoked".into()),
+            ("revoke".into(), "unknown_serial".into()),
+        ],
     );
-    assert_eq!(log[6].entry.subject, "serial:1 reason:lost");
+    assert!(log
+        .iter()
+        .any(|e| e.entry.subject == "serial:1 reason:lost" && e.entry.outcome == "ok"));
     assert_eq!(verify_chain(log), Ok(11));
 }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use lambda::api::{router, AppState};
-use lambda::audit::verify_chain;
+use lambda::audit::verify_chains;
 use lambda::auth::{new_token, token_hash, BearerTokens};
 use lambda::config::{authorities_from_files, StoreUri};
 use lambda::guard::{DeviceGuard, Limits, Rate};
@@ -247,7 +247,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(uri) => {
             let key: Arc<dyn signer::Signer> = Arc::from(signer::open_signer(uri)?);
             let first = lambda::checkpoint::make(store.as_ref(), key.as_ref(), None)?;
-            Some((key, first))
+            Some((key, first.map(|made| made.after)))
         }
         None => None,
     };
@@ -276,22 +276,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let checkpointer = checkpoints.as_ref().map(|(key, first)| {
         let (store, key, every) = (Arc::clone(&store), Arc::clone(key), args.checkpoint_every);
-        let mut last = *first;
+        let mut last = first.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let (store, key) = (Arc::clone(&store), Arc::clone(&key));
+                let (store, key, last_heads) = (Arc::clone(&store), Arc::clone(&key), last.take());
                 match tokio::task::spawn_blocking(move || {
-                    lambda::checkpoint::make(store.as_ref(), key.as_ref(), last)
+                    let last = last_heads;
+                    let made =
+                        lambda::checkpoint::make(store.as_ref(), key.as_ref(), last.as_deref());
+                    (made, last)
                 })
                 .await
                 {
-                    Ok(Ok(Some(seq))) => last = Some(seq),
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "audit checkpoint failed"),
-                    Err(e) => tracing::error!(error = %e, "audit checkpoint task failed"),
+                    Ok((Ok(Some(made)), _)) => last = Some(made.after),
+                    Ok((Ok(None), kept)) => last = kept,
+                    Ok((Err(e), kept)) => {
+                        last = kept;
+                        tracing::error!(error = %e, "audit checkpoint failed")
+                    }
+                    Err(e) => {
+                        last = None;
+                        tracing::error!(error = %e, "audit checkpoint task failed")
+                    }
                 }
             }
         })
@@ -543,18 +552,20 @@ fn audit_verify(
                     println!(
                         "{}",
                         serde_json::json!({"valid": true, "entries": r.entries,
+                            "chains": r.chains,
                             "checkpoints": r.checkpoints, "unanchored": r.unanchored,
-                            "newest_checkpoint": r.newest.map(|(seq, time)| serde_json::json!({"covers": seq, "time": time})),
-                            "head": log.last().map(|e| hex::encode(e.hash))})
+                            "newest_checkpoint": r.newest.map(|(covers, time)| serde_json::json!({"covers": covers, "time": time})),
+                            "heads": heads_json(&log)})
                     );
                 } else {
                     println!(
-                        "audit log intact: {} entries, {} checkpoints verified{}",
+                        "audit log intact: {} entries in {} chain(s), {} checkpoints verified{}",
                         r.entries,
+                        r.chains,
                         r.checkpoints,
                         match r.newest {
-                            Some((seq, _)) => format!(
-                                "; the newest covers entry {seq}, {} entries after it",
+                            Some((covers, _)) => format!(
+                                "; the newest covers {covers} entries, {} not yet covered",
                                 r.unanchored
                             ),
                             None => String::new(),
@@ -576,16 +587,20 @@ fn audit_verify(
             }
         });
     }
-    let head = log.last().map(|e| hex::encode(e.hash));
-    match verify_chain(log) {
-        Ok(count) => {
+    let heads = heads_json(&log);
+    match verify_chains(log) {
+        Ok(chains) => {
+            let count: u64 = chains.iter().map(|h| h.seq).sum();
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"valid": true, "entries": count, "head": head})
+                    serde_json::json!({"valid": true, "entries": count, "chains": chains.len(), "heads": heads})
                 );
             } else {
-                println!("audit log intact: {count} entries");
+                println!(
+                    "audit log intact: {count} entries in {} chain(s)",
+                    chains.len()
+                );
             }
             Ok(true)
         }
@@ -593,27 +608,56 @@ fn audit_verify(
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"valid": false, "first_bad_entry": e.seq, "problem": e.problem})
+                    serde_json::json!({"valid": false, "chain": e.chain, "first_bad_entry": e.seq, "problem": e.problem})
                 );
             } else {
-                println!("audit log BROKEN at entry {}: {}", e.seq, e.problem);
+                println!(
+                    "{}",
+                    e.to_string()
+                        .replace("audit log broken", "audit log BROKEN")
+                );
             }
             Ok(false)
         }
     }
 }
 
+/// The newest entry of each chain, as `{"chain", "seq", "hash"}` (the log
+/// as stored, before any check).
+fn heads_json(log: &[lambda::audit::ChainedEntry]) -> serde_json::Value {
+    let mut heads = std::collections::BTreeMap::new();
+    for e in log {
+        heads.insert(e.chain, (e.seq, e.hash));
+    }
+    heads
+        .into_iter()
+        .map(|(chain, (seq, hash))| serde_json::json!({"chain": chain, "seq": seq, "hash": hex::encode(hash)}))
+        .collect()
+}
+
 fn audit_show(store: &StoreUri, json: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    let log = store.open_with(false)?.audit_log()?;
+    let mut log = store.open_with(false)?.audit_log()?;
+    // Chains interleave in time: several are shown by time, each chain's
+    // entries in their order (the sort is stable); one as stored.
+    if log.iter().any(|e| e.chain != 0) {
+        log.sort_by_key(|e| e.time);
+    }
     let mut out = std::io::stdout().lock();
     for e in log {
-        let (seq, time) = (e.seq, e.time);
+        let (time, place) = (
+            e.time,
+            if e.chain == 0 {
+                e.seq.to_string()
+            } else {
+                format!("{}:{}", e.chain, e.seq)
+            },
+        );
         if json {
             serde_json::to_writer(
                 &mut out,
                 &serde_json::json!({
-                    "seq": e.seq, "time": e.time, "actor": e.entry.actor,
+                    "chain": e.chain, "seq": e.seq, "time": e.time, "actor": e.entry.actor,
                     "action": e.entry.action, "subject": e.entry.subject,
                     "outcome": e.entry.outcome, "hash": hex::encode(e.hash),
                 }),
@@ -626,7 +670,7 @@ fn audit_show(store: &StoreUri, json: bool) -> anyhow::Result<()> {
             writeln!(
                 out,
                 "{:>6}  {}  {:<24} {:<12} {:<16} {}",
-                seq, time, e.actor, e.action, e.outcome, e.subject
+                place, time, e.actor, e.action, e.outcome, e.subject
             )?;
         }
     }
@@ -690,7 +734,11 @@ fn main() -> ExitCode {
             let store = store.open_with(false)?;
             let signer = signer::open_signer(&key)?;
             match lambda::checkpoint::make(store.as_ref(), signer.as_ref(), None)? {
-                Some(seq) => eprintln!("provisiond: checkpoint of entries 1..={seq} appended"),
+                Some(made) => eprintln!(
+                    "provisiond: checkpoint of {} chain(s), {} entries, appended",
+                    made.covered.len(),
+                    made.covered.iter().map(|h| h.seq).sum::<u64>()
+                ),
                 None => eprintln!("provisiond: the log is empty; nothing to checkpoint"),
             }
             Ok(())

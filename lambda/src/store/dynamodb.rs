@@ -4,20 +4,30 @@
 //! - `devices`: key `hw_id`; a global secondary index `by-serial` (keys only)
 //!   maps a serial to its `hw_id`, which never changes, and the device itself
 //!   is then read consistently by `hw_id`.
-//! - `meta`: key `name`; the item `serial_sequence` (`next`) and the item
-//!   `audit_head` (`seq`, `hash`); `token-name:NAME` items reserve token names;
-//!   `serial:N` items (`hw_id`) guard each allocated serial and map it to its
-//!   chip with a consistent read; `order:NAME` items are production orders.
-//! - `audit`: key `seq`, the hash-chained log.
+//! - `meta`: key `name`; the item `serial_sequence` (`next`) and one item
+//!   `audit_head:C` (`seq`, `hash`) per audit chain; `token-name:NAME` items
+//!   reserve token names; `serial:N` items (`hw_id`) guard each allocated
+//!   serial and map it to its chip with a consistent read; `order:NAME`
+//!   items are production orders.
+//! - `audit`: partition key `chain`, sort key `seq`: the hash-chained log,
+//!   as [`DEVICE_CHAINS`] device chains (1 to 64; a device's entries go to
+//!   the chain its hardware ID hashes to) and the service chain 0 (tokens,
+//!   orders, checkpoints, counted refusals).
 //! - `challenges`: key `id`, with a TTL attribute `ttl` that lets DynamoDB
 //!   delete them an hour after they expire.
 //! - `tokens`: key `token_hash` (SHA-256 of a bearer token).
 //!
 //! Every change is one `TransactWriteItems`: the change with its conditions
 //! (the sequence still at the value read, the device still in the state
-//! read), the audit entry and the audit head moved on from the value read.
+//! read), the audit entry and its chain's head moved on from the value read.
 //! A cancelled transaction (another writer got there first) is retried from
-//! the reads, so allocation is atomic and gap-free and the log one chain.
+//! the reads, so allocation is atomic and gap-free and each chain unbroken.
+//! The one item every new device touches is the serial sequence; a repeat
+//! provision, an activation, a revocation and a device's authentication
+//! touch only that device's items and its audit chain's head, so the fleet's
+//! traffic spreads over [`DEVICE_CHAINS`] heads. Within one process, new
+//! allocations take turns (they would only cancel each other on the
+//! sequence item); across processes they race and retry.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,13 +46,29 @@ use aws_sdk_dynamodb::Client;
 use firmware::record::{HwId, KeyOrigin};
 
 use super::{Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
-use crate::audit::{entry_hash, AuditEntry, ChainedEntry};
+use crate::audit::{entry_hash, genesis, AuditEntry, ChainHead, ChainedEntry};
 use crate::model::{Device, DeviceStatus, Order, Role, Serial, TokenInfo};
 
 type Item = HashMap<String, AttributeValue>;
 
 /// Most attempts at one change before giving up on contention.
 const MAX_ATTEMPTS: u32 = 200;
+
+/// How many audit chains devices' entries spread over (chains 1 to this);
+/// chain 0 is the service chain.
+pub const DEVICE_CHAINS: u32 = 64;
+
+/// The audit chain of the device `hw_id`: 1 + (the first four bytes of
+/// SHA-256 of its 8 bytes, little-endian) mod [`DEVICE_CHAINS`].
+pub fn device_chain(hw_id: HwId) -> u32 {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(hw_id.0);
+    1 + u32::from_le_bytes([h[0], h[1], h[2], h[3]]) % DEVICE_CHAINS
+}
+
+fn head_key(chain: u32) -> String {
+    format!("audit_head:{chain}")
+}
 
 /// A registry in DynamoDB tables named `PREFIX-…`.
 #[derive(Debug)]
@@ -54,6 +80,8 @@ pub struct DynamoStore {
     audit: String,
     challenges: String,
     tokens: String,
+    /// New allocations from this process take turns.
+    allocation: tokio::sync::Mutex<()>,
 }
 
 impl Drop for DynamoStore {
@@ -249,6 +277,7 @@ impl DynamoStore {
             audit: format!("{prefix}-audit"),
             challenges: format!("{prefix}-challenges"),
             tokens: format!("{prefix}-tokens"),
+            allocation: tokio::sync::Mutex::new(()),
             rt: Some(rt),
         };
         if create_tables {
@@ -283,7 +312,7 @@ impl DynamoStore {
         let tables = [
             (&self.devices, "hw_id", ScalarAttributeType::S),
             (&self.meta, "name", ScalarAttributeType::S),
-            (&self.audit, "seq", ScalarAttributeType::N),
+            (&self.audit, "chain", ScalarAttributeType::N),
             (&self.challenges, "id", ScalarAttributeType::S),
             (&self.tokens, "token_hash", ScalarAttributeType::B),
         ];
@@ -296,6 +325,21 @@ impl DynamoStore {
                 .billing_mode(BillingMode::PayPerRequest)
                 .attribute_definitions(def)
                 .key_schema(schema);
+            if table == &self.audit {
+                create = create
+                    .attribute_definitions(
+                        AttributeDefinition::builder()
+                            .attribute_name("seq")
+                            .attribute_type(ScalarAttributeType::N)
+                            .build()?,
+                    )
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name("seq")
+                            .key_type(KeyType::Range)
+                            .build()?,
+                    );
+            }
             if table == &self.devices {
                 let (def, schema) = key("serial", ScalarAttributeType::N)?;
                 create = create.attribute_definitions(def).global_secondary_indexes(
@@ -399,29 +443,30 @@ impl DynamoStore {
         }
     }
 
-    async fn head(&self) -> Result<(u64, [u8; 32]), StoreError> {
-        match self.get(&self.meta, "name", s("audit_head")).await? {
-            None => Ok((0, [0; 32])),
-            Some(item) => Ok((
-                get_n(&item, "seq")?,
-                get_array(&item, "hash")?.ok_or_else(|| corrupt("audit head"))?,
-            )),
+    /// The head of `chain`: `(0, genesis)` before its first entry.
+    async fn head(&self, chain: u32) -> Result<(u64, [u8; 32]), StoreError> {
+        match self.get(&self.meta, "name", s(head_key(chain))).await? {
+            None => Ok((0, genesis(chain))),
+            Some(item) => head_from(&item).map(|h| (h.seq, h.hash)),
         }
     }
 
-    /// Commit `items` with the audit entry for them, atomically. `Ok(false)`:
+    /// Commit `items` with the audit entry for them (in `chain`),
+    /// atomically. `Ok(Some(seq))`: committed as entry `seq`; `Ok(None)`:
     /// another writer got there first; read again and retry.
     async fn commit(
         &self,
         mut items: Vec<TransactWriteItem>,
         entry: &AuditEntry,
-    ) -> Result<bool, StoreError> {
+        chain: u32,
+    ) -> Result<Option<u64>, StoreError> {
         let entry = &entry.escaped();
-        let (prev_seq, prev_hash) = self.head().await?;
+        let (prev_seq, prev_hash) = self.head(chain).await?;
         let seq = prev_seq + 1;
         let time = now();
         let hash = entry_hash(&prev_hash, seq, time, entry);
         let record = HashMap::from([
+            ("chain".to_owned(), n(chain)),
             ("seq".to_owned(), n(seq)),
             ("time".to_owned(), n(time)),
             ("actor".to_owned(), s(&entry.actor)),
@@ -438,7 +483,8 @@ impl DynamoStore {
             &[("#k", "seq")],
         )?);
         let head = HashMap::from([
-            ("name".to_owned(), s("audit_head")),
+            ("name".to_owned(), s(head_key(chain))),
+            ("chain".to_owned(), n(chain)),
             ("seq".to_owned(), n(seq)),
             ("hash".to_owned(), b(&hash)),
         ]);
@@ -456,10 +502,23 @@ impl DynamoStore {
             .send()
             .await
         {
-            Ok(_) => Ok(true),
-            Err(e) if cancelled(&e) => Ok(false),
+            Ok(_) => Ok(Some(seq)),
+            Err(e) if cancelled(&e) => Ok(None),
             Err(e) => Err(dbe(e)),
         }
+    }
+
+    /// Append `entry` alone to `chain`; returns its sequence number.
+    async fn append(&self, entry: &AuditEntry, chain: u32) -> Result<u64, StoreError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            if let Some(seq) = self.commit(vec![], entry, chain).await? {
+                return Ok(seq);
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Database(
+            "too much contention; try again".into(),
+        ))
     }
 
     /// Run one audited change: `plan` reads the current state and returns the
@@ -482,7 +541,11 @@ impl DynamoStore {
                 subject: planned.subject,
                 outcome: outcome.to_owned(),
             };
-            if self.commit(planned.writes, &entry).await? {
+            if self
+                .commit(planned.writes, &entry, planned.chain)
+                .await?
+                .is_some()
+            {
                 return planned.answer;
             }
             backoff(attempt).await;
@@ -527,6 +590,148 @@ impl DynamoStore {
         };
         item.map(|item| token_from(&item).map(|info| (item, info)))
             .transpose()
+    }
+
+    /// Plan a provision of `hw_id`: its serial back, or a new one (in an
+    /// order, counted); `known` is a fresh read of its device item, if
+    /// one was made.
+    async fn plan_provision(
+        &self,
+        hw_id: HwId,
+        product: Option<&str>,
+        order: Option<&str>,
+        in_order: &str,
+        chain: u32,
+        known: Option<Option<Device>>,
+    ) -> Result<Planned<Provisioned>, StoreError> {
+        let known = match known {
+            Some(read) => read,
+            None => self.device(hw_id).await?,
+        };
+        if let Some(existing) = known {
+            let subject = format!("hw_id:{hw_id} serial:{}{in_order}", existing.serial);
+            let answer = if existing.status == DeviceStatus::Revoked {
+                Err(StoreError::Revoked(hw_id))
+            } else {
+                Ok(Provisioned {
+                    device: existing,
+                    created: false,
+                })
+            };
+            return Ok(Planned {
+                answer,
+                writes: vec![],
+                subject,
+                chain,
+            });
+        }
+        // Within an order: admitted, and its count moved on from the value
+        // read, in the same transaction as the allocation.
+        let mut order_write = None;
+        let mut product = product.map(str::to_owned);
+        if let Some(name) = order {
+            let refuse = |e| {
+                Ok(Planned {
+                    answer: Err(e),
+                    writes: vec![],
+                    subject: format!("hw_id:{hw_id}{in_order}"),
+                    chain,
+                })
+            };
+            let Some(mut item) = self.get(&self.meta, "name", s(order_key(name))).await? else {
+                return refuse(StoreError::UnknownOrder(name.to_owned()));
+            };
+            let o = order_from(&item)?;
+            if let Err(e) = o.admits(hw_id, product.as_deref(), now()) {
+                return refuse(e);
+            }
+            item.insert("used".into(), n(o.used + 1));
+            order_write = Some(put_if(
+                &self.meta,
+                item,
+                "#used = :used",
+                &[("#used", "used")],
+                vec![(":used", n(o.used))],
+            )?);
+            product = Some(o.product);
+        }
+        let product = product.as_deref();
+        let next: u64 = match self.get(&self.meta, "name", s("serial_sequence")).await? {
+            None => 1,
+            Some(item) => get_n(&item, "next")?,
+        };
+        let Ok(serial) = Serial::try_from(next) else {
+            return Ok(Planned {
+                answer: Err(StoreError::SerialsExhausted),
+                writes: vec![],
+                subject: format!("hw_id:{hw_id}"),
+                chain,
+            });
+        };
+        let t = now();
+        let device = Device {
+            hw_id,
+            serial,
+            product: product.map(str::to_owned),
+            status: DeviceStatus::FactoryOnly,
+            created_at: t,
+            updated_at: t,
+            device_pubkey: None,
+            key_origin: None,
+        };
+        let sequence = HashMap::from([
+            ("name".to_owned(), s("serial_sequence")),
+            ("next".to_owned(), n(next + 1)),
+        ]);
+        let writes = vec![
+            put_if(
+                &self.meta,
+                sequence,
+                if next == 1 {
+                    "attribute_not_exists(#k)"
+                } else {
+                    "#next = :next"
+                },
+                &if next == 1 {
+                    vec![("#k", "name")]
+                } else {
+                    vec![("#next", "next")]
+                },
+                if next == 1 {
+                    vec![]
+                } else {
+                    vec![(":next", n(next))]
+                },
+            )?,
+            put(
+                &self.devices,
+                Self::device_item(&device, None),
+                "attribute_not_exists(#k)",
+                &[("#k", "hw_id")],
+            )?,
+            // One guard item per serial: no serial can ever name two
+            // chips, whatever happens to the sequence item.
+            put(
+                &self.meta,
+                HashMap::from([
+                    ("name".to_owned(), s(serial_key(serial))),
+                    ("hw_id".to_owned(), s(hw_id.to_string())),
+                ]),
+                "attribute_not_exists(#k)",
+                &[("#k", "name")],
+            )?,
+        ];
+        let mut writes = writes;
+        writes.extend(order_write.take());
+        Ok(Planned {
+            answer: Ok(Provisioned {
+                device,
+                created: true,
+            }),
+            writes,
+            subject: format!("hw_id:{hw_id} serial:{serial}{in_order}"),
+            chain,
+        })
     }
 
     fn device_item(d: &Device, a: Option<&Activation>) -> Item {
@@ -625,11 +830,26 @@ fn order_from(item: &Item) -> Result<Order, StoreError> {
     })
 }
 
-/// What a change will answer, the writes it needs and its audit subject.
+/// What a change will answer, the writes it needs, its audit subject and
+/// the audit chain the entry goes to.
 struct Planned<T> {
     answer: Result<T, StoreError>,
     writes: Vec<TransactWriteItem>,
     subject: String,
+    chain: u32,
+}
+
+fn head_from(item: &Item) -> Result<ChainHead, StoreError> {
+    let name = get_s(item, "name")?;
+    let chain = name
+        .strip_prefix("audit_head:")
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| corrupt("audit head name"))?;
+    Ok(ChainHead {
+        chain,
+        seq: get_n(item, "seq")?,
+        hash: get_array(item, "hash")?.ok_or_else(|| corrupt("audit head"))?,
+    })
 }
 
 fn run_on<T: Send>(
@@ -658,131 +878,25 @@ impl Store for DynamoStore {
     ) -> Result<Provisioned, StoreError> {
         let in_order = order.map(|o| format!(" order:{o}")).unwrap_or_default();
         let in_order = in_order.as_str();
-        self.run(self.change(actor, "provision", || async move {
-            if let Some(existing) = self.device(hw_id).await? {
-                let subject = format!("hw_id:{hw_id} serial:{}{in_order}", existing.serial);
-                let answer = if existing.status == DeviceStatus::Revoked {
-                    Err(StoreError::Revoked(hw_id))
-                } else {
-                    Ok(Provisioned {
-                        device: existing,
-                        created: false,
-                    })
-                };
-                return Ok(Planned {
-                    answer,
-                    writes: vec![],
-                    subject,
-                });
-            }
-            // Within an order: admitted, and its count moved on from the value
-            // read, in the same transaction as the allocation.
-            let mut order_write = None;
-            let mut product = product.map(str::to_owned);
-            if let Some(name) = order {
-                let refuse = |e| {
-                    Ok(Planned {
-                        answer: Err(e),
-                        writes: vec![],
-                        subject: format!("hw_id:{hw_id}{in_order}"),
-                    })
-                };
-                let Some(mut item) = self.get(&self.meta, "name", s(order_key(name))).await? else {
-                    return refuse(StoreError::UnknownOrder(name.to_owned()));
-                };
-                let o = order_from(&item)?;
-                if let Err(e) = o.admits(hw_id, product.as_deref(), now()) {
-                    return refuse(e);
-                }
-                item.insert("used".into(), n(o.used + 1));
-                order_write = Some(put_if(
-                    &self.meta,
-                    item,
-                    "#used = :used",
-                    &[("#used", "used")],
-                    vec![(":used", n(o.used))],
-                )?);
-                product = Some(o.product);
-            }
-            let product = product.as_deref();
-            let next: u64 = match self.get(&self.meta, "name", s("serial_sequence")).await? {
-                None => 1,
-                Some(item) => get_n(&item, "next")?,
+        let chain = device_chain(hw_id);
+        self.run(async {
+            // A known chip is answered from its own item; a new one takes
+            // its turn for the sequence (the first plan reuses this read).
+            let first = self.device(hw_id).await?;
+            let _turn = match first {
+                None => Some(self.allocation.lock().await),
+                Some(_) => None,
             };
-            let Ok(serial) = Serial::try_from(next) else {
-                return Ok(Planned {
-                    answer: Err(StoreError::SerialsExhausted),
-                    writes: vec![],
-                    subject: format!("hw_id:{hw_id}"),
-                });
-            };
-            let t = now();
-            let device = Device {
-                hw_id,
-                serial,
-                product: product.map(str::to_owned),
-                status: DeviceStatus::FactoryOnly,
-                created_at: t,
-                updated_at: t,
-                device_pubkey: None,
-                key_origin: None,
-            };
-            let sequence = HashMap::from([
-                ("name".to_owned(), s("serial_sequence")),
-                ("next".to_owned(), n(next + 1)),
-            ]);
-            let writes = vec![
-                put_if(
-                    &self.meta,
-                    sequence,
-                    if next == 1 {
-                        "attribute_not_exists(#k)"
-                    } else {
-                        "#next = :next"
-                    },
-                    &if next == 1 {
-                        vec![("#k", "name")]
-                    } else {
-                        vec![("#next", "next")]
-                    },
-                    if next == 1 {
-                        vec![]
-                    } else {
-                        vec![(":next", n(next))]
-                    },
-                )?,
-                put(
-                    &self.devices,
-                    Self::device_item(&device, None),
-                    "attribute_not_exists(#k)",
-                    &[("#k", "hw_id")],
-                )?,
-                // One guard item per serial: no serial can ever name two
-                // chips, whatever happens to the sequence item.
-                put(
-                    &self.meta,
-                    HashMap::from([
-                        ("name".to_owned(), s(serial_key(serial))),
-                        ("hw_id".to_owned(), s(hw_id.to_string())),
-                    ]),
-                    "attribute_not_exists(#k)",
-                    &[("#k", "name")],
-                )?,
-            ];
-            let mut writes = writes;
-            writes.extend(order_write.take());
-            Ok(Planned {
-                answer: Ok(Provisioned {
-                    device,
-                    created: true,
-                }),
-                writes,
-                subject: format!("hw_id:{hw_id} serial:{serial}{in_order}"),
+            let mut first = Some(first);
+            self.change(actor, "provision", || {
+                self.plan_provision(hw_id, product, order, in_order, chain, first.take())
             })
-        }))?
+            .await
+        })?
     }
 
     fn activate(&self, serial: Serial, a: &Activation, actor: &str) -> Result<Device, StoreError> {
+        let chain = device_chain(a.hw_id);
         self.run(self.change(actor, "activate", || async move {
             let subject = format!("serial:{serial} record:{}", hex::encode(a.record_hash));
             let refuse = |e| {
@@ -790,6 +904,7 @@ impl Store for DynamoStore {
                     answer: Err(e),
                     writes: vec![],
                     subject: subject.clone(),
+                    chain,
                 })
             };
             let Some(d) = self.device_at(serial).await? else {
@@ -815,6 +930,7 @@ impl Store for DynamoStore {
                     answer: Ok(d),
                     writes: vec![],
                     subject: subject.clone(),
+                    chain,
                 }),
                 DeviceStatus::Active => refuse(StoreError::AlreadyActive(serial)),
                 DeviceStatus::FactoryOnly => {
@@ -833,6 +949,7 @@ impl Store for DynamoStore {
                         answer: Ok(active),
                         writes: vec![write],
                         subject: subject.clone(),
+                        chain,
                     })
                 }
             }
@@ -849,13 +966,16 @@ impl Store for DynamoStore {
                         answer: Err(StoreError::UnknownSerial(serial)),
                         writes: vec![],
                         subject,
+                        chain: 0,
                     });
                 };
+                let chain = device_chain(d.hw_id);
                 if d.status == DeviceStatus::Revoked {
                     return Ok(Planned {
                         answer: Ok(d),
                         writes: vec![],
                         subject,
+                        chain,
                     });
                 }
                 let item = self
@@ -875,6 +995,7 @@ impl Store for DynamoStore {
                     answer: Ok(revoked),
                     writes: vec![self.device_update(new_item, was)?],
                     subject,
+                    chain,
                 })
             }
         }))?
@@ -954,17 +1075,11 @@ impl Store for DynamoStore {
     }
 
     fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
-        self.run(async {
-            for attempt in 0..MAX_ATTEMPTS {
-                if self.commit(vec![], entry).await? {
-                    return Ok(self.head().await?.0);
-                }
-                backoff(attempt).await;
-            }
-            Err(StoreError::Database(
-                "too much contention; try again".into(),
-            ))
-        })?
+        self.run(self.append(entry, 0))?
+    }
+
+    fn audit_device(&self, hw_id: HwId, entry: &AuditEntry) -> Result<u64, StoreError> {
+        self.run(self.append(entry, device_chain(hw_id)))?
     }
 
     fn audit_log(&self) -> Result<Vec<ChainedEntry>, StoreError> {
@@ -972,6 +1087,7 @@ impl Store for DynamoStore {
             let mut entries = Vec::new();
             for item in self.scan_all(&self.audit).await? {
                 entries.push(ChainedEntry {
+                    chain: get_n(&item, "chain")?,
                     seq: get_n(&item, "seq")?,
                     time: get_n(&item, "time")?,
                     entry: AuditEntry {
@@ -985,13 +1101,53 @@ impl Store for DynamoStore {
                     hash: get_array(&item, "hash")?.ok_or_else(|| corrupt("hash"))?,
                 });
             }
-            entries.sort_by_key(|e| e.seq);
+            entries.sort_by_key(|e| (e.chain, e.seq));
             Ok(entries)
         })?
     }
 
-    fn audit_head(&self) -> Result<(u64, [u8; 32]), StoreError> {
-        self.run(self.head())?
+    fn audit_heads(&self) -> Result<Vec<ChainHead>, StoreError> {
+        self.run(async {
+            // Every chain's head item, by key, consistently, in batches of
+            // up to 100 keys, following up on unprocessed keys.
+            let mut pending: Vec<Item> = (0..=DEVICE_CHAINS)
+                .map(|c| HashMap::from([("name".to_owned(), s(head_key(c)))]))
+                .collect();
+            let mut heads = Vec::new();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let batch: Vec<Item> = pending.drain(..pending.len().min(100)).collect();
+                let keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(batch))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(db)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.meta, keys)
+                    .send()
+                    .await
+                    .map_err(dbe)?;
+                for item in out
+                    .responses()
+                    .into_iter()
+                    .flat_map(|r| r.values())
+                    .flatten()
+                {
+                    heads.push(head_from(item)?);
+                }
+                if let Some(left) = out.unprocessed_keys().and_then(|u| u.get(&self.meta)) {
+                    if !left.keys().is_empty() {
+                        pending.extend(left.keys().iter().cloned());
+                        backoff(attempt).await;
+                        attempt += 1;
+                    }
+                }
+            }
+            heads.sort_by_key(|h| h.chain);
+            Ok(heads)
+        })?
     }
 
     fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError> {
@@ -1013,6 +1169,7 @@ impl Store for DynamoStore {
                         answer: Err(StoreError::NameTaken(order.name.clone())),
                         writes: vec![],
                         subject,
+                        chain: 0,
                     });
                 }
                 let opened = Order {
@@ -1043,6 +1200,7 @@ impl Store for DynamoStore {
                         &[("#k", "name")],
                     )?],
                     subject,
+                    chain: 0,
                 })
             }
         }))?
@@ -1089,6 +1247,7 @@ impl Store for DynamoStore {
                         answer: Err(StoreError::NameTaken(name.to_owned())),
                         writes: vec![],
                         subject,
+                        chain: 0,
                     });
                 }
                 if let Some(o) = order {
@@ -1101,6 +1260,7 @@ impl Store for DynamoStore {
                             answer: Err(StoreError::UnknownOrder(o.to_owned())),
                             writes: vec![],
                             subject,
+                            chain: 0,
                         });
                     }
                 }
@@ -1139,6 +1299,7 @@ impl Store for DynamoStore {
                         )?,
                     ],
                     subject,
+                    chain: 0,
                 })
             }
         }))?
@@ -1151,6 +1312,7 @@ impl Store for DynamoStore {
                     answer: Err(StoreError::UnknownToken(name.to_owned())),
                     writes: vec![],
                     subject: format!("token:{name}"),
+                    chain: 0,
                 });
             };
             let subject = info.audit_subject();
@@ -1159,6 +1321,7 @@ impl Store for DynamoStore {
                     answer: Ok(info),
                     writes: vec![],
                     subject,
+                    chain: 0,
                 });
             }
             let at = now();
@@ -1175,6 +1338,7 @@ impl Store for DynamoStore {
                     &[("#k", "token_hash"), ("#r", "revoked_at")],
                 )?],
                 subject,
+                chain: 0,
             })
         }))?
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use firmware::record::{HwId, KeyOrigin};
 
-use crate::audit::{AuditEntry, ChainedEntry};
+use crate::audit::{AuditEntry, ChainHead, ChainedEntry};
 use crate::model::{Device, Order, Role, Serial, TokenInfo};
 
 /// Why a store operation failed.
@@ -222,15 +222,24 @@ pub trait Store: Send + Sync {
         now: i64,
     ) -> Result<Result<Challenge, ChallengeRefusal>, StoreError>;
 
-    /// Append an entry to the audit log; returns its sequence number.
+    /// Append an entry to the service chain (chain 0) of the audit log;
+    /// returns its sequence number.
     fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError>;
 
-    /// The whole audit log, in order.
+    /// Append an entry about the device `hw_id` (its own traffic, such as an
+    /// authentication) to the chain that device's entries go to; returns its
+    /// sequence number in that chain. A single-chain store appends to chain 0.
+    fn audit_device(&self, hw_id: HwId, entry: &AuditEntry) -> Result<u64, StoreError> {
+        let _ = hw_id;
+        self.audit(entry)
+    }
+
+    /// The whole audit log: every chain, each in order.
     fn audit_log(&self) -> Result<Vec<ChainedEntry>, StoreError>;
 
-    /// The newest entry's sequence number and hash (`(0, zeros)` for an
-    /// empty log).
-    fn audit_head(&self) -> Result<(u64, [u8; 32]), StoreError>;
+    /// The head of every chain that has entries, by chain number (empty for
+    /// an empty log).
+    fn audit_heads(&self) -> Result<Vec<ChainHead>, StoreError>;
 
     /// The device with this serial, if any.
     fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError>;

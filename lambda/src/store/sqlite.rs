@@ -21,7 +21,7 @@ use firmware::record::{HwId, KeyOrigin};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Activation, BoxFuture, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
-use crate::audit::{entry_hash, AuditEntry, ChainedEntry};
+use crate::audit::{entry_hash, AuditEntry, ChainHead, ChainedEntry};
 use crate::model::{Device, DeviceStatus, Order, Role, Serial, TokenInfo};
 
 /// Most changes committed together.
@@ -924,6 +924,7 @@ impl Store for SqliteStore {
                 let (seq, time, entry, prev, hash) = row.map_err(db)?;
                 let bad = |_| StoreError::Corrupt("audit hash length".into());
                 out.push(ChainedEntry {
+                    chain: 0,
                     seq: seq as u64,
                     time,
                     entry,
@@ -935,8 +936,19 @@ impl Store for SqliteStore {
         })
     }
 
-    fn audit_head(&self) -> Result<(u64, [u8; 32]), StoreError> {
-        self.read(|conn| read_head(conn).map(|h| (h.seq, h.hash)))
+    fn audit_heads(&self) -> Result<Vec<ChainHead>, StoreError> {
+        self.read(|conn| {
+            let h = read_head(conn)?;
+            Ok(if h.seq == 0 {
+                vec![]
+            } else {
+                vec![ChainHead {
+                    chain: 0,
+                    seq: h.seq,
+                    hash: h.hash,
+                }]
+            })
+        })
     }
 
     fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError> {

@@ -196,3 +196,31 @@ impl RuntimeApi {
         ]
     }
 }
+
+/// Check a log against the events expected, in the order they happened:
+/// the same events, and each chain's entries in that order (a log of many
+/// chains records no order between chains). `key` picks what is compared.
+pub fn assert_log_is<T: PartialEq + std::fmt::Debug>(
+    log: &[lambda::audit::ChainedEntry],
+    key: impl Fn(&lambda::audit::ChainedEntry) -> T,
+    expected: &[T],
+) {
+    let mut unmatched: Vec<Option<&T>> = expected.iter().map(Some).collect();
+    let mut after = std::collections::BTreeMap::<u32, usize>::new();
+    for e in log {
+        let k = key(e);
+        let from = after.get(&e.chain).copied().unwrap_or(0);
+        let at = (from..unmatched.len())
+            .find(|&i| unmatched[i] == Some(&k))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{k:?} (chain {} entry {}) is not expected after the chain's earlier entries: expected {expected:?}",
+                    e.chain, e.seq
+                )
+            });
+        unmatched[at] = None;
+        after.insert(e.chain, at + 1);
+    }
+    let missing: Vec<&T> = unmatched.into_iter().flatten().collect();
+    assert!(missing.is_empty(), "not in the log: {missing:?}");
+}
