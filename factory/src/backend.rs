@@ -10,9 +10,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use firmware::api::{
+    ActivateRequest, ChallengeRequest, ChallengeResponse, DeviceView, ErrorBody, ProvisionRequest,
+    ProvisionResponse, VerifyRequest, VerifyResponse,
+};
 use firmware::record::HwId;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 
 /// Why a backend call failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,42 +57,13 @@ pub enum BackendError {
 }
 
 /// `POST /v1/provision`'s answer.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct Provisioned {
-    /// The chip's serial.
-    pub serial: u32,
-    /// Its status (`factory_only`, `active`).
-    pub status: String,
-    /// Whether this call allocated the serial.
-    pub created: bool,
-}
+pub type Provisioned = ProvisionResponse;
 
 /// A device as the backend sees it.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct DeviceState {
-    /// Serial.
-    pub serial: u32,
-    /// `factory_only`, `active` or `revoked`.
-    pub status: String,
-    /// Where its key was made (`device`, `station`), once activated.
-    #[serde(default)]
-    pub key_origin: Option<String>,
-}
+pub type DeviceState = DeviceView;
 
 /// `POST /v1/auth/challenge`'s answer.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct Challenge {
-    /// Names the challenge in the answer.
-    pub challenge_id: String,
-    /// 32 bytes, hex.
-    pub nonce: String,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-    message: String,
-}
+pub type Challenge = ChallengeResponse;
 
 /// A backend at `base` (e.g. `http://127.0.0.1:8080`), called with a token.
 pub struct Backend {
@@ -235,8 +209,9 @@ impl Backend {
         what: &'static str,
         method: &str,
         path: &str,
-        body: Option<serde_json::Value>,
+        body: Option<&dyn erased::Body>,
     ) -> Result<T, BackendError> {
+        let body = body.map(erased::Body::json);
         let url = format!("{}{path}", self.base);
         let mut last = String::new();
         let mut wait = self.backoff;
@@ -291,22 +266,24 @@ impl Backend {
         hw_id: HwId,
         product: Option<&str>,
     ) -> Result<Provisioned, BackendError> {
-        let mut body = serde_json::json!({ "hw_id": hw_id.to_string() });
-        if let Some(p) = product {
-            body["product"] = p.into();
-        }
-        self.call("provision", "POST", "/v1/provision", Some(body))
+        let body = ProvisionRequest {
+            hw_id: hw_id.to_string(),
+            product: product.map(str::to_owned),
+        };
+        self.call("provision", "POST", "/v1/provision", Some(&body))
     }
 
     /// `POST /v1/devices/{serial}/activate` with the record on the chip (the
     /// backend takes the public key and the key's origin from it).
     pub fn activate(&self, serial: u32, record: &[u8]) -> Result<DeviceState, BackendError> {
-        let body = serde_json::json!({ "record": hex::encode(record) });
+        let body = ActivateRequest {
+            record: hex::encode(record),
+        };
         self.call(
             "activate",
             "POST",
             &format!("/v1/devices/{serial}/activate"),
-            Some(body),
+            Some(&body),
         )
     }
 
@@ -316,7 +293,7 @@ impl Backend {
             "challenge",
             "POST",
             "/v1/auth/challenge",
-            Some(serde_json::json!({ "serial": serial })),
+            Some(&ChallengeRequest { serial }),
         )
     }
 
@@ -328,13 +305,20 @@ impl Backend {
         hw_id: HwId,
         signature: &[u8; 64],
     ) -> Result<(), BackendError> {
-        let body = serde_json::json!({
-            "challenge_id": challenge_id,
-            "serial": serial,
-            "hw_id": hw_id.to_string(),
-            "signature": hex::encode(signature),
-        });
-        let _: serde_json::Value = self.call("verify", "POST", "/v1/auth/verify", Some(body))?;
+        let body = VerifyRequest {
+            challenge_id: challenge_id.to_owned(),
+            serial,
+            hw_id: hw_id.to_string(),
+            signature: hex::encode(signature),
+        };
+        let answer: VerifyResponse =
+            self.call("verify", "POST", "/v1/auth/verify", Some(&body))?;
+        if !answer.authenticated || answer.serial != serial {
+            return Err(BackendError::BadAnswer {
+                what: "verify",
+                source: std::io::Error::other("the answer does not authenticate this serial"),
+            });
+        }
         Ok(())
     }
 
@@ -349,6 +333,22 @@ impl Backend {
             Ok(d) => Ok(Some(d)),
             Err(BackendError::Refused { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// Request bodies of any type, as JSON, behind one `call`.
+mod erased {
+    /// A request body.
+    pub(super) trait Body {
+        /// It as JSON.
+        fn json(&self) -> serde_json::Value;
+    }
+
+    impl<T: serde::Serialize> Body for T {
+        fn json(&self) -> serde_json::Value {
+            // Plain data structs with string keys: always representable.
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
         }
     }
 }

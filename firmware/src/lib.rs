@@ -10,9 +10,11 @@
 //!   that holds it with the device's key block and certificate.
 //! * [`auth`]: the device-authentication message and the device's signer.
 //! * [`boot`]: the boot decision (upgrade, verification, rollback counter).
+//! * `api` (feature `api`, host only): the provisioning backend's JSON request
+//!   and response bodies, shared by the server and its clients.
 //!
-//! The crate is `no_std`, allocates nothing and never panics on input: every
-//! parser returns a typed error. Formats are specified in `docs/` at the root
+//! The crate is `no_std`, allocates nothing (but in the host-only `api`
+//! module) and never panics on input: every parser returns a typed error. Formats are specified in `docs/` at the root
 //! of the repository (`docs/image-format.md`).
 #![no_std]
 #![cfg_attr(not(feature = "capi"), forbid(unsafe_code))]
@@ -23,6 +25,11 @@
 #[cfg(any(test, not(target_os = "none")))]
 extern crate std;
 
+#[cfg(feature = "api")]
+extern crate alloc;
+
+#[cfg(feature = "api")]
+pub mod api;
 pub mod auth;
 pub mod boot;
 #[cfg(feature = "capi")]

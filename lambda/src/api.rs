@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use firmware::record::{HwId, ProvisioningRecord};
 use firmware::P256PublicKey;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::audit::AuditEntry;
@@ -24,6 +24,11 @@ use crate::auth::{new_token, token_hash, Authenticator, Identity};
 use crate::guard::DeviceGuard;
 use crate::model::{check_token_name, Caller, Device, Role, TokenInfo};
 use crate::store::{Activation, Challenge, ChallengeRefusal, Store, StoreError};
+pub use firmware::api::{
+    ActivateRequest, ChallengeRequest, ChallengeResponse, DeviceView, ErrorBody, NewTokenRequest,
+    ProvisionRequest, ProvisionResponse, RevokeRequest, TokenList, TokenView, VerifyRequest,
+    VerifyResponse,
+};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -80,19 +85,13 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    message: &'a str,
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
             Json(ErrorBody {
-                error: self.code,
-                message: &self.message,
+                error: self.code.into(),
+                message: self.message.clone(),
             }),
         )
             .into_response();
@@ -259,50 +258,17 @@ fn parse_hw_id(text: &str) -> Result<HwId, ApiError> {
     })
 }
 
-/// `POST /v1/provision` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProvisionRequest {
-    /// 16 hex digits.
-    pub hw_id: String,
-    /// Product name.
-    pub product: Option<String>,
-}
-
-/// A device on the wire.
-#[derive(Debug, Serialize)]
-pub struct DeviceView {
-    serial: u32,
-    hw_id: String,
-    status: &'static str,
-    product: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-    /// `device` or `station` once activated.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key_origin: Option<&'static str>,
-}
-
-impl From<&Device> for DeviceView {
-    fn from(d: &Device) -> Self {
-        Self {
-            serial: d.serial,
-            hw_id: d.hw_id.to_string(),
-            status: d.status.as_str(),
-            product: d.product.clone(),
-            created_at: d.created_at,
-            updated_at: d.updated_at,
-            key_origin: d.key_origin.map(|o| o.as_str()),
-        }
+/// A device as the API shows it.
+pub fn device_view(d: &Device) -> DeviceView {
+    DeviceView {
+        serial: d.serial,
+        hw_id: d.hw_id.to_string(),
+        status: d.status.as_str().into(),
+        product: d.product.clone(),
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+        key_origin: d.key_origin.map(|o| o.as_str().into()),
     }
-}
-
-#[derive(Serialize)]
-struct ProvisionResponse {
-    serial: u32,
-    hw_id: String,
-    status: &'static str,
-    created: bool,
 }
 
 /// Write the audit entry for an operation's result (outcome `ok` or the
@@ -454,7 +420,7 @@ async fn provision(
     Ok(Json(ProvisionResponse {
         serial: p.device.serial,
         hw_id: p.device.hw_id.to_string(),
-        status: p.device.status.as_str(),
+        status: p.device.status.as_str().into(),
         created: p.created,
     }))
 }
@@ -476,7 +442,7 @@ async fn device(
         let d = store
             .device_by_serial(serial)?
             .ok_or(StoreError::UnknownSerial(serial))?;
-        Ok(Json(DeviceView::from(&d)))
+        Ok(Json(device_view(&d)))
     })
     .await
 }
@@ -489,15 +455,6 @@ fn parse_serial(text: &str) -> Result<u32, ApiError> {
             "serial must be a positive integer",
         )
     })
-}
-
-/// `POST /v1/devices/{serial}/activate` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActivateRequest {
-    /// The signed provisioning record, hex. The device's public key and its
-    /// key origin are taken from it once its signature verifies.
-    pub record: String,
 }
 
 async fn activate(
@@ -538,7 +495,7 @@ async fn activate(
             record_hash,
         };
         let device = store.activate(serial, &activation, &caller.actor())?;
-        Ok(Json(DeviceView::from(&device)))
+        Ok(Json(device_view(&device)))
     })
     .await
 }
@@ -569,14 +526,6 @@ fn check_record(
     Ok(record)
 }
 
-/// `POST /v1/devices/{serial}/revoke` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RevokeRequest {
-    /// Why (kept in the audit log).
-    pub reason: String,
-}
-
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -597,45 +546,22 @@ async fn revoke(
         let subject = format!("serial:{serial}");
         require(store.as_ref(), &caller, Role::Admin, "revoke", &subject)?;
         let device = store.revoke(serial, &req.reason, &caller.actor())?;
-        Ok(Json(DeviceView::from(&device)))
+        Ok(Json(device_view(&device)))
     })
     .await
 }
 
-/// An API token on the wire (never its text, but once, on creation).
-#[derive(Debug, Serialize)]
-pub struct TokenView {
-    name: String,
-    role: &'static str,
-    created_at: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_at: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    revoked_at: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    order: Option<String>,
-    /// The token's text: only in the answer that creates it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<String>,
-}
-
-impl From<&TokenInfo> for TokenView {
-    fn from(t: &TokenInfo) -> Self {
-        Self {
-            name: t.name.clone(),
-            role: t.role.as_str(),
-            created_at: t.created_at,
-            expires_at: t.expires_at,
-            revoked_at: t.revoked_at,
-            order: t.order.clone(),
-            token: None,
-        }
+/// A token as the API shows it (without its text).
+pub fn token_view(t: &TokenInfo) -> TokenView {
+    TokenView {
+        name: t.name.clone(),
+        role: t.role.as_str().into(),
+        created_at: t.created_at,
+        expires_at: t.expires_at,
+        revoked_at: t.revoked_at,
+        order: t.order.clone(),
+        token: None,
     }
-}
-
-#[derive(Debug, Serialize)]
-struct TokenList {
-    tokens: Vec<TokenView>,
 }
 
 async fn tokens(
@@ -645,24 +571,10 @@ async fn tokens(
     let store = Arc::clone(&state.store);
     blocking(move || {
         require(store.as_ref(), &caller, Role::Admin, "token.list", "tokens")?;
-        let tokens = store.tokens()?.iter().map(TokenView::from).collect();
+        let tokens = store.tokens()?.iter().map(token_view).collect();
         Ok(Json(TokenList { tokens }))
     })
     .await
-}
-
-/// `POST /v1/tokens` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewTokenRequest {
-    /// The holder's unique name.
-    pub name: String,
-    /// `factory` or `admin`.
-    pub role: String,
-    /// Refused from this time on (Unix seconds); none: no expiry.
-    pub expires_at: Option<i64>,
-    /// Bind the token to this production order.
-    pub order: Option<String>,
 }
 
 async fn add_token(
@@ -700,7 +612,7 @@ async fn add_token(
             req.order.as_deref(),
             &caller.actor(),
         )?;
-        let mut view = TokenView::from(&info);
+        let mut view = token_view(&info);
         view.token = Some(text);
         Ok((StatusCode::CREATED, Json(view)))
     })
@@ -740,7 +652,7 @@ async fn revoke_token(
             );
         }
         let info = store.revoke_token(&name, &caller.actor())?;
-        Ok(Json(TokenView::from(&info)))
+        Ok(Json(token_view(&info)))
     })
     .await
 }
@@ -770,7 +682,7 @@ async fn device_by_hw_id(
                 format!("no device with hw_id {hw_id}"),
             )
         })?;
-        Ok(Json(DeviceView::from(&d)))
+        Ok(Json(device_view(&d)))
     })
     .await
 }
@@ -779,21 +691,6 @@ async fn device_by_hw_id(
 pub const CHALLENGE_TTL: i64 = 60;
 
 pub use firmware::auth::{auth_digest, AUTH_CONTEXT};
-
-/// `POST /v1/auth/challenge` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChallengeRequest {
-    /// The device asking.
-    pub serial: u32,
-}
-
-#[derive(Serialize)]
-struct ChallengeResponse {
-    challenge_id: String,
-    nonce: String,
-    expires_at: i64,
-}
 
 async fn challenge(
     State(state): State<AppState>,
@@ -838,26 +735,6 @@ async fn challenge(
         }))
     })
     .await
-}
-
-/// `POST /v1/auth/verify` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyRequest {
-    /// From the challenge.
-    pub challenge_id: String,
-    /// The device's serial.
-    pub serial: u32,
-    /// The device's hardware ID, 16 hex digits.
-    pub hw_id: String,
-    /// ECDSA P-256 `r ‖ s` over [`auth_digest`], hex.
-    pub signature: String,
-}
-
-#[derive(Serialize)]
-struct VerifyResponse {
-    authenticated: bool,
-    serial: u32,
 }
 
 fn refused(code: &'static str, message: &str) -> ApiError {
