@@ -311,8 +311,7 @@ impl Backend {
             hw_id: hw_id.to_string(),
             signature: hex::encode(signature),
         };
-        let answer: VerifyResponse =
-            self.call("verify", "POST", "/v1/auth/verify", Some(&body))?;
+        let answer: VerifyResponse = self.call("verify", "POST", "/v1/auth/verify", Some(&body))?;
         if !answer.authenticated || answer.serial != serial {
             return Err(BackendError::BadAnswer {
                 what: "verify",

@@ -131,13 +131,6 @@ fn main() {
         c.envs(common::Moto::env());
         c
     };
-    let out = provisiond()
-        .args(["token", "add", "--name", "bench", "--role", "factory"])
-        .args(["--store", &store])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let port = common::free_port();
     let mut server = provisiond()
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -149,6 +142,14 @@ fn main() {
         .spawn()
         .unwrap();
     common::wait_for_port(port, "provisiond");
+    // `serve` has made the tables; the token is read through on each request.
+    let out = provisiond()
+        .args(["token", "add", "--name", "bench", "--role", "factory"])
+        .args(["--store", &store])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
 
     // Warm up (tables, connections) with the devices the authentication
     // phases use: provisioned, their records signed by the test authority,
