@@ -12,6 +12,8 @@
 
 mod common;
 
+use common::Wait;
+
 use std::io::Write;
 use std::net::TcpStream;
 use std::ops::Range;
@@ -189,7 +191,7 @@ fn a_chip_that_makes_its_own_key_is_provisioned_and_authenticates_itself() {
             "the station wrote {w:?} into the partition, beyond the record"
         );
     }
-    let device = be.store.device_by_serial(1).unwrap().unwrap();
+    let device = be.store.device_by_serial(1).wait().unwrap().unwrap();
     assert_eq!(device.status.as_str(), "active");
     assert_eq!(device.key_origin, Some(KeyOrigin::Device));
     drop(station); // the chip runs its application
@@ -259,7 +261,7 @@ fn a_chip_that_makes_its_own_key_is_provisioned_and_authenticates_itself() {
         ("provisioned", Some(2), Some("1234567800000005")),
         "{report:?}"
     );
-    let device_c = be.store.device_by_serial(2).unwrap().unwrap();
+    let device_c = be.store.device_by_serial(2).wait().unwrap().unwrap();
     assert_ne!(device_c.device_pubkey, device.device_pubkey, "its own key");
     let out = relay(uart_c, 2, &be.url);
     assert!(out.status.success(), "{out:?}");
@@ -286,7 +288,7 @@ fn a_chip_that_makes_its_own_key_is_provisioned_and_authenticates_itself() {
 
     // Revoked: no challenge any more; the backend answers as for a serial
     // it never issued (it does not tell revoked from unknown).
-    be.store.revoke(1, "test", "admin:test").unwrap();
+    be.store.revoke(1, "test", "admin:test").wait().unwrap();
     let out = relay(uart_a, 1, &be.url);
     assert!(!out.status.success());
     assert_eq!(

@@ -12,6 +12,8 @@
 
 mod common;
 
+use common::Wait;
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -200,9 +202,9 @@ fn provision_the_emulated_nrf51_with_an_hsm_authority_key() {
             && console.contains("APP version=1.0.0+0 serial=1 hw_id=1234567800000003"),
         "{console}"
     );
-    let device = be.store.device_by_serial(1).unwrap().unwrap();
+    let device = be.store.device_by_serial(1).wait().unwrap().unwrap();
     assert_eq!(device.status.as_str(), "active");
-    let log = be.store.audit_log().unwrap();
+    let log = be.store.audit_log().wait().unwrap();
     assert!(
         log.iter()
             .any(|e| e.entry.action == "auth.verify" && e.entry.outcome == "ok"),

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::Wait;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +63,7 @@ fn client(url: &str) -> Backend {
 fn status(store: &Arc<dyn Store>, serial: u32) -> String {
     store
         .device_by_serial(serial)
+        .wait()
         .unwrap()
         .map(|d| d.status.as_str().to_owned())
         .unwrap_or_default()
@@ -94,7 +97,7 @@ fn check_invariant(
     authority: &dyn signer::Signer,
 ) {
     let hw = t.hw_id().unwrap();
-    let Some(d) = store.device_by_hw_id(hw).unwrap() else {
+    let Some(d) = store.device_by_hw_id(hw).wait().unwrap() else {
         return;
     };
     if d.status != lambda::model::DeviceStatus::Active {
@@ -133,7 +136,7 @@ fn the_chip_makes_its_key_and_the_station_never_reads_it() {
     assert_eq!(r.key_origin, Some("device"));
     assert!(!chip_a.locked);
     assert_eq!(status(&be.store, 1), "active");
-    let d = be.store.device_by_serial(1).unwrap().unwrap();
+    let d = be.store.device_by_serial(1).wait().unwrap().unwrap();
     assert_eq!(
         d.key_origin,
         Some(KeyOrigin::Device),
@@ -230,7 +233,7 @@ fn keys_made_by_the_station_are_injected_header_last() {
         chip_public_key(&t).as_deref(),
         Some(&p.body.device_pubkey.sec1()[..])
     );
-    let d = be.store.device_by_hw_id(hw).unwrap().unwrap();
+    let d = be.store.device_by_hw_id(hw).wait().unwrap().unwrap();
     assert_eq!(d.key_origin, Some(KeyOrigin::Station));
     assert_eq!(provision(&mut t, &job).outcome, "verified");
 
@@ -279,6 +282,7 @@ fn a_forged_proof_of_possession_is_refused_before_anything_is_signed() {
         assert!(be
             .store
             .device_by_hw_id(t.hw_id().unwrap())
+            .wait()
             .unwrap()
             .is_none());
         assert!(t.partition()[..RECORD_LEN].iter().all(|&b| b == 0xff));
@@ -326,7 +330,7 @@ fn a_fault_at_any_step_never_leaves_an_open_or_mismatched_active_device() {
                 .is_some_and(|e| e.contains("APPROTECT"))
             {
                 let hw = t.hw_id().unwrap();
-                let d = be.store.device_by_hw_id(hw).unwrap();
+                let d = be.store.device_by_hw_id(hw).wait().unwrap();
                 assert!(
                     d.is_none_or(|d| d.status == lambda::model::DeviceStatus::FactoryOnly),
                     "a locked chip the run could not finish stays factory_only"
@@ -340,7 +344,7 @@ fn a_fault_at_any_step_never_leaves_an_open_or_mismatched_active_device() {
             );
             check_invariant(&be.store, &t, lock, authority.as_ref());
             let hw = t.hw_id().unwrap();
-            let d = be.store.device_by_hw_id(hw).unwrap().unwrap();
+            let d = be.store.device_by_hw_id(hw).wait().unwrap().unwrap();
             assert_eq!(d.status, lambda::model::DeviceStatus::Active);
             if origin == KeyOrigin::Device {
                 assert!(!read_key_region(&t, chip), "fault at {fail_at}");
@@ -379,7 +383,13 @@ fn a_record_for_another_key_is_replaced_while_the_device_is_not_active() {
     // A record for the right chip and serial but another key, never
     // activated (written by a run that then died).
     let hw = t.hw_id().unwrap();
-    let serial = be.store.provision(hw, None, "test").unwrap().device.serial;
+    let serial = be
+        .store
+        .provision(hw, None, "test")
+        .wait()
+        .unwrap()
+        .device
+        .serial;
     let other = {
         use p256::elliptic_curve::sec1::ToEncodedPoint;
         let sk = p256::SecretKey::from_slice(&[0x55; 32]).unwrap();
@@ -781,7 +791,7 @@ fn over_tls_the_station_trusts_only_the_backend_s_ca_and_never_sends_a_token_in_
             "{e}"
         );
     }
-    assert!(be.store.device_by_serial(2).unwrap().is_none());
+    assert!(be.store.device_by_serial(2).wait().unwrap().is_none());
 
     // Plain HTTP to the TLS port gets nowhere.
     let plain = be.url.replace("https://", "http://");

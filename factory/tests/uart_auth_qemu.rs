@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::Wait;
+
 use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
@@ -127,7 +129,7 @@ fn the_chip_answers_challenges_on_its_uart_with_its_own_key() {
     assert_eq!(refusal(bad.unwrap_err()), "bad_signature");
 
     // Revoked: refused with the backend's code.
-    be.store.revoke(1, "test", "admin:test").unwrap();
+    be.store.revoke(1, "test", "admin:test").wait().unwrap();
     let out = auth("1");
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stdout);

@@ -19,6 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::load::{self, Client};
+use common::Wait;
 
 const CLIENTS: usize = 32;
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/");
@@ -280,7 +281,7 @@ fn main() {
         let moto = common::Moto::start();
         let uri = moto.store_uri("cold");
         let parsed: lambda::config::StoreUri = uri.parse().unwrap();
-        drop(parsed.open().unwrap());
+        drop(parsed.open().wait().unwrap());
         let env = common::Moto::env();
         cold_starts("DynamoDB on moto_server", &uri, &env, 20);
     }

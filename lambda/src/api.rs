@@ -155,7 +155,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match state.auth.identify(parts)? {
+        match state.auth.identify(parts).await? {
             Identity::Caller(c) => Ok(c),
             Identity::Anonymous => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -224,7 +224,7 @@ impl FromRequestParts<AppState> for Source {
 }
 
 /// Refuse (and audit) a caller whose role does not include `needed`.
-fn require(
+async fn require(
     store: &dyn Store,
     caller: &Caller,
     needed: Role,
@@ -246,6 +246,7 @@ fn require(
         subject.to_owned(),
         Err::<(), _>(refusal),
     )
+    .await
 }
 
 fn parse_hw_id(text: &str) -> Result<HwId, ApiError> {
@@ -273,19 +274,19 @@ pub fn device_view(d: &Device) -> DeviceView {
 
 /// Write the audit entry for an operation's result (outcome `ok` or the
 /// refusal's code) and pass the result on. Nothing is answered unaudited.
-fn audited<T>(
+async fn audited<T>(
     store: &dyn Store,
     actor: String,
     action: &str,
     subject: String,
     result: Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    audited_about(store, None, actor, action, subject, result)
+    audited_about(store, None, actor, action, subject, result).await
 }
 
 /// [`audited`], about the device `hw_id` when given (the entry goes to
 /// that device's chain: device traffic never meets in one item).
-fn audited_about<T>(
+async fn audited_about<T>(
     store: &dyn Store,
     hw_id: Option<HwId>,
     actor: String,
@@ -304,27 +305,10 @@ fn audited_about<T>(
         outcome: outcome.into(),
     };
     match hw_id {
-        Some(hw_id) => store.audit_device(hw_id, &entry)?,
-        None => store.audit(&entry)?,
+        Some(hw_id) => store.audit_device(hw_id, &entry).await?,
+        None => store.audit(&entry).await?,
     };
     result
-}
-
-/// Run blocking store work off the async executor, in the request's span.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "blocking worker failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "worker failed",
-            )
-        })?
 }
 
 /// The request id: the caller's `x-request-id` if it is a plain token (up to
@@ -401,21 +385,22 @@ async fn provision(
     let store = Arc::clone(&state.store);
     if !caller.role.allows(Role::Factory) {
         let subject = format!("hw_id:{hw_id}");
-        let caller = caller.clone();
-        let store = Arc::clone(&store);
-        blocking(move || {
-            require(
-                store.as_ref(),
-                &caller,
-                Role::Factory,
-                "provision",
-                &subject,
-            )
-        })
+        require(
+            store.as_ref(),
+            &caller,
+            Role::Factory,
+            "provision",
+            &subject,
+        )
         .await?;
     }
     let p = store
-        .provision_async(hw_id, req.product, caller.order.clone(), caller.actor())
+        .provision_under(
+            hw_id,
+            req.product.as_deref(),
+            caller.order.as_deref(),
+            &caller.actor(),
+        )
         .await?;
     Ok(Json(ProvisionResponse {
         serial: p.device.serial,
@@ -438,12 +423,13 @@ async fn device(
         )
     })?;
     let store = Arc::clone(&state.store);
-    blocking(move || {
+    async move {
         let d = store
-            .device_by_serial(serial)?
+            .device_by_serial(serial)
+            .await?
             .ok_or(StoreError::UnknownSerial(serial))?;
         Ok(Json(device_view(&d)))
-    })
+    }
     .await
 }
 
@@ -470,9 +456,9 @@ async fn activate(
     let record_hash: [u8; 32] = Sha256::digest(&bytes).into();
     let authorities = Arc::clone(&state.authorities);
     let store = Arc::clone(&state.store);
-    blocking(move || {
+    async move {
         let subject = format!("serial:{serial}");
-        require(store.as_ref(), &caller, Role::Factory, "activate", &subject)?;
+        require(store.as_ref(), &caller, Role::Factory, "activate", &subject).await?;
         // A record that fails here is refused and audited; the store audits
         // the rest.
         let record = match check_record(&bytes, serial, &authorities) {
@@ -485,7 +471,8 @@ async fn activate(
                     "activate",
                     subject,
                     Err(refusal),
-                );
+                )
+                .await;
             }
         };
         let activation = Activation {
@@ -494,9 +481,9 @@ async fn activate(
             key_origin: record.body.key_origin,
             record_hash,
         };
-        let device = store.activate(serial, &activation, &caller.actor())?;
+        let device = store.activate(serial, &activation, &caller.actor()).await?;
         Ok(Json(device_view(&device)))
-    })
+    }
     .await
 }
 
@@ -542,12 +529,12 @@ async fn revoke(
         ));
     }
     let store = Arc::clone(&state.store);
-    blocking(move || {
+    async move {
         let subject = format!("serial:{serial}");
-        require(store.as_ref(), &caller, Role::Admin, "revoke", &subject)?;
-        let device = store.revoke(serial, &req.reason, &caller.actor())?;
+        require(store.as_ref(), &caller, Role::Admin, "revoke", &subject).await?;
+        let device = store.revoke(serial, &req.reason, &caller.actor()).await?;
         Ok(Json(device_view(&device)))
-    })
+    }
     .await
 }
 
@@ -569,11 +556,11 @@ async fn tokens(
     caller: Caller,
 ) -> Result<Json<TokenList>, ApiError> {
     let store = Arc::clone(&state.store);
-    blocking(move || {
-        require(store.as_ref(), &caller, Role::Admin, "token.list", "tokens")?;
-        let tokens = store.tokens()?.iter().map(token_view).collect();
+    async move {
+        require(store.as_ref(), &caller, Role::Admin, "token.list", "tokens").await?;
+        let tokens = store.tokens().await?.iter().map(token_view).collect();
         Ok(Json(TokenList { tokens }))
-    })
+    }
     .await
 }
 
@@ -600,22 +587,24 @@ async fn add_token(
         ));
     }
     let store = Arc::clone(&state.store);
-    blocking(move || {
+    async move {
         let subject = format!("token:{}", req.name);
-        require(store.as_ref(), &caller, Role::Admin, "token.add", &subject)?;
+        require(store.as_ref(), &caller, Role::Admin, "token.add", &subject).await?;
         let text = new_token();
-        let info = store.add_token_for(
-            &req.name,
-            role,
-            &token_hash(&text),
-            req.expires_at,
-            req.order.as_deref(),
-            &caller.actor(),
-        )?;
+        let info = store
+            .add_token_for(
+                &req.name,
+                role,
+                &token_hash(&text),
+                req.expires_at,
+                req.order.as_deref(),
+                &caller.actor(),
+            )
+            .await?;
         let mut view = token_view(&info);
         view.token = Some(text);
         Ok((StatusCode::CREATED, Json(view)))
-    })
+    }
     .await
 }
 
@@ -627,7 +616,7 @@ async fn revoke_token(
     check_token_name(&name)
         .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "bad_name", why))?;
     let store = Arc::clone(&state.store);
-    blocking(move || {
+    async move {
         let subject = format!("token:{name}");
         require(
             store.as_ref(),
@@ -635,7 +624,8 @@ async fn revoke_token(
             Role::Admin,
             "token.revoke",
             &subject,
-        )?;
+        )
+        .await?;
         if caller.name == name {
             // An administrator cannot lock the API out by revoking the token
             // in hand; `provisiond token revoke` on the store can.
@@ -649,11 +639,12 @@ async fn revoke_token(
                     "own_token",
                     "a token cannot revoke itself through the API",
                 )),
-            );
+            )
+            .await;
         }
-        let info = store.revoke_token(&name, &caller.actor())?;
+        let info = store.revoke_token(&name, &caller.actor()).await?;
         Ok(Json(token_view(&info)))
-    })
+    }
     .await
 }
 
@@ -674,8 +665,8 @@ async fn device_by_hw_id(
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let hw_id = parse_hw_id(&q.hw_id)?;
     let store = Arc::clone(&state.store);
-    blocking(move || {
-        let d = store.device_by_hw_id(hw_id)?.ok_or_else(|| {
+    async move {
+        let d = store.device_by_hw_id(hw_id).await?.ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_hw_id",
@@ -683,7 +674,7 @@ async fn device_by_hw_id(
             )
         })?;
         Ok(Json(device_view(&d)))
-    })
+    }
     .await
 }
 
@@ -713,12 +704,13 @@ async fn challenge(
         expires_at: crate::unix_now() + CHALLENGE_TTL,
     };
     let store = Arc::clone(&state.store);
-    blocking(move || {
+    async move {
         // Only an active device gets a challenge. Unknown, not yet
         // activated and revoked serials get the same answer, after the same
         // one read, so the answer does not tell them apart.
         let active = store
-            .device_by_serial(c.serial)?
+            .device_by_serial(c.serial)
+            .await?
             .is_some_and(|d| d.status == crate::model::DeviceStatus::Active);
         if !active {
             return Err(ApiError::new(
@@ -727,13 +719,13 @@ async fn challenge(
                 "no active device with this serial",
             ));
         }
-        store.create_challenge(&c)?;
+        store.create_challenge(&c).await?;
         Ok(Json(ChallengeResponse {
             challenge_id: c.id,
             nonce: hex::encode(c.nonce),
             expires_at: c.expires_at,
         }))
-    })
+    }
     .await
 }
 
@@ -763,9 +755,12 @@ async fn verify(
         )
     })?;
     let (store, guard) = (Arc::clone(&state.store), Arc::clone(&state.guard));
-    blocking(move || {
-        let outcome = (|| {
-            let c = match store.consume_challenge(&req.challenge_id, crate::unix_now())? {
+    async move {
+        let outcome = async {
+            let c = match store
+                .consume_challenge(&req.challenge_id, crate::unix_now())
+                .await?
+            {
                 Ok(c) => c,
                 Err(ChallengeRefusal::Unknown) => {
                     return Err(refused("unknown_challenge", "unknown challenge"))
@@ -784,7 +779,8 @@ async fn verify(
                 ));
             }
             let d = store
-                .device_by_serial(req.serial)?
+                .device_by_serial(req.serial)
+                .await?
                 .ok_or_else(|| refused("unknown_device", "unknown serial"))?;
             match d.status {
                 crate::model::DeviceStatus::Active => {}
@@ -805,19 +801,23 @@ async fn verify(
             key.verify_digest_raw(&auth_digest(&c.nonce, hw_id, req.serial), &signature)
                 .map_err(|_| refused("bad_signature", "signature does not verify"))?;
             Ok(req.serial)
-        })();
+        }
+        .await;
         let outcome = match outcome {
             // A refusal is counted, not chained: anyone can send junk here,
-            // and the log (one chain for the fleet) must not grow with it.
+            // and the chains (each shared by many devices) must not grow
+            // with it.
             // The counts go to the log as one entry per interval.
             Err(e) if e.status == StatusCode::UNAUTHORIZED => {
                 if let Some(counts) = guard.count_refusal(e.code, std::time::Instant::now()) {
-                    store.audit(&AuditEntry {
-                        actor: "anonymous".into(),
-                        action: "auth.refused".into(),
-                        subject: counts,
-                        outcome: "counted".into(),
-                    })?;
+                    store
+                        .audit(&AuditEntry {
+                            actor: "anonymous".into(),
+                            action: "auth.refused".into(),
+                            subject: counts,
+                            outcome: "counted".into(),
+                        })
+                        .await?;
                 }
                 Err(e)
             }
@@ -831,6 +831,7 @@ async fn verify(
                     format!("challenge:{challenge}"),
                     other,
                 )
+                .await
             }
         };
         outcome.map(|serial| {
@@ -839,7 +840,7 @@ async fn verify(
                 serial,
             })
         })
-    })
+    }
     .await
 }
 

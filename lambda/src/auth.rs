@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 
 use crate::model::{Caller, Role};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreFuture};
 
 /// Who a request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub enum Identity {
 /// Establishes the caller of a request.
 pub trait Authenticator: Send + Sync {
     /// Who sent the request.
-    fn identify(&self, parts: &Parts) -> Result<Identity, StoreError>;
+    fn identify<'a>(&'a self, parts: &'a Parts) -> StoreFuture<'a, Identity>;
 }
 
 /// Prefix of every token text, so a leaked one is recognisable.
@@ -70,7 +70,11 @@ impl BearerTokens {
 
     /// Who `authorization` (an HTTP `Authorization` header's value) names,
     /// at `now` (Unix seconds).
-    pub fn identify_header(&self, authorization: &str, now: i64) -> Result<Identity, StoreError> {
+    pub async fn identify_header(
+        &self,
+        authorization: &str,
+        now: i64,
+    ) -> Result<Identity, StoreError> {
         let Some(token) = authorization
             .strip_prefix("Bearer ")
             .map(str::trim)
@@ -78,7 +82,7 @@ impl BearerTokens {
         else {
             return Ok(Identity::Anonymous);
         };
-        Ok(match self.store.token_by_hash(&token_hash(token))? {
+        Ok(match self.store.token_by_hash(&token_hash(token)).await? {
             None => Identity::Anonymous,
             Some(info) => match info.usable_at(now) {
                 Ok(caller) => Identity::Caller(caller),
@@ -89,15 +93,17 @@ impl BearerTokens {
 }
 
 impl Authenticator for BearerTokens {
-    fn identify(&self, parts: &Parts) -> Result<Identity, StoreError> {
-        let Some(value) = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return Ok(Identity::Anonymous);
-        };
-        self.identify_header(value, crate::unix_now())
+    fn identify<'a>(&'a self, parts: &'a Parts) -> StoreFuture<'a, Identity> {
+        Box::pin(async move {
+            let Some(value) = parts
+                .headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+            else {
+                return Ok(Identity::Anonymous);
+            };
+            self.identify_header(value, crate::unix_now()).await
+        })
     }
 }
 
@@ -138,7 +144,15 @@ impl IamRoles {
 }
 
 impl Authenticator for IamRoles {
-    fn identify(&self, parts: &Parts) -> Result<Identity, StoreError> {
+    fn identify<'a>(&'a self, parts: &'a Parts) -> StoreFuture<'a, Identity> {
+        let identity = self.identify_now(parts);
+        Box::pin(std::future::ready(Ok(identity)))
+    }
+}
+
+impl IamRoles {
+    /// [`Authenticator::identify`], which needs no store.
+    fn identify_now(&self, parts: &Parts) -> Identity {
         use lambda_http::request::RequestContext;
         let arn = match parts.extensions.get::<RequestContext>() {
             Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.user_arn.clone(),
@@ -149,9 +163,8 @@ impl Authenticator for IamRoles {
                 .and_then(|iam| iam.user_arn.clone()),
             _ => None,
         };
-        Ok(arn
-            .and_then(|arn| self.caller(&arn))
-            .map_or(Identity::Anonymous, Identity::Caller))
+        arn.and_then(|arn| self.caller(&arn))
+            .map_or(Identity::Anonymous, Identity::Caller)
     }
 }
 
@@ -210,7 +223,7 @@ pub enum AuthorizerAnswer {
 /// for (results are not cached, so a revocation counts from the next
 /// request), with its role and name in the context; a revoked or expired one
 /// is denied; anything else is unauthorized.
-pub fn authorize(
+pub async fn authorize(
     tokens: &BearerTokens,
     event: &TokenAuthorizerEvent,
     now: i64,
@@ -233,7 +246,10 @@ pub fn authorize(
         return Ok(AuthorizerAnswer::Unauthorized);
     }
     Ok(
-        match tokens.identify_header(&event.authorization_token, now)? {
+        match tokens
+            .identify_header(&event.authorization_token, now)
+            .await?
+        {
             Identity::Caller(c) => {
                 let mut context =
                     serde_json::json!({ CONTEXT_ROLE: c.role.as_str(), CONTEXT_TOKEN: c.name });
@@ -262,18 +278,19 @@ pub struct ApiGatewayCallers {
 }
 
 impl Authenticator for ApiGatewayCallers {
-    fn identify(&self, parts: &Parts) -> Result<Identity, StoreError> {
+    fn identify<'a>(&'a self, parts: &'a Parts) -> StoreFuture<'a, Identity> {
         use lambda_http::request::RequestContext;
         if let Some(RequestContext::ApiGatewayV1(ctx)) = parts.extensions.get::<RequestContext>() {
             let field = |k: &str| ctx.authorizer.fields.get(k).and_then(|v| v.as_str());
             if let (Some(role), Some(name)) = (field(CONTEXT_ROLE), field(CONTEXT_TOKEN)) {
-                return Ok(Role::parse(role).map_or(Identity::Anonymous, |role| {
+                let identity = Role::parse(role).map_or(Identity::Anonymous, |role| {
                     Identity::Caller(Caller {
                         name: name.to_owned(),
                         role,
                         order: field(CONTEXT_ORDER).map(str::to_owned),
                     })
-                }));
+                });
+                return Box::pin(std::future::ready(Ok(identity)));
             }
         }
         self.iam.identify(parts)

@@ -167,31 +167,36 @@ pub struct Made {
 /// Sign every chain's head as it is now and append the checkpoint to chain
 /// 0, unless the heads are still `unless` (nothing new since the last one).
 /// Returns what was covered, or `None` when there was nothing to do.
-pub fn make(
+pub async fn make(
     store: &dyn Store,
-    key: &dyn signer::Signer,
+    key: &std::sync::Arc<dyn signer::Signer>,
     unless: Option<&[ChainHead]>,
 ) -> Result<Option<Made>, CheckpointError> {
-    let heads = store.audit_heads()?;
+    let heads = store.audit_heads().await?;
     if heads.is_empty() || unless == Some(heads.as_slice()) {
         return Ok(None);
     }
-    let public = key
-        .public_key()
-        .map_err(|e| CheckpointError::Key(e.to_string()))?;
-    let signature = key
-        .sign_digest(&digest(&heads))
-        .map_err(|e| CheckpointError::Key(e.to_string()))?;
+    // Key stores answer synchronously (PKCS#11, the KMS client's own
+    // runtime): they sign on the blocking pool.
+    let (signer, to_sign) = (std::sync::Arc::clone(key), digest(&heads));
+    let (public, signature) = tokio::task::spawn_blocking(move || {
+        let public = signer.public_key()?;
+        let signature = signer.sign_digest(&to_sign)?;
+        Ok::<_, signer::SignerError>((public, signature))
+    })
+    .await
+    .map_err(|e| CheckpointError::Key(e.to_string()))?
+    .map_err(|e| CheckpointError::Key(e.to_string()))?;
     let checkpoint = Checkpoint {
         heads,
         v1: false,
         key: public.key_id(),
         signature: signature.to_raw(),
     };
-    store.audit(&checkpoint.entry())?;
+    store.audit(&checkpoint.entry()).await?;
     Ok(Some(Made {
         covered: checkpoint.heads,
-        after: store.audit_heads()?,
+        after: store.audit_heads().await?,
     }))
 }
 

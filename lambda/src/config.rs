@@ -63,25 +63,26 @@ impl std::str::FromStr for StoreUri {
 impl StoreUri {
     /// Open the store, creating the SQLite file or the DynamoDB tables as
     /// needed.
-    pub fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
-        self.open_with(true)
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        self.open_with(true).await
     }
 
     /// Open the store; with `create_tables` false, DynamoDB tables must exist
     /// (the Lambda and the operator commands: tables come from the deployment
     /// template, and their IAM policies grant no `CreateTable`).
-    pub fn open_with(&self, create_tables: bool) -> anyhow::Result<Arc<dyn Store>> {
+    pub async fn open_with(&self, create_tables: bool) -> anyhow::Result<Arc<dyn Store>> {
         match self {
             Self::Sqlite(path) => Ok(Arc::new(
                 SqliteStore::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
             )),
-            Self::DynamoDb { prefix, endpoint } => {
-                Ok(Arc::new(crate::store::dynamodb::DynamoStore::open(
+            Self::DynamoDb { prefix, endpoint } => Ok(Arc::new(
+                crate::store::dynamodb::DynamoStore::open(
                     prefix,
                     endpoint.as_deref(),
                     create_tables,
-                )?))
-            }
+                )
+                .await?,
+            )),
         }
     }
 }

@@ -6,9 +6,9 @@
 //! `factory_only` → `active` → `revoked`. Stores keep public keys and secret
 //! hashes only.
 //!
-//! This crate holds the model and the store trait with its SQLite
-//! implementation; the HTTP router, the Lambda and local-server entry points
-//! and the DynamoDB store build on it (issue 5).
+//! This crate holds the model, the (async) store trait with its SQLite and
+//! DynamoDB implementations, the HTTP router (`api`), and the Lambda and
+//! local-server entry points built on them.
 
 pub mod api;
 pub mod audit;
@@ -30,4 +30,27 @@ pub fn unix_now() -> i64 {
 }
 pub use store::{
     sqlite::SqliteStore, Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError,
+    StoreFuture,
 };
+
+/// Wait for `future` from synchronous code (the command-line tools, tests):
+/// it runs on this thread, with a process-wide multi-threaded runtime
+/// driving its I/O and timers. Not for use inside a runtime (it would block
+/// a worker).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("lambda-block-on")
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| {
+                    // No runtime means no store at all: nothing can go on.
+                    eprintln!("cannot start the async runtime: {e}");
+                    std::process::exit(70)
+                })
+        })
+        .block_on(future)
+}

@@ -66,10 +66,11 @@ fn record_hex(name: &str) -> String {
     hex::encode(std::fs::read(format!("{DATA}{name}")).unwrap())
 }
 
-fn app(dir: &tempfile::TempDir) -> axum::Router {
+async fn app(dir: &tempfile::TempDir) -> axum::Router {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("reg.db")).unwrap());
     store
         .add_token("admin-1", Role::Admin, &token_hash(ADMIN), None, "operator")
+        .await
         .unwrap();
     store
         .add_token(
@@ -79,6 +80,7 @@ fn app(dir: &tempfile::TempDir) -> axum::Router {
             None,
             "operator",
         )
+        .await
         .unwrap();
     router(AppState {
         auth: Arc::new(BearerTokens::new(Arc::clone(&store))),
@@ -97,7 +99,7 @@ fn app(dir: &tempfile::TempDir) -> axum::Router {
 #[tokio::test]
 async fn callers_need_a_token_with_the_right_role() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(&dir);
+    let app = app(&dir).await;
     let provision = r#"{"hw_id":"1234567800000003"}"#;
     for token in [None, Some("pvd_unknown"), Some("not-a-token")] {
         let (s, v) = call_as(&app, token, "POST", "/v1/provision", provision).await;
@@ -131,7 +133,7 @@ async fn callers_need_a_token_with_the_right_role() {
     );
 
     let store = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
-    let log = store.audit_log().unwrap();
+    let log = store.audit_log().await.unwrap();
     let summary: Vec<(String, String, String)> = log
         .iter()
         .map(|e| {
@@ -159,7 +161,7 @@ async fn callers_need_a_token_with_the_right_role() {
 #[tokio::test]
 async fn provision_is_idempotent_per_chip() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(&dir);
+    let app = app(&dir).await;
     let (s, v) = call(
         &app,
         "POST",
@@ -199,7 +201,7 @@ async fn provision_is_idempotent_per_chip() {
 #[tokio::test]
 async fn client_mistakes_are_4xx_with_a_code() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(&dir);
+    let app = app(&dir).await;
     let cases = [
         (
             "POST",
@@ -271,7 +273,7 @@ async fn client_mistakes_are_4xx_with_a_code() {
 #[tokio::test]
 async fn activation_checks_the_signed_record_against_the_registry() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(&dir);
+    let app = app(&dir).await;
     // The KAT record is for hw_id 1234567800000003 as serial 1.
     let (_, v) = call(
         &app,
@@ -335,7 +337,7 @@ async fn activation_checks_the_signed_record_against_the_registry() {
 #[tokio::test]
 async fn revoked_devices_get_no_serial_and_lookup_by_hw_id_works() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(&dir);
+    let app = app(&dir).await;
     call(
         &app,
         "POST",
@@ -391,7 +393,7 @@ async fn challenge_response_with_the_device_key() {
     use p256::ecdsa::signature::hazmat::PrehashSigner;
     use p256::pkcs8::DecodePrivateKey;
     let dir = tempfile::tempdir().unwrap();
-    let app = app(&dir);
+    let app = app(&dir).await;
     call(
         &app,
         "POST",
@@ -527,7 +529,7 @@ async fn challenge_response_with_the_device_key() {
         nonce: [7; 32],
         expires_at: lambda::unix_now() - 1,
     };
-    store.create_challenge(&old).unwrap();
+    store.create_challenge(&old).await.unwrap();
     let stale = serde_json::json!({"challenge_id": old.id, "nonce": hex::encode(old.nonce)});
     let (s, v) = call(
         &app,
@@ -564,7 +566,7 @@ async fn challenge_response_with_the_device_key() {
 
     // The log holds the one success; the refusals are counted, not chained
     // one by one (a summary entry comes once per interval).
-    let log = store.audit_log().unwrap();
+    let log = store.audit_log().await.unwrap();
     let auth: Vec<(&str, &str)> = log
         .iter()
         .filter(|e| e.entry.action.starts_with("auth."))
@@ -615,7 +617,7 @@ async fn device_requests_are_rate_limited_per_serial_and_refusals_summed() {
     // Summed at once here (interval zero): one entry per refusal counted
     // since the last, never one chained entry per junk request carrying
     // what the sender wrote.
-    let log = store.audit_log().unwrap();
+    let log = store.audit_log().await.unwrap();
     let summaries: Vec<&str> = log
         .iter()
         .filter(|e| e.entry.action == "auth.refused")
@@ -632,7 +634,7 @@ async fn device_requests_are_rate_limited_per_serial_and_refusals_summed() {
 #[tokio::test]
 async fn tokens_are_issued_listed_and_revoked_by_administrators_and_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(&dir);
+    let app = app(&dir).await;
     // A factory token cannot manage tokens; the refusal is audited.
     let (s, v) = call_as(&app, Some(FACTORY), "GET", "/v1/tokens", "").await;
     assert_eq!(
@@ -725,6 +727,7 @@ async fn tokens_are_issued_listed_and_revoked_by_administrators_and_refused_at_o
             Some(lambda::unix_now() + 1),
             "operator",
         )
+        .await
         .unwrap();
     let (s, _) = call_as(&app, Some(soon), "GET", "/v1/devices/1", "").await;
     assert_eq!(s, StatusCode::OK);
@@ -735,7 +738,7 @@ async fn tokens_are_issued_listed_and_revoked_by_administrators_and_refused_at_o
         (StatusCode::UNAUTHORIZED, Some("token_expired"))
     );
 
-    let log = store.audit_log().unwrap();
+    let log = store.audit_log().await.unwrap();
     let token_events: Vec<(String, String)> = log
         .iter()
         .filter(|e| e.entry.action.starts_with("token."))
@@ -761,7 +764,7 @@ async fn tokens_are_issued_listed_and_revoked_by_administrators_and_refused_at_o
 #[tokio::test]
 async fn a_token_bound_to_an_order_provisions_only_within_it() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(&dir);
+    let app = app(&dir).await;
     let store = SqliteStore::open(&dir.path().join("reg.db")).unwrap();
     let now = lambda::unix_now();
     store
@@ -778,6 +781,7 @@ async fn a_token_bound_to_an_order_provisions_only_within_it() {
             },
             "operator",
         )
+        .await
         .unwrap();
     let (s, v) = call(
         &app,

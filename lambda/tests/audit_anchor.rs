@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::Wait;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -222,10 +224,12 @@ fn anchored_log_detects_what_the_chain_misses(t: &dyn Tamper, dir: &Path) {
         .parse::<lambda::config::StoreUri>()
         .unwrap()
         .open()
+        .wait()
         .unwrap();
     for i in 0..3 {
         store
             .provision(HwId::from_deviceid(i, 1), None, "factory:line-1")
+            .wait()
             .unwrap();
     }
     // An actor name chosen by a caller, with a line break and a terminal
@@ -236,17 +240,19 @@ fn anchored_log_detects_what_the_chain_misses(t: &dyn Tamper, dir: &Path) {
             Some("x"),
             "factory:evil\n\u{1b}[2J",
         )
+        .wait()
         .unwrap();
     checkpoint(t, &key);
-    let at_first_checkpoint = store.audit_heads().unwrap();
+    let at_first_checkpoint = store.audit_heads().wait().unwrap();
     std::thread::sleep(std::time::Duration::from_secs(3));
     store
         .provision(HwId::from_deviceid(4, 1), None, "factory:line-1")
+        .wait()
         .unwrap();
     checkpoint(t, &key);
     // Where an entry is: (chain, seq) of the first whose subject has `text`.
     let find = |text: &str| {
-        let log = store.audit_log().unwrap();
+        let log = store.audit_log().wait().unwrap();
         let e = log.iter().find(|e| e.entry.subject.contains(text)).unwrap();
         (e.chain, e.seq, e.entry.subject.clone())
     };
@@ -263,7 +269,7 @@ fn anchored_log_detects_what_the_chain_misses(t: &dyn Tamper, dir: &Path) {
     assert!(!shown.contains('\u{1b}'));
     assert_eq!(
         shown.lines().count() as u64,
-        total(&store.audit_heads().unwrap())
+        total(&store.audit_heads().wait().unwrap())
     );
 
     // The plain chain check passes a rewritten history; the checkpoints do not.
@@ -312,7 +318,7 @@ fn anchored_log_detects_what_the_chain_misses(t: &dyn Tamper, dir: &Path) {
 
     // Cut back to the first checkpoint: every remaining entry verifies, but
     // the newest checkpoint is older than the interval allows.
-    let now = store.audit_heads().unwrap();
+    let now = store.audit_heads().wait().unwrap();
     for head in &now {
         let keep = at_first_checkpoint
             .iter()

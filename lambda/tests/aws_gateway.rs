@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::Wait;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -192,7 +194,7 @@ fn a_factory_provisions_through_the_token_authorizer_and_the_lambda_on_dynamodb(
     let store = moto.store_uri("gw");
     let uri: lambda::config::StoreUri = store.parse().unwrap();
     // The deployment template creates the tables; here the store does.
-    drop(uri.open().unwrap());
+    drop(uri.open().wait().unwrap());
     let out = provisiond(
         &["token", "add", "--name", "line-7", "--role", "factory"],
         &store,
@@ -243,7 +245,14 @@ fn a_factory_provisions_through_the_token_authorizer_and_the_lambda_on_dynamodb(
     let mut t = factory::target::FakeTarget::making_keys(chip, 3, 0x1234_5678);
     let r = factory::provision::provision(&mut t, &job);
     assert_eq!((r.outcome, r.serial), ("provisioned", Some(1)), "{r:?}");
-    let device = uri.open().unwrap().device_by_serial(1).unwrap().unwrap();
+    let device = uri
+        .open()
+        .wait()
+        .unwrap()
+        .device_by_serial(1)
+        .wait()
+        .unwrap()
+        .unwrap();
     assert_eq!(device.status.as_str(), "active");
     // A second chip; the first chip asked again keeps its serial.
     let mut u = factory::target::FakeTarget::making_keys(chip, 4, 0x1234_5678);
@@ -276,7 +285,7 @@ fn a_factory_provisions_through_the_token_authorizer_and_the_lambda_on_dynamodb(
     assert!(out.status.success(), "{out:?}");
     assert_eq!(refused(&backend), 403);
 
-    let log = uri.open().unwrap().audit_log().unwrap();
+    let log = uri.open().wait().unwrap().audit_log().wait().unwrap();
     let actors: std::collections::BTreeSet<&str> =
         log.iter().map(|e| e.entry.actor.as_str()).collect();
     assert!(actors.contains("factory:line-7"), "{actors:?}");

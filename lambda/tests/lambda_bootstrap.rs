@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::Wait;
+
 use std::process::{Command, Stdio};
 
 use common::{Moto, RuntimeApi};
@@ -67,7 +69,7 @@ fn api_gateway_events_through_the_runtime_api_on_dynamodb() {
     let store_uri = moto.store_uri("lambda");
     // The deployment template creates the tables; here the test does.
     let uri: lambda::config::StoreUri = store_uri.parse().unwrap();
-    drop(uri.open().unwrap());
+    drop(uri.open().wait().unwrap());
 
     let api = RuntimeApi::start();
     let roles = json!({
@@ -141,7 +143,7 @@ fn api_gateway_events_through_the_runtime_api_on_dynamodb() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let log = uri.open().unwrap().audit_log().unwrap();
+    let log = uri.open().wait().unwrap().audit_log().wait().unwrap();
     let factory = "factory:arn:aws:iam::123456789012:role/factory-station".to_owned();
     let admin = format!("admin:{ADMIN}");
     let row = |a: &String, b: &str, c: &str| (a.clone(), b.to_owned(), c.to_owned());

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::Wait;
+
 use std::process::{Child, Command, Stdio};
 
 use common::load::Client;
@@ -151,6 +153,7 @@ fn dynamodb_store_holds_no_secret() {
         uri.parse::<lambda::config::StoreUri>()
             .unwrap()
             .open()
+            .wait()
             .unwrap(),
     );
     let (secrets, expected) = end_to_end(&uri);

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Wait;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 
@@ -339,6 +341,7 @@ fn every_request_is_logged_with_its_id_and_a_5xx_with_its_cause() {
             .parse::<lambda::config::StoreUri>()
             .unwrap()
             .open()
+            .wait()
             .unwrap(),
     );
     let out = Command::new(env!("CARGO_BIN_EXE_provisiond"))

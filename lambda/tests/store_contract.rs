@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::Wait;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -54,7 +56,7 @@ impl Dynamo {
 impl Backend for Dynamo {
     fn open(&self) -> Arc<dyn Store> {
         let uri: lambda::config::StoreUri = self.moto.store_uri("t").parse().unwrap();
-        uri.open().unwrap()
+        uri.open().wait().unwrap()
     }
 }
 
@@ -64,20 +66,34 @@ fn hw(i: u32) -> HwId {
 
 fn same_chip_same_serial(b: &dyn Backend) {
     let store = b.open();
-    let a = store.provision(hw(3), Some("sensor-v2"), "test").unwrap();
+    let a = store
+        .provision(hw(3), Some("sensor-v2"), "test")
+        .wait()
+        .unwrap();
     assert!(a.created);
     assert_eq!(a.device.serial, 1);
     assert_eq!(a.device.status, DeviceStatus::FactoryOnly);
-    let again = store.provision(hw(3), None, "test").unwrap();
+    let again = store.provision(hw(3), None, "test").wait().unwrap();
     assert!(!again.created);
     assert_eq!(again.device, a.device);
     assert_eq!(
-        store.provision(hw(4), None, "test").unwrap().device.serial,
+        store
+            .provision(hw(4), None, "test")
+            .wait()
+            .unwrap()
+            .device
+            .serial,
         2
     );
-    assert_eq!(store.device_by_serial(1).unwrap().unwrap().hw_id, hw(3));
-    assert_eq!(store.device_by_hw_id(hw(4)).unwrap().unwrap().serial, 2);
-    assert!(store.device_by_serial(99).unwrap().is_none());
+    assert_eq!(
+        store.device_by_serial(1).wait().unwrap().unwrap().hw_id,
+        hw(3)
+    );
+    assert_eq!(
+        store.device_by_hw_id(hw(4)).wait().unwrap().unwrap().serial,
+        2
+    );
+    assert!(store.device_by_serial(99).wait().unwrap().is_none());
 }
 
 /// `threads` threads, each with the store `open` gives it, provision
@@ -97,7 +113,15 @@ fn provision_concurrently(
                     (0..calls)
                         .map(|i| {
                             let h = hw((i * 7 + t * 13) % chips);
-                            (h, store.provision(h, None, "test").unwrap().device.serial)
+                            (
+                                h,
+                                store
+                                    .provision(h, None, "test")
+                                    .wait()
+                                    .unwrap()
+                                    .device
+                                    .serial,
+                            )
                         })
                         .collect::<Vec<_>>()
                 })
@@ -140,7 +164,7 @@ fn concurrent_threads_get_one_gap_free_sequence(
     let results = provision_concurrently(threads, calls, chips, |_| Arc::clone(&store));
     check_allocation(results, chips);
     assert_eq!(
-        verify_chain(store.audit_log().unwrap()),
+        verify_chain(store.audit_log().wait().unwrap()),
         Ok(u64::from(threads * calls))
     );
 }
@@ -155,18 +179,22 @@ fn separate_stores_agree_and_survive_reopening(
     check_allocation(results.clone(), chips);
     let reopened = b.open();
     for (h, serial) in results {
-        assert_eq!(reopened.device_by_hw_id(h).unwrap().unwrap().serial, serial);
+        assert_eq!(
+            reopened.device_by_hw_id(h).wait().unwrap().unwrap().serial,
+            serial
+        );
     }
     assert_eq!(
         reopened
             .provision(hw(1000), None, "test")
+            .wait()
             .unwrap()
             .device
             .serial,
         chips + 1
     );
     assert_eq!(
-        verify_chain(reopened.audit_log().unwrap()),
+        verify_chain(reopened.audit_log().wait().unwrap()),
         Ok(u64::from(threads * calls) + 1)
     );
 }
@@ -174,14 +202,19 @@ fn separate_stores_agree_and_survive_reopening(
 fn activation_is_idempotent_and_revocation_is_final(b: &dyn Backend) {
     use lambda::Activation;
     let store = b.open();
-    let serial = store.provision(hw(3), None, "test").unwrap().device.serial;
+    let serial = store
+        .provision(hw(3), None, "test")
+        .wait()
+        .unwrap()
+        .device
+        .serial;
     let act = Activation {
         hw_id: hw(3),
         device_pubkey: [4; 65],
         key_origin: firmware::record::KeyOrigin::Device,
         record_hash: [1; 32],
     };
-    let active = store.activate(serial, &act, "test").unwrap();
+    let active = store.activate(serial, &act, "test").wait().unwrap();
     assert_eq!(active.status, DeviceStatus::Active);
     assert_eq!(
         active.key_origin,
@@ -189,11 +222,16 @@ fn activation_is_idempotent_and_revocation_is_final(b: &dyn Backend) {
         "the key's origin is stored"
     );
     assert_eq!(
-        store.device_by_serial(serial).unwrap().unwrap().key_origin,
+        store
+            .device_by_serial(serial)
+            .wait()
+            .unwrap()
+            .unwrap()
+            .key_origin,
         Some(firmware::record::KeyOrigin::Device)
     );
     assert_eq!(
-        store.activate(serial, &act, "test").unwrap().status,
+        store.activate(serial, &act, "test").wait().unwrap().status,
         DeviceStatus::Active,
         "same record again"
     );
@@ -202,7 +240,7 @@ fn activation_is_idempotent_and_revocation_is_final(b: &dyn Backend) {
         ..act.clone()
     };
     assert!(matches!(
-        store.activate(serial, &other_record, "test"),
+        store.activate(serial, &other_record, "test").wait(),
         Err(StoreError::AlreadyActive(_))
     ));
     let other_chip = Activation {
@@ -210,15 +248,15 @@ fn activation_is_idempotent_and_revocation_is_final(b: &dyn Backend) {
         ..act.clone()
     };
     assert!(matches!(
-        store.activate(serial, &other_chip, "test"),
+        store.activate(serial, &other_chip, "test").wait(),
         Err(StoreError::HwIdMismatch { .. })
     ));
     assert!(matches!(
-        store.activate(77, &act, "test"),
+        store.activate(77, &act, "test").wait(),
         Err(StoreError::UnknownSerial(77))
     ));
 
-    let revoked = store.revoke(serial, "lost", "test").unwrap();
+    let revoked = store.revoke(serial, "lost", "test").wait().unwrap();
     assert_eq!(revoked.status, DeviceStatus::Revoked);
     assert_eq!(
         revoked.key_origin,
@@ -226,23 +264,23 @@ fn activation_is_idempotent_and_revocation_is_final(b: &dyn Backend) {
         "kept on revocation"
     );
     assert_eq!(
-        store.revoke(serial, "lost", "test").unwrap().status,
+        store.revoke(serial, "lost", "test").wait().unwrap().status,
         DeviceStatus::Revoked
     );
     assert!(matches!(
-        store.provision(hw(3), None, "test"),
+        store.provision(hw(3), None, "test").wait(),
         Err(StoreError::Revoked(_))
     ));
     assert!(matches!(
-        store.activate(serial, &act, "test"),
+        store.activate(serial, &act, "test").wait(),
         Err(StoreError::Revoked(_))
     ));
     assert!(matches!(
-        store.revoke(77, "x", "test"),
+        store.revoke(77, "x", "test").wait(),
         Err(StoreError::UnknownSerial(77))
     ));
     // Every change and every refusal is in the log, in order.
-    let log = store.audit_log().unwrap();
+    let log = store.audit_log().wait().unwrap();
     common::assert_log_is(
         &log,
         |e| (e.entry.action.clone(), e.entry.outcome.clone()),
@@ -270,43 +308,57 @@ fn tokens_are_kept_by_hash_with_unique_names(b: &dyn Backend) {
     let store = b.open();
     store
         .add_token("line-1", Role::Factory, &[1; 32], None, "operator")
+        .wait()
         .unwrap();
     let until = lambda::unix_now() + 3600;
     let boss = store
         .add_token("boss", Role::Admin, &[2; 32], Some(until), "operator")
+        .wait()
         .unwrap();
     assert_eq!((boss.expires_at, boss.revoked_at), (Some(until), None));
     assert!(matches!(
-        store.add_token("line-1", Role::Admin, &[3; 32], None, "admin:boss"),
+        store
+            .add_token("line-1", Role::Admin, &[3; 32], None, "admin:boss")
+            .wait(),
         Err(StoreError::NameTaken(_))
     ));
-    let t = store.token_by_hash(&[1; 32]).unwrap().unwrap();
+    let t = store.token_by_hash(&[1; 32]).wait().unwrap().unwrap();
     assert_eq!((t.name.as_str(), t.role), ("line-1", Role::Factory));
-    let boss = store.token_by_hash(&[2; 32]).unwrap().unwrap();
+    let boss = store.token_by_hash(&[2; 32]).wait().unwrap().unwrap();
     assert_eq!(boss.role, Role::Admin);
     assert!(boss.usable_at(until - 1).is_ok());
     assert_eq!(boss.usable_at(until), Err("token_expired"));
-    assert!(store.token_by_hash(&[3; 32]).unwrap().is_none());
+    assert!(store.token_by_hash(&[3; 32]).wait().unwrap().is_none());
 
     // Revocation: seen by the next look-up, through any store on the data;
     // idempotent; an unknown name is refused.
-    let revoked = store.revoke_token("line-1", "admin:boss").unwrap();
+    let revoked = store.revoke_token("line-1", "admin:boss").wait().unwrap();
     assert!(revoked.revoked_at.is_some());
     let other = b.open();
     assert_eq!(
-        other.token_by_hash(&[1; 32]).unwrap().unwrap().usable_at(0),
+        other
+            .token_by_hash(&[1; 32])
+            .wait()
+            .unwrap()
+            .unwrap()
+            .usable_at(0),
         Err("token_revoked")
     );
     assert_eq!(
-        other.revoke_token("line-1", "operator").unwrap().revoked_at,
+        other
+            .revoke_token("line-1", "operator")
+            .wait()
+            .unwrap()
+            .revoked_at,
         revoked.revoked_at
     );
     assert!(matches!(
-        store.revoke_token("nobody", "operator"),
+        store.revoke_token("nobody", "operator").wait(),
         Err(StoreError::UnknownToken(_))
     ));
     let names: Vec<(String, bool)> = store
         .tokens()
+        .wait()
         .unwrap()
         .into_iter()
         .map(|t| (t.name, t.revoked_at.is_some()))
@@ -315,7 +367,7 @@ fn tokens_are_kept_by_hash_with_unique_names(b: &dyn Backend) {
         names,
         [("boss".to_owned(), false), ("line-1".to_owned(), true)]
     );
-    let log = store.audit_log().unwrap();
+    let log = store.audit_log().wait().unwrap();
     let seen: Vec<(&str, &str, &str)> = log
         .iter()
         .map(|e| {
@@ -357,9 +409,9 @@ fn sqlite_audit_chain_detects_edits_removals_and_reordering() {
             subject: format!("serial:{i}"),
             outcome: "ok".into(),
         };
-        assert_eq!(store.audit(&e).unwrap(), i);
+        assert_eq!(store.audit(&e).wait().unwrap(), i);
     }
-    assert_eq!(verify_chain(store.audit_log().unwrap()), Ok(5));
+    assert_eq!(verify_chain(store.audit_log().wait().unwrap()), Ok(5));
     drop(store);
 
     let tamper = |sql: &str| {
@@ -369,7 +421,11 @@ fn sqlite_audit_chain_detects_edits_removals_and_reordering() {
         let conn = rusqlite::Connection::open(&copy).unwrap();
         conn.execute_batch(sql).unwrap();
         drop(conn);
-        let log = SqliteStore::open(&copy).unwrap().audit_log().unwrap();
+        let log = SqliteStore::open(&copy)
+            .unwrap()
+            .audit_log()
+            .wait()
+            .unwrap();
         verify_chain(log).unwrap_err()
     };
     let edited = tamper("UPDATE audit SET outcome = 'refused' WHERE seq = 3");
@@ -401,9 +457,14 @@ fn a_registry_from_before_key_origins_opens_and_keeps_its_devices() {
         .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    let d = store.device_by_serial(1).unwrap().unwrap();
+    let d = store.device_by_serial(1).wait().unwrap().unwrap();
     assert_eq!((d.status, d.key_origin), (DeviceStatus::Active, None));
-    let serial = store.provision(hw(9), None, "test").unwrap().device.serial;
+    let serial = store
+        .provision(hw(9), None, "test")
+        .wait()
+        .unwrap()
+        .device
+        .serial;
     let act = lambda::Activation {
         hw_id: hw(9),
         device_pubkey: [4; 65],
@@ -411,7 +472,11 @@ fn a_registry_from_before_key_origins_opens_and_keeps_its_devices() {
         record_hash: [1; 32],
     };
     assert_eq!(
-        store.activate(serial, &act, "test").unwrap().key_origin,
+        store
+            .activate(serial, &act, "test")
+            .wait()
+            .unwrap()
+            .key_origin,
         Some(firmware::record::KeyOrigin::Station)
     );
 }
@@ -425,7 +490,7 @@ fn a_challenge_is_used_once_even_under_concurrency(b: &dyn Backend) {
         nonce: [7; 32],
         expires_at: 2_000_000_000,
     };
-    store.create_challenge(&c).unwrap();
+    store.create_challenge(&c).wait().unwrap();
     // 32 concurrent verifies, half through other stores on the same data.
     let wins: usize = std::thread::scope(|s| {
         let handles: Vec<_> = (0..32)
@@ -433,7 +498,7 @@ fn a_challenge_is_used_once_even_under_concurrency(b: &dyn Backend) {
                 let store = Arc::clone(&store);
                 s.spawn(move || {
                     let st = if i % 2 == 0 { store } else { b.open() };
-                    match st.consume_challenge("c-1", 1_900_000_000).unwrap() {
+                    match st.consume_challenge("c-1", 1_900_000_000).wait().unwrap() {
                         Ok(got) => {
                             assert_eq!(got.nonce, [7; 32]);
                             1
@@ -450,7 +515,7 @@ fn a_challenge_is_used_once_even_under_concurrency(b: &dyn Backend) {
     });
     assert_eq!(wins, 1);
     assert_eq!(
-        store.consume_challenge("nope", 0).unwrap(),
+        store.consume_challenge("nope", 0).wait().unwrap(),
         Err(ChallengeRefusal::Unknown)
     );
     let old = Challenge {
@@ -459,13 +524,13 @@ fn a_challenge_is_used_once_even_under_concurrency(b: &dyn Backend) {
         nonce: [1; 32],
         expires_at: 100,
     };
-    store.create_challenge(&old).unwrap();
+    store.create_challenge(&old).wait().unwrap();
     assert_eq!(
-        store.consume_challenge("c-2", 100).unwrap(),
+        store.consume_challenge("c-2", 100).wait().unwrap(),
         Err(ChallengeRefusal::Expired)
     );
     assert_eq!(
-        store.consume_challenge("c-2", 50).unwrap(),
+        store.consume_challenge("c-2", 50).wait().unwrap(),
         Err(ChallengeRefusal::Replayed)
     );
 }
@@ -486,9 +551,9 @@ fn orders_bound_what_a_factory_can_create(b: &dyn Backend) {
         allow: Some(listed),
         created_at: now,
     };
-    store.open_order(&order, "operator").unwrap();
+    store.open_order(&order, "operator").wait().unwrap();
     assert!(matches!(
-        store.open_order(&order, "operator"),
+        store.open_order(&order, "operator").wait(),
         Err(StoreError::NameTaken(_))
     ));
     let closed = Order {
@@ -498,10 +563,12 @@ fn orders_bound_what_a_factory_can_create(b: &dyn Backend) {
         allow: None,
         ..order.clone()
     };
-    store.open_order(&closed, "operator").unwrap();
+    store.open_order(&closed, "operator").wait().unwrap();
     // A token for an order that does not exist is refused.
     assert!(matches!(
-        store.add_token_for("x", Role::Factory, &[9; 32], None, Some("nope"), "operator"),
+        store
+            .add_token_for("x", Role::Factory, &[9; 32], None, Some("nope"), "operator")
+            .wait(),
         Err(StoreError::UnknownOrder(_))
     ));
     let t = store
@@ -513,11 +580,13 @@ fn orders_bound_what_a_factory_can_create(b: &dyn Backend) {
             Some("po-7"),
             "operator",
         )
+        .wait()
         .unwrap();
     assert_eq!(t.order.as_deref(), Some("po-7"));
     assert_eq!(
         store
             .token_by_hash(&[8; 32])
+            .wait()
             .unwrap()
             .unwrap()
             .order
@@ -528,7 +597,9 @@ fn orders_bound_what_a_factory_can_create(b: &dyn Backend) {
     // Off the list, another product, a closed or unknown order: refused,
     // nothing counted.
     let refused = |hw_id, product, order| {
-        store.provision_under(hw_id, product, Some(order), "factory:line-3")
+        store
+            .provision_under(hw_id, product, Some(order), "factory:line-3")
+            .wait()
     };
     assert!(matches!(
         refused(hw(99), None, "po-7"),
@@ -556,6 +627,7 @@ fn orders_bound_what_a_factory_can_create(b: &dyn Backend) {
                 s.spawn(move || {
                     store
                         .provision_under(hw(i), None, Some("po-7"), "factory:line-3")
+                        .wait()
                         .map(|p| p.device.serial)
                         .map_err(|e| e.code().to_owned())
                 })
@@ -571,20 +643,21 @@ fn orders_bound_what_a_factory_can_create(b: &dyn Backend) {
     assert!(results
         .iter()
         .all(|r| r.as_ref().map_or_else(|e| e == "order_exhausted", |_| true)));
-    let orders = store.orders().unwrap();
+    let orders = store.orders().wait().unwrap();
     let po7 = orders.iter().find(|o| o.name == "po-7").unwrap();
     assert_eq!((po7.used, po7.quantity), (5, 5));
     // A chip already made asks again: its serial, not counted.
     let first = (0..12)
         .map(hw)
-        .find(|h| store.device_by_hw_id(*h).unwrap().is_some())
+        .find(|h| store.device_by_hw_id(*h).wait().unwrap().is_some())
         .unwrap();
     let again = store
         .provision_under(first, None, Some("po-7"), "factory:line-3")
+        .wait()
         .unwrap();
     assert!(!again.created);
     assert_eq!(again.device.product.as_deref(), Some("sensor"));
-    let log = store.audit_log().unwrap();
+    let log = store.audit_log().wait().unwrap();
     assert!(log
         .iter()
         .any(|e| e.entry.action == "order.open" && e.entry.outcome == "ok"));

@@ -19,24 +19,21 @@ fn main() -> Result<(), lambda_http::Error> {
     let store: StoreUri = std::env::var("PROVISIOND_STORE")
         .map_err(|_| "PROVISIOND_STORE is not set")?
         .parse()?;
-    let tokens = Arc::new(BearerTokens::new(store.open_with(false)?));
-    let handler = service_fn(move |event: LambdaEvent<TokenAuthorizerEvent>| {
-        let tokens = Arc::clone(&tokens);
-        async move {
-            let answer = tokio::task::spawn_blocking(move || {
-                authorize(&tokens, &event.payload, lambda::unix_now())
-            })
-            .await
-            .map_err(|_| "authorizer worker failed")??;
-            match answer {
-                AuthorizerAnswer::Policy(p) => Ok::<_, lambda_http::Error>(p),
-                // The exact message API Gateway turns into a 401.
-                AuthorizerAnswer::Unauthorized => Err("Unauthorized".into()),
-            }
-        }
-    });
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(lambda_runtime::run(handler))
+        .block_on(async move {
+            let tokens = Arc::new(BearerTokens::new(store.open_with(false).await?));
+            let handler = service_fn(move |event: LambdaEvent<TokenAuthorizerEvent>| {
+                let tokens = Arc::clone(&tokens);
+                async move {
+                    match authorize(&tokens, &event.payload, lambda::unix_now()).await? {
+                        AuthorizerAnswer::Policy(p) => Ok::<_, lambda_http::Error>(p),
+                        // The exact message API Gateway turns into a 401.
+                        AuthorizerAnswer::Unauthorized => Err("Unauthorized".into()),
+                    }
+                }
+            });
+            lambda_runtime::run(handler).await
+        })
 }

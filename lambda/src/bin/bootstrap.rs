@@ -27,17 +27,19 @@ fn main() -> Result<(), lambda_http::Error> {
         Ok(json) => IamRoles::from_json(&json)?,
         Err(_) => IamRoles::default(),
     };
-    let store = store.open_with(false)?;
-    let app = router(AppState {
-        store,
-        authorities: Arc::new(authorities),
-        guard: Default::default(),
-        auth: Arc::new(ApiGatewayCallers { iam }),
-    });
     // One invocation at a time per instance: a current-thread runtime starts
-    // fastest; store calls run on the blocking pool.
+    // fastest, and the store's calls are async on it.
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(lambda_http::run(app))
+        .block_on(async move {
+            let store = store.open_with(false).await?;
+            let app = router(AppState {
+                store,
+                authorities: Arc::new(authorities),
+                guard: Default::default(),
+                auth: Arc::new(ApiGatewayCallers { iam }),
+            });
+            lambda_http::run(app).await
+        })
 }

@@ -241,12 +241,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if authorities.is_empty() {
         eprintln!("provisiond: warning: no --authority; every activation will be refused");
     }
-    let store = args.store.open()?;
+    let store = args.store.open().await?;
     // The checkpoint key opens (and signs once) before the server starts.
     let checkpoints = match &args.checkpoint_key {
         Some(uri) => {
-            let key: Arc<dyn signer::Signer> = Arc::from(signer::open_signer(uri)?);
-            let first = lambda::checkpoint::make(store.as_ref(), key.as_ref(), None)?;
+            let uri = uri.clone();
+            let key: Arc<dyn signer::Signer> =
+                tokio::task::spawn_blocking(move || signer::open_signer(&uri).map(Arc::from))
+                    .await??;
+            let first = lambda::checkpoint::make(store.as_ref(), &key, None).await?;
             Some((key, first.map(|made| made.after)))
         }
         None => None,
@@ -282,25 +285,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let (store, key, last_heads) = (Arc::clone(&store), Arc::clone(&key), last.take());
-                match tokio::task::spawn_blocking(move || {
-                    let last = last_heads;
-                    let made =
-                        lambda::checkpoint::make(store.as_ref(), key.as_ref(), last.as_deref());
-                    (made, last)
-                })
-                .await
-                {
-                    Ok((Ok(Some(made)), _)) => last = Some(made.after),
-                    Ok((Ok(None), kept)) => last = kept,
-                    Ok((Err(e), kept)) => {
-                        last = kept;
-                        tracing::error!(error = %e, "audit checkpoint failed")
-                    }
-                    Err(e) => {
-                        last = None;
-                        tracing::error!(error = %e, "audit checkpoint task failed")
-                    }
+                match lambda::checkpoint::make(store.as_ref(), &key, last.as_deref()).await {
+                    Ok(Some(made)) => last = Some(made.after),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
                 }
             }
         })
@@ -323,18 +311,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Refusals counted since the last summary go to the log before exit,
     // and a last checkpoint covers everything.
     if let Some(counts) = guard.take_refusals() {
-        store.audit(&lambda::audit::AuditEntry {
-            actor: "anonymous".into(),
-            action: "auth.refused".into(),
-            subject: counts,
-            outcome: "counted".into(),
-        })?;
+        store
+            .audit(&lambda::audit::AuditEntry {
+                actor: "anonymous".into(),
+                action: "auth.refused".into(),
+                subject: counts,
+                outcome: "counted".into(),
+            })
+            .await?;
     }
     if let Some(task) = checkpointer {
         task.abort();
     }
     if let Some((key, _)) = &checkpoints {
-        lambda::checkpoint::make(store.as_ref(), key.as_ref(), None)?;
+        lambda::checkpoint::make(store.as_ref(), key, None).await?;
     }
     eprintln!("provisiond stopped");
     Ok(())
@@ -393,7 +383,11 @@ fn order_open(
         allow,
         created_at: now,
     };
-    let o = store.open_with(false)?.open_order(&order, "operator")?;
+    let o = store
+        .open_with(false)
+        .wait()?
+        .open_order(&order, "operator")
+        .wait()?;
     eprintln!(
         "provisiond: order {:?} open: {} x {} from {} until {}{}",
         o.name,
@@ -412,7 +406,7 @@ fn order_open(
 fn order_list(store: &StoreUri, json: bool) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    for o in store.open_with(false)?.orders()? {
+    for o in store.open_with(false).wait()?.orders().wait()? {
         if json {
             serde_json::to_writer(
                 &mut out,
@@ -455,17 +449,19 @@ fn token_add(
         RoleArg::Factory => Role::Factory,
         RoleArg::Admin => Role::Admin,
     };
-    let store = store.open_with(false)?;
+    let store = store.open_with(false).wait()?;
     let token = new_token();
     let expires_at = valid_for.map(|d| lambda::unix_now() + d.as_secs() as i64);
-    let info = store.add_token_for(
-        name,
-        role,
-        &token_hash(&token),
-        expires_at,
-        order,
-        "operator",
-    )?;
+    let info = store
+        .add_token_for(
+            name,
+            role,
+            &token_hash(&token),
+            expires_at,
+            order,
+            "operator",
+        )
+        .wait()?;
     eprintln!(
         "provisiond: token {name:?} ({}) created{}; it is shown only this once:",
         role.as_str(),
@@ -487,7 +483,7 @@ fn utc(t: i64) -> String {
 
 fn token_list(store: &StoreUri, json: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    let tokens = store.open_with(false)?.tokens()?;
+    let tokens = store.open_with(false).wait()?.tokens().wait()?;
     let now = lambda::unix_now();
     let mut out = std::io::stdout().lock();
     for t in &tokens {
@@ -525,7 +521,11 @@ fn token_list(store: &StoreUri, json: bool) -> anyhow::Result<()> {
 }
 
 fn token_revoke(store: &StoreUri, name: &str) -> anyhow::Result<()> {
-    let info = store.open_with(false)?.revoke_token(name, "operator")?;
+    let info = store
+        .open_with(false)
+        .wait()?
+        .revoke_token(name, "operator")
+        .wait()?;
     eprintln!(
         "provisiond: token {:?} ({}) revoked; requests with it are refused",
         info.name,
@@ -540,7 +540,7 @@ fn audit_verify(
     max_age: Option<std::time::Duration>,
     json: bool,
 ) -> anyhow::Result<bool> {
-    let log = store.open_with(false)?.audit_log()?;
+    let log = store.open_with(false).wait()?.audit_log().wait()?;
     if let Some(path) = checkpoint_key {
         let key = lambda::config::authorities_from_files(&[path.to_path_buf()])?
             .pop()
@@ -637,7 +637,7 @@ fn heads_json(log: &[lambda::audit::ChainedEntry]) -> serde_json::Value {
 
 fn audit_show(store: &StoreUri, json: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut log = store.open_with(false)?.audit_log()?;
+    let mut log = store.open_with(false).wait()?.audit_log().wait()?;
     // Chains interleave in time: several are shown by time, each chain's
     // entries in their order (the sort is stable); one as stored.
     if log.iter().any(|e| e.chain != 0) {
@@ -731,9 +731,9 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Audit(AuditCommand::Checkpoint { store, key }) => (|| {
-            let store = store.open_with(false)?;
-            let signer = signer::open_signer(&key)?;
-            match lambda::checkpoint::make(store.as_ref(), signer.as_ref(), None)? {
+            let store = store.open_with(false).wait()?;
+            let signer: Arc<dyn signer::Signer> = Arc::from(signer::open_signer(&key)?);
+            match lambda::checkpoint::make(store.as_ref(), &signer, None).wait()? {
                 Some(made) => eprintln!(
                     "provisiond: checkpoint of {} chain(s), {} entries, appended",
                     made.covered.len(),
@@ -753,3 +753,13 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Waits for a store operation in the synchronous commands (everything but
+/// `serve`, which runs on its own runtime).
+trait Wait: std::future::Future + Sized {
+    fn wait(self) -> Self::Output {
+        lambda::block_on(self)
+    }
+}
+
+impl<F: std::future::Future> Wait for F {}

@@ -45,7 +45,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use firmware::record::{HwId, KeyOrigin};
 
-use super::{Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
+use super::{Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError, StoreFuture};
 use crate::audit::{entry_hash, genesis, AuditEntry, ChainHead, ChainedEntry};
 use crate::model::{Device, DeviceStatus, Order, Role, Serial, TokenInfo};
 
@@ -73,7 +73,6 @@ fn head_key(chain: u32) -> String {
 /// A registry in DynamoDB tables named `PREFIX-…`.
 #[derive(Debug)]
 pub struct DynamoStore {
-    rt: Option<tokio::runtime::Runtime>,
     client: Client,
     devices: String,
     meta: String,
@@ -82,14 +81,6 @@ pub struct DynamoStore {
     tokens: String,
     /// New allocations from this process take turns.
     allocation: tokio::sync::Mutex<()>,
-}
-
-impl Drop for DynamoStore {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
 }
 
 fn db(e: impl std::fmt::Display) -> StoreError {
@@ -247,26 +238,21 @@ impl DynamoStore {
     /// and the TTL) that do not exist. Credentials and region come from the
     /// environment (the region defaults to `us-east-1` with an emulator
     /// endpoint).
-    pub fn open(prefix: &str, endpoint: Option<&str>, create_tables: bool) -> anyhow::Result<Self> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("dynamodb")
-            .enable_all()
-            .build()?;
-        let endpoint = endpoint.map(str::to_owned);
-        let conf = run_on(&rt, async move {
-            let mut loader = aws_config::defaults(BehaviorVersion::latest());
-            if let Some(url) = &endpoint {
-                loader = loader.endpoint_url(url);
-                if std::env::var_os("AWS_REGION").is_none()
-                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-                {
-                    loader = loader.region(Region::new("us-east-1"));
-                }
+    pub async fn open(
+        prefix: &str,
+        endpoint: Option<&str>,
+        create_tables: bool,
+    ) -> anyhow::Result<Self> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(url) = endpoint {
+            loader = loader.endpoint_url(url);
+            if std::env::var_os("AWS_REGION").is_none()
+                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            {
+                loader = loader.region(Region::new("us-east-1"));
             }
-            loader.load().await
-        })
-        .map_err(anyhow::Error::msg)?;
+        }
+        let conf = loader.load().await;
         if conf.region().is_none() {
             anyhow::bail!("no AWS region: set AWS_REGION");
         }
@@ -278,22 +264,11 @@ impl DynamoStore {
             challenges: format!("{prefix}-challenges"),
             tokens: format!("{prefix}-tokens"),
             allocation: tokio::sync::Mutex::new(()),
-            rt: Some(rt),
         };
         if create_tables {
-            store.run(store.create_tables())??;
+            store.create_tables().await?;
         }
         Ok(store)
-    }
-
-    /// Run `fut` on the store's own runtime and wait for it, from any thread
-    /// (a handler's blocking thread, a test's thread).
-    fn run<T: Send>(&self, fut: impl Future<Output = T> + Send) -> Result<T, StoreError> {
-        let rt = self
-            .rt
-            .as_ref()
-            .ok_or_else(|| StoreError::Database("store closed".into()))?;
-        run_on(rt, fut).map_err(db)
     }
 
     async fn create_tables(&self) -> anyhow::Result<()> {
@@ -852,34 +827,18 @@ fn head_from(item: &Item) -> Result<ChainHead, StoreError> {
     })
 }
 
-fn run_on<T: Send>(
-    rt: &tokio::runtime::Runtime,
-    fut: impl Future<Output = T> + Send,
-) -> Result<T, String> {
-    // The future borrows the store; the scope below ends only after it has
-    // finished, so run it to completion on this thread with the runtime's
-    // reactor and timers available.
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let _ = tx.send(rt.handle().block_on(fut));
-        });
-    });
-    rx.recv().map_err(|_| "store task failed".to_owned())
-}
-
 impl Store for DynamoStore {
-    fn provision_under(
-        &self,
+    fn provision_under<'a>(
+        &'a self,
         hw_id: HwId,
-        product: Option<&str>,
-        order: Option<&str>,
-        actor: &str,
-    ) -> Result<Provisioned, StoreError> {
-        let in_order = order.map(|o| format!(" order:{o}")).unwrap_or_default();
-        let in_order = in_order.as_str();
+        product: Option<&'a str>,
+        order: Option<&'a str>,
+        actor: &'a str,
+    ) -> StoreFuture<'a, Provisioned> {
         let chain = device_chain(hw_id);
-        self.run(async {
+        Box::pin(async move {
+            let in_order = order.map(|o| format!(" order:{o}")).unwrap_or_default();
+            let in_order = in_order.as_str();
             // A known chip is answered from its own item; a new one takes
             // its turn for the sequence (the first plan reuses this read).
             let first = self.device(hw_id).await?;
@@ -892,12 +851,17 @@ impl Store for DynamoStore {
                 self.plan_provision(hw_id, product, order, in_order, chain, first.take())
             })
             .await
-        })?
+        })
     }
 
-    fn activate(&self, serial: Serial, a: &Activation, actor: &str) -> Result<Device, StoreError> {
+    fn activate<'a>(
+        &'a self,
+        serial: Serial,
+        a: &'a Activation,
+        actor: &'a str,
+    ) -> StoreFuture<'a, Device> {
         let chain = device_chain(a.hw_id);
-        self.run(self.change(actor, "activate", || async move {
+        Box::pin(self.change(actor, "activate", move || async move {
             let subject = format!("serial:{serial} record:{}", hex::encode(a.record_hash));
             let refuse = |e| {
                 Ok(Planned {
@@ -953,12 +917,17 @@ impl Store for DynamoStore {
                     })
                 }
             }
-        }))?
+        }))
     }
 
-    fn revoke(&self, serial: Serial, reason: &str, actor: &str) -> Result<Device, StoreError> {
+    fn revoke<'a>(
+        &'a self,
+        serial: Serial,
+        reason: &'a str,
+        actor: &'a str,
+    ) -> StoreFuture<'a, Device> {
         let subject = format!("serial:{serial} reason:{reason}");
-        self.run(self.change(actor, "revoke", || {
+        Box::pin(self.change(actor, "revoke", move || {
             let subject = subject.clone();
             async move {
                 let Some(d) = self.device_at(serial).await? else {
@@ -998,10 +967,10 @@ impl Store for DynamoStore {
                     chain,
                 })
             }
-        }))?
+        }))
     }
 
-    fn create_challenge(&self, c: &Challenge) -> Result<(), StoreError> {
+    fn create_challenge<'a>(&'a self, c: &'a Challenge) -> StoreFuture<'a, ()> {
         let item = HashMap::from([
             ("id".to_owned(), s(&c.id)),
             ("serial".to_owned(), n(c.serial)),
@@ -1011,7 +980,7 @@ impl Store for DynamoStore {
             // DynamoDB deletes the item some time after this (TTL).
             ("ttl".to_owned(), n(c.expires_at + 3600)),
         ]);
-        self.run(async {
+        Box::pin(async move {
             self.client
                 .put_item()
                 .table_name(&self.challenges)
@@ -1020,17 +989,17 @@ impl Store for DynamoStore {
                 .expression_attribute_names("#k", "id")
                 .send()
                 .await
-                .map_err(dbe)
-        })??;
-        Ok(())
+                .map_err(dbe)?;
+            Ok(())
+        })
     }
 
-    fn consume_challenge(
-        &self,
-        id: &str,
+    fn consume_challenge<'a>(
+        &'a self,
+        id: &'a str,
         now: i64,
-    ) -> Result<Result<Challenge, ChallengeRefusal>, StoreError> {
-        self.run(async {
+    ) -> StoreFuture<'a, Result<Challenge, ChallengeRefusal>> {
+        Box::pin(async move {
             let out = self
                 .client
                 .update_item()
@@ -1071,19 +1040,19 @@ impl Store for DynamoStore {
                 nonce: get_array(&item, "nonce")?.ok_or_else(|| corrupt("nonce"))?,
                 expires_at,
             }))
-        })?
+        })
     }
 
-    fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
-        self.run(self.append(entry, 0))?
+    fn audit<'a>(&'a self, entry: &'a AuditEntry) -> StoreFuture<'a, u64> {
+        Box::pin(self.append(entry, 0))
     }
 
-    fn audit_device(&self, hw_id: HwId, entry: &AuditEntry) -> Result<u64, StoreError> {
-        self.run(self.append(entry, device_chain(hw_id)))?
+    fn audit_device<'a>(&'a self, hw_id: HwId, entry: &'a AuditEntry) -> StoreFuture<'a, u64> {
+        Box::pin(self.append(entry, device_chain(hw_id)))
     }
 
-    fn audit_log(&self) -> Result<Vec<ChainedEntry>, StoreError> {
-        self.run(async {
+    fn audit_log(&self) -> StoreFuture<'_, Vec<ChainedEntry>> {
+        Box::pin(async move {
             let mut entries = Vec::new();
             for item in self.scan_all(&self.audit).await? {
                 entries.push(ChainedEntry {
@@ -1103,11 +1072,11 @@ impl Store for DynamoStore {
             }
             entries.sort_by_key(|e| (e.chain, e.seq));
             Ok(entries)
-        })?
+        })
     }
 
-    fn audit_heads(&self) -> Result<Vec<ChainHead>, StoreError> {
-        self.run(async {
+    fn audit_heads(&self) -> StoreFuture<'_, Vec<ChainHead>> {
+        Box::pin(async move {
             // Every chain's head item, by key, consistently, in batches of
             // up to 100 keys, following up on unprocessed keys.
             let mut pending: Vec<Item> = (0..=DEVICE_CHAINS)
@@ -1147,20 +1116,20 @@ impl Store for DynamoStore {
             }
             heads.sort_by_key(|h| h.chain);
             Ok(heads)
-        })?
+        })
     }
 
-    fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError> {
-        self.run(self.device_at(serial))?
+    fn device_by_serial(&self, serial: Serial) -> StoreFuture<'_, Option<Device>> {
+        Box::pin(self.device_at(serial))
     }
 
-    fn device_by_hw_id(&self, hw_id: HwId) -> Result<Option<Device>, StoreError> {
-        self.run(self.device(hw_id))?
+    fn device_by_hw_id(&self, hw_id: HwId) -> StoreFuture<'_, Option<Device>> {
+        Box::pin(self.device(hw_id))
     }
 
-    fn open_order(&self, order: &Order, actor: &str) -> Result<Order, StoreError> {
+    fn open_order<'a>(&'a self, order: &'a Order, actor: &'a str) -> StoreFuture<'a, Order> {
         let subject = order.audit_subject();
-        self.run(self.change(actor, "order.open", || {
+        Box::pin(self.change(actor, "order.open", move || {
             let subject = subject.clone();
             async move {
                 let key = order_key(&order.name);
@@ -1203,11 +1172,11 @@ impl Store for DynamoStore {
                     chain: 0,
                 })
             }
-        }))?
+        }))
     }
 
-    fn orders(&self) -> Result<Vec<Order>, StoreError> {
-        self.run(async {
+    fn orders(&self) -> StoreFuture<'_, Vec<Order>> {
+        Box::pin(async move {
             let mut orders = self
                 .scan_all(&self.meta)
                 .await?
@@ -1217,18 +1186,18 @@ impl Store for DynamoStore {
                 .collect::<Result<Vec<_>, _>>()?;
             orders.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(orders)
-        })?
+        })
     }
 
-    fn add_token_for(
-        &self,
-        name: &str,
+    fn add_token_for<'a>(
+        &'a self,
+        name: &'a str,
         role: Role,
-        token_hash: &[u8; 32],
+        token_hash: &'a [u8; 32],
         expires_at: Option<i64>,
-        order: Option<&str>,
-        actor: &str,
-    ) -> Result<TokenInfo, StoreError> {
+        order: Option<&'a str>,
+        actor: &'a str,
+    ) -> StoreFuture<'a, TokenInfo> {
         let info = TokenInfo {
             name: name.to_owned(),
             role,
@@ -1238,7 +1207,7 @@ impl Store for DynamoStore {
             order: order.map(str::to_owned),
         };
         let subject = info.audit_subject();
-        self.run(self.change(actor, "token.add", || {
+        Box::pin(self.change(actor, "token.add", move || {
             let (subject, info) = (subject.clone(), info.clone());
             async move {
                 let reserved = format!("token-name:{name}");
@@ -1302,11 +1271,11 @@ impl Store for DynamoStore {
                     chain: 0,
                 })
             }
-        }))?
+        }))
     }
 
-    fn revoke_token(&self, name: &str, actor: &str) -> Result<TokenInfo, StoreError> {
-        self.run(self.change(actor, "token.revoke", || async move {
+    fn revoke_token<'a>(&'a self, name: &'a str, actor: &'a str) -> StoreFuture<'a, TokenInfo> {
+        Box::pin(self.change(actor, "token.revoke", move || async move {
             let Some((mut item, info)) = self.token_item_named(name).await? else {
                 return Ok(Planned {
                     answer: Err(StoreError::UnknownToken(name.to_owned())),
@@ -1340,11 +1309,11 @@ impl Store for DynamoStore {
                 subject,
                 chain: 0,
             })
-        }))?
+        }))
     }
 
-    fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
-        self.run(async {
+    fn tokens(&self) -> StoreFuture<'_, Vec<TokenInfo>> {
+        Box::pin(async move {
             let mut tokens = self
                 .scan_all(&self.tokens)
                 .await?
@@ -1353,15 +1322,15 @@ impl Store for DynamoStore {
                 .collect::<Result<Vec<_>, _>>()?;
             tokens.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(tokens)
-        })?
+        })
     }
 
-    fn token_by_hash(&self, token_hash: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
-        self.run(async {
+    fn token_by_hash<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, Option<TokenInfo>> {
+        Box::pin(async move {
             self.get(&self.tokens, "token_hash", b(token_hash))
                 .await?
                 .map(|item| token_from(&item))
                 .transpose()
-        })?
+        })
     }
 }

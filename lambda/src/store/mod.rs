@@ -6,7 +6,6 @@ pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use firmware::record::{HwId, KeyOrigin};
 
@@ -138,22 +137,29 @@ pub struct Activation {
     pub record_hash: [u8; 32],
 }
 
-/// A store operation for async callers.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
+/// A store operation's answer: a future that borrows the store and the
+/// arguments it was given.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// A device registry. Every change is audited in the same atomic step as
+/// A device registry, async end to end: no operation holds a thread while it
+/// waits for the database (SQLite answers through its writer's queue and
+/// reads on the runtime's blocking pool; DynamoDB calls the SDK on the
+/// caller's runtime). Every change is audited in the same atomic step as
 /// the change itself: the entry names `actor` and the outcome (`ok`, or the
 /// refusal's [`StoreError::code`]); a refusal changes nothing but the log.
+///
+/// Synchronous callers (command-line tools, tests) wait with
+/// [`crate::block_on`].
 pub trait Store: Send + Sync {
     /// The serial of `hw_id`: the existing one, or the next of the global
     /// sequence (status `factory_only`). Atomic: concurrent calls for the same
     /// `hw_id` get the same serial, and no serial is skipped or reused.
-    fn provision(
-        &self,
+    fn provision<'a>(
+        &'a self,
         hw_id: HwId,
-        product: Option<&str>,
-        actor: &str,
-    ) -> Result<Provisioned, StoreError> {
+        product: Option<&'a str>,
+        actor: &'a str,
+    ) -> StoreFuture<'a, Provisioned> {
         self.provision_under(hw_id, product, None, actor)
     }
 
@@ -161,127 +167,110 @@ pub trait Store: Send + Sync {
     /// the order admits it ([`Order::admits`]), counted against its
     /// quantity in the same atomic step; a known hardware ID gets its serial
     /// back and is not counted again. The device takes the order's product.
-    fn provision_under(
-        &self,
+    fn provision_under<'a>(
+        &'a self,
         hw_id: HwId,
-        product: Option<&str>,
-        order: Option<&str>,
-        actor: &str,
-    ) -> Result<Provisioned, StoreError>;
+        product: Option<&'a str>,
+        order: Option<&'a str>,
+        actor: &'a str,
+    ) -> StoreFuture<'a, Provisioned>;
 
     /// Open a production order (unique name). Audited.
-    fn open_order(&self, order: &Order, actor: &str) -> Result<Order, StoreError>;
+    fn open_order<'a>(&'a self, order: &'a Order, actor: &'a str) -> StoreFuture<'a, Order>;
 
     /// Every order, by name.
-    fn orders(&self) -> Result<Vec<Order>, StoreError>;
-
-    /// [`Store::provision`] for async callers (the API's hot path). The
-    /// default runs it on the runtime's blocking pool; a store that can wait
-    /// for its answer without a thread overrides it.
-    fn provision_async(
-        self: Arc<Self>,
-        hw_id: HwId,
-        product: Option<String>,
-        order: Option<String>,
-        actor: String,
-    ) -> BoxFuture<Provisioned>
-    where
-        Self: 'static,
-    {
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                self.provision_under(hw_id, product.as_deref(), order.as_deref(), &actor)
-            })
-            .await
-            .map_err(|_| StoreError::Database("worker failed".into()))?
-        })
-    }
+    fn orders(&self) -> StoreFuture<'_, Vec<Order>>;
 
     /// Mark a `factory_only` device `active` with its verified record's data.
     /// Idempotent for the same record; refused for a revoked device, another
     /// chip, or a different record once active.
-    fn activate(
-        &self,
+    fn activate<'a>(
+        &'a self,
         serial: Serial,
-        activation: &Activation,
-        actor: &str,
-    ) -> Result<Device, StoreError>;
+        activation: &'a Activation,
+        actor: &'a str,
+    ) -> StoreFuture<'a, Device>;
 
     /// Revoke a device (idempotent). A revoked hardware ID gets no serial
     /// again. The reason goes into the audit log.
-    fn revoke(&self, serial: Serial, reason: &str, actor: &str) -> Result<Device, StoreError>;
+    fn revoke<'a>(
+        &'a self,
+        serial: Serial,
+        reason: &'a str,
+        actor: &'a str,
+    ) -> StoreFuture<'a, Device>;
 
     /// Store a new challenge.
-    fn create_challenge(&self, challenge: &Challenge) -> Result<(), StoreError>;
+    fn create_challenge<'a>(&'a self, challenge: &'a Challenge) -> StoreFuture<'a, ()>;
 
     /// Use a challenge: atomically marks it used, so of concurrent attempts
     /// exactly one gets it. An expired challenge is used up and refused.
-    fn consume_challenge(
-        &self,
-        id: &str,
+    fn consume_challenge<'a>(
+        &'a self,
+        id: &'a str,
         now: i64,
-    ) -> Result<Result<Challenge, ChallengeRefusal>, StoreError>;
+    ) -> StoreFuture<'a, Result<Challenge, ChallengeRefusal>>;
 
     /// Append an entry to the service chain (chain 0) of the audit log;
     /// returns its sequence number.
-    fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError>;
+    fn audit<'a>(&'a self, entry: &'a AuditEntry) -> StoreFuture<'a, u64>;
 
     /// Append an entry about the device `hw_id` (its own traffic, such as an
     /// authentication) to the chain that device's entries go to; returns its
     /// sequence number in that chain. A single-chain store appends to chain 0.
-    fn audit_device(&self, hw_id: HwId, entry: &AuditEntry) -> Result<u64, StoreError> {
+    fn audit_device<'a>(&'a self, hw_id: HwId, entry: &'a AuditEntry) -> StoreFuture<'a, u64> {
         let _ = hw_id;
         self.audit(entry)
     }
 
     /// The whole audit log: every chain, each in order.
-    fn audit_log(&self) -> Result<Vec<ChainedEntry>, StoreError>;
+    fn audit_log(&self) -> StoreFuture<'_, Vec<ChainedEntry>>;
 
     /// The head of every chain that has entries, by chain number (empty for
     /// an empty log).
-    fn audit_heads(&self) -> Result<Vec<ChainHead>, StoreError>;
+    fn audit_heads(&self) -> StoreFuture<'_, Vec<ChainHead>>;
 
     /// The device with this serial, if any.
-    fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError>;
+    fn device_by_serial(&self, serial: Serial) -> StoreFuture<'_, Option<Device>>;
 
     /// The device with this hardware ID, if any.
-    fn device_by_hw_id(&self, hw_id: HwId) -> Result<Option<Device>, StoreError>;
+    fn device_by_hw_id(&self, hw_id: HwId) -> StoreFuture<'_, Option<Device>>;
 
     /// Register an API token by the SHA-256 of its text (the text itself is
     /// never stored), refused from `expires_at` (Unix seconds) on, if given.
     /// Names are unique. Audited as done by `actor`.
-    fn add_token(
-        &self,
-        name: &str,
+    fn add_token<'a>(
+        &'a self,
+        name: &'a str,
         role: Role,
-        token_hash: &[u8; 32],
+        token_hash: &'a [u8; 32],
         expires_at: Option<i64>,
-        actor: &str,
-    ) -> Result<TokenInfo, StoreError> {
+        actor: &'a str,
+    ) -> StoreFuture<'a, TokenInfo> {
         self.add_token_for(name, role, token_hash, expires_at, None, actor)
     }
 
     /// [`Store::add_token`], the token bound to the production order named
     /// `order` (which must exist).
-    fn add_token_for(
-        &self,
-        name: &str,
+    fn add_token_for<'a>(
+        &'a self,
+        name: &'a str,
         role: Role,
-        token_hash: &[u8; 32],
+        token_hash: &'a [u8; 32],
         expires_at: Option<i64>,
-        order: Option<&str>,
-        actor: &str,
-    ) -> Result<TokenInfo, StoreError>;
+        order: Option<&'a str>,
+        actor: &'a str,
+    ) -> StoreFuture<'a, TokenInfo>;
 
     /// Revoke the token named `name` (idempotent): every later request with
     /// it is refused. Audited as done by `actor`.
-    fn revoke_token(&self, name: &str, actor: &str) -> Result<TokenInfo, StoreError>;
+    fn revoke_token<'a>(&'a self, name: &'a str, actor: &'a str) -> StoreFuture<'a, TokenInfo>;
 
     /// Every token, by name (revoked and expired ones too).
-    fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
+    fn tokens(&self) -> StoreFuture<'_, Vec<TokenInfo>>;
 
     /// The token whose text hashes to `token_hash`, if any, as stored now
     /// (read through to the store: a revocation counts from the next
     /// request on).
-    fn token_by_hash(&self, token_hash: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError>;
+    fn token_by_hash<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, Option<TokenInfo>>;
 }

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use firmware::record::{HwId, KeyOrigin};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Activation, BoxFuture, Challenge, ChallengeRefusal, Provisioned, Store, StoreError};
+use super::{Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError, StoreFuture};
 use crate::audit::{entry_hash, AuditEntry, ChainHead, ChainedEntry};
 use crate::model::{Device, DeviceStatus, Order, Role, Serial, TokenInfo};
 
@@ -92,7 +92,7 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Option<Sender<Box<dyn Job>>>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
 }
 
 impl Drop for SqliteStore {
@@ -497,7 +497,7 @@ impl SqliteStore {
             path: path.to_owned(),
             writer: Mutex::new(Some(send)),
             writer_thread: Some(writer_thread),
-            readers: Mutex::new(Vec::new()),
+            readers: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -521,27 +521,9 @@ impl SqliteStore {
             .map_err(|_| StoreError::Database("writer thread stopped".into()))
     }
 
-    /// Run a change on the writer thread and wait for its durable answer.
-    fn write<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection, &mut Head) -> Outcome<T> + Send + 'static,
-    {
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.submit(
-            work,
-            Box::new(move |a| {
-                // The caller may have gone; nothing to do then.
-                let _ = reply.send(a);
-            }),
-        )?;
-        answer
-            .recv()
-            .map_err(|_| StoreError::Database("writer thread stopped".into()))?
-    }
-
-    /// Like [`Self::write`], for a task: it waits without holding a thread.
-    fn write_async<T, F>(&self, work: F) -> BoxFuture<T>
+    /// Run a change on the writer thread; the future waits for its durable
+    /// answer without holding a thread.
+    fn write<T, F>(&self, work: F) -> StoreFuture<'static, T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Head) -> Outcome<T> + Send + 'static,
@@ -561,22 +543,33 @@ impl SqliteStore {
         })
     }
 
-    /// Run a query on a pooled read connection.
-    fn read<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => open_connection(&self.path)?,
+    /// Run a query on a pooled read connection, on the runtime's blocking
+    /// pool (inline when polled outside a Tokio runtime).
+    fn read<T, F>(&self, f: F) -> StoreFuture<'static, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (path, readers) = (self.path.clone(), Arc::clone(&self.readers));
+        let query = move || {
+            let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&path)?,
+            };
+            let result = f(&conn);
+            readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            result
         };
-        let result = f(&conn);
-        self.readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(conn);
-        result
+        Box::pin(async move {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => rt
+                    .spawn_blocking(query)
+                    .await
+                    .map_err(|_| StoreError::Database("read task failed".into()))?,
+                Err(_) => query(),
+            }
+        })
     }
 
     fn find(conn: &Connection, hw_id: HwId) -> Result<Option<Device>, StoreError> {
@@ -745,13 +738,13 @@ fn revoke_in(conn: &Connection, serial: Serial) -> Outcome<Device> {
 }
 
 impl Store for SqliteStore {
-    fn provision_under(
-        &self,
+    fn provision_under<'a>(
+        &'a self,
         hw_id: HwId,
-        product: Option<&str>,
-        order: Option<&str>,
-        actor: &str,
-    ) -> Result<Provisioned, StoreError> {
+        product: Option<&'a str>,
+        order: Option<&'a str>,
+        actor: &'a str,
+    ) -> StoreFuture<'a, Provisioned> {
         self.write(provision_change(
             hw_id,
             product.map(str::to_owned),
@@ -760,7 +753,7 @@ impl Store for SqliteStore {
         ))
     }
 
-    fn open_order(&self, order: &Order, actor: &str) -> Result<Order, StoreError> {
+    fn open_order<'a>(&'a self, order: &'a Order, actor: &'a str) -> StoreFuture<'a, Order> {
         let (order, actor) = (order.clone(), actor.to_owned());
         self.write(move |conn, head| {
             let answer = if order_named(conn, &order.name)?.is_some() {
@@ -793,8 +786,8 @@ impl Store for SqliteStore {
         })
     }
 
-    fn orders(&self) -> Result<Vec<Order>, StoreError> {
-        self.read(|conn| {
+    fn orders(&self) -> StoreFuture<'_, Vec<Order>> {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare(
                     "SELECT name, product, quantity, used, not_before, not_after, allow, created_at \
@@ -806,17 +799,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn provision_async(
-        self: Arc<Self>,
-        hw_id: HwId,
-        product: Option<String>,
-        order: Option<String>,
-        actor: String,
-    ) -> BoxFuture<Provisioned> {
-        self.write_async(provision_change(hw_id, product, order, actor))
-    }
-
-    fn activate(&self, serial: Serial, a: &Activation, actor: &str) -> Result<Device, StoreError> {
+    fn activate<'a>(
+        &'a self,
+        serial: Serial,
+        a: &'a Activation,
+        actor: &'a str,
+    ) -> StoreFuture<'a, Device> {
         let a = a.clone();
         let actor = actor.to_owned();
         self.write(move |conn, head| {
@@ -826,7 +814,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn revoke(&self, serial: Serial, reason: &str, actor: &str) -> Result<Device, StoreError> {
+    fn revoke<'a>(
+        &'a self,
+        serial: Serial,
+        reason: &'a str,
+        actor: &'a str,
+    ) -> StoreFuture<'a, Device> {
         let actor = actor.to_owned();
         let subject = format!("serial:{serial} reason:{reason}");
         self.write(move |conn, head| {
@@ -835,7 +828,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn create_challenge(&self, c: &Challenge) -> Result<(), StoreError> {
+    fn create_challenge<'a>(&'a self, c: &'a Challenge) -> StoreFuture<'a, ()> {
         let c = c.clone();
         self.write(move |conn, _| {
             // Challenges live a minute; forget those long past.
@@ -853,11 +846,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn consume_challenge(
-        &self,
-        id: &str,
+    fn consume_challenge<'a>(
+        &'a self,
+        id: &'a str,
         now: i64,
-    ) -> Result<Result<Challenge, ChallengeRefusal>, StoreError> {
+    ) -> StoreFuture<'a, Result<Challenge, ChallengeRefusal>> {
         let id = id.to_owned();
         self.write(move |conn, _| {
             let row: Option<(u32, Vec<u8>, i64, i64)> = conn
@@ -893,13 +886,13 @@ impl Store for SqliteStore {
         })
     }
 
-    fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
+    fn audit<'a>(&'a self, entry: &'a AuditEntry) -> StoreFuture<'a, u64> {
         let entry = entry.clone();
         self.write(move |conn, head| Ok(Ok(append_audit(conn, head, &entry)?)))
     }
 
-    fn audit_log(&self) -> Result<Vec<ChainedEntry>, StoreError> {
-        self.read(|conn| {
+    fn audit_log(&self) -> StoreFuture<'_, Vec<ChainedEntry>> {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare("SELECT seq, time, actor, action, subject, outcome, prev_hash, hash FROM audit ORDER BY rowid")
                 .map_err(db)?;
@@ -936,8 +929,8 @@ impl Store for SqliteStore {
         })
     }
 
-    fn audit_heads(&self) -> Result<Vec<ChainHead>, StoreError> {
-        self.read(|conn| {
+    fn audit_heads(&self) -> StoreFuture<'_, Vec<ChainHead>> {
+        self.read(move |conn| {
             let h = read_head(conn)?;
             Ok(if h.seq == 0 {
                 vec![]
@@ -951,23 +944,23 @@ impl Store for SqliteStore {
         })
     }
 
-    fn device_by_serial(&self, serial: Serial) -> Result<Option<Device>, StoreError> {
-        self.read(|conn| Self::find_serial(conn, serial))
+    fn device_by_serial(&self, serial: Serial) -> StoreFuture<'_, Option<Device>> {
+        self.read(move |conn| Self::find_serial(conn, serial))
     }
 
-    fn device_by_hw_id(&self, hw_id: HwId) -> Result<Option<Device>, StoreError> {
-        self.read(|conn| Self::find(conn, hw_id))
+    fn device_by_hw_id(&self, hw_id: HwId) -> StoreFuture<'_, Option<Device>> {
+        self.read(move |conn| Self::find(conn, hw_id))
     }
 
-    fn add_token_for(
-        &self,
-        name: &str,
+    fn add_token_for<'a>(
+        &'a self,
+        name: &'a str,
         role: Role,
-        token_hash: &[u8; 32],
+        token_hash: &'a [u8; 32],
         expires_at: Option<i64>,
-        order: Option<&str>,
-        actor: &str,
-    ) -> Result<TokenInfo, StoreError> {
+        order: Option<&'a str>,
+        actor: &'a str,
+    ) -> StoreFuture<'a, TokenInfo> {
         let (name, actor) = (name.to_owned(), actor.to_owned());
         let order = order.map(str::to_owned);
         let token_hash = *token_hash;
@@ -1015,7 +1008,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn revoke_token(&self, name: &str, actor: &str) -> Result<TokenInfo, StoreError> {
+    fn revoke_token<'a>(&'a self, name: &'a str, actor: &'a str) -> StoreFuture<'a, TokenInfo> {
         let (name, actor) = (name.to_owned(), actor.to_owned());
         self.write(move |conn, head| {
             let answer = match token_named(conn, &name)? {
@@ -1040,8 +1033,8 @@ impl Store for SqliteStore {
         })
     }
 
-    fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
-        self.read(|conn| {
+    fn tokens(&self) -> StoreFuture<'_, Vec<TokenInfo>> {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY name"))
                 .map_err(db)?;
@@ -1050,8 +1043,9 @@ impl Store for SqliteStore {
         })
     }
 
-    fn token_by_hash(&self, token_hash: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
-        self.read(|conn| {
+    fn token_by_hash<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, Option<TokenInfo>> {
+        let token_hash = *token_hash;
+        self.read(move |conn| {
             conn.prepare_cached(&format!(
                 "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?1"
             ))
