@@ -97,10 +97,10 @@ fn server_load(dir: &std::path::Path) {
     let port = common::free_port();
     let mut server = provisiond()
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--store"])
+        .arg(format!("sqlite:{}", db.display()))
         // One device authenticating thousands of times a second is the
         // point here, not something to throttle.
         .args(["--auth-rate-per-source", "0", "--auth-rate-per-serial", "0"])
-        .arg(format!("sqlite:{}", db.display()))
         .arg("--authority")
         .arg(format!("{DATA}records/authority.pub.pem"))
         .stderr(Stdio::null())
