@@ -59,6 +59,22 @@ pub struct Device {
     pub key_origin: Option<KeyOrigin>,
 }
 
+impl Device {
+    /// A device just given its serial at `now`: `factory_only`, no key yet.
+    pub fn allocated(hw_id: HwId, serial: Serial, product: Option<&str>, now: i64) -> Self {
+        Self {
+            hw_id,
+            serial,
+            product: product.map(str::to_owned),
+            status: DeviceStatus::FactoryOnly,
+            created_at: now,
+            updated_at: now,
+            device_pubkey: None,
+            key_origin: None,
+        }
+    }
+}
+
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

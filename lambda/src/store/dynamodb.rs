@@ -643,17 +643,7 @@ impl DynamoStore {
                 chain,
             });
         };
-        let t = now();
-        let device = Device {
-            hw_id,
-            serial,
-            product: product.map(str::to_owned),
-            status: DeviceStatus::FactoryOnly,
-            created_at: t,
-            updated_at: t,
-            device_pubkey: None,
-            key_origin: None,
-        };
+        let device = Device::allocated(hw_id, serial, product, now());
         let sequence = HashMap::from([
             ("name".to_owned(), s("serial_sequence")),
             ("next".to_owned(), n(next + 1)),

@@ -647,16 +647,7 @@ fn provision_in(
     .execute(params![serial, hw_id.to_string(), product, DeviceStatus::FactoryOnly.as_str(), t])
     .map_err(db)?;
     Ok(Ok(Provisioned {
-        device: Device {
-            hw_id,
-            serial,
-            product: product.map(str::to_owned),
-            status: DeviceStatus::FactoryOnly,
-            created_at: t,
-            updated_at: t,
-            device_pubkey: None,
-            key_origin: None,
-        },
+        device: Device::allocated(hw_id, serial, product, t),
         created: true,
     }))
 }
