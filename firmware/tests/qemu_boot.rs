@@ -10,7 +10,8 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// The verifiers as compiled for Cortex-M4 (thumbv7em, the nRF52 series),
 /// run on QEMU's Cortex-M4 board: every Wycheproof P-256/SHA-256 vector (raw
-/// and DER) and the record known answer through the public API.
+/// and DER), Ed25519 vector (RFC 8032's among them) and P-384/SHA-384 vector,
+/// and the record known answer through the public API.
 #[test]
 fn verifier_self_test_on_emulated_cortex_m4() {
     let out = Command::new(format!("{ROOT}/firmware/qemu/selftest.sh"))
@@ -32,8 +33,21 @@ fn verifier_self_test_on_emulated_cortex_m4() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(vectors > 700, "{line}");
+    assert!(vectors > 1300, "{line}");
     assert!(line.ends_with("failed=0"), "{line}");
+    for (kind, at_least) in [("ED25519", 150), ("P384", 500)] {
+        let line = console
+            .lines()
+            .find(|l| l.starts_with(kind))
+            .unwrap_or_else(|| panic!("no {kind} line:\n{console}"));
+        let n: u32 = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("vectors="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(n >= at_least && line.ends_with("failed=0"), "{line}");
+    }
 
     // The device signer's answer, made on the Cortex-M4, verifies with OpenSSL
     // and is the host's (RFC 6979 is deterministic).

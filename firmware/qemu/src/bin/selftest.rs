@@ -2,7 +2,9 @@
 //! `p256-cm4` backend on Cortex-M4): every Wycheproof ECDSA P-256/SHA-256
 //! vector, raw `r ‖ s` and DER, through the firmware crate's public API, plus
 //! the provisioning-record known answer, and one answer of the device signer
-//! (`AUTHSIG`, checked on the host with OpenSSL). Run on QEMU's `mps2-an386`
+//! (`AUTHSIG`, checked on the host with OpenSSL). Built with the features
+//! `ed25519` and `p384`, also every Wycheproof Ed25519 vector (RFC 8032's
+//! among them) and every ECDSA P-384/SHA-384 DER vector. Run on QEMU's `mps2-an386`
 //! (Cortex-M4) by `firmware/qemu/selftest.sh`; prints
 //! `SELFTEST backend=… vectors=N failed=F` and exits 0 only if F is 0.
 #![no_std]
@@ -17,6 +19,40 @@ use sha2::{Digest, Sha256};
 include!(concat!(env!("OUT_DIR"), "/keys.rs"));
 
 static VECTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vectors.bin"));
+#[cfg(feature = "ed25519")]
+static VECTORS_ED25519: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vectors-ed25519.bin"));
+#[cfg(feature = "p384")]
+static VECTORS_P384: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vectors-p384.bin"));
+
+/// Run one list of `build.rs`'s `more_vectors` through `accepts(key,
+/// message, signature)`; returns (vectors, failed).
+#[cfg(any(feature = "ed25519", feature = "p384"))]
+fn run_list(
+    name: &str,
+    mut data: &[u8],
+    accepts: impl Fn(&[u8], &[u8], &[u8]) -> bool,
+) -> (u32, u32) {
+    let (mut vectors, mut failed) = (0u32, 0u32);
+    loop {
+        let key_len = u16_at(&mut data);
+        if key_len == 0xffff {
+            break;
+        }
+        let key = take(&mut data, key_len);
+        for _ in 0..u16_at(&mut data) {
+            let valid = take(&mut data, 1)[0] == 1;
+            let (msg_len, sig_len) = (u16_at(&mut data), u16_at(&mut data));
+            let msg = take(&mut data, msg_len);
+            let sig = take(&mut data, sig_len);
+            vectors += 1;
+            if accepts(key, msg, sig) != valid {
+                failed += 1;
+                hprintln!("FAIL {} vector {} expected {}", name, vectors, valid);
+            }
+        }
+    }
+    (vectors, failed)
+}
 /// The known-answer record (tests/data/records/qemu-microbit.bin): serial 1,
 /// hw_id 1234567800000003, signed by tests/data/records/authority.pem.
 static RECORD: &[u8] = include_bytes!("../../../../tests/data/records/qemu-microbit.bin");
@@ -63,6 +99,28 @@ fn main() -> ! {
                 hprintln!("FAIL vector {} kind {} expected {}", vectors, kind, valid);
             }
         }
+    }
+
+    #[cfg(feature = "ed25519")]
+    {
+        use firmware::keys::ed25519::Ed25519PublicKey;
+        let (n, f) = run_list("ed25519", VECTORS_ED25519, |key, msg, sig| {
+            Ed25519PublicKey::from_bytes(key).is_ok_and(|k| k.verify(msg, sig).is_ok())
+        });
+        hprintln!("ED25519 vectors={} failed={}", n, f);
+        vectors += n;
+        failed += f;
+    }
+    #[cfg(feature = "p384")]
+    {
+        use firmware::keys::p384::P384PublicKey;
+        let (n, f) = run_list("p384", VECTORS_P384, |key, msg, sig| {
+            let digest: [u8; 48] = sha2::Sha384::digest(msg).into();
+            P384PublicKey::from_sec1(key).is_ok_and(|k| k.verify_digest_der(&digest, sig).is_ok())
+        });
+        hprintln!("P384 vectors={} failed={}", n, f);
+        vectors += n;
+        failed += f;
     }
 
     // The record known answer: valid for its chip, refused for another chip

@@ -2,7 +2,8 @@
 //! with feature `record` it verifies the provisioning partition, with `image`
 //! the image slot, against the authority keys compiled in; with neither it
 //! only reads the flash it would check, the baseline. With `sign` it also
-//! answers a challenge with the device signer (`firmware::auth::sign_auth`). Nothing is printed, so
+//! answers a challenge with the device signer (`firmware::auth::sign_auth`);
+//! with `ed25519` or `p384` it runs one verification of that kind. Nothing is printed, so
 //! the size difference to the baseline is the verifiers' code and tables and
 //! nothing of a console's formatting.
 #![no_std]
@@ -53,6 +54,22 @@ fn main() -> ! {
             let ok = firmware::image::Image::parse(slot).and_then(|i| i.verify(&keys, None));
             verdict += u32::from(ok.is_ok());
         }
+    }
+    // One Ed25519 verification (feature `ed25519`) of a message in flash,
+    // with a key and signature read from flash.
+    #[cfg(feature = "ed25519")]
+    {
+        let key = firmware::keys::ed25519::Ed25519PublicKey::from_bytes(&flash[64..96]);
+        let ok = key.and_then(|k| k.verify(&flash[128..1024], &flash[1024..1088]));
+        verdict += u32::from(ok.is_ok());
+    }
+    // One ECDSA P-384 verification (feature `p384`) of a SHA-384 digest.
+    #[cfg(feature = "p384")]
+    {
+        let digest: [u8; 48] = black_box([0x33; 48]);
+        let key = firmware::keys::p384::P384PublicKey::from_sec1(&flash[256..353]);
+        let ok = key.and_then(|k| k.verify_digest_der(&digest, &flash[512..616]));
+        verdict += u32::from(ok.is_ok());
     }
     // The device signer alone (feature `sign`): an answer to a challenge.
     #[cfg(feature = "sign")]
