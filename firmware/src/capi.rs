@@ -219,7 +219,9 @@ pub unsafe extern "C" fn prov_image_verify(
         Ok(v) => {
             if !out.is_null() {
                 let info = ProvImageInfo {
-                    digest: v.digest,
+                    // P-256 keys sign SHA-256 images only, and a key is
+                    // required here: a verified image has a SHA-256 digest.
+                    digest: v.digest.sha256().unwrap_or([0; 32]),
                     security_counter: v.security_counter.unwrap_or(0),
                     version_build: v.version.build,
                     version_revision: v.version.revision,

@@ -16,6 +16,9 @@ pub enum ImageError {
         /// Actual length.
         len: usize,
     },
+    /// The image is hashed with an algorithm this build leaves out.
+    #[error("the image is hashed with TLV type {0:#x}, which this build does not verify")]
+    UnsupportedHash(u16),
     /// The header does not start with MCUboot's magic.
     #[error("invalid image magic {found:#010x}; is this an MCUboot image?")]
     BadMagic {
@@ -146,6 +149,7 @@ impl ImageError {
             Self::DuplicateTlv { .. } => "duplicate-tlv",
             Self::BadTlvLength { .. } => "bad-tlv-length",
             Self::MissingHash => "missing-hash",
+            Self::UnsupportedHash(_) => "unsupported-hash",
             Self::HashMismatch => "hash-mismatch",
             Self::Unsigned => "unsigned",
             Self::KeyMismatch => "key-mismatch",

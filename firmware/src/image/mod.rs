@@ -20,6 +20,7 @@
 
 mod error;
 mod header;
+pub mod keys;
 mod parse;
 mod trailer;
 mod verify;
@@ -27,6 +28,7 @@ mod version;
 
 pub use error::ImageError;
 pub use header::{flags, ImageHeader, IMAGE_HEADER_SIZE, IMAGE_MAGIC};
+pub use keys::{AnyImageKey, HashAlg, ImageHash, ImageKey};
 pub use parse::{tlv_header, tlv_info, Image, Tlv, TlvIter, TLV_HEADER_SIZE};
 pub use trailer::{
     magic_max_align, Tail, TrailerLayout, BOOT_MAGIC, BOOT_MAGIC_SIZE, DEFAULT_MAX_ALIGN,
@@ -143,13 +145,27 @@ pub mod tlv {
         name(kind).is_some()
     }
 
-    /// MCUboot's allow-list for the unprotected area when signing with ECDSA
-    /// P-256 and KEYHASH/PUBKEY: key, hash, signature, and encrypted-key TLVs.
-    /// Anything else must sit in the protected area, where the hash covers it.
+    /// MCUboot's allow-list for the unprotected area: key, hash, signature
+    /// (and the pure marker) and encrypted-key TLVs. Anything else must sit
+    /// in the protected area, where the hash covers it.
     pub fn allowed_unprotected(kind: u16) -> bool {
         matches!(
             kind,
-            KEYHASH | PUBKEY | SHA256 | ECDSASIG | ENCRSA2048 | ENCKW | ENCEC256 | ENCX25519
+            KEYHASH
+                | PUBKEY
+                | SHA256
+                | SHA384
+                | SHA512
+                | ECDSASIG
+                | RSA2048
+                | RSA3072
+                | ED25519
+                | SIG_PURE
+                | ENCRSA2048
+                | ENCKW
+                | ENCEC256
+                | ENCX25519
+                | ENCX25519_SHA512
         )
     }
 }

@@ -1,16 +1,15 @@
 //! Cryptographic verification of a parsed image, in the order and with the
 //! rules MCUboot's `bootutil_img_validate` applies.
 
-use sha2::{Digest, Sha256};
-
+use super::keys::{HashAlg, ImageHash, ImageKey, Signed};
 use super::{tlv, Image, ImageError, ImageVersion};
-use crate::keys::P256PublicKey;
 
 /// A verified image's facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
-    /// SHA-256 over header, payload and protected TLVs.
-    pub digest: [u8; 32],
+    /// The image hash (its hash TLV's algorithm) over header, payload and
+    /// protected TLVs.
+    pub digest: ImageHash,
     /// Index into the given keys of the key whose signature verified, or
     /// `None` when no keys were given (hash-only check).
     pub signed_by: Option<usize>,
@@ -27,19 +26,83 @@ fn once(seen: &mut bool, kind: u16, offset: usize) -> Result<(), ImageError> {
     Ok(())
 }
 
+/// Hash, key and signature TLVs: MCUboot reads them from the unprotected
+/// area only.
+fn signature_related(kind: u16) -> bool {
+    matches!(
+        kind,
+        tlv::SHA256
+            | tlv::SHA384
+            | tlv::SHA512
+            | tlv::KEYHASH
+            | tlv::PUBKEY
+            | tlv::ECDSASIG
+            | tlv::RSA2048
+            | tlv::RSA3072
+            | tlv::ED25519
+            | tlv::SIG_PURE
+    )
+}
+
 impl Image<'_> {
     /// Verify the image hash and, when `keys` is not empty, that one of them
     /// signed it; enforce `min_security_counter` when given.
     ///
-    /// Unprotected TLVs outside MCUboot's allow-list are refused, as are
-    /// hash, key and signature TLVs inside the protected area.
-    pub fn verify(
+    /// The image's hash TLV (SHA-256, SHA-384 or SHA-512; exactly one) says
+    /// how it is hashed; `SIG_PURE` says that signatures cover the hashed
+    /// region itself. Each key only checks the signatures its type makes
+    /// over that hash ([`ImageKey`]). Unprotected TLVs outside MCUboot's
+    /// allow-list are refused, as are hash, key and signature TLVs inside
+    /// the protected area.
+    pub fn verify<K: ImageKey>(
         &self,
-        keys: &[P256PublicKey],
+        keys: &[K],
         min_security_counter: Option<u32>,
     ) -> Result<Verified, ImageError> {
-        let digest: [u8; 32] = Sha256::digest(self.hashed_region()).into();
-        let mut hash_seen = false;
+        // First pass: the hash algorithm and whether the image is pure.
+        let mut alg = None;
+        let mut pure = false;
+        for t in self.tlvs() {
+            if t.protected {
+                if signature_related(t.kind) {
+                    return Err(ImageError::MisplacedTlv {
+                        kind: t.kind,
+                        offset: t.offset,
+                    });
+                }
+                continue;
+            }
+            if let Some(a) = HashAlg::from_tlv(t.kind) {
+                if alg.replace(a).is_some() {
+                    return Err(ImageError::DuplicateTlv {
+                        kind: t.kind,
+                        offset: t.offset,
+                    });
+                }
+            }
+            if t.kind == tlv::SIG_PURE {
+                if pure {
+                    return Err(ImageError::DuplicateTlv {
+                        kind: t.kind,
+                        offset: t.offset,
+                    });
+                }
+                if t.value != [1] {
+                    return Err(ImageError::BadTlvLength {
+                        kind: t.kind,
+                        len: t.value.len(),
+                        expected: 1,
+                    });
+                }
+                pure = true;
+            }
+        }
+        let alg = alg.ok_or(ImageError::MissingHash)?;
+        let region = self.hashed_region();
+        let digest = alg
+            .hash(&[region])
+            .ok_or(ImageError::UnsupportedHash(alg.tlv()))?;
+
         let mut counter_seen = false;
         let mut current_key: Option<usize> = None;
         let mut signed_by = None;
@@ -48,17 +111,7 @@ impl Image<'_> {
         let mut signature_error = None;
 
         for t in self.tlvs() {
-            let is_sig_related = matches!(
-                t.kind,
-                tlv::SHA256 | tlv::KEYHASH | tlv::PUBKEY | tlv::ECDSASIG
-            );
             if t.protected {
-                if is_sig_related {
-                    return Err(ImageError::MisplacedTlv {
-                        kind: t.kind,
-                        offset: t.offset,
-                    });
-                }
                 if t.kind == tlv::SEC_CNT {
                     once(&mut counter_seen, t.kind, t.offset)?;
                     if t.value.len() != 4 {
@@ -78,43 +131,49 @@ impl Image<'_> {
                 });
             }
             match t.kind {
-                tlv::SHA256 => {
-                    once(&mut hash_seen, t.kind, t.offset)?;
-                    if t.value.len() != 32 {
+                kind if HashAlg::from_tlv(kind).is_some() => {
+                    if t.value.len() != alg.digest_len() {
                         return Err(ImageError::BadTlvLength {
                             kind: t.kind,
                             len: t.value.len(),
-                            expected: 32,
+                            expected: alg.digest_len(),
                         });
                     }
-                    if t.value != digest {
+                    if t.value != digest.as_bytes() {
                         return Err(ImageError::HashMismatch);
                     }
                 }
                 tlv::KEYHASH => {
-                    current_key = keys.iter().position(|k| k.key_id().as_slice() == t.value);
+                    current_key = keys.iter().position(|k| k.has_key_hash(alg, t.value));
                 }
                 tlv::PUBKEY => {
-                    current_key = keys.iter().position(|k| k.spki_der().as_slice() == t.value);
+                    current_key = keys.iter().position(|k| k.is_public_key(t.value));
                 }
-                tlv::ECDSASIG => {
+                tlv::ECDSASIG | tlv::ED25519 | tlv::RSA2048 | tlv::RSA3072 => {
                     signature_seen = true;
-                    if let Some(i) = current_key.take() {
-                        key_matched = true;
-                        match keys[i].verify_digest_der_padded(&digest, t.value) {
-                            Ok(()) if signed_by.is_none() => signed_by = Some(i),
-                            Ok(()) => {}
-                            Err(e) => signature_error = Some(e),
-                        }
+                    let Some(i) = current_key.take() else {
+                        continue;
+                    };
+                    let key = &keys[i];
+                    if key.signature_tlv() != t.kind || !key.signs(alg, pure) {
+                        continue;
+                    }
+                    key_matched = true;
+                    let signed = if pure {
+                        Signed::Pure(region)
+                    } else {
+                        Signed::Digest(&digest)
+                    };
+                    match key.verify_image(signed, t.value) {
+                        Ok(()) if signed_by.is_none() => signed_by = Some(i),
+                        Ok(()) => {}
+                        Err(e) => signature_error = Some(e),
                     }
                 }
                 _ => {}
             }
         }
 
-        if !hash_seen {
-            return Err(ImageError::MissingHash);
-        }
         if !keys.is_empty() && signed_by.is_none() {
             return Err(match (signature_error, key_matched, signature_seen) {
                 (Some(e), _, _) => ImageError::BadSignature(e),

@@ -1,0 +1,309 @@
+//! The keys an image may be signed with, as the verifier sees them: which
+//! image hashes they sign, how a KEYHASH or PUBKEY TLV names them, which
+//! signature TLV they check, all as imgtool writes them and MCUboot reads
+//! them:
+//!
+//! | key | image hash | KEYHASH | signature TLV | signs |
+//! |---|---|---|---|---|
+//! | ECDSA P-256 | SHA-256 | SHA-256 of the DER key | `ECDSASIG` (DER) | the digest |
+//! | ECDSA P-384 (`p384`) | SHA-384 | SHA-384 of the DER key | `ECDSASIG` (DER) | the digest |
+//! | Ed25519 (`ed25519`) | SHA-256 or SHA-512 | that hash of the DER key | `ED25519` (64 bytes) | the digest, as the message |
+//! | Ed25519, `--pure` | SHA-512 (and `SIG_PURE`) | SHA-512 of the DER key | `ED25519` | header, payload and protected TLVs |
+
+use sha2::{Digest, Sha256};
+
+use super::tlv;
+use crate::keys::{KeyError, P256PublicKey};
+
+/// The hash an image carries (its hash TLV).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlg {
+    /// `SHA256` TLV.
+    Sha256,
+    /// `SHA384` TLV.
+    Sha384,
+    /// `SHA512` TLV.
+    Sha512,
+}
+
+impl HashAlg {
+    /// The algorithm of a hash TLV type.
+    pub fn from_tlv(kind: u16) -> Option<Self> {
+        match kind {
+            tlv::SHA256 => Some(Self::Sha256),
+            tlv::SHA384 => Some(Self::Sha384),
+            tlv::SHA512 => Some(Self::Sha512),
+            _ => None,
+        }
+    }
+
+    /// Its TLV type.
+    pub fn tlv(self) -> u16 {
+        match self {
+            Self::Sha256 => tlv::SHA256,
+            Self::Sha384 => tlv::SHA384,
+            Self::Sha512 => tlv::SHA512,
+        }
+    }
+
+    /// Digest length in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            Self::Sha256 => 32,
+            Self::Sha384 => 48,
+            Self::Sha512 => 64,
+        }
+    }
+
+    /// The hash of the concatenation of `parts`; `None` for a hash this
+    /// build leaves out (SHA-384 comes with the feature `p384`, SHA-512
+    /// with `ed25519`, so a P-256-only build carries SHA-256 alone).
+    pub fn hash(self, parts: &[&[u8]]) -> Option<ImageHash> {
+        fn run<D: Digest>(parts: &[&[u8]], out: &mut [u8]) {
+            let mut d = D::new();
+            for p in parts {
+                d.update(p);
+            }
+            out.copy_from_slice(&d.finalize());
+        }
+        let mut bytes = [0u8; 64];
+        let out = &mut bytes[..self.digest_len()];
+        match self {
+            Self::Sha256 => run::<Sha256>(parts, out),
+            #[cfg(feature = "p384")]
+            Self::Sha384 => run::<sha2::Sha384>(parts, out),
+            #[cfg(feature = "ed25519")]
+            Self::Sha512 => run::<sha2::Sha512>(parts, out),
+            #[allow(unreachable_patterns)]
+            _ => return None,
+        }
+        Some(ImageHash { alg: self, bytes })
+    }
+}
+
+/// An image hash: SHA-256, SHA-384 or SHA-512 of header, payload and
+/// protected TLVs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ImageHash {
+    alg: HashAlg,
+    bytes: [u8; 64],
+}
+
+impl ImageHash {
+    /// Which hash.
+    pub fn alg(&self) -> HashAlg {
+        self.alg
+    }
+
+    /// The digest (32, 48 or 64 bytes).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.alg.digest_len()]
+    }
+
+    /// The digest, if it is a SHA-256 one.
+    pub fn sha256(&self) -> Option<[u8; 32]> {
+        match self.alg {
+            HashAlg::Sha256 => self.as_bytes().try_into().ok(),
+            _ => None,
+        }
+    }
+}
+
+impl AsRef<[u8]> for ImageHash {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl core::fmt::Debug for ImageHash {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:?}(", self.alg)?;
+        for b in self.as_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// What a signature covers.
+#[derive(Debug, Clone, Copy)]
+pub enum Signed<'a> {
+    /// The image hash (every key type but pure Ed25519).
+    Digest(&'a ImageHash),
+    /// The hashed region itself (`SIG_PURE`).
+    Pure(&'a [u8]),
+}
+
+/// A key an image may be signed by.
+pub trait ImageKey {
+    /// The TLV its signatures sit in.
+    fn signature_tlv(&self) -> u16;
+    /// Whether an image hashed with `alg` (pure or not) may carry its
+    /// signature.
+    fn signs(&self, alg: HashAlg, pure: bool) -> bool;
+    /// Whether a KEYHASH TLV value names it (the image's hash of its DER).
+    fn has_key_hash(&self, alg: HashAlg, value: &[u8]) -> bool;
+    /// Whether a PUBKEY TLV value is its DER.
+    fn is_public_key(&self, der: &[u8]) -> bool;
+    /// Check a signature TLV's value.
+    fn verify_image(&self, signed: Signed<'_>, signature: &[u8]) -> Result<(), KeyError>;
+}
+
+impl ImageKey for P256PublicKey {
+    fn signature_tlv(&self) -> u16 {
+        tlv::ECDSASIG
+    }
+
+    fn signs(&self, alg: HashAlg, pure: bool) -> bool {
+        alg == HashAlg::Sha256 && !pure
+    }
+
+    fn has_key_hash(&self, alg: HashAlg, value: &[u8]) -> bool {
+        alg == HashAlg::Sha256 && self.key_id() == value
+    }
+
+    fn is_public_key(&self, der: &[u8]) -> bool {
+        self.spki_der() == der
+    }
+
+    fn verify_image(&self, signed: Signed<'_>, signature: &[u8]) -> Result<(), KeyError> {
+        match signed {
+            Signed::Digest(hash) => {
+                let digest = hash.sha256().ok_or(KeyError::MalformedSignature)?;
+                self.verify_digest_der_padded(&digest, signature)
+            }
+            Signed::Pure(_) => Err(KeyError::MalformedSignature),
+        }
+    }
+}
+
+#[cfg(feature = "p384")]
+impl ImageKey for crate::keys::p384::P384PublicKey {
+    fn signature_tlv(&self) -> u16 {
+        tlv::ECDSASIG
+    }
+
+    fn signs(&self, alg: HashAlg, pure: bool) -> bool {
+        alg == HashAlg::Sha384 && !pure
+    }
+
+    fn has_key_hash(&self, alg: HashAlg, value: &[u8]) -> bool {
+        alg == HashAlg::Sha384 && self.key_hash() == value
+    }
+
+    fn is_public_key(&self, der: &[u8]) -> bool {
+        self.spki_der() == der
+    }
+
+    fn verify_image(&self, signed: Signed<'_>, signature: &[u8]) -> Result<(), KeyError> {
+        match signed {
+            Signed::Digest(hash) => {
+                let digest: [u8; 48] = hash
+                    .as_bytes()
+                    .try_into()
+                    .map_err(|_| KeyError::MalformedSignature)?;
+                self.verify_digest_der(&digest, signature)
+            }
+            Signed::Pure(_) => Err(KeyError::MalformedSignature),
+        }
+    }
+}
+
+#[cfg(feature = "ed25519")]
+impl ImageKey for crate::keys::ed25519::Ed25519PublicKey {
+    fn signature_tlv(&self) -> u16 {
+        tlv::ED25519
+    }
+
+    fn signs(&self, alg: HashAlg, pure: bool) -> bool {
+        match alg {
+            HashAlg::Sha256 => !pure,
+            HashAlg::Sha512 => true,
+            HashAlg::Sha384 => false,
+        }
+    }
+
+    fn has_key_hash(&self, alg: HashAlg, value: &[u8]) -> bool {
+        match alg {
+            HashAlg::Sha256 => self.key_hash_sha256() == value,
+            HashAlg::Sha512 => self.key_hash_sha512() == value,
+            HashAlg::Sha384 => false,
+        }
+    }
+
+    fn is_public_key(&self, der: &[u8]) -> bool {
+        self.spki_der() == der
+    }
+
+    fn verify_image(&self, signed: Signed<'_>, signature: &[u8]) -> Result<(), KeyError> {
+        match signed {
+            Signed::Digest(hash) => self.verify(hash.as_bytes(), signature),
+            Signed::Pure(region) => self.verify(region, signature),
+        }
+    }
+}
+
+/// A key of any type this build verifies, for key tables that mix them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AnyImageKey {
+    /// ECDSA P-256.
+    P256(P256PublicKey),
+    /// ECDSA P-384.
+    #[cfg(feature = "p384")]
+    P384(crate::keys::p384::P384PublicKey),
+    /// Ed25519.
+    #[cfg(feature = "ed25519")]
+    Ed25519(crate::keys::ed25519::Ed25519PublicKey),
+}
+
+impl AnyImageKey {
+    /// A key from its DER `SubjectPublicKeyInfo`, whichever type it is (of
+    /// those this build has).
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
+        if let Ok(k) = P256PublicKey::from_spki_der(der) {
+            return Ok(Self::P256(k));
+        }
+        #[cfg(feature = "p384")]
+        if let Ok(k) = crate::keys::p384::P384PublicKey::from_spki_der(der) {
+            return Ok(Self::P384(k));
+        }
+        #[cfg(feature = "ed25519")]
+        if let Ok(k) = crate::keys::ed25519::Ed25519PublicKey::from_spki_der(der) {
+            return Ok(Self::Ed25519(k));
+        }
+        Err(KeyError::NotSpki)
+    }
+
+    fn key(&self) -> &dyn ImageKey {
+        match self {
+            Self::P256(k) => k,
+            #[cfg(feature = "p384")]
+            Self::P384(k) => k,
+            #[cfg(feature = "ed25519")]
+            Self::Ed25519(k) => k,
+        }
+    }
+}
+
+impl ImageKey for AnyImageKey {
+    fn signature_tlv(&self) -> u16 {
+        self.key().signature_tlv()
+    }
+
+    fn signs(&self, alg: HashAlg, pure: bool) -> bool {
+        self.key().signs(alg, pure)
+    }
+
+    fn has_key_hash(&self, alg: HashAlg, value: &[u8]) -> bool {
+        self.key().has_key_hash(alg, value)
+    }
+
+    fn is_public_key(&self, der: &[u8]) -> bool {
+        self.key().is_public_key(der)
+    }
+
+    fn verify_image(&self, signed: Signed<'_>, signature: &[u8]) -> Result<(), KeyError> {
+        self.key().verify_image(signed, signature)
+    }
+}
