@@ -393,3 +393,77 @@ fn keys_from_imgtool_keygen_sign_with_keytool() {
         .arg(&out));
     ok(imgtool().arg("verify").arg("-k").arg(&key).arg(&out));
 }
+
+/// imgtool 2.5 signs with ECDSA P-384 and Ed25519 (SHA-256, SHA-512 and
+/// `--pure`); `keytool image verify` and the `imgtool verify` personality
+/// accept each image with its key (private or public PEM), name the key by
+/// its id, and refuse it with another key of the same type.
+#[test]
+fn imgtool_images_of_the_other_key_types_verify_with_keytool() {
+    let s = Scratch::new();
+    let fw = s.firmware("fw-types.bin", 3000, 0);
+    for (kind, extra, hash_len) in [
+        ("ecdsa-p384", &[][..], 96),
+        ("ed25519", &[][..], 64),
+        ("ed25519", &["--sha", "512"][..], 128),
+        ("ed25519", &["--pure"][..], 128),
+    ] {
+        let what = format!("{kind} {extra:?}");
+        let key = s.path(&format!("{kind}-{}.pem", extra.len()));
+        let other = s.path(&format!("{kind}-{}-other.pem", extra.len()));
+        for k in [&key, &other] {
+            ok(imgtool().args(["keygen", "-t", kind, "-k"]).arg(k));
+        }
+        let public = s.path(&format!("{kind}-{}.pub.pem", extra.len()));
+        ok(std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&public));
+        let out = s.path(&format!("{kind}-{}.signed.bin", extra.len()));
+        ok(imgtool()
+            .args(["sign", "-k"])
+            .arg(&key)
+            .args(SMALL_IMAGE)
+            .args(extra)
+            .arg(&fw)
+            .arg(&out));
+        for k in [&key, &public] {
+            let report = ok(keytool()
+                .args(["image", "verify", "--json", "-k"])
+                .arg(k)
+                .arg(&out));
+            let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+            assert_eq!(report["valid"], true, "{what}: {report}");
+            assert_eq!(
+                report["digest"].as_str().map(str::len),
+                Some(hash_len),
+                "{what}: {report}"
+            );
+            assert_eq!(
+                report["signed_by"]["key_id"].as_str().map(str::len),
+                Some(64),
+                "{what}"
+            );
+        }
+        // The drop-in personality: keytool run under the name imgtool.
+        let dropin = s.path("bin/imgtool");
+        if !dropin.exists() {
+            std::fs::create_dir_all(s.path("bin")).unwrap();
+            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_keytool"), &dropin).unwrap();
+        }
+        let said = ok(std::process::Command::new(&dropin)
+            .args(["verify", "-k"])
+            .arg(&public)
+            .arg(&out));
+        assert!(
+            said.contains("Image was correctly validated"),
+            "{what}: {said}"
+        );
+        let refused = run(keytool()
+            .args(["image", "verify", "-k"])
+            .arg(&other)
+            .arg(&out));
+        assert_eq!(refused.status.code(), Some(1), "{what}: another key");
+    }
+}

@@ -120,3 +120,121 @@ pub fn encode_public_hash(
         HashEncoding::Raw => hash.to_vec(),
     }
 }
+
+/// OIDs of the key algorithms an image key may be.
+const OID_EC: &str = "1.2.840.10045.2.1";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+const OID_ED25519: &str = "1.3.101.112";
+
+/// The key an image may be signed by, of any type the verifier knows (ECDSA
+/// P-256 and P-384, Ed25519), from any key reference: a `file:` reference
+/// may hold a public key or a private key (PKCS#8, as imgtool writes them);
+/// PKCS#11 and KMS keys are P-256.
+pub fn load_image_key(key: &KeyRef) -> Result<firmware::image::AnyImageKey, SignerError> {
+    use firmware::image::AnyImageKey;
+    let KeyRef::File(path) = key else {
+        return load_public_key(key).map(AnyImageKey::P256);
+    };
+    let name = key.to_string();
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+        SignerError::Io {
+            key: name.clone(),
+            path: path.to_path_buf(),
+            source,
+        }
+    })?);
+    image_key_from_pem(&name, &text)
+}
+
+/// [`load_image_key`] for PEM text; `name` names it in errors.
+pub fn image_key_from_pem(
+    name: &str,
+    text: &str,
+) -> Result<firmware::image::AnyImageKey, SignerError> {
+    use firmware::image::AnyImageKey;
+    use pkcs8::der::Decode;
+    let invalid = |reason: &str| SignerError::InvalidKey {
+        key: name.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let Ok((label, der)) = pkcs8::der::pem::decode_vec(text.trim_start().as_bytes()) else {
+        return Err(invalid("not a PEM file"));
+    };
+    let der = zeroize::Zeroizing::new(der);
+    let algorithm = |alg: &spki::AlgorithmIdentifierRef<'_>| {
+        (
+            alg.oid.to_string(),
+            alg.parameters_oid().ok().map(|c| c.to_string()),
+        )
+    };
+    match label {
+        "PUBLIC KEY" => {
+            let spki = spki::SubjectPublicKeyInfoRef::from_der(&der)
+                .map_err(|_| invalid("malformed public key"))?;
+            match algorithm(&spki.algorithm) {
+                (oid, Some(curve)) if oid == OID_EC && (curve == OID_P256 || curve == OID_P384) => {
+                }
+                (oid, _) if oid == OID_ED25519 => {}
+                (oid, curve) => {
+                    return Err(SignerError::WrongKeyType {
+                        key: name.to_owned(),
+                        found: file::algorithm_name(&oid, curve.as_deref()),
+                    })
+                }
+            }
+            AnyImageKey::from_spki_der(&der).map_err(|e| invalid(&e.to_string()))
+        }
+        "PRIVATE KEY" => {
+            let info = pkcs8::PrivateKeyInfo::from_der(&der)
+                .map_err(|_| invalid("malformed PKCS#8 private key"))?;
+            match algorithm(&info.algorithm) {
+                (oid, Some(curve)) if oid == OID_EC && curve == OID_P384 => {
+                    use p384::pkcs8::DecodePrivateKey;
+                    let sk = p384::SecretKey::from_pkcs8_der(&der)
+                        .map_err(|_| invalid("malformed P-384 private key"))?;
+                    let point = p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+                        &sk.public_key(),
+                        false,
+                    );
+                    firmware::keys::p384::P384PublicKey::from_sec1(point.as_bytes())
+                        .map(AnyImageKey::P384)
+                        .map_err(|e| invalid(&e.to_string()))
+                }
+                (oid, _) if oid == OID_ED25519 => {
+                    // The private key is an OCTET STRING holding the 32-byte seed.
+                    let seed = match info.private_key {
+                        [0x04, 0x20, seed @ ..] if seed.len() == 32 => seed,
+                        _ => return Err(invalid("malformed Ed25519 private key")),
+                    };
+                    let seed = ed25519_compact::Seed::from_slice(seed)
+                        .map_err(|_| invalid("malformed Ed25519 private key"))?;
+                    let pair = ed25519_compact::KeyPair::from_seed(seed);
+                    firmware::keys::ed25519::Ed25519PublicKey::from_bytes(&pair.pk[..])
+                        .map(AnyImageKey::Ed25519)
+                        .map_err(|e| invalid(&e.to_string()))
+                }
+                _ => public_key_from_pem(text).map(AnyImageKey::P256),
+            }
+        }
+        _ => public_key_from_pem(text).map(AnyImageKey::P256),
+    }
+}
+
+/// The DER `SubjectPublicKeyInfo` of an image key.
+pub fn image_key_der(key: &firmware::image::AnyImageKey) -> Vec<u8> {
+    use firmware::image::AnyImageKey;
+    match key {
+        AnyImageKey::P256(k) => k.spki_der().to_vec(),
+        AnyImageKey::P384(k) => k.spki_der().to_vec(),
+        AnyImageKey::Ed25519(k) => k.spki_der().to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// SHA-256 of an image key's DER `SubjectPublicKeyInfo`: the product's key
+/// id for any key type (for P-256, MCUboot's KEYHASH).
+pub fn image_key_id(key: &firmware::image::AnyImageKey) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(image_key_der(key)).into()
+}

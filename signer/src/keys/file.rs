@@ -35,7 +35,7 @@ impl fmt::Debug for FileKey {
 }
 
 /// Name an algorithm by OID for error messages.
-fn algorithm_name(oid: &str, curve: Option<&str>) -> String {
+pub(crate) fn algorithm_name(oid: &str, curve: Option<&str>) -> String {
     match (oid, curve) {
         (OID_EC_PUBLIC_KEY, Some("1.3.132.0.34")) => "ECDSA P-384".into(),
         (OID_EC_PUBLIC_KEY, Some("1.3.132.0.35")) => "ECDSA P-521".into(),

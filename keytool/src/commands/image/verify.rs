@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use firmware::image::Image;
 use firmware::image::Tail;
 use signer::image::describe;
-use signer::public_key::load_public_key;
+use signer::public_key::{image_key_id, load_image_key};
 use signer::KeyRef;
 
 use crate::commands::util::{based_u32, key_ref, print_json, read_image};
@@ -19,8 +19,10 @@ use crate::failure::{CmdResult, Failure};
 /// Exit status: 0 valid, 1 invalid, 2 usage error.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Public (or private) key the image must be signed by. Repeatable: any
-    /// one of them will do. Without a key only the hash and structure are checked.
+    /// Public (or private) key the image must be signed by: ECDSA P-256 (any
+    /// key reference), and as PEM files ECDSA P-384 and Ed25519 too.
+    /// Repeatable: any one of them will do. Without a key only the hash and
+    /// structure are checked.
     #[arg(short, long, value_parser = key_ref)]
     key: Vec<KeyRef>,
     /// Refuse images whose security counter is below this.
@@ -83,7 +85,7 @@ impl Args {
         let keys = self
             .key
             .iter()
-            .map(load_public_key)
+            .map(load_image_key)
             .collect::<Result<Vec<_>, _>>()
             .map_err(Failure::usage)?;
         let bytes = read_image(&self.image)?;
@@ -103,7 +105,7 @@ impl Args {
             digest: Some(hex::encode(verified.digest)),
             signed_by: verified.signed_by.map(|i| SignedBy {
                 key: self.key[i].to_string(),
-                key_id: hex::encode(keys[i].key_id()),
+                key_id: hex::encode(image_key_id(&keys[i])),
             }),
             tail: Some(info.tail),
         })
