@@ -1,5 +1,6 @@
 //! A serialisable description of an image, for `verify` and `dumpinfo`.
 
+use firmware::image::HashAlg;
 use firmware::image::{flags, tlv, Image, ImageError, Tail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -39,7 +40,8 @@ pub struct ImageInfo {
     pub version: String,
     /// Security counter, if present.
     pub security_counter: Option<u32>,
-    /// SHA-256 of the hashed region, computed.
+    /// The hashed region's digest, computed with the algorithm of the
+    /// image's hash TLV (SHA-256 when it has none).
     pub computed_digest: String,
     /// Protected TLVs.
     pub protected_tlvs: Vec<TlvEntry>,
@@ -79,7 +81,17 @@ pub fn describe(image: &Image<'_>) -> Result<ImageInfo, ImageError> {
             .collect(),
         version: h.version.to_string(),
         security_counter: image.security_counter(),
-        computed_digest: hex::encode(Sha256::digest(image.hashed_region())),
+        computed_digest: {
+            let alg = image
+                .tlvs()
+                .filter(|t| !t.protected)
+                .find_map(|t| HashAlg::from_tlv(t.kind))
+                .unwrap_or(HashAlg::Sha256);
+            match alg.hash(&[image.hashed_region()]) {
+                Some(digest) => hex::encode(digest),
+                None => hex::encode(Sha256::digest(image.hashed_region())),
+            }
+        },
         protected_tlvs: protected_tlvs.into_iter().map(entry).collect(),
         unprotected_tlvs: unprotected_tlvs.into_iter().map(entry).collect(),
         tlv_end: image.tlv_end(),
