@@ -374,6 +374,29 @@ fn getpub_and_getpubhash_match_imgtool() {
     let ours = run(keytool().args(["key", "getpub", "-k"]).arg(s.pubkey()));
     let theirs = run(imgtool().args(["getpub", "-k"]).arg(s.key()));
     assert_eq!(ours.stdout, theirs.stdout);
+
+    // ECDSA P-384 and Ed25519 keys from imgtool keygen: the same bytes in
+    // every encoding.
+    for kind in ["ecdsa-p384", "ed25519"] {
+        let key = s.path(&format!("getpub-{kind}.pem"));
+        ok(imgtool().args(["keygen", "-t", kind, "-k"]).arg(&key));
+        for enc in ["lang-c", "lang-rust", "pem", "raw"] {
+            let ours = run(keytool().args(["key", "getpub", "-e", enc, "-k"]).arg(&key));
+            let theirs = run(imgtool().args(["getpub", "-e", enc, "-k"]).arg(&key));
+            assert!(
+                ours.status.success() && theirs.status.success(),
+                "{kind} {enc}"
+            );
+            assert_eq!(ours.stdout, theirs.stdout, "{kind}: getpub -e {enc}");
+        }
+        for enc in ["lang-c", "raw"] {
+            let ours = run(keytool()
+                .args(["key", "getpubhash", "-e", enc, "-k"])
+                .arg(&key));
+            let theirs = run(imgtool().args(["getpubhash", "-e", enc, "-k"]).arg(&key));
+            assert_eq!(ours.stdout, theirs.stdout, "{kind}: getpubhash -e {enc}");
+        }
+    }
 }
 
 #[test]

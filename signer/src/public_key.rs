@@ -70,8 +70,13 @@ fn array_body(bytes: &[u8]) -> String {
 
 /// PEM of the SubjectPublicKeyInfo, 64-column lines, trailing newline.
 pub fn to_pem(key: &P256PublicKey) -> String {
+    der_to_pem(&key.spki_der())
+}
+
+/// PEM of a DER SubjectPublicKeyInfo, 64-column lines, trailing newline.
+pub fn der_to_pem(der: &[u8]) -> String {
     use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(key.spki_der());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut s = String::from("-----BEGIN PUBLIC KEY-----\n");
     for chunk in b64.as_bytes().chunks(64) {
         s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
@@ -81,38 +86,57 @@ pub fn to_pem(key: &P256PublicKey) -> String {
     s
 }
 
-/// `getpub` output, byte for byte as imgtool prints it for an ECDSA P-256 key.
-/// `name_suffix` is appended to the C/Rust identifiers.
-pub fn encode_public(key: &P256PublicKey, encoding: PubEncoding, name_suffix: &str) -> Vec<u8> {
-    let der = key.spki_der();
+/// The name imgtool gives a key type in `getpub`'s identifiers.
+fn shortname(key: &firmware::image::AnyImageKey) -> &'static str {
+    use firmware::image::AnyImageKey;
+    match key {
+        AnyImageKey::P384(_) => "ecdsap384",
+        AnyImageKey::Ed25519(_) => "ed25519",
+        _ => "ecdsa",
+    }
+}
+
+/// `getpub` output, byte for byte as imgtool prints it for an ECDSA (P-256,
+/// P-384) or Ed25519 key. `name_suffix` is appended to the C/Rust
+/// identifiers.
+pub fn encode_public(
+    key: &firmware::image::AnyImageKey,
+    encoding: PubEncoding,
+    name_suffix: &str,
+) -> Vec<u8> {
+    let der = image_key_der(key);
+    let name = shortname(key);
     match encoding {
         PubEncoding::LangC => format!(
-            "{AUTOGEN}\nconst unsigned char ecdsa_pub_key{name_suffix}[] = {{{}}};\nconst unsigned int ecdsa_pub_key{name_suffix}_len = {};\n",
+            "{AUTOGEN}\nconst unsigned char {name}_pub_key{name_suffix}[] = {{{}}};\nconst unsigned int {name}_pub_key{name_suffix}_len = {};\n",
             array_body(&der),
             der.len()
         )
         .into_bytes(),
         PubEncoding::LangRust => format!(
-            "{AUTOGEN}\nstatic ECDSA_PUB_KEY{}: &[u8] = &[{}];\n",
+            "{AUTOGEN}\nstatic {}_PUB_KEY{}: &[u8] = &[{}];\n",
+            name.to_uppercase(),
             name_suffix.to_uppercase(),
             array_body(&der)
         )
         .into_bytes(),
-        PubEncoding::Pem => to_pem(key).into_bytes(),
-        PubEncoding::Raw => der.to_vec(),
+        PubEncoding::Pem => der_to_pem(&der).into_bytes(),
+        PubEncoding::Raw => der,
     }
 }
 
-/// `getpubhash` output, as imgtool prints it.
+/// `getpubhash` output, as imgtool prints it: the SHA-256 of the DER key,
+/// whatever its type.
 pub fn encode_public_hash(
-    key: &P256PublicKey,
+    key: &firmware::image::AnyImageKey,
     encoding: HashEncoding,
     name_suffix: &str,
 ) -> Vec<u8> {
-    let hash = key.key_id();
+    let hash = image_key_id(key);
+    let name = shortname(key);
     match encoding {
         HashEncoding::LangC => format!(
-            "{AUTOGEN}\nconst unsigned char ecdsa_pub_key_hash{name_suffix}[] = {{{}}};\nconst unsigned int ecdsa_pub_key_hash{name_suffix}_len = {};\n",
+            "{AUTOGEN}\nconst unsigned char {name}_pub_key_hash{name_suffix}[] = {{{}}};\nconst unsigned int {name}_pub_key_hash{name_suffix}_len = {};\n",
             array_body(&hash),
             hash.len()
         )

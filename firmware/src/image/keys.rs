@@ -286,6 +286,12 @@ impl AnyImageKey {
     }
 }
 
+impl From<P256PublicKey> for AnyImageKey {
+    fn from(key: P256PublicKey) -> Self {
+        Self::P256(key)
+    }
+}
+
 impl ImageKey for AnyImageKey {
     fn signature_tlv(&self) -> u16 {
         self.key().signature_tlv()

@@ -167,7 +167,7 @@ impl Worker {
             (PubEncoding::Pem, "pub.pem")
         };
         let out = self.config.exports.join(format!("{name}.{ext}"));
-        signer::atomic::write(&out, &encode_public(&public, encoding, ""))
+        signer::atomic::write(&out, &encode_public(&public.into(), encoding, ""))
             .map_err(Failure::failed)?;
         Ok(Event::Info(format!("exported {name} to {}", out.display())))
     }

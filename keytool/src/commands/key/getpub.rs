@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use signer::public_key::{
-    encode_public, encode_public_hash, load_public_key, HashEncoding, PubEncoding,
+    encode_public, encode_public_hash, load_image_key, HashEncoding, PubEncoding,
 };
 use signer::KeyRef;
 
@@ -47,7 +47,8 @@ fn check_suffix(suffix: &str) -> Result<(), Failure> {
 /// Print the public key of KEY.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The key: file:PATH or a path (private or public PEM), pkcs11:… or awskms:…
+    /// The key: file:PATH or a path (private or public PEM: ECDSA P-256 or
+    /// P-384, Ed25519), pkcs11:… or awskms:…
     #[arg(short, long, value_parser = key_ref)]
     key: KeyRef,
     /// Output encoding (default lang-c).
@@ -88,7 +89,7 @@ impl Args {
                 "--name-suffix is only meaningful for lang-c / lang-rust encodings",
             ));
         }
-        let key = load_public_key(&self.key).map_err(Failure::usage)?;
+        let key = load_image_key(&self.key).map_err(Failure::usage)?;
         emit(
             self.output.as_deref(),
             &encode_public(&key, encoding, &self.name_suffix),
@@ -99,7 +100,8 @@ impl Args {
 /// Print the SHA-256 of KEY's DER public key (MCUboot's KEYHASH).
 #[derive(Debug, clap::Args)]
 pub(crate) struct HashArgs {
-    /// The key: file:PATH or a path (private or public PEM), pkcs11:… or awskms:…
+    /// The key: file:PATH or a path (private or public PEM: ECDSA P-256 or
+    /// P-384, Ed25519), pkcs11:… or awskms:…
     #[arg(short, long, value_parser = key_ref)]
     key: KeyRef,
     /// Output encoding.
@@ -125,7 +127,7 @@ impl HashArgs {
                 "--name-suffix is only meaningful for the lang-c encoding",
             ));
         }
-        let key = load_public_key(&self.key).map_err(Failure::usage)?;
+        let key = load_image_key(&self.key).map_err(Failure::usage)?;
         emit(
             self.output.as_deref(),
             &encode_public_hash(&key, encoding, &self.name_suffix),
