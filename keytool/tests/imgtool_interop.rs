@@ -490,3 +490,55 @@ fn imgtool_images_of_the_other_key_types_verify_with_keytool() {
         assert_eq!(refused.status.code(), Some(1), "{what}: another key");
     }
 }
+
+/// `keytool key generate -t ecdsa-p384|ed25519` writes PKCS#8 PEM files that
+/// imgtool 2.5 reads: it prints the same public key and signs with them, and
+/// keytool verifies what it signed. Other stores refuse these types for now.
+#[test]
+fn generated_p384_and_ed25519_key_files_work_with_imgtool() {
+    let s = Scratch::new();
+    let fw = s.firmware("fw-gen.bin", 2000, 0);
+    for kind in ["ecdsa-p384", "ed25519"] {
+        let key = s.path(&format!("gen-{kind}.pem"));
+        let said = ok(keytool()
+            .args(["key", "generate", "--json", "-t", kind, "-k"])
+            .arg(&key));
+        let said: serde_json::Value = serde_json::from_str(&said).unwrap();
+        assert_eq!(said["key_type"], kind);
+        let ours = run(keytool()
+            .args(["key", "getpub", "-e", "pem", "-k"])
+            .arg(&key));
+        let theirs = run(imgtool().args(["getpub", "-e", "pem", "-k"]).arg(&key));
+        assert!(theirs.status.success(), "{kind}: imgtool reads the file");
+        assert_eq!(ours.stdout, theirs.stdout, "{kind}: getpub");
+        let out = s.path(&format!("gen-{kind}.signed.bin"));
+        ok(imgtool()
+            .args(["sign", "-k"])
+            .arg(&key)
+            .args(SMALL_IMAGE)
+            .arg(&fw)
+            .arg(&out));
+        let report = ok(keytool()
+            .args(["image", "verify", "--json", "-k"])
+            .arg(&key)
+            .arg(&out));
+        let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+        assert_eq!(report["valid"], true, "{kind}");
+        assert_eq!(report["signed_by"]["key_id"], said["key_id"], "{kind}");
+        // Never replaced without --force.
+        let again = run(keytool()
+            .args(["key", "generate", "-t", kind, "-k"])
+            .arg(&key));
+        assert_eq!(again.status.code(), Some(2), "{kind}");
+    }
+    let refused = run(keytool().args([
+        "key",
+        "generate",
+        "-t",
+        "ed25519",
+        "-k",
+        "awskms:///alias/x",
+    ]));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("as files only"));
+}

@@ -237,3 +237,59 @@ pub fn generate_file_key(path: &Path) -> Result<P256PublicKey, SignerError> {
     })?;
     Ok(public_of(&sk))
 }
+
+/// Key types a development key file can be generated as, besides P-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKeyType {
+    /// ECDSA over NIST P-384.
+    EcdsaP384,
+    /// Ed25519.
+    Ed25519,
+}
+
+/// Generate an ECDSA P-384 or Ed25519 key into `path` as unencrypted PKCS#8
+/// PEM, as `imgtool keygen` writes them (owner-readable only, written
+/// atomically); returns its public key. Image signing with these types is
+/// not built yet; verification is.
+pub fn generate_file_image_key(
+    path: &Path,
+    kind: FileKeyType,
+) -> Result<firmware::image::AnyImageKey, SignerError> {
+    let key = format!("file:{}", path.display());
+    let encode_failed = |e: &dyn fmt::Display| SignerError::InvalidKey {
+        key: key.clone(),
+        reason: format!("cannot encode key: {e}"),
+    };
+    let pem: Zeroizing<String> = match kind {
+        FileKeyType::EcdsaP384 => {
+            use p384::pkcs8::EncodePrivateKey as _;
+            let sk = p384::SecretKey::random(&mut rand_core::OsRng);
+            let pem = sk
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| encode_failed(&e))?;
+            Zeroizing::new(pem.as_str().to_owned())
+        }
+        FileKeyType::Ed25519 => {
+            // PKCS#8 v1 (RFC 8410): the algorithm id-Ed25519 and the 32-byte
+            // seed as an OCTET STRING inside the privateKey OCTET STRING.
+            const PREFIX: [u8; 16] = [
+                0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+                0x04, 0x20,
+            ];
+            let mut der = Zeroizing::new([0u8; 48]);
+            der[..16].copy_from_slice(&PREFIX);
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut der[16..]);
+            let pem = pkcs8::der::pem::encode_string("PRIVATE KEY", LineEnding::LF, &der[..])
+                .map_err(|e| encode_failed(&e))?;
+            Zeroizing::new(pem)
+        }
+    };
+    crate::atomic::write_parts(path, &[pem.as_bytes()], Some(0o600)).map_err(|e| {
+        SignerError::Io {
+            key: key.clone(),
+            path: path.to_path_buf(),
+            source: e.source,
+        }
+    })?;
+    crate::public_key::image_key_from_pem(&key, &pem)
+}

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use firmware::P256PublicKey;
 use p256::ecdsa::{Signature, VerifyingKey};
 
-pub use file::{generate_file_key, FileKey, PASSPHRASE_ENV};
+pub use file::{generate_file_image_key, generate_file_key, FileKey, FileKeyType, PASSPHRASE_ENV};
 
 use crate::KeyRef;
 

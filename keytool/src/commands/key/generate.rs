@@ -13,6 +13,14 @@ pub(crate) enum KeyType {
     /// ECDSA over NIST P-256 with SHA-256 (MCUboot's ECDSA256_SHA256).
     #[value(name = "ecdsa-p256")]
     EcdsaP256,
+    /// ECDSA over NIST P-384 with SHA-384 (file keys only, for now; images
+    /// are verified with it, not yet signed).
+    #[value(name = "ecdsa-p384")]
+    EcdsaP384,
+    /// Ed25519 (file keys only, for now; images are verified with it, not
+    /// yet signed).
+    #[value(name = "ed25519")]
+    Ed25519,
 }
 
 /// Generate a key. In AWS KMS (`awskms:///alias/NAME`) it is an
@@ -52,11 +60,18 @@ struct Generated {
 
 impl Args {
     pub(crate) fn run(self) -> CmdResult {
-        let KeyType::EcdsaP256 = self.key_type;
         if self.password {
             return Err(Failure::usage_msg(
                 "passphrase-protected key files are not supported; keep the key in an HSM",
             ));
+        }
+        let other = match self.key_type {
+            KeyType::EcdsaP256 => None,
+            KeyType::EcdsaP384 => Some((signer::keys::FileKeyType::EcdsaP384, "ecdsa-p384")),
+            KeyType::Ed25519 => Some((signer::keys::FileKeyType::Ed25519, "ed25519")),
+        };
+        if let Some((kind, name)) = other {
+            return self.generate_other(kind, name);
         }
         let (public, key) = generate(&self.key, self.force)?;
         let out = Generated {
@@ -72,6 +87,34 @@ impl Args {
             "generated ECDSA P-256 key {} (key id {})",
             out.key, out.key_id
         );
+        Ok(())
+    }
+
+    /// An ECDSA P-384 or Ed25519 development key file.
+    fn generate_other(&self, kind: signer::keys::FileKeyType, name: &'static str) -> CmdResult {
+        let KeyRef::File(path) = &self.key else {
+            return Err(Failure::usage_msg(format!(
+                "{name} keys can be generated as files only, for now (PKCS#11 and KMS keys are ECDSA P-256)"
+            )));
+        };
+        if path.exists() && !self.force {
+            return Err(Failure::usage_msg(format!(
+                "{} already exists; refusing to replace a key (use --force)",
+                path.display()
+            )));
+        }
+        let public = signer::keys::generate_file_image_key(path, kind).map_err(Failure::failed)?;
+        let key_id = hex::encode(signer::public_key::image_key_id(&public));
+        let out = Generated {
+            key: self.key.to_string(),
+            key_type: name,
+            fingerprint: format!("sha256:{key_id}"),
+            key_id,
+        };
+        if self.json {
+            return print_json(&out);
+        }
+        println!("generated {name} key {} (key id {})", out.key, out.key_id);
         Ok(())
     }
 }
