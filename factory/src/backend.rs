@@ -204,14 +204,13 @@ impl Backend {
         &self.base
     }
 
-    fn call<T: serde::de::DeserializeOwned>(
+    fn call<T: serde::de::DeserializeOwned, B: serde::Serialize>(
         &self,
         what: &'static str,
         method: &str,
         path: &str,
-        body: Option<&dyn erased::Body>,
+        body: Option<&B>,
     ) -> Result<T, BackendError> {
-        let body = body.map(erased::Body::json);
         let url = format!("{}{path}", self.base);
         let mut last = String::new();
         let mut wait = self.backoff;
@@ -224,7 +223,7 @@ impl Backend {
                 );
             }
             let result = match &body {
-                Some(b) => req.send_json(b.clone()),
+                Some(b) => req.send_json(b),
                 None => req.call(),
             };
             match result {
@@ -327,27 +326,11 @@ impl Backend {
             "device lookup",
             "GET",
             &format!("/v1/devices?hw_id={hw_id}"),
-            None,
+            None::<&()>,
         ) {
             Ok(d) => Ok(Some(d)),
             Err(BackendError::Refused { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
-        }
-    }
-}
-
-/// Request bodies of any type, as JSON, behind one `call`.
-mod erased {
-    /// A request body.
-    pub(super) trait Body {
-        /// It as JSON.
-        fn json(&self) -> serde_json::Value;
-    }
-
-    impl<T: serde::Serialize> Body for T {
-        fn json(&self) -> serde_json::Value {
-            // Plain data structs with string keys: always representable.
-            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
         }
     }
 }

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::Wait;
+use lambda::Wait;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::Wait;
+use lambda::Wait;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::Wait;
+use lambda::Wait;
 
 use std::io::Write;
 use std::net::TcpStream;

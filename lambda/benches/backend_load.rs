@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::load::{self, Client};
-use common::Wait;
+use lambda::Wait;
 
 const CLIENTS: usize = 32;
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/");

@@ -54,3 +54,14 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         })
         .block_on(future)
 }
+
+/// `.wait()`: [`block_on`] as a method, for synchronous callers of the
+/// store (the command-line tools, tests).
+pub trait Wait: std::future::Future + Sized {
+    /// Run to completion on this thread.
+    fn wait(self) -> Self::Output {
+        block_on(self)
+    }
+}
+
+impl<F: std::future::Future> Wait for F {}

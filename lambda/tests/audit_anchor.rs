@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::Wait;
+use lambda::Wait;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

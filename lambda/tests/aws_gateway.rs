@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::Wait;
+use lambda::Wait;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

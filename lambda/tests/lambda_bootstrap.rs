@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::Wait;
+use lambda::Wait;
 
 use std::process::{Command, Stdio};
 

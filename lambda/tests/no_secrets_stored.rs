@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::Wait;
+use lambda::Wait;
 
 use std::process::{Child, Command, Stdio};
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Wait;
+use lambda::Wait;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};

@@ -231,12 +231,3 @@ pub fn ask(uart: u16, nonce: &[u8; 32]) -> firmware::auth::line::Answer {
         }
     }
 }
-
-/// `.wait()` on a store operation from a test's thread.
-pub trait Wait: std::future::Future + Sized {
-    fn wait(self) -> Self::Output {
-        lambda::block_on(self)
-    }
-}
-
-impl<F: std::future::Future> Wait for F {}

@@ -21,6 +21,7 @@ use lambda::auth::{new_token, token_hash, BearerTokens};
 use lambda::config::{authorities_from_files, StoreUri};
 use lambda::guard::{DeviceGuard, Limits, Rate};
 use lambda::model::{check_token_name, Role};
+use lambda::Wait;
 
 /// The provisioning backend: serial allocation, device registry, device
 /// authentication, audit.
@@ -753,13 +754,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// Waits for a store operation in the synchronous commands (everything but
-/// `serve`, which runs on its own runtime).
-trait Wait: std::future::Future + Sized {
-    fn wait(self) -> Self::Output {
-        lambda::block_on(self)
-    }
-}
-
-impl<F: std::future::Future> Wait for F {}

@@ -12,7 +12,7 @@
 //! each group re-reads the sequence and the audit head inside its
 //! transaction.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -89,7 +89,7 @@ use crate::unix_now as now;
 /// A registry in one SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
-    path: PathBuf,
+    path: Arc<Path>,
     writer: Mutex<Option<Sender<Box<dyn Job>>>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     readers: Arc<Mutex<Vec<Connection>>>,
@@ -494,7 +494,7 @@ impl SqliteStore {
             .spawn(move || write_loop(conn, jobs))
             .map_err(|e| StoreError::Database(format!("writer thread: {e}")))?;
         Ok(Self {
-            path: path.to_owned(),
+            path: Arc::from(path),
             writer: Mutex::new(Some(send)),
             writer_thread: Some(writer_thread),
             readers: Arc::new(Mutex::new(Vec::new())),
@@ -550,7 +550,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (path, readers) = (self.path.clone(), Arc::clone(&self.readers));
+        let (path, readers) = (Arc::clone(&self.path), Arc::clone(&self.readers));
         let query = move || {
             let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match pooled {

@@ -224,12 +224,3 @@ pub fn assert_log_is<T: PartialEq + std::fmt::Debug>(
     let missing: Vec<&T> = unmatched.into_iter().flatten().collect();
     assert!(missing.is_empty(), "not in the log: {missing:?}");
 }
-
-/// `.wait()` on a store operation (or any future) from a test's thread.
-pub trait Wait: std::future::Future + Sized {
-    fn wait(self) -> Self::Output {
-        lambda::block_on(self)
-    }
-}
-
-impl<F: std::future::Future> Wait for F {}
