@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use lambda::auth::{token_hash, BearerTokens};
 use lambda::model::Role;
-use lambda::{SqliteStore, Store};
+use lambda::{SqliteStore, Store, Wait};
 
 pub const TOKEN: &str = "pvd_factory-test";
 pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/");
