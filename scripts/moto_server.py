@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""moto_server for the tests, with two gaps closed: KMS Sign/Verify with
-MessageType=DIGEST, and DynamoDB transactions that are not isolated.
+"""moto_server for the tests, with these gaps closed: KMS Sign/Verify with
+MessageType=DIGEST, KMS RSA-PSS salts, KMS Ed25519 keys, and DynamoDB
+transactions that are not isolated.
 
 moto 5.2 ignores MessageType and hashes the message again, so a signature over
 a digest comes out over SHA-256(digest) and never verifies against the key, as
@@ -8,6 +9,16 @@ it would on AWS. This launcher treats the message as the digest when
 MessageType is DIGEST (checking its length as AWS does), and changes nothing
 else. tests keep it honest: a DIGEST signature must verify with the public key
 from GetPublicKey.
+
+RSASSA_PSS_SHA_* in moto uses the largest salt that fits; KMS uses a salt as
+long as the digest (what MCUboot requires: 32 bytes for SHA-256). This
+launcher signs and verifies with the digest-length salt, raw or DIGEST.
+
+moto 5.2 has no ECC_NIST_EDWARDS25519 keys. This launcher adds them as KMS
+documents them: SIGN_VERIFY only, ED25519_SHA_512 (pure Ed25519 over the
+message) with MessageType=RAW and at most 4096 bytes of message; DIGEST is
+refused (ED25519_PH_SHA_512, the prehashed variant, is not added: MCUboot
+does not verify it).
 
 DynamoDB runs TransactWriteItems serializably. moto applies a transaction
 without a lock and, when one fails its conditions, restores a snapshot of the
@@ -63,6 +74,133 @@ def _prehashed(message, signing_algorithm, valid):
     return ec.ECDSA(Prehashed(algorithm))
 
 
+_PSS_HASHES = {
+    "RSASSA_PSS_SHA_256": utils.hashes.SHA256,
+    "RSASSA_PSS_SHA_384": utils.hashes.SHA384,
+    "RSASSA_PSS_SHA_512": utils.hashes.SHA512,
+}
+
+
+def _rsa_scheme(self, message, signing_algorithm):
+    """(padding, algorithm) for an RSA key, or None for moto's own (PKCS#1 v1.5)."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    utils.validate_signing_algorithm(
+        signing_algorithm, utils.SigningAlgorithm.rsa_signing_algorithms()
+    )
+    if signing_algorithm not in _PSS_HASHES and not _is_digest.get():
+        return None
+    if signing_algorithm in _PSS_HASHES:
+        hash_ = _PSS_HASHES[signing_algorithm]()
+        pad = padding.PSS(mgf=padding.MGF1(hash_), salt_length=hash_.digest_size)
+    else:
+        hash_ = {"256": utils.hashes.SHA256, "384": utils.hashes.SHA384}.get(
+            signing_algorithm[-3:], utils.hashes.SHA512
+        )()
+        pad = padding.PKCS1v15()
+    if _is_digest.get():
+        if len(message) != hash_.digest_size:
+            raise ValidationException(
+                f"Digest is invalid length for algorithm {signing_algorithm}."
+            )
+        return pad, Prehashed(hash_)
+    return pad, hash_
+
+
+_raw_rsa_sign = utils.RSAPrivateKey.sign
+_raw_rsa_verify = utils.RSAPrivateKey.verify
+
+
+def _rsa_sign(self, message, signing_algorithm):
+    scheme = _rsa_scheme(self, message, signing_algorithm)
+    if scheme is None:
+        return _raw_rsa_sign(self, message, signing_algorithm)
+    return self.private_key.sign(message, *scheme)
+
+
+def _rsa_verify(self, message, signature, signing_algorithm):
+    scheme = _rsa_scheme(self, message, signing_algorithm)
+    if scheme is None:
+        return _raw_rsa_verify(self, message, signature, signing_algorithm)
+    try:
+        self.private_key.public_key().verify(signature, message, *scheme)
+        return True
+    except InvalidSignature:
+        return False
+
+
+_EDWARDS = "ECC_NIST_EDWARDS25519"
+_ED25519_ALGORITHM = "ED25519_SHA_512"
+
+
+class _Ed25519PrivateKey(utils.AbstractPrivateKey):
+    """An ECC_NIST_EDWARDS25519 key as KMS has it."""
+
+    def __init__(self):
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        self.private_key = ed25519.Ed25519PrivateKey.generate()
+        self.valid_signing_algorithms = [_ED25519_ALGORITHM]
+
+    @staticmethod
+    def _check(message, signing_algorithm):
+        utils.validate_signing_algorithm(signing_algorithm, [_ED25519_ALGORITHM])
+        if _is_digest.get():
+            raise ValidationException(
+                "ED25519_SHA_512 signs RAW messages only; use ED25519_PH_SHA_512 for DIGEST"
+            )
+        if len(message) > 4096:
+            raise ValidationException(
+                "1 validation error detected: Value at 'message' failed to satisfy "
+                "constraint: Member must have length less than or equal to 4096"
+            )
+
+    def sign(self, message, signing_algorithm):
+        self._check(message, signing_algorithm)
+        return self.private_key.sign(message)
+
+    def verify(self, message, signature, signing_algorithm):
+        self._check(message, signing_algorithm)
+        try:
+            self.private_key.public_key().verify(signature, message)
+            return True
+        except InvalidSignature:
+            return False
+
+    def public_key(self):
+        return self.private_key.public_key().public_bytes(
+            encoding=utils.serialization.Encoding.DER,
+            format=utils.serialization.PublicFormat.SubjectPublicKeyInfo,
+        )
+
+
+def _edwards_keys():
+    from moto.kms import models
+
+    backend = models.KmsBackend
+    check_spec = backend._KmsBackend__ensure_valid_key_spec
+
+    def ensure_valid_key_spec(self, key_spec):
+        if key_spec != _EDWARDS:
+            check_spec(self, key_spec)
+
+    backend._KmsBackend__ensure_valid_key_spec = ensure_valid_key_spec
+    generate = models.generate_private_key
+
+    def generate_private_key(key_spec):
+        return _Ed25519PrivateKey() if key_spec == _EDWARDS else generate(key_spec)
+
+    models.generate_private_key = generate_private_key
+    algorithms = models.Key.signing_algorithms
+
+    def signing_algorithms(self):
+        if self.key_spec == _EDWARDS:
+            return [_ED25519_ALGORITHM]
+        return algorithms.fget(self)
+
+    models.Key.signing_algorithms = property(signing_algorithms)
+
+
 _raw_sign = utils.ECDSAPrivateKey.sign
 _raw_verify = utils.ECDSAPrivateKey.verify
 
@@ -89,6 +227,9 @@ responses.KmsResponse.sign = _with_message_type(responses.KmsResponse.sign)
 responses.KmsResponse.verify = _with_message_type(responses.KmsResponse.verify)
 utils.ECDSAPrivateKey.sign = _sign
 utils.ECDSAPrivateKey.verify = _verify
+utils.RSAPrivateKey.sign = _rsa_sign
+utils.RSAPrivateKey.verify = _rsa_verify
+_edwards_keys()
 
 def _one_request_at_a_time():
     import threading

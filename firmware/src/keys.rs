@@ -18,6 +18,8 @@ mod der;
 pub mod ed25519;
 #[cfg(feature = "p384")]
 pub mod p384;
+#[cfg(feature = "rsa")]
+pub mod rsa;
 
 #[cfg(any(test, target_os = "none"))]
 mod compact;

@@ -25,7 +25,7 @@
 #[cfg(any(test, not(target_os = "none")))]
 extern crate std;
 
-#[cfg(feature = "api")]
+#[cfg(any(feature = "api", feature = "rsa"))]
 extern crate alloc;
 
 #[cfg(feature = "api")]

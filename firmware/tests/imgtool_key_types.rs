@@ -106,33 +106,39 @@ fn imgtool_images_of_every_new_key_type_verify_and_tampering_is_refused() {
             "{what}: SIG_PURE"
         );
         let v = image
-            .verify(&[other, key], None)
+            .verify(&[other.clone(), key.clone()], None)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!((v.signed_by, v.digest.alg()), (Some(1), alg), "{what}");
         assert_eq!(v.security_counter, Some(9), "{what}");
         assert_eq!(
-            Image::parse(&bytes).unwrap().verify(&[other], None),
+            Image::parse(&bytes)
+                .unwrap()
+                .verify(std::slice::from_ref(&other), None),
             Err(ImageError::KeyMismatch),
             "{what}: another key"
         );
         assert_eq!(
             Image::parse(&bytes)
                 .unwrap()
-                .verify(&[p256], None)
+                .verify(std::slice::from_ref(&p256), None)
                 .map(|v| v.signed_by),
             Err(ImageError::KeyMismatch),
             "{what}: a P-256 key"
         );
         let changed = tampered(&bytes, false);
         assert_eq!(
-            Image::parse(&changed).unwrap().verify(&[key], None),
+            Image::parse(&changed)
+                .unwrap()
+                .verify(std::slice::from_ref(&key), None),
             Err(ImageError::HashMismatch),
             "{what}: payload changed"
         );
         let rehashed = tampered(&bytes, true);
         assert!(
             matches!(
-                Image::parse(&rehashed).unwrap().verify(&[key], None),
+                Image::parse(&rehashed)
+                    .unwrap()
+                    .verify(std::slice::from_ref(&key), None),
                 Err(ImageError::BadSignature(_))
             ),
             "{what}: payload changed and the hash made to match"

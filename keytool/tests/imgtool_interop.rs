@@ -375,9 +375,9 @@ fn getpub_and_getpubhash_match_imgtool() {
     let theirs = run(imgtool().args(["getpub", "-k"]).arg(s.key()));
     assert_eq!(ours.stdout, theirs.stdout);
 
-    // ECDSA P-384 and Ed25519 keys from imgtool keygen: the same bytes in
-    // every encoding.
-    for kind in ["ecdsa-p384", "ed25519"] {
+    // RSA, ECDSA P-384 and Ed25519 keys from imgtool keygen: the same bytes
+    // in every encoding (RSA's C and raw forms are PKCS#1, its PEM is SPKI).
+    for kind in ["rsa-2048", "rsa-3072", "ecdsa-p384", "ed25519"] {
         let key = s.path(&format!("getpub-{kind}.pem"));
         ok(imgtool().args(["keygen", "-t", kind, "-k"]).arg(&key));
         for enc in ["lang-c", "lang-rust", "pem", "raw"] {
@@ -426,6 +426,8 @@ fn imgtool_images_of_the_other_key_types_verify_with_keytool() {
     let s = Scratch::new();
     let fw = s.firmware("fw-types.bin", 3000, 0);
     for (kind, extra, hash_len) in [
+        ("rsa-2048", &[][..], 64),
+        ("rsa-3072", &[][..], 64),
         ("ecdsa-p384", &[][..], 96),
         ("ed25519", &[][..], 64),
         ("ed25519", &["--sha", "512"][..], 128),
@@ -491,14 +493,20 @@ fn imgtool_images_of_the_other_key_types_verify_with_keytool() {
     }
 }
 
-/// `keytool key generate -t ecdsa-p384|ed25519` writes PKCS#8 PEM files that
+/// `keytool key generate -t` writes PKCS#8 PEM files of every type that
 /// imgtool 2.5 reads: it prints the same public key and signs with them, and
-/// keytool verifies what it signed. Other stores refuse these types for now.
+/// keytool verifies what it signed.
 #[test]
-fn generated_p384_and_ed25519_key_files_work_with_imgtool() {
+fn generated_key_files_of_every_type_work_with_imgtool() {
     let s = Scratch::new();
     let fw = s.firmware("fw-gen.bin", 2000, 0);
-    for kind in ["ecdsa-p384", "ed25519"] {
+    for kind in [
+        "rsa-2048",
+        "rsa-3072",
+        "ecdsa-p256",
+        "ecdsa-p384",
+        "ed25519",
+    ] {
         let key = s.path(&format!("gen-{kind}.pem"));
         let said = ok(keytool()
             .args(["key", "generate", "--json", "-t", kind, "-k"])
@@ -531,14 +539,201 @@ fn generated_p384_and_ed25519_key_files_work_with_imgtool() {
             .arg(&key));
         assert_eq!(again.status.code(), Some(2), "{kind}");
     }
-    let refused = run(keytool().args([
-        "key",
-        "generate",
-        "-t",
-        "ed25519",
-        "-k",
-        "awskms:///alias/x",
-    ]));
+}
+
+/// The TLV types and lengths of an image's unprotected area, and the offset
+/// of its first signature TLV.
+fn tlv_layout(bytes: &[u8]) -> (Vec<(u16, usize)>, usize) {
+    use firmware::image::tlv;
+    let image = Image::parse(bytes).unwrap();
+    let tlvs: Vec<_> = image.tlvs().filter(|t| !t.protected).collect();
+    let first_sig = tlvs
+        .iter()
+        .find(|t| {
+            matches!(
+                t.kind,
+                tlv::ECDSASIG | tlv::ED25519 | tlv::RSA2048 | tlv::RSA3072
+            )
+        })
+        .unwrap()
+        .offset;
+    (
+        tlvs.iter()
+            .map(|t| {
+                (
+                    t.kind,
+                    if t.kind == tlv::ECDSASIG {
+                        0
+                    } else {
+                        t.value.len()
+                    },
+                )
+            })
+            .collect(),
+        first_sig,
+    )
+}
+
+/// keytool signs with every key type imgtool 2.5 does, with `--sha` and
+/// `--pure`: imgtool verifies each image; Ed25519 images (deterministic
+/// signatures) equal imgtool's byte for byte; RSA-PSS and ECDSA images
+/// equal imgtool's up to the signature and have its TLV layout.
+#[test]
+fn keytool_signs_every_key_type_as_imgtool_does() {
+    let s = Scratch::new();
+    let fw = s.firmware("fw-sign.bin", 3000, 0);
+    for (kind, extra) in [
+        ("rsa-2048", &[][..]),
+        ("rsa-3072", &[][..]),
+        ("ecdsa-p256", &[][..]),
+        ("ecdsa-p384", &[][..]),
+        ("ecdsa-p384", &["--sha", "384"][..]),
+        ("ed25519", &[][..]),
+        ("ed25519", &["--sha", "512"][..]),
+        ("ed25519", &["--pure"][..]),
+    ] {
+        let what = format!("{kind} {extra:?}");
+        let key = s.path(&format!("sign-{kind}.pem"));
+        if !key.exists() {
+            ok(keytool()
+                .args(["key", "generate", "-t", kind, "-k"])
+                .arg(&key));
+        }
+        let flags = [
+            "--pad-header",
+            "-H",
+            "0x200",
+            "-S",
+            "0x20000",
+            "-v",
+            "1.2.3",
+        ];
+        let ours = s.path("sign-ours.bin");
+        let theirs = s.path("sign-theirs.bin");
+        ok(keytool()
+            .args(["image", "sign", "--pad", "-s", "auto", "-k"])
+            .arg(&key)
+            .args(flags)
+            .args(extra)
+            .arg(&fw)
+            .arg(&ours));
+        ok(imgtool()
+            .args(["sign", "--pad", "-s", "auto", "-k"])
+            .arg(&key)
+            .args(flags)
+            .args(extra)
+            .arg(&fw)
+            .arg(&theirs));
+        let said = ok(imgtool().args(["verify", "-k"]).arg(&key).arg(&ours));
+        assert!(said.contains("correctly validated"), "{what}: {said}");
+        let (a, b) = (image_bytes(&ours), image_bytes(&theirs));
+        if kind == "ed25519" {
+            assert!(a == b, "{what}: byte-identical to imgtool");
+            continue;
+        }
+        let (layout_a, sig_a) = tlv_layout(&a);
+        let (layout_b, sig_b) = tlv_layout(&b);
+        assert_eq!(layout_a, layout_b, "{what}: TLV layout");
+        assert_eq!(sig_a, sig_b, "{what}");
+        // The hashed region, then the unprotected TLVs before the signature
+        // (the area's length differs with the DER signature's).
+        let hashed = Image::parse(&a).unwrap().unprotected_range().start;
+        assert!(a[..hashed] == b[..hashed], "{what}: the hashed region");
+        assert!(
+            a[hashed + 4..sig_a] == b[hashed + 4..sig_b],
+            "{what}: the TLVs before the signature"
+        );
+    }
+    // Refusals name the rule.
+    let key = s.path("sign-ecdsa-p384.pem");
+    let refused = run(keytool()
+        .args(["image", "sign", "--sha", "256", "-k"])
+        .arg(&key)
+        .args(SMALL_IMAGE)
+        .arg(&fw)
+        .arg(s.path("x.bin")));
     assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("as files only"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot be used with --sha 256"));
+    let refused = run(keytool()
+        .args(["image", "sign", "--pure", "-k"])
+        .arg(s.path("sign-rsa-2048.pem"))
+        .args(SMALL_IMAGE)
+        .arg(&fw)
+        .arg(s.path("x.bin")));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--pure is Ed25519 only"));
+    assert!(!s.path("x.bin").exists());
+}
+
+/// `-k OLD -k NEW`: one image with two KEYHASH + signature pairs, in that
+/// order, that imgtool verifies with either key and keytool with either or
+/// both; keys that need different image hashes are refused.
+#[test]
+fn two_keys_sign_one_image_for_rotation() {
+    use firmware::image::tlv;
+    let s = Scratch::new();
+    let fw = s.firmware("fw-dual.bin", 3000, 0);
+    for (old, new) in [
+        ("ecdsa-p256", "ed25519"),
+        ("ecdsa-p256", "ecdsa-p256"),
+        ("rsa-2048", "ecdsa-p256"),
+    ] {
+        let what = format!("{old} + {new}");
+        let (old_key, new_key) = (
+            s.path(&format!("old-{old}.pem")),
+            s.path(&format!("new-{new}.pem")),
+        );
+        for (k, t) in [(&old_key, old), (&new_key, new)] {
+            if !k.exists() {
+                ok(keytool().args(["key", "generate", "-t", t, "-k"]).arg(k));
+            }
+        }
+        let out = s.path("dual.bin");
+        let said = ok(keytool()
+            .args(["image", "sign", "--json", "-k"])
+            .arg(&old_key)
+            .arg("-k")
+            .arg(&new_key)
+            .args(SMALL_IMAGE)
+            .arg(&fw)
+            .arg(&out));
+        let said: serde_json::Value = serde_json::from_str(&said).unwrap();
+        assert_eq!(said["signers"].as_array().map(Vec::len), Some(2), "{what}");
+        for k in [&old_key, &new_key] {
+            let v = ok(imgtool().args(["verify", "-k"]).arg(k).arg(&out));
+            assert!(v.contains("correctly validated"), "{what}: {v}");
+            let v = ok(keytool().args(["image", "verify", "-k"]).arg(k).arg(&out));
+            assert!(v.contains("correctly validated"), "{what}: {v}");
+        }
+        let bytes = image_bytes(&out);
+        let image = Image::parse(&bytes).unwrap();
+        let kinds: Vec<u16> = image
+            .tlvs()
+            .filter(|t| !t.protected)
+            .map(|t| t.kind)
+            .collect();
+        assert_eq!(
+            kinds.len(),
+            5,
+            "{what}: hash, then two key + signature pairs"
+        );
+        assert_eq!(kinds[0], tlv::SHA256);
+        assert_eq!((kinds[1], kinds[3]), (tlv::KEYHASH, tlv::KEYHASH), "{what}");
+    }
+    let refused = run(keytool()
+        .args(["image", "sign", "-k"])
+        .arg(s.path("old-ecdsa-p256.pem"))
+        .arg("-k")
+        .arg({
+            let k = s.path("p384-dual.pem");
+            ok(keytool()
+                .args(["key", "generate", "-t", "ecdsa-p384", "-k"])
+                .arg(&k));
+            k
+        })
+        .args(SMALL_IMAGE)
+        .arg(&fw)
+        .arg(s.path("y.bin")));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("sign different image hashes"));
 }

@@ -177,11 +177,11 @@ fn hsm_failures_are_one_line_and_write_nothing() {
         USER_PIN,
         "--keypairgen",
         "--key-type",
-        "EC:secp384r1",
+        "EC:secp521r1",
         "--label",
-        "p384",
+        "p521",
         "--id",
-        "0384",
+        "0521",
     ]));
     let s = Scratch::new();
     let fw = s.firmware("fw.bin", 1000, 0);
@@ -202,12 +202,12 @@ fn hsm_failures_are_one_line_and_write_nothing() {
         (
             "pkcs11:token=release;object=nosuch",
             vec![],
-            "no such EC private key",
+            "no such private key",
         ),
         (
-            "pkcs11:token=release;object=p384",
+            "pkcs11:token=release;object=p521",
             vec![],
-            "only ECDSA P-256 keys are supported",
+            "EC key on another curve",
         ),
         (
             "pkcs11:token=release;colour=red",

@@ -48,7 +48,11 @@ fn main() {
     let policy = Policy::parse(&text, dir.path()).unwrap();
 
     let image = Prebuilt {
-        digest: [0x5a; 32],
+        digest: firmware::image::keys::ImageHash::from_digest(
+            firmware::image::keys::HashAlg::Sha256,
+            &[0x5a; 32],
+        )
+        .unwrap(),
         version: "1.3.0".parse().unwrap(),
         security_counter: Some(7),
         size: 200_000,

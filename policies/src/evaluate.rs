@@ -232,7 +232,7 @@ fn image_matches(c: &Candidate<'_>, rules: &mut Rules) {
     let request = &c.request.request;
     let image = c.image;
     let mut why = Vec::new();
-    if request.digest() != Some(image.digest) {
+    if request.digest().as_deref() != Some(image.digest.as_bytes()) {
         why.push(format!(
             "digest {} is not the requested {}",
             hex::encode(image.digest),

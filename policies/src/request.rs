@@ -137,7 +137,7 @@ impl ReleaseRequest {
             return Err(field("product", "empty"));
         }
         if self.digest().is_none() {
-            return Err(field("image_digest", "expected 64 hex digits"));
+            return Err(field("image_digest", "expected 64, 96 or 128 hex digits"));
         }
         if self.parsed_version().is_none() {
             return Err(field("version", "expected maj.min.rev+build"));
@@ -154,9 +154,11 @@ impl ReleaseRequest {
         Ok(())
     }
 
-    /// The image digest, decoded.
-    pub fn digest(&self) -> Option<[u8; 32]> {
-        hex::decode(&self.image_digest).ok()?.try_into().ok()
+    /// The image hash (SHA-256, SHA-384 or SHA-512 by its length), decoded.
+    pub fn digest(&self) -> Option<Vec<u8>> {
+        hex::decode(&self.image_digest)
+            .ok()
+            .filter(|d| matches!(d.len(), 32 | 48 | 64))
     }
 
     /// The version, parsed.

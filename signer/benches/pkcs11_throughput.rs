@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let KeyRef::Pkcs11(uri) = uri_text.parse::<KeyRef>()? else {
         unreachable!()
     };
-    pkcs11::generate(&uri)?;
+    pkcs11::generate(&uri, signer::keys::KeyType::EcdsaP256)?;
     let digest = [0x5au8; 32];
 
     // Bare cryptoki: one logged-in session per thread, C_Sign in a loop.

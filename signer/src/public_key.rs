@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use firmware::image::AnyImageKey;
 use firmware::P256PublicKey;
 
 use crate::keys::{file, SignerError};
@@ -12,10 +13,10 @@ use crate::KeyRef;
 /// or a public key; other backends are asked for their public key.
 pub fn load_public_key(key: &KeyRef) -> Result<P256PublicKey, SignerError> {
     match key {
-        KeyRef::File(path) => match file::read_pem_key(key, path)? {
-            file::PemKey::Private(sk) => Ok(file::public_of(&sk)),
-            file::PemKey::Public(pk) => Ok(pk),
-        },
+        KeyRef::File(path) => {
+            let name = key.to_string();
+            require_p256(&name, file::read_pem_key(key, path)?.public(&name)?)
+        }
         KeyRef::Pkcs11(uri) => crate::keys::pkcs11::public_key(uri, &key.to_string()),
         #[cfg(feature = "aws-kms")]
         KeyRef::AwsKms(r) => crate::keys::kms::public_key(r),
@@ -27,9 +28,17 @@ pub fn load_public_key(key: &KeyRef) -> Result<P256PublicKey, SignerError> {
 /// The public key in PEM text (a public key, or a private key's public half),
 /// as written inline in a policy file.
 pub fn public_key_from_pem(text: &str) -> Result<P256PublicKey, SignerError> {
-    match file::pem_key("inline PEM".to_owned(), text)? {
-        file::PemKey::Private(sk) => Ok(file::public_of(&sk)),
-        file::PemKey::Public(pk) => Ok(pk),
+    const NAME: &str = "inline PEM";
+    require_p256(NAME, file::pem_key(NAME.to_owned(), text)?.public(NAME)?)
+}
+
+fn require_p256(name: &str, key: AnyImageKey) -> Result<P256PublicKey, SignerError> {
+    match key {
+        AnyImageKey::P256(k) => Ok(k),
+        other => Err(SignerError::WrongKeyType {
+            key: name.to_owned(),
+            found: crate::keys::KeyType::of(&other).title().into(),
+        }),
     }
 }
 
@@ -87,11 +96,11 @@ pub fn der_to_pem(der: &[u8]) -> String {
 }
 
 /// The name imgtool gives a key type in `getpub`'s identifiers.
-fn shortname(key: &firmware::image::AnyImageKey) -> &'static str {
-    use firmware::image::AnyImageKey;
+fn shortname(key: &AnyImageKey) -> &'static str {
     match key {
         AnyImageKey::P384(_) => "ecdsap384",
         AnyImageKey::Ed25519(_) => "ed25519",
+        AnyImageKey::Rsa(_) => "rsa",
         _ => "ecdsa",
     }
 }
@@ -99,11 +108,7 @@ fn shortname(key: &firmware::image::AnyImageKey) -> &'static str {
 /// `getpub` output, byte for byte as imgtool prints it for an ECDSA (P-256,
 /// P-384) or Ed25519 key. `name_suffix` is appended to the C/Rust
 /// identifiers.
-pub fn encode_public(
-    key: &firmware::image::AnyImageKey,
-    encoding: PubEncoding,
-    name_suffix: &str,
-) -> Vec<u8> {
+pub fn encode_public(key: &AnyImageKey, encoding: PubEncoding, name_suffix: &str) -> Vec<u8> {
     let der = image_key_der(key);
     let name = shortname(key);
     match encoding {
@@ -120,18 +125,14 @@ pub fn encode_public(
             array_body(&der)
         )
         .into_bytes(),
-        PubEncoding::Pem => der_to_pem(&der).into_bytes(),
+        PubEncoding::Pem => der_to_pem(&image_key_spki(key)).into_bytes(),
         PubEncoding::Raw => der,
     }
 }
 
 /// `getpubhash` output, as imgtool prints it: the SHA-256 of the DER key,
 /// whatever its type.
-pub fn encode_public_hash(
-    key: &firmware::image::AnyImageKey,
-    encoding: HashEncoding,
-    name_suffix: &str,
-) -> Vec<u8> {
+pub fn encode_public_hash(key: &AnyImageKey, encoding: HashEncoding, name_suffix: &str) -> Vec<u8> {
     let hash = image_key_id(key);
     let name = shortname(key);
     match encoding {
@@ -145,120 +146,49 @@ pub fn encode_public_hash(
     }
 }
 
-/// OIDs of the key algorithms an image key may be.
-const OID_EC: &str = "1.2.840.10045.2.1";
-const OID_P256: &str = "1.2.840.10045.3.1.7";
-const OID_P384: &str = "1.3.132.0.34";
-const OID_ED25519: &str = "1.3.101.112";
-
-/// The key an image may be signed by, of any type the verifier knows (ECDSA
-/// P-256 and P-384, Ed25519), from any key reference: a `file:` reference
-/// may hold a public key or a private key (PKCS#8, as imgtool writes them);
-/// PKCS#11 and KMS keys are P-256.
-pub fn load_image_key(key: &KeyRef) -> Result<firmware::image::AnyImageKey, SignerError> {
-    use firmware::image::AnyImageKey;
-    let KeyRef::File(path) = key else {
-        return load_public_key(key).map(AnyImageKey::P256);
-    };
-    let name = key.to_string();
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-        SignerError::Io {
-            key: name.clone(),
-            path: path.to_path_buf(),
-            source,
-        }
-    })?);
-    image_key_from_pem(&name, &text)
-}
-
-/// [`load_image_key`] for PEM text; `name` names it in errors.
-pub fn image_key_from_pem(
-    name: &str,
-    text: &str,
-) -> Result<firmware::image::AnyImageKey, SignerError> {
-    use firmware::image::AnyImageKey;
-    use pkcs8::der::Decode;
-    let invalid = |reason: &str| SignerError::InvalidKey {
-        key: name.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let Ok((label, der)) = pkcs8::der::pem::decode_vec(text.trim_start().as_bytes()) else {
-        return Err(invalid("not a PEM file"));
-    };
-    let der = zeroize::Zeroizing::new(der);
-    let algorithm = |alg: &spki::AlgorithmIdentifierRef<'_>| {
-        (
-            alg.oid.to_string(),
-            alg.parameters_oid().ok().map(|c| c.to_string()),
-        )
-    };
-    match label {
-        "PUBLIC KEY" => {
-            let spki = spki::SubjectPublicKeyInfoRef::from_der(&der)
-                .map_err(|_| invalid("malformed public key"))?;
-            match algorithm(&spki.algorithm) {
-                (oid, Some(curve)) if oid == OID_EC && (curve == OID_P256 || curve == OID_P384) => {
-                }
-                (oid, _) if oid == OID_ED25519 => {}
-                (oid, curve) => {
-                    return Err(SignerError::WrongKeyType {
-                        key: name.to_owned(),
-                        found: file::algorithm_name(&oid, curve.as_deref()),
-                    })
-                }
-            }
-            AnyImageKey::from_spki_der(&der).map_err(|e| invalid(&e.to_string()))
-        }
-        "PRIVATE KEY" => {
-            let info = pkcs8::PrivateKeyInfo::from_der(&der)
-                .map_err(|_| invalid("malformed PKCS#8 private key"))?;
-            match algorithm(&info.algorithm) {
-                (oid, Some(curve)) if oid == OID_EC && curve == OID_P384 => {
-                    use p384::pkcs8::DecodePrivateKey;
-                    let sk = p384::SecretKey::from_pkcs8_der(&der)
-                        .map_err(|_| invalid("malformed P-384 private key"))?;
-                    let point = p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
-                        &sk.public_key(),
-                        false,
-                    );
-                    firmware::keys::p384::P384PublicKey::from_sec1(point.as_bytes())
-                        .map(AnyImageKey::P384)
-                        .map_err(|e| invalid(&e.to_string()))
-                }
-                (oid, _) if oid == OID_ED25519 => {
-                    // The private key is an OCTET STRING holding the 32-byte seed.
-                    let seed = match info.private_key {
-                        [0x04, 0x20, seed @ ..] if seed.len() == 32 => seed,
-                        _ => return Err(invalid("malformed Ed25519 private key")),
-                    };
-                    let seed = ed25519_compact::Seed::from_slice(seed)
-                        .map_err(|_| invalid("malformed Ed25519 private key"))?;
-                    let pair = ed25519_compact::KeyPair::from_seed(seed);
-                    firmware::keys::ed25519::Ed25519PublicKey::from_bytes(&pair.pk[..])
-                        .map(AnyImageKey::Ed25519)
-                        .map_err(|e| invalid(&e.to_string()))
-                }
-                _ => public_key_from_pem(text).map(AnyImageKey::P256),
-            }
-        }
-        _ => public_key_from_pem(text).map(AnyImageKey::P256),
+/// The key an image may be signed by, of any type ([`KeyType`]), from any
+/// key reference: a `file:` reference may hold a public key or a private key
+/// (PKCS#8, as imgtool writes them); PKCS#11 and KMS keys are asked for theirs.
+pub fn load_image_key(key: &KeyRef) -> Result<AnyImageKey, SignerError> {
+    match key {
+        KeyRef::File(path) => file::read_pem_key(key, path)?.public(&key.to_string()),
+        KeyRef::Pkcs11(uri) => crate::keys::pkcs11::image_key(uri, &key.to_string()),
+        #[cfg(feature = "aws-kms")]
+        KeyRef::AwsKms(r) => crate::keys::kms::image_key(r),
+        #[cfg(not(feature = "aws-kms"))]
+        _ => crate::keys::open_signer(key)?.image_key(),
     }
 }
 
-/// The DER `SubjectPublicKeyInfo` of an image key.
-pub fn image_key_der(key: &firmware::image::AnyImageKey) -> Vec<u8> {
-    use firmware::image::AnyImageKey;
+/// [`load_image_key`] for PEM text; `name` names it in errors.
+pub fn image_key_from_pem(name: &str, text: &str) -> Result<AnyImageKey, SignerError> {
+    file::pem_key(name.to_owned(), text)?.public(name)
+}
+
+/// The DER an image key is embedded in MCUboot as (and `getpub` prints):
+/// the `SubjectPublicKeyInfo`, but for RSA the PKCS#1 `RSAPublicKey`.
+pub fn image_key_der(key: &AnyImageKey) -> Vec<u8> {
     match key {
         AnyImageKey::P256(k) => k.spki_der().to_vec(),
         AnyImageKey::P384(k) => k.spki_der().to_vec(),
         AnyImageKey::Ed25519(k) => k.spki_der().to_vec(),
+        AnyImageKey::Rsa(k) => k.pkcs1_der().to_vec(),
         _ => Vec::new(),
+    }
+}
+
+/// The DER `SubjectPublicKeyInfo` of an image key (a PEM public key file's
+/// body, whatever the type).
+pub fn image_key_spki(key: &AnyImageKey) -> Vec<u8> {
+    match key {
+        AnyImageKey::Rsa(k) => k.spki_der(),
+        other => image_key_der(other),
     }
 }
 
 /// SHA-256 of an image key's DER `SubjectPublicKeyInfo`: the product's key
 /// id for any key type (for P-256, MCUboot's KEYHASH).
-pub fn image_key_id(key: &firmware::image::AnyImageKey) -> [u8; 32] {
+pub fn image_key_id(key: &AnyImageKey) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(image_key_der(key)).into()
 }

@@ -19,9 +19,10 @@ fn concurrent_signing_from_one_key() {
     let KeyRef::Pkcs11(uri) = text.parse::<KeyRef>().unwrap() else {
         panic!()
     };
-    let (public, _) = pkcs11::generate(&uri).unwrap();
+    let (public_key, _) = pkcs11::generate(&uri, signer::keys::KeyType::EcdsaP256).unwrap();
     let key = Arc::new(Pkcs11Key::open(KeyRef::Pkcs11(uri)).unwrap());
-    assert_eq!(key.public_key().unwrap(), public);
+    let public = key.public_key().unwrap();
+    assert_eq!(firmware::image::AnyImageKey::P256(public), public_key);
     std::thread::scope(|s| {
         for t in 0..4u8 {
             let key = Arc::clone(&key);

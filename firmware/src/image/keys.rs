@@ -90,6 +90,17 @@ pub struct ImageHash {
 }
 
 impl ImageHash {
+    /// A digest computed elsewhere (a streaming hasher); `None` when its
+    /// length is not `alg`'s.
+    pub fn from_digest(alg: HashAlg, digest: &[u8]) -> Option<Self> {
+        if digest.len() != alg.digest_len() {
+            return None;
+        }
+        let mut bytes = [0u8; 64];
+        bytes[..digest.len()].copy_from_slice(digest);
+        Some(Self { alg, bytes })
+    }
+
     /// Which hash.
     pub fn alg(&self) -> HashAlg {
         self.alg
@@ -243,8 +254,41 @@ impl ImageKey for crate::keys::ed25519::Ed25519PublicKey {
     }
 }
 
+#[cfg(feature = "rsa")]
+impl ImageKey for crate::keys::rsa::RsaPublicKey {
+    fn signature_tlv(&self) -> u16 {
+        if self.bits() == 3072 {
+            tlv::RSA3072
+        } else {
+            tlv::RSA2048
+        }
+    }
+
+    fn signs(&self, alg: HashAlg, pure: bool) -> bool {
+        alg == HashAlg::Sha256 && !pure
+    }
+
+    fn has_key_hash(&self, alg: HashAlg, value: &[u8]) -> bool {
+        alg == HashAlg::Sha256 && self.key_hash() == value
+    }
+
+    fn is_public_key(&self, der: &[u8]) -> bool {
+        self.pkcs1_der() == der
+    }
+
+    fn verify_image(&self, signed: Signed<'_>, signature: &[u8]) -> Result<(), KeyError> {
+        match signed {
+            Signed::Digest(hash) => {
+                let digest = hash.sha256().ok_or(KeyError::MalformedSignature)?;
+                self.verify_pss_sha256(&digest, signature)
+            }
+            Signed::Pure(_) => Err(KeyError::MalformedSignature),
+        }
+    }
+}
+
 /// A key of any type this build verifies, for key tables that mix them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AnyImageKey {
     /// ECDSA P-256.
@@ -255,6 +299,9 @@ pub enum AnyImageKey {
     /// Ed25519.
     #[cfg(feature = "ed25519")]
     Ed25519(crate::keys::ed25519::Ed25519PublicKey),
+    /// RSA-2048 or RSA-3072 (PSS).
+    #[cfg(feature = "rsa")]
+    Rsa(crate::keys::rsa::RsaPublicKey),
 }
 
 impl AnyImageKey {
@@ -272,6 +319,10 @@ impl AnyImageKey {
         if let Ok(k) = crate::keys::ed25519::Ed25519PublicKey::from_spki_der(der) {
             return Ok(Self::Ed25519(k));
         }
+        #[cfg(feature = "rsa")]
+        if let Ok(k) = crate::keys::rsa::RsaPublicKey::from_spki_der(der) {
+            return Ok(Self::Rsa(k));
+        }
         Err(KeyError::NotSpki)
     }
 
@@ -282,6 +333,8 @@ impl AnyImageKey {
             Self::P384(k) => k,
             #[cfg(feature = "ed25519")]
             Self::Ed25519(k) => k,
+            #[cfg(feature = "rsa")]
+            Self::Rsa(k) => k,
         }
     }
 }

@@ -174,10 +174,16 @@ impl Image<'_> {
             }
         }
 
+        // A signature by a known key that fails is refused even when another
+        // one verifies (an image signed twice, for key rotation): it means
+        // tampering or a fault, and MCUboot, which keeps the last verdict,
+        // may refuse it too.
+        if let Some(e) = signature_error {
+            return Err(ImageError::BadSignature(e));
+        }
         if !keys.is_empty() && signed_by.is_none() {
-            return Err(match (signature_error, key_matched, signature_seen) {
-                (Some(e), _, _) => ImageError::BadSignature(e),
-                (None, _, false) => ImageError::Unsigned,
+            return Err(match (key_matched, signature_seen) {
+                (_, false) => ImageError::Unsigned,
                 _ => ImageError::KeyMismatch,
             });
         }

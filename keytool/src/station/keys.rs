@@ -1,17 +1,19 @@
 //! Making keys where a key reference says: a file (development), a token or
 //! KMS. The new key never leaves its store.
 
-use signer::keys::{generate_file_key, kms, pkcs11};
+use firmware::image::AnyImageKey;
+use signer::keys::{generate_file_image_key, kms, pkcs11, KeyType};
 use signer::KeyRef;
 
 use crate::station::error::StationError;
 
-/// Generate a P-256 key where `key` says; `force` replaces a key file.
-/// Returns the public key and the reference that names the new key.
+/// Generate a key of type `kind` where `key` says; `force` replaces a key
+/// file. Returns the public key and the reference that names the new key.
 pub(crate) fn generate(
     key: &KeyRef,
+    kind: KeyType,
     force: bool,
-) -> Result<(firmware::P256PublicKey, KeyRef), StationError> {
+) -> Result<(AnyImageKey, KeyRef), StationError> {
     match key {
         KeyRef::File(path) => {
             if path.exists() && !force {
@@ -21,7 +23,7 @@ pub(crate) fn generate(
                 )));
             }
             Ok((
-                generate_file_key(path).map_err(StationError::failed)?,
+                generate_file_image_key(path, kind).map_err(StationError::failed)?,
                 key.clone(),
             ))
         }
@@ -31,7 +33,7 @@ pub(crate) fn generate(
                     "--force does not apply to HSM keys: keys in a token are never replaced",
                 ));
             }
-            let (public, named) = pkcs11::generate(uri).map_err(StationError::failed)?;
+            let (public, named) = pkcs11::generate(uri, kind).map_err(StationError::failed)?;
             Ok((public, KeyRef::Pkcs11(named)))
         }
         KeyRef::AwsKms(r) => {
@@ -40,7 +42,7 @@ pub(crate) fn generate(
                     "--force does not apply to KMS keys: aliases are never moved",
                 ));
             }
-            let (public, _arn) = kms::generate(r).map_err(StationError::failed)?;
+            let (public, _arn) = kms::generate(r, kind).map_err(StationError::failed)?;
             Ok((public, key.clone()))
         }
         #[allow(unreachable_patterns)]

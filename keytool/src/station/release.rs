@@ -434,7 +434,7 @@ pub(crate) fn sign_judged(
         why.extend(held.iter().cloned());
         return Err(session.refuse(RELEASE_ACTION, subjects, &why));
     }
-    let signed = sign_prebuilt(&p.bytes, p.key.as_ref(), format)?;
+    let signed = sign_prebuilt(&p.bytes, &[p.key.as_ref()], format)?;
     let out_bytes = if is_hex_path(output) {
         let base = p.base.ok_or_else(|| {
             StationError::usage_msg("a .hex output needs a .hex input (its address)")

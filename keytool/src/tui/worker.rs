@@ -151,10 +151,11 @@ impl Worker {
 
     fn generate(&self, uri: &str) -> Result<Event, Failure> {
         let key: KeyRef = uri.parse().map_err(Failure::usage)?;
-        let (public, named) = crate::station::keys::generate(&key, false)?;
+        let (public, named) =
+            crate::station::keys::generate(&key, signer::keys::KeyType::EcdsaP256, false)?;
         Ok(Event::Info(format!(
-            "generated {named}: {} (add it to the policy to use it)",
-            fingerprint(&public)
+            "generated {named}: sha256:{} (add it to the policy to use it)",
+            hex::encode(signer::public_key::image_key_id(&public))
         )))
     }
 

@@ -3,17 +3,17 @@
 //! bytes, then adds the key and signature TLVs without rebuilding anything
 //! the hash covers.
 
+use firmware::image::keys::{HashAlg, ImageHash};
 use firmware::image::{tlv, Image, TLV_HEADER_SIZE};
-use sha2::{Digest, Sha256};
 
-use super::build::unprotected_area;
+use super::build::{image_hash, unprotected_area};
 use super::{ImageBuildError, PublicKeyFormat, SignOptions, SignedImage, Signing};
 
 /// What a release is about: an unsigned image, as parsed and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prebuilt {
-    /// SHA-256 over header, payload and protected TLVs (the SHA256 TLV).
-    pub digest: [u8; 32],
+    /// The image hash over header, payload and protected TLVs (its hash TLV).
+    pub digest: ImageHash,
     /// The version in the header.
     pub version: firmware::image::ImageVersion,
     /// The protected security counter, if any.
@@ -28,7 +28,8 @@ pub struct Prebuilt {
 
 impl Prebuilt {
     /// Parse an unsigned image and check its hash: its unprotected area may
-    /// hold only the SHA256 TLV, and that must match the bytes. Bytes after
+    /// hold only its hash TLV (SHA-256, SHA-384 or SHA-512), and that must
+    /// match the bytes. Bytes after
     /// the TLV area must be erased, optionally ending in a valid MCUboot
     /// trailer: nothing unsigned rides along.
     pub fn parse(bytes: &[u8]) -> Result<Self, ImageBuildError> {
@@ -36,17 +37,18 @@ impl Prebuilt {
         image.tail()?;
         let mut hash = None;
         for t in image.tlvs().filter(|t| !t.protected) {
-            match t.kind {
-                tlv::SHA256 => hash = Some(t.value),
-                other => {
+            match HashAlg::from_tlv(t.kind) {
+                Some(alg) if hash.is_none() => hash = Some((alg, t.value)),
+                _ => {
                     return Err(ImageBuildError::AlreadySigned(
-                        tlv::name(other).unwrap_or("an unknown TLV"),
+                        tlv::name(t.kind).unwrap_or("an unknown TLV"),
                     ))
                 }
             }
         }
-        let digest: [u8; 32] = Sha256::digest(image.hashed_region()).into();
-        if hash != Some(digest.as_slice()) {
+        let (alg, value) = hash.ok_or(ImageBuildError::HashMismatch)?;
+        let digest = image_hash(alg, &[image.hashed_region()]);
+        if value != digest.as_bytes() {
             return Err(ImageBuildError::HashMismatch);
         }
         let protected_tlvs = image
@@ -65,19 +67,31 @@ impl Prebuilt {
     }
 }
 
-/// Sign the unsigned image `bytes` with `key`, adding KEYHASH (or PUBKEY)
-/// and ECDSASIG after the SHA256 TLV. A padded image keeps its length: the
-/// new TLVs take erased bytes after the TLV area, and the trailer stays put.
+/// Sign the unsigned image `bytes` with `keys`, adding a KEYHASH (or
+/// PUBKEY) and signature pair per key after the hash TLV. Every key must
+/// sign the image's hash. A padded image keeps its length: the new TLVs take
+/// erased bytes after the TLV area, and the trailer stays put.
 pub fn sign_prebuilt(
     bytes: &[u8],
-    key: &dyn crate::keys::Signer,
+    keys: &[&dyn crate::keys::Signer],
     format: PublicKeyFormat,
 ) -> Result<SignedImage, ImageBuildError> {
     let prebuilt = Prebuilt::parse(bytes)?;
     let image = Image::parse(bytes)?;
     let mut opts = SignOptions::new(prebuilt.version, image.header().header_size, 0);
     opts.public_key_format = format;
-    let (area, signature) = unprotected_area(&opts, &prebuilt.digest, Signing::Key(key))?;
+    opts.sha = Some(prebuilt.digest.alg());
+    let signing = Signing::Keys(keys.to_vec());
+    let alg = signing.hash_alg(&opts)?;
+    if alg != prebuilt.digest.alg() {
+        return Err(ImageBuildError::Usage(format!(
+            "the image is hashed with SHA-{}, which the signing keys do not sign; \
+             build it with --sha {}",
+            crate::keys::sha_name(prebuilt.digest.alg()),
+            crate::keys::sha_name(alg)
+        )));
+    }
+    let (area, signatures) = unprotected_area(&opts, &prebuilt.digest, None, signing)?;
     let start = image.unprotected_range().start;
     let end = image.tlv_end();
     let growth = area.len() - (end - start);
@@ -104,7 +118,7 @@ pub fn sign_prebuilt(
         bytes: out,
         base_addr: None,
         digest: prebuilt.digest,
-        signature,
+        signatures,
         is_vector: false,
     })
 }
@@ -156,8 +170,8 @@ mod tests {
             assert_eq!(info.security_counter, Some(7));
             assert_eq!(info.version.to_string(), "1.2.3+4");
             assert_eq!(info.protected_tlvs, ["SEC_CNT"]);
-            let later = sign_prebuilt(&unsigned_bytes, &key, PublicKeyFormat::Hash).unwrap();
-            let at_once = build(input(), &o, Signing::Key(&key), None).unwrap();
+            let later = sign_prebuilt(&unsigned_bytes, &[&key], PublicKeyFormat::Hash).unwrap();
+            let at_once = build(input(), &o, Signing::key(&key), None).unwrap();
             // ECDSA signatures are randomized: compare all but the signature,
             // and check the signature.
             let image = Image::parse(&later.bytes).unwrap();
@@ -183,7 +197,7 @@ mod tests {
     fn signed_tampered_or_cramped_images_are_refused() {
         let key = key();
         let o = opts(false);
-        let signed = build(input(), &o, Signing::Key(&key), None).unwrap();
+        let signed = build(input(), &o, Signing::key(&key), None).unwrap();
         assert!(matches!(
             Prebuilt::parse(&signed.bytes),
             Err(ImageBuildError::AlreadySigned("KEYHASH"))
@@ -197,7 +211,7 @@ mod tests {
         let mut cramped = build(input(), &o, Signing::Unsigned, None).unwrap().bytes;
         cramped.extend_from_slice(&[0xff; 10]);
         assert!(matches!(
-            sign_prebuilt(&cramped, &key, PublicKeyFormat::Hash),
+            sign_prebuilt(&cramped, &[&key], PublicKeyFormat::Hash),
             Err(ImageBuildError::NoRoomForSignature { .. })
         ));
         assert!(Prebuilt::parse(b"not an image").is_err());

@@ -1,30 +1,105 @@
 //! Assembling an image: header, protected TLVs, hash, key and signature TLVs,
 //! in the order imgtool writes them.
 
+use firmware::image::keys::{HashAlg, ImageHash, ImageKey, Signed};
 use firmware::image::{
-    flags, tlv, tlv_header, tlv_info, ImageHeader, TLV_INFO_MAGIC, TLV_INFO_SIZE,
+    flags, tlv, tlv_header, tlv_info, AnyImageKey, ImageHeader, TLV_INFO_MAGIC, TLV_INFO_SIZE,
     TLV_PROT_INFO_MAGIC,
 };
-use firmware::P256PublicKey;
-use sha2::{Digest, Sha256};
 
 use super::{FirmwareInput, ImageBuildError, PublicKeyFormat, SignOptions};
-use crate::keys::Signer;
+use crate::keys::{KeyType, Signer};
+use crate::public_key::image_key_der;
 
-/// How the image gets its signature.
+/// How the image gets its signatures.
 #[derive(Debug)]
 pub enum Signing<'a> {
-    /// No signature: only the SHA256 TLV.
+    /// No signature: only the hash TLV.
     Unsigned,
-    /// Sign with this key.
-    Key(&'a dyn Signer),
+    /// Sign with each key, in order: one KEYHASH (or PUBKEY) and signature
+    /// pair per key, as MCUboot reads them. Two keys sign an image both an
+    /// old and a new bootloader key accept (key rotation).
+    Keys(Vec<&'a dyn Signer>),
     /// A signature made elsewhere (`--fix-sig`), by `public_key`.
     Fixed {
-        /// DER signature over the image digest.
+        /// The signature TLV's value (DER for ECDSA).
         signature: Vec<u8>,
         /// The key that made it.
-        public_key: P256PublicKey,
+        public_key: AnyImageKey,
     },
+}
+
+impl<'a> Signing<'a> {
+    /// Sign with one key.
+    pub fn key(key: &'a dyn Signer) -> Self {
+        Self::Keys(vec![key])
+    }
+
+    /// The public keys that sign, in order.
+    fn public_keys(&self) -> Result<Vec<AnyImageKey>, ImageBuildError> {
+        Ok(match self {
+            Self::Unsigned => Vec::new(),
+            Self::Keys(keys) => keys
+                .iter()
+                .map(|k| k.image_key())
+                .collect::<Result<_, _>>()?,
+            Self::Fixed { public_key, .. } => vec![public_key.clone()],
+        })
+    }
+
+    /// The image hash these signers need under `opts` (`--sha`, `--pure`),
+    /// by imgtool's rules; every key must sign the same one, as MCUboot
+    /// checks one hash TLV.
+    pub fn hash_alg(&self, opts: &SignOptions) -> Result<HashAlg, ImageBuildError> {
+        let keys = self.public_keys()?;
+        if keys.is_empty() {
+            if opts.pure {
+                return Err(ImageBuildError::Usage(
+                    "--pure needs a signing key (an Ed25519 one)".into(),
+                ));
+            }
+            return Ok(opts.sha.unwrap_or(HashAlg::Sha256));
+        }
+        let mut chosen: Option<(KeyType, HashAlg)> = None;
+        for key in &keys {
+            let kind = KeyType::of(key);
+            let alg = kind
+                .image_hash(opts.sha, opts.pure)
+                .map_err(ImageBuildError::Usage)?;
+            match chosen {
+                Some((first, a)) if a != alg => {
+                    return Err(ImageBuildError::Usage(format!(
+                        "{} and {} keys sign different image hashes (SHA-{} and SHA-{}); \
+                         an image has one hash, so they cannot both sign it{}",
+                        first.title(),
+                        kind.title(),
+                        crate::keys::sha_name(a),
+                        crate::keys::sha_name(alg),
+                        if kind == KeyType::Ed25519 || first == KeyType::Ed25519 {
+                            " (try --sha with a hash both take)"
+                        } else {
+                            ""
+                        }
+                    )))
+                }
+                Some(_) => {}
+                None => chosen = Some((kind, alg)),
+            }
+        }
+        Ok(chosen.map_or(HashAlg::Sha256, |(_, a)| a))
+    }
+}
+
+/// The hash of `parts` with `alg` (every algorithm is built on the host).
+pub(crate) fn image_hash(alg: HashAlg, parts: &[&[u8]]) -> ImageHash {
+    alg.hash(parts)
+        .unwrap_or_else(|| unreachable!("the host build has every image hash"))
+}
+
+/// The KEYHASH value naming `key` in an image hashed with `alg`: that hash
+/// of the DER MCUboot embeds (imgtool's rule).
+fn key_hash(key: &AnyImageKey, alg: HashAlg) -> ImageHash {
+    image_hash(alg, &[&image_key_der(key)])
 }
 
 /// `--vector-to-sign`: emit what an external signer must sign instead of an image.
@@ -43,10 +118,10 @@ pub struct SignedImage {
     pub bytes: Vec<u8>,
     /// Address of `bytes[0]` when the input was HEX.
     pub base_addr: Option<u32>,
-    /// SHA-256 over header, payload and protected TLVs.
-    pub digest: [u8; 32],
-    /// The signature TLV's value, if signed.
-    pub signature: Option<Vec<u8>>,
+    /// The image hash over header, payload and protected TLVs.
+    pub digest: ImageHash,
+    /// The signature TLVs' values, in order (empty if unsigned).
+    pub signatures: Vec<Vec<u8>>,
     /// Whether `bytes` is a vector to sign rather than an image.
     pub is_vector: bool,
 }
@@ -149,41 +224,68 @@ pub(crate) fn layout(opts: &SignOptions, image_size: usize) -> Result<Layout, Im
     })
 }
 
-/// The unprotected TLV area for an image with `digest`, and the signature.
+/// The unprotected TLV area for an image with `digest` (and, for a pure
+/// image, its hashed `region`), and the signatures: the hash TLV,
+/// `SIG_PURE` for a pure image, then a KEYHASH (or PUBKEY) and signature
+/// pair per key, in imgtool's order.
 pub(crate) fn unprotected_area(
     opts: &SignOptions,
-    digest: &[u8; 32],
+    digest: &ImageHash,
+    region: Option<&[u8]>,
     signing: Signing<'_>,
-) -> Result<(Vec<u8>, Option<Vec<u8>>), ImageBuildError> {
+) -> Result<(Vec<u8>, Vec<Vec<u8>>), ImageBuildError> {
     let mut body = Vec::with_capacity(256);
-    push_tlv(&mut body, tlv::SHA256, digest)?;
-    let signed = match signing {
-        Signing::Unsigned => None,
-        Signing::Key(key) => {
-            let mut sig = key.sign_digest(digest)?.to_der();
-            if opts.pad_sig {
-                sig.resize(PADDED_SIG_LEN.max(sig.len()), 0);
+    push_tlv(&mut body, digest.alg().tlv(), digest.as_bytes())?;
+    let signed = if opts.pure {
+        push_tlv(&mut body, tlv::SIG_PURE, &[1])?;
+        Signed::Pure(region.ok_or_else(|| {
+            ImageBuildError::Usage("a pure image is signed over its bytes, not a digest".into())
+        })?)
+    } else {
+        Signed::Digest(digest)
+    };
+    let pad = |key: &AnyImageKey, mut sig: Vec<u8>| {
+        if opts.pad_sig && key.signature_tlv() == tlv::ECDSASIG {
+            sig.resize(PADDED_SIG_LEN.max(sig.len()), 0);
+        }
+        sig
+    };
+    let pairs: Vec<(AnyImageKey, Vec<u8>)> = match signing {
+        Signing::Unsigned => Vec::new(),
+        Signing::Keys(keys) => {
+            let mut pairs = Vec::with_capacity(keys.len());
+            for key in keys {
+                let public = key.image_key()?;
+                let sig = key.sign_image(signed)?;
+                pairs.push((public.clone(), pad(&public, sig)));
             }
-            Some((key.public_key()?, sig))
+            pairs
         }
         Signing::Fixed {
             signature,
             public_key,
         } => {
             public_key
-                .verify_digest_der_padded(digest, &signature)
+                .verify_image(signed, &signature)
                 .map_err(|_| ImageBuildError::FixedSignatureInvalid)?;
-            Some((public_key, signature))
+            vec![(public_key, signature)]
         }
     };
-    if let Some((public_key, sig)) = &signed {
+    for (public_key, sig) in &pairs {
         match opts.public_key_format {
-            PublicKeyFormat::Hash => push_tlv(&mut body, tlv::KEYHASH, &public_key.key_id())?,
-            PublicKeyFormat::Full => push_tlv(&mut body, tlv::PUBKEY, &public_key.spki_der())?,
+            PublicKeyFormat::Hash => push_tlv(
+                &mut body,
+                tlv::KEYHASH,
+                key_hash(public_key, digest.alg()).as_bytes(),
+            )?,
+            PublicKeyFormat::Full => push_tlv(&mut body, tlv::PUBKEY, &image_key_der(public_key))?,
         }
-        push_tlv(&mut body, tlv::ECDSASIG, sig)?;
+        push_tlv(&mut body, public_key.signature_tlv(), sig)?;
     }
-    Ok((finish_area(TLV_INFO_MAGIC, &body)?, signed.map(|(_, s)| s)))
+    Ok((
+        finish_area(TLV_INFO_MAGIC, &body)?,
+        pairs.into_iter().map(|(_, s)| s).collect(),
+    ))
 }
 
 /// Refuse an image of `image_len` bytes that leaves no room for the trailer.
@@ -232,10 +334,11 @@ pub fn build(
     if !opts.pad_header && payload[..header_size].iter().any(|&b| b != 0) {
         return Err(ImageBuildError::HeaderNotZero(opts.header_size));
     }
+    let alg = signing.hash_alg(opts)?;
     let layout = layout(opts, payload.len() - header_size)?;
     payload[..layout.header.len()].copy_from_slice(&layout.header);
     payload.extend_from_slice(&layout.protected);
-    let digest: [u8; 32] = Sha256::digest(&payload).into();
+    let digest = image_hash(alg, &[&payload]);
 
     match vector {
         Some(VectorToSign::Payload) => {
@@ -243,29 +346,29 @@ pub fn build(
                 bytes: payload,
                 base_addr,
                 digest,
-                signature: None,
+                signatures: Vec::new(),
                 is_vector: true,
             });
         }
         Some(VectorToSign::Digest) => {
             return Ok(SignedImage {
-                bytes: digest.to_vec(),
+                bytes: digest.as_bytes().to_vec(),
                 base_addr,
                 digest,
-                signature: None,
+                signatures: Vec::new(),
                 is_vector: true,
             });
         }
         None => {}
     }
-    let (unprotected, signature) = unprotected_area(opts, &digest, signing)?;
+    let (unprotected, signatures) = unprotected_area(opts, &digest, Some(&payload), signing)?;
     payload.extend_from_slice(&unprotected);
     check_slot(opts, payload.len())?;
     Ok(SignedImage {
         bytes: payload,
         base_addr,
         digest,
-        signature,
+        signatures,
         is_vector: false,
     })
 }

@@ -1,4 +1,4 @@
-//! The options of `imgtool sign` that apply to ECDSA P-256 images.
+//! The options of `imgtool sign` (all but encryption and compression).
 
 use firmware::image::{tlv, ImageVersion, TrailerLayout, DEFAULT_MAX_ALIGN, DEFAULT_MAX_SECTORS};
 
@@ -75,6 +75,10 @@ pub struct SignOptions {
     pub non_bootable: bool,
     /// `--pad-sig`: pad the DER signature with zeros to 72 bytes.
     pub pad_sig: bool,
+    /// `--sha`: the image hash, or `None` for the key type's default.
+    pub sha: Option<firmware::image::keys::HashAlg>,
+    /// `--pure`: Ed25519 signs the image itself, not its hash.
+    pub pure: bool,
 }
 
 impl SignOptions {
@@ -101,6 +105,8 @@ impl SignOptions {
             public_key_format: PublicKeyFormat::Hash,
             non_bootable: false,
             pad_sig: false,
+            sha: None,
+            pure: false,
         }
     }
 

@@ -10,7 +10,8 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
+use firmware::image::keys::{HashAlg, ImageHash};
+use sha2::Digest;
 
 use super::build::{check_slot, layout, unprotected_area};
 use super::output::padded_tail;
@@ -20,22 +21,65 @@ use crate::atomic::AtomicFile;
 /// What [`sign_file`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedFile {
-    /// SHA-256 over header, payload and protected TLVs.
-    pub digest: [u8; 32],
-    /// The signature TLV's value, if signed.
-    pub signature: Option<Vec<u8>>,
+    /// The image hash over header, payload and protected TLVs.
+    pub digest: ImageHash,
+    /// The signature TLVs' values, in order (empty if unsigned).
+    pub signatures: Vec<Vec<u8>>,
 }
 
 const CHUNK: usize = 1 << 20;
 
+/// An image hash computed in pieces.
+enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    fn new(alg: HashAlg) -> Self {
+        match alg {
+            HashAlg::Sha256 => Self::Sha256(sha2::Sha256::new()),
+            HashAlg::Sha384 => Self::Sha384(sha2::Sha384::new()),
+            HashAlg::Sha512 => Self::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::Sha256(h) => h.update(data),
+            Self::Sha384(h) => h.update(data),
+            Self::Sha512(h) => h.update(data),
+        }
+    }
+
+    fn finish(self) -> ImageHash {
+        let (alg, digest) = match self {
+            Self::Sha256(h) => (HashAlg::Sha256, h.finalize().to_vec()),
+            Self::Sha384(h) => (HashAlg::Sha384, h.finalize().to_vec()),
+            Self::Sha512(h) => (HashAlg::Sha512, h.finalize().to_vec()),
+        };
+        ImageHash::from_digest(alg, &digest)
+            .unwrap_or_else(|| unreachable!("digest length matches its algorithm"))
+    }
+}
+
 /// Sign the binary firmware `input` into the binary image `output`, exactly
-/// as [`super::build`] and [`super::write_output`] would, streaming.
+/// as [`super::build`] and [`super::write_output`] would, streaming. A pure
+/// image (`--pure`) is signed over all its bytes at once: build it in
+/// memory with [`super::build`].
 pub fn sign_file(
     input: &Path,
     output: &Path,
     opts: &SignOptions,
     signing: Signing<'_>,
 ) -> Result<SignedFile, ImageBuildError> {
+    if opts.pure {
+        return Err(ImageBuildError::Usage(
+            "a pure image is signed over its whole bytes; build it in memory".into(),
+        ));
+    }
+    let alg = signing.hash_alg(opts)?;
     let read_err = |source| ImageBuildError::Read {
         path: input.to_path_buf(),
         source,
@@ -75,7 +119,7 @@ pub fn sign_file(
         .map_err(|e| out.error(e))?;
 
     let mut copy_out = out.file().try_clone().map_err(|e| out.error(e))?;
-    let digest: [u8; 32] = std::thread::scope(|s| {
+    let digest: ImageHash = std::thread::scope(|s| {
         // This thread reads and hashes; the writer writes what was hashed.
         // Buffers go round between the two, so nothing is allocated per chunk.
         let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
@@ -87,7 +131,7 @@ pub fn sign_file(
             }
             Ok(())
         });
-        let mut hasher = Sha256::new();
+        let mut hasher = Hasher::new(alg);
         hasher.update(&header_region);
         let mut spare = vec![vec![0u8; CHUNK], vec![0u8; CHUNK], vec![0u8; CHUNK]];
         let mut left = body_len;
@@ -121,7 +165,7 @@ pub fn sign_file(
             return Err(read_err(std::io::ErrorKind::UnexpectedEof.into()));
         }
         hasher.update(&plan.protected);
-        Ok(hasher.finalize().into())
+        Ok(hasher.finish())
     })?;
 
     // Refuse an input that changed while it was read (a file growing or
@@ -134,7 +178,7 @@ pub fn sign_file(
         )));
     }
 
-    let (unprotected, signature) = unprotected_area(opts, &digest, signing)?;
+    let (unprotected, signatures) = unprotected_area(opts, &digest, None, signing)?;
     let image_len = header_size + body_len + plan.protected.len() + unprotected.len();
     check_slot(opts, image_len)?;
     out_file
@@ -147,5 +191,5 @@ pub fn sign_file(
             .map_err(|e| out.error(e))?;
     }
     out.commit()?;
-    Ok(SignedFile { digest, signature })
+    Ok(SignedFile { digest, signatures })
 }

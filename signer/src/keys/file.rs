@@ -13,17 +13,25 @@ use secrecy::{ExposeSecret, SecretString};
 use std::io::IsTerminal;
 use zeroize::Zeroizing;
 
-use super::{EcdsaSignature, Signer, SignerError};
+use firmware::image::keys::{HashAlg, Signed};
+use firmware::image::AnyImageKey;
+use firmware::keys::KeyError;
+
+use super::{EcdsaSignature, KeyType, Signer, SignerError};
 use crate::KeyRef;
 
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+const OID_ED25519: &str = "1.3.101.112";
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
 
-/// A P-256 private key read from a PKCS#8 (or SEC1) PEM file. The key zeroizes
-/// on drop and never appears in `Debug` output.
+/// A private key read from a PKCS#8 (or SEC1) PEM file, of any image key
+/// type. The key zeroizes on drop and never appears in `Debug` output.
 pub struct FileKey {
     key_ref: KeyRef,
-    key: SigningKey,
+    secret: FileSecret,
+    public: AnyImageKey,
 }
 
 impl fmt::Debug for FileKey {
@@ -34,36 +42,81 @@ impl fmt::Debug for FileKey {
     }
 }
 
+/// A private key of one of the image key types. Each zeroizes on drop (the
+/// RustCrypto keys and `rsa`'s do themselves; the Ed25519 seed is wrapped).
+pub(crate) enum FileSecret {
+    P256(SigningKey),
+    P384(p384::ecdsa::SigningKey),
+    Ed25519(Zeroizing<[u8; 32]>),
+    Rsa(Box<rsa::RsaPrivateKey>),
+}
+
+impl FileSecret {
+    /// Its public key.
+    pub(crate) fn public(&self) -> Result<AnyImageKey, KeyError> {
+        Ok(match self {
+            Self::P256(sk) => AnyImageKey::P256(public_of(sk)),
+            Self::P384(sk) => {
+                let point = sk.verifying_key().to_encoded_point(false);
+                AnyImageKey::P384(firmware::keys::p384::P384PublicKey::from_sec1(
+                    point.as_bytes(),
+                )?)
+            }
+            Self::Ed25519(seed) => {
+                let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(**seed));
+                AnyImageKey::Ed25519(firmware::keys::ed25519::Ed25519PublicKey::from_bytes(
+                    &pair.pk[..],
+                )?)
+            }
+            Self::Rsa(sk) => {
+                use rsa::traits::PublicKeyParts;
+                AnyImageKey::Rsa(firmware::keys::rsa::RsaPublicKey::from_components(
+                    &sk.n().to_bytes_be(),
+                    &sk.e().to_bytes_be(),
+                )?)
+            }
+        })
+    }
+}
+
 /// Name an algorithm by OID for error messages.
 pub(crate) fn algorithm_name(oid: &str, curve: Option<&str>) -> String {
     match (oid, curve) {
-        (OID_EC_PUBLIC_KEY, Some("1.3.132.0.34")) => "ECDSA P-384".into(),
+        (OID_EC_PUBLIC_KEY, Some(OID_P256)) => "ECDSA P-256".into(),
+        (OID_EC_PUBLIC_KEY, Some(OID_P384)) => "ECDSA P-384".into(),
         (OID_EC_PUBLIC_KEY, Some("1.3.132.0.35")) => "ECDSA P-521".into(),
         (OID_EC_PUBLIC_KEY, Some(c)) => format!("EC (curve {c})"),
-        ("1.2.840.113549.1.1.1", _) => "RSA".into(),
-        ("1.3.101.112", _) => "Ed25519".into(),
+        (OID_RSA, _) => "RSA".into(),
+        (OID_ED25519, _) => "Ed25519".into(),
         ("1.3.101.110", _) => "X25519".into(),
         (o, _) => format!("unknown-algorithm ({o})"),
     }
 }
 
-/// Check that an `AlgorithmIdentifier` is EC on P-256.
-fn require_p256(key: &str, alg: &spki::AlgorithmIdentifierRef<'_>) -> Result<(), SignerError> {
-    let oid = alg.oid.to_string();
-    let curve = alg.parameters_oid().ok().map(|c| c.to_string());
-    if oid == OID_EC_PUBLIC_KEY && curve.as_deref() == Some(OID_P256) {
-        return Ok(());
-    }
-    Err(SignerError::WrongKeyType {
-        key: key.to_owned(),
-        found: algorithm_name(&oid, curve.as_deref()),
-    })
+fn algorithm(alg: &spki::AlgorithmIdentifierRef<'_>) -> (String, Option<String>) {
+    (
+        alg.oid.to_string(),
+        alg.parameters_oid().ok().map(|c| c.to_string()),
+    )
 }
 
 /// What a PEM file holds.
 pub(crate) enum PemKey {
-    Private(SigningKey),
-    Public(P256PublicKey),
+    Private(FileSecret),
+    Public(AnyImageKey),
+}
+
+impl PemKey {
+    /// The public key (of a private key, its public half).
+    pub(crate) fn public(&self, key: &str) -> Result<AnyImageKey, SignerError> {
+        match self {
+            Self::Private(sk) => sk.public().map_err(|e| SignerError::InvalidKey {
+                key: key.to_owned(),
+                reason: e.to_string(),
+            }),
+            Self::Public(pk) => Ok(pk.clone()),
+        }
+    }
 }
 
 /// Read a PEM key file: a PKCS#8 or SEC1 private key, or a public key.
@@ -79,6 +132,61 @@ pub(crate) fn read_pem_key(key_ref: &KeyRef, path: &Path) -> Result<PemKey, Sign
     pem_key(key, &text)
 }
 
+/// A PKCS#8 private key of an image key type.
+fn pkcs8_secret(key: &str, der: &[u8]) -> Result<FileSecret, SignerError> {
+    let invalid = |reason: &str| SignerError::InvalidKey {
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let info = pkcs8::PrivateKeyInfo::from_der(der)
+        .map_err(|_| invalid("malformed PKCS#8 private key"))?;
+    match algorithm(&info.algorithm) {
+        (oid, Some(curve)) if oid == OID_EC_PUBLIC_KEY && curve == OID_P256 => {
+            SigningKey::from_pkcs8_der(der)
+                .map(FileSecret::P256)
+                .map_err(|_| invalid("malformed P-256 private key"))
+        }
+        (oid, Some(curve)) if oid == OID_EC_PUBLIC_KEY && curve == OID_P384 => {
+            p384::ecdsa::SigningKey::from_pkcs8_der(der)
+                .map(FileSecret::P384)
+                .map_err(|_| invalid("malformed P-384 private key"))
+        }
+        (oid, _) if oid == OID_ED25519 => {
+            // RFC 8410: the private key is an OCTET STRING holding the seed.
+            match info.private_key {
+                [0x04, 0x20, seed @ ..] if seed.len() == 32 => {
+                    let mut out = Zeroizing::new([0u8; 32]);
+                    out.copy_from_slice(seed);
+                    Ok(FileSecret::Ed25519(out))
+                }
+                _ => Err(invalid("malformed Ed25519 private key")),
+            }
+        }
+        (oid, _) if oid == OID_RSA => {
+            use rsa::pkcs8::DecodePrivateKey as _;
+            let sk = rsa::RsaPrivateKey::from_pkcs8_der(der)
+                .map_err(|_| invalid("malformed RSA private key"))?;
+            check_rsa_size(key, &sk)?;
+            Ok(FileSecret::Rsa(Box::new(sk)))
+        }
+        (oid, curve) => Err(SignerError::WrongKeyType {
+            key: key.to_owned(),
+            found: algorithm_name(&oid, curve.as_deref()),
+        }),
+    }
+}
+
+fn check_rsa_size(key: &str, sk: &rsa::RsaPrivateKey) -> Result<(), SignerError> {
+    use rsa::traits::PublicKeyParts;
+    match sk.n().bits() {
+        2048 | 3072 => Ok(()),
+        bits => Err(SignerError::InvalidKey {
+            key: key.to_owned(),
+            reason: format!("an RSA-{bits} key; MCUboot takes RSA-2048 and RSA-3072"),
+        }),
+    }
+}
+
 /// Decode PEM key text; `key` names it in errors.
 pub(crate) fn pem_key(key: String, text: &str) -> Result<PemKey, SignerError> {
     let invalid = |reason: &str| SignerError::InvalidKey {
@@ -88,26 +196,43 @@ pub(crate) fn pem_key(key: String, text: &str) -> Result<PemKey, SignerError> {
     let (label, der) = pem_rfc7468_decode(text).map_err(|_| invalid("not a PEM file"))?;
     let der = Zeroizing::new(der);
     match label.as_str() {
-        "PRIVATE KEY" => {
-            let info = pkcs8::PrivateKeyInfo::from_der(&der)
-                .map_err(|_| invalid("malformed PKCS#8 private key"))?;
-            require_p256(&key, &info.algorithm)?;
-            let sk = SigningKey::from_pkcs8_der(&der)
-                .map_err(|_| invalid("malformed P-256 private key"))?;
-            Ok(PemKey::Private(sk))
-        }
+        "PRIVATE KEY" => pkcs8_secret(&key, &der).map(PemKey::Private),
         "EC PRIVATE KEY" => {
-            let sk = p256::SecretKey::from_sec1_der(&der)
-                .map_err(|_| invalid("not a P-256 SEC1 private key"))?;
-            Ok(PemKey::Private(SigningKey::from(sk)))
+            if let Ok(sk) = p256::SecretKey::from_sec1_der(&der) {
+                return Ok(PemKey::Private(FileSecret::P256(SigningKey::from(sk))));
+            }
+            p384::SecretKey::from_sec1_der(&der)
+                .map(|sk| PemKey::Private(FileSecret::P384(sk.into())))
+                .map_err(|_| invalid("not a P-256 or P-384 SEC1 private key"))
+        }
+        "RSA PRIVATE KEY" => {
+            use rsa::pkcs1::DecodeRsaPrivateKey as _;
+            let sk = rsa::RsaPrivateKey::from_pkcs1_der(&der)
+                .map_err(|_| invalid("malformed PKCS#1 RSA private key"))?;
+            check_rsa_size(&key, &sk)?;
+            Ok(PemKey::Private(FileSecret::Rsa(Box::new(sk))))
         }
         "PUBLIC KEY" => {
             let spki = spki::SubjectPublicKeyInfoRef::from_der(&der)
                 .map_err(|_| invalid("malformed public key"))?;
-            require_p256(&key, &spki.algorithm)?;
-            let pk = P256PublicKey::from_spki_der(&der).map_err(|e| invalid(&e.to_string()))?;
-            Ok(PemKey::Public(pk))
+            let (oid, curve) = algorithm(&spki.algorithm);
+            let known = matches!(
+                (oid.as_str(), curve.as_deref()),
+                (OID_EC_PUBLIC_KEY, Some(OID_P256 | OID_P384)) | (OID_ED25519 | OID_RSA, _)
+            );
+            if !known {
+                return Err(SignerError::WrongKeyType {
+                    key,
+                    found: algorithm_name(&oid, curve.as_deref()),
+                });
+            }
+            AnyImageKey::from_spki_der(&der)
+                .map(PemKey::Public)
+                .map_err(|e| invalid(&e.to_string()))
         }
+        "RSA PUBLIC KEY" => firmware::keys::rsa::RsaPublicKey::from_pkcs1_der(&der)
+            .map(|k| PemKey::Public(AnyImageKey::Rsa(k)))
+            .map_err(|_| invalid("not an RSA-2048 or RSA-3072 public key")),
         "ENCRYPTED PRIVATE KEY" => {
             let info = pkcs8::EncryptedPrivateKeyInfo::from_der(&der)
                 .map_err(|_| invalid("malformed encrypted PKCS#8 private key"))?;
@@ -117,17 +242,8 @@ pub(crate) fn pem_key(key: String, text: &str) -> Result<PemKey, SignerError> {
                 .map_err(|_| {
                     invalid("cannot decrypt: wrong passphrase, or an unsupported encryption scheme")
                 })?;
-            let inner = pkcs8::PrivateKeyInfo::from_der(plain.as_bytes())
-                .map_err(|_| invalid("malformed PKCS#8 private key inside the encryption"))?;
-            require_p256(&key, &inner.algorithm)?;
-            let sk = SigningKey::from_pkcs8_der(plain.as_bytes())
-                .map_err(|_| invalid("malformed P-256 private key"))?;
-            Ok(PemKey::Private(sk))
+            pkcs8_secret(&key, plain.as_bytes()).map(PemKey::Private)
         }
-        "RSA PRIVATE KEY" | "RSA PUBLIC KEY" => Err(SignerError::WrongKeyType {
-            key,
-            found: "RSA".into(),
-        }),
         other => Err(invalid(&format!("unexpected PEM block '{other}'"))),
     }
 }
@@ -179,11 +295,24 @@ impl FileKey {
                 reason: "not a file key".into(),
             });
         };
-        match read_pem_key(&key_ref, path)? {
-            PemKey::Private(key) => Ok(Self { key_ref, key }),
+        let pem = read_pem_key(&key_ref, path)?;
+        let public = pem.public(&key_ref.to_string())?;
+        match pem {
+            PemKey::Private(secret) => Ok(Self {
+                key_ref,
+                secret,
+                public,
+            }),
             PemKey::Public(_) => Err(SignerError::PublicOnly {
                 key: key_ref.to_string(),
             }),
+        }
+    }
+
+    fn sign_failed(&self, e: impl fmt::Display) -> SignerError {
+        SignerError::SignFailed {
+            key: self.key_ref.to_string(),
+            reason: e.to_string(),
         }
     }
 }
@@ -194,18 +323,64 @@ impl Signer for FileKey {
     }
 
     fn public_key(&self) -> Result<P256PublicKey, SignerError> {
-        Ok(public_of(&self.key))
+        match &self.public {
+            AnyImageKey::P256(k) => Ok(*k),
+            other => Err(super::not_p256(&self.key_ref, other)),
+        }
+    }
+
+    fn image_key(&self) -> Result<AnyImageKey, SignerError> {
+        Ok(self.public.clone())
     }
 
     fn sign_digest(&self, digest: &[u8; 32]) -> Result<EcdsaSignature, SignerError> {
+        let FileSecret::P256(key) = &self.secret else {
+            return Err(super::not_p256(&self.key_ref, &self.public));
+        };
         let sig: p256::ecdsa::Signature =
-            self.key
-                .sign_prehash(digest)
-                .map_err(|e| SignerError::SignFailed {
-                    key: self.key_ref.to_string(),
-                    reason: e.to_string(),
-                })?;
-        super::check_own_signature(&self.key_ref, self.key.verifying_key(), digest, sig.into())
+            key.sign_prehash(digest).map_err(|e| self.sign_failed(e))?;
+        super::check_own_signature(&self.key_ref, key.verifying_key(), digest, sig.into())
+    }
+
+    fn sign_image(&self, signed: Signed<'_>) -> Result<Vec<u8>, SignerError> {
+        let kind = super::KeyType::of(&self.public);
+        let unsupported = || super::unsupported_signing(&self.key_ref, kind, signed);
+        let signature = match (&self.secret, signed) {
+            (FileSecret::P256(key), Signed::Digest(hash)) if hash.alg() == HashAlg::Sha256 => {
+                let sig: p256::ecdsa::Signature = key
+                    .sign_prehash(hash.as_bytes())
+                    .map_err(|e| self.sign_failed(e))?;
+                sig.to_der().as_bytes().to_vec()
+            }
+            (FileSecret::P384(key), Signed::Digest(hash)) if hash.alg() == HashAlg::Sha384 => {
+                let sig: p384::ecdsa::Signature = key
+                    .sign_prehash(hash.as_bytes())
+                    .map_err(|e| self.sign_failed(e))?;
+                sig.to_der().as_bytes().to_vec()
+            }
+            (FileSecret::Ed25519(seed), signed) => {
+                if let Signed::Digest(hash) = signed {
+                    if !kind.image_hashes(false).contains(&hash.alg()) {
+                        return Err(unsupported());
+                    }
+                }
+                let message = match signed {
+                    Signed::Digest(hash) => hash.as_bytes(),
+                    Signed::Pure(region) => region,
+                };
+                let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(**seed));
+                pair.sk.sign(message, None).to_vec()
+            }
+            (FileSecret::Rsa(key), Signed::Digest(hash)) if hash.alg() == HashAlg::Sha256 => key
+                .sign_with_rng(
+                    &mut rand_core::OsRng,
+                    rsa::Pss::new_with_salt::<sha2::Sha256>(firmware::keys::rsa::PSS_SALT_LEN),
+                    hash.as_bytes(),
+                )
+                .map_err(|e| self.sign_failed(e))?,
+            _ => return Err(unsupported()),
+        };
+        super::check_image_signature(&self.key_ref, &self.public, signed, signature)
     }
 
     fn production_problems(&self) -> Result<Vec<String>, SignerError> {
@@ -220,56 +395,37 @@ impl Signer for FileKey {
 /// `imgtool keygen` writes and reads), readable by its owner only. Returns the
 /// public key.
 pub fn generate_file_key(path: &Path) -> Result<P256PublicKey, SignerError> {
-    let key = format!("file:{}", path.display());
-    let sk = SigningKey::random(&mut rand_core::OsRng);
-    let pem = sk
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| SignerError::InvalidKey {
-            key: key.clone(),
-            reason: format!("cannot encode key: {e}"),
-        })?;
-    crate::atomic::write_parts(path, &[pem.as_bytes()], Some(0o600)).map_err(|e| {
-        SignerError::Io {
-            key,
-            path: path.to_path_buf(),
-            source: e.source,
-        }
-    })?;
-    Ok(public_of(&sk))
+    match generate_file_image_key(path, KeyType::EcdsaP256)? {
+        AnyImageKey::P256(k) => Ok(k),
+        _ => unreachable!("a P-256 key was generated"),
+    }
 }
 
-/// Key types a development key file can be generated as, besides P-256.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKeyType {
-    /// ECDSA over NIST P-384.
-    EcdsaP384,
-    /// Ed25519.
-    Ed25519,
-}
-
-/// Generate an ECDSA P-384 or Ed25519 key into `path` as unencrypted PKCS#8
+/// Generate a key of any image key type into `path` as unencrypted PKCS#8
 /// PEM, as `imgtool keygen` writes them (owner-readable only, written
-/// atomically); returns its public key. Image signing with these types is
-/// not built yet; verification is.
-pub fn generate_file_image_key(
-    path: &Path,
-    kind: FileKeyType,
-) -> Result<firmware::image::AnyImageKey, SignerError> {
+/// atomically); returns its public key.
+pub fn generate_file_image_key(path: &Path, kind: KeyType) -> Result<AnyImageKey, SignerError> {
     let key = format!("file:{}", path.display());
     let encode_failed = |e: &dyn fmt::Display| SignerError::InvalidKey {
         key: key.clone(),
         reason: format!("cannot encode key: {e}"),
     };
     let pem: Zeroizing<String> = match kind {
-        FileKeyType::EcdsaP384 => {
-            use p384::pkcs8::EncodePrivateKey as _;
+        KeyType::EcdsaP256 => {
+            let sk = SigningKey::random(&mut rand_core::OsRng);
+            let pem = sk
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| encode_failed(&e))?;
+            Zeroizing::new(pem.as_str().to_owned())
+        }
+        KeyType::EcdsaP384 => {
             let sk = p384::SecretKey::random(&mut rand_core::OsRng);
             let pem = sk
                 .to_pkcs8_pem(LineEnding::LF)
                 .map_err(|e| encode_failed(&e))?;
             Zeroizing::new(pem.as_str().to_owned())
         }
-        FileKeyType::Ed25519 => {
+        KeyType::Ed25519 => {
             // PKCS#8 v1 (RFC 8410): the algorithm id-Ed25519 and the 32-byte
             // seed as an OCTET STRING inside the privateKey OCTET STRING.
             const PREFIX: [u8; 16] = [
@@ -283,6 +439,16 @@ pub fn generate_file_image_key(
                 .map_err(|e| encode_failed(&e))?;
             Zeroizing::new(pem)
         }
+        KeyType::Rsa2048 | KeyType::Rsa3072 => {
+            use rsa::pkcs8::EncodePrivateKey as _;
+            let bits = if kind == KeyType::Rsa3072 { 3072 } else { 2048 };
+            let sk = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, bits)
+                .map_err(|e| encode_failed(&e))?;
+            let pem = sk
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| encode_failed(&e))?;
+            Zeroizing::new(pem.as_str().to_owned())
+        }
     };
     crate::atomic::write_parts(path, &[pem.as_bytes()], Some(0o600)).map_err(|e| {
         SignerError::Io {
@@ -291,5 +457,5 @@ pub fn generate_file_image_key(
             source: e.source,
         }
     })?;
-    crate::public_key::image_key_from_pem(&key, &pem)
+    pem_key(key.clone(), &pem)?.public(&key)
 }

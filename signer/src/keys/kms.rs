@@ -1,5 +1,10 @@
-//! Keys in AWS KMS. KMS signs a SHA-256 digest (`MessageType=DIGEST`: images
-//! are far above its 4 KiB limit for raw messages) and returns DER.
+//! Keys in AWS KMS. KMS signs an image hash (`MessageType=DIGEST`: images
+//! are far above its 4 KiB limit for raw messages): ECDSA P-256/P-384 return
+//! DER, RSA keys sign RSASSA-PSS with a digest-length salt (what MCUboot
+//! checks). Ed25519 keys (`ECC_NIST_EDWARDS25519`) sign only raw messages
+//! with `ED25519_SHA_512`; the image hash is that message, as MCUboot's
+//! hashed Ed25519 wants, and a pure image (the whole image is the message)
+//! is refused above 4 KiB.
 //!
 //! Requests retry with exponential backoff on throttling and transient errors
 //! (the SDK's standard retry mode) and time out; errors name the key and the
@@ -15,9 +20,25 @@ use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, OriginType, SigningAlgorithmSpec};
 use aws_sdk_kms::Client;
+use firmware::image::keys::{HashAlg, Signed};
+use firmware::image::AnyImageKey;
 use firmware::P256PublicKey;
 
-use super::{EcdsaSignature, Signer, SignerError};
+use super::{EcdsaSignature, KeyType, Signer, SignerError};
+
+/// The largest raw message KMS signs.
+pub const MAX_RAW_MESSAGE: usize = 4096;
+
+/// The KMS key spec of a key type.
+fn key_spec(kind: KeyType) -> KeySpec {
+    match kind {
+        KeyType::EcdsaP256 => KeySpec::EccNistP256,
+        KeyType::EcdsaP384 => KeySpec::EccNistP384,
+        KeyType::Ed25519 => KeySpec::EccNistEdwards25519,
+        KeyType::Rsa2048 => KeySpec::Rsa2048,
+        KeyType::Rsa3072 => KeySpec::Rsa3072,
+    }
+}
 use crate::key_ref::KmsKeyRef;
 use crate::KeyRef;
 
@@ -79,21 +100,22 @@ impl Kms {
         })
     }
 
-    fn public_key(&self, key_id: &str, key: &str) -> Result<P256PublicKey, SignerError> {
+    fn public_key(&self, key_id: &str, key: &str) -> Result<AnyImageKey, SignerError> {
         let out = self
             .rt
             .block_on(self.client.get_public_key().key_id(key_id).send())
             .map_err(|e| backend(key, "GetPublicKey", e))?;
-        // The DER below is checked to be a P-256 key in any case; the spec and
-        // usage fields, when present, give the clearer message.
+        // The DER below is checked to be a key of an image key type in any
+        // case; the spec and usage fields, when present, give the clearer
+        // message.
         match out.key_spec() {
-            Some(KeySpec::EccNistP256) | None => {}
-            Some(other) => {
+            Some(spec) if !KeyType::ALL.iter().any(|t| key_spec(*t) == *spec) => {
                 return Err(SignerError::WrongKeyType {
                     key: key.to_owned(),
-                    found: other.as_str().to_owned(),
+                    found: spec.as_str().to_owned(),
                 });
             }
+            _ => {}
         }
         if out
             .key_usage()
@@ -105,20 +127,49 @@ impl Kms {
             });
         }
         let der = out.public_key().map(Blob::as_ref).unwrap_or_default();
-        P256PublicKey::from_spki_der(der).map_err(|_| SignerError::WrongKeyType {
+        AnyImageKey::from_spki_der(der).map_err(|_| SignerError::WrongKeyType {
             key: key.to_owned(),
-            found: "non-P-256".into(),
+            found: "a key of no image key type".into(),
         })
+    }
+
+    /// `Sign` and return the signature bytes.
+    fn sign(
+        &self,
+        key_id: &str,
+        key: &str,
+        message: &[u8],
+        message_type: MessageType,
+        algorithm: SigningAlgorithmSpec,
+    ) -> Result<Vec<u8>, SignerError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .sign()
+                    .key_id(key_id)
+                    .message(Blob::new(message.to_vec()))
+                    .message_type(message_type)
+                    .signing_algorithm(algorithm)
+                    .send(),
+            )
+            .map_err(|e| backend(key, "Sign", e))?;
+        Ok(out
+            .signature()
+            .map(Blob::as_ref)
+            .unwrap_or_default()
+            .to_vec())
     }
 }
 
-/// A P-256 key in AWS KMS.
+/// A key of an image key type in AWS KMS.
 pub struct KmsKey {
     key_ref: KeyRef,
     key_id: String,
     kms: Kms,
-    public: P256PublicKey,
-    verifier: p256::ecdsa::VerifyingKey,
+    public: AnyImageKey,
+    /// The fast P-256 verifier for digest signatures (P-256 keys only).
+    verifier: Option<p256::ecdsa::VerifyingKey>,
 }
 
 impl fmt::Debug for KmsKey {
@@ -141,7 +192,10 @@ impl KmsKey {
         let key = key_ref.to_string();
         let kms = Kms::connect(r, &key)?;
         let public = kms.public_key(&r.key_id, &key)?;
-        let verifier = super::verifier(&key_ref, &public)?;
+        let verifier = match &public {
+            AnyImageKey::P256(p) => Some(super::verifier(&key_ref, p)?),
+            _ => None,
+        };
         Ok(Self {
             key_id: r.key_id.clone(),
             key_ref,
@@ -158,31 +212,108 @@ impl Signer for KmsKey {
     }
 
     fn public_key(&self) -> Result<P256PublicKey, SignerError> {
-        Ok(self.public)
+        match &self.public {
+            AnyImageKey::P256(k) => Ok(*k),
+            other => Err(super::not_p256(&self.key_ref, other)),
+        }
+    }
+
+    fn image_key(&self) -> Result<AnyImageKey, SignerError> {
+        Ok(self.public.clone())
     }
 
     fn sign_digest(&self, digest: &[u8; 32]) -> Result<EcdsaSignature, SignerError> {
         let key = self.key_ref.to_string();
-        let out = self
-            .kms
-            .rt
-            .block_on(
-                self.kms
-                    .client
-                    .sign()
-                    .key_id(&self.key_id)
-                    .message(Blob::new(digest.to_vec()))
-                    .message_type(MessageType::Digest)
-                    .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
-                    .send(),
-            )
-            .map_err(|e| backend(&key, "Sign", e))?;
-        let der = out.signature().map(Blob::as_ref).unwrap_or_default();
-        let sig = EcdsaSignature::from_der(der).ok_or_else(|| SignerError::SignFailed {
+        let Some(verifier) = &self.verifier else {
+            return Err(super::not_p256(&self.key_ref, &self.public));
+        };
+        let der = self.kms.sign(
+            &self.key_id,
+            &key,
+            digest,
+            MessageType::Digest,
+            SigningAlgorithmSpec::EcdsaSha256,
+        )?;
+        let sig = EcdsaSignature::from_der(&der).ok_or_else(|| SignerError::SignFailed {
             key,
             reason: "KMS returned a malformed signature".into(),
         })?;
-        super::check_own_signature(&self.key_ref, &self.verifier, digest, sig)
+        super::check_own_signature(&self.key_ref, verifier, digest, sig)
+    }
+
+    fn sign_image(&self, signed: Signed<'_>) -> Result<Vec<u8>, SignerError> {
+        let key = self.key_ref.to_string();
+        let kind = KeyType::of(&self.public);
+        let unsupported = || super::unsupported_signing(&self.key_ref, kind, signed);
+        let (message, message_type, algorithm) = match (kind, signed) {
+            (KeyType::EcdsaP256, Signed::Digest(h)) if h.alg() == HashAlg::Sha256 => (
+                h.as_bytes(),
+                MessageType::Digest,
+                SigningAlgorithmSpec::EcdsaSha256,
+            ),
+            (KeyType::EcdsaP384, Signed::Digest(h)) if h.alg() == HashAlg::Sha384 => (
+                h.as_bytes(),
+                MessageType::Digest,
+                SigningAlgorithmSpec::EcdsaSha384,
+            ),
+            (KeyType::Rsa2048 | KeyType::Rsa3072, Signed::Digest(h))
+                if h.alg() == HashAlg::Sha256 =>
+            {
+                (
+                    h.as_bytes(),
+                    MessageType::Digest,
+                    SigningAlgorithmSpec::RsassaPssSha256,
+                )
+            }
+            (KeyType::Ed25519, Signed::Digest(h))
+                if kind.image_hashes(false).contains(&h.alg()) =>
+            {
+                (
+                    h.as_bytes(),
+                    MessageType::Raw,
+                    SigningAlgorithmSpec::Ed25519Sha512,
+                )
+            }
+            (KeyType::Ed25519, Signed::Pure(region)) => {
+                if region.len() > MAX_RAW_MESSAGE {
+                    return Err(SignerError::Unsupported {
+                        key,
+                        reason: format!(
+                            "a pure Ed25519 signature covers the whole image ({} bytes), and KMS \
+                             signs at most {MAX_RAW_MESSAGE} bytes of raw message \
+                             (ED25519_SHA_512); sign the image's SHA-512 instead (no --pure) or \
+                             use a PKCS#11 key",
+                            region.len()
+                        ),
+                    });
+                }
+                (
+                    region,
+                    MessageType::Raw,
+                    SigningAlgorithmSpec::Ed25519Sha512,
+                )
+            }
+            _ => return Err(unsupported()),
+        };
+        let mut signature = self
+            .kms
+            .sign(&self.key_id, &key, message, message_type, algorithm)?;
+        if matches!(kind, KeyType::EcdsaP256 | KeyType::EcdsaP384) {
+            // KMS returns DER already; normalise it (minimal encoding).
+            let reencoded = match kind {
+                KeyType::EcdsaP256 => p256::ecdsa::Signature::from_der(&signature)
+                    .map(|s| s.to_der().as_bytes().to_vec())
+                    .ok(),
+                _ => p384::ecdsa::Signature::from_der(&signature)
+                    .map(|s| s.to_der().as_bytes().to_vec())
+                    .ok(),
+            };
+            signature = reencoded.ok_or_else(|| SignerError::SignFailed {
+                key: key.clone(),
+                reason: "KMS returned a malformed signature".into(),
+            })?;
+        }
+        super::check_image_signature(&self.key_ref, &self.public, signed, signature)
     }
 
     /// KMS keys must have been made by KMS (`Origin` `AWS_KMS` or
@@ -215,16 +346,29 @@ impl Signer for KmsKey {
     }
 }
 
-/// The public key of an `awskms:` reference.
-pub fn public_key(r: &KmsKeyRef) -> Result<P256PublicKey, SignerError> {
+/// The public key of an `awskms:` reference, of whatever type.
+pub fn image_key(r: &KmsKeyRef) -> Result<AnyImageKey, SignerError> {
     let key = r.to_string();
     Kms::connect(r, &key)?.public_key(&r.key_id, &key)
 }
 
-/// Create an `ECC_NIST_P256` / `SIGN_VERIFY` key and point the reference's
-/// alias at it. The reference must be `awskms:///alias/NAME`; an alias in use
-/// is refused. Returns the public key and the new key's ARN.
-pub fn generate(r: &KmsKeyRef) -> Result<(P256PublicKey, String), SignerError> {
+/// [`image_key`] for a key that must be ECDSA P-256.
+pub fn public_key(r: &KmsKeyRef) -> Result<P256PublicKey, SignerError> {
+    match image_key(r)? {
+        AnyImageKey::P256(k) => Ok(k),
+        other => Err(SignerError::WrongKeyType {
+            key: r.to_string(),
+            found: KeyType::of(&other).title().into(),
+        }),
+    }
+}
+
+/// Create a `SIGN_VERIFY` key of type `kind` (`ECC_NIST_P256`,
+/// `ECC_NIST_P384`, `ECC_NIST_EDWARDS25519`, `RSA_2048`, `RSA_3072`) and
+/// point the reference's alias at it. The reference must be
+/// `awskms:///alias/NAME`; an alias in use is refused. Returns the public key
+/// and the new key's ARN.
+pub fn generate(r: &KmsKeyRef, kind: KeyType) -> Result<(AnyImageKey, String), SignerError> {
     let key = r.to_string();
     if !r.key_id.starts_with("alias/") {
         return Err(SignerError::Backend {
@@ -251,7 +395,7 @@ pub fn generate(r: &KmsKeyRef) -> Result<(P256PublicKey, String), SignerError> {
         .block_on(
             kms.client
                 .create_key()
-                .key_spec(KeySpec::EccNistP256)
+                .key_spec(key_spec(kind))
                 .key_usage(KeyUsageType::SignVerify)
                 .description(format!("keytool {}", r.key_id))
                 .send(),
@@ -282,8 +426,8 @@ pub fn generate(r: &KmsKeyRef) -> Result<(P256PublicKey, String), SignerError> {
 pub struct ListedKmsKey {
     /// `awskms:///alias/NAME` (with the query's region and endpoint).
     pub reference: KmsKeyRef,
-    /// Its public key, for P-256 signing keys.
-    pub public: Option<P256PublicKey>,
+    /// Its public key, for signing keys of an image key type.
+    pub public: Option<AnyImageKey>,
 }
 
 /// List the aliased keys in the account and region (the reference's key id

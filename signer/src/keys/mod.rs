@@ -1,5 +1,8 @@
-//! The [`Signer`] abstraction: a P-256 key that can sign a SHA-256 digest,
-//! wherever it lives. The key material never leaves the backend.
+//! The [`Signer`] abstraction: a key that signs, wherever it lives. Every
+//! signer signs images with its own key type ([`KeyType`]: ECDSA P-256 and
+//! P-384, Ed25519, RSA-2048/3072 PSS); the P-256 keys also sign digests for
+//! records, certificates and audit checkpoints. The key material never leaves
+//! the backend.
 
 pub(crate) mod file;
 #[cfg(feature = "aws-kms")]
@@ -13,7 +16,10 @@ use std::path::PathBuf;
 use firmware::P256PublicKey;
 use p256::ecdsa::{Signature, VerifyingKey};
 
-pub use file::{generate_file_image_key, generate_file_key, FileKey, FileKeyType, PASSPHRASE_ENV};
+pub use file::{generate_file_image_key, generate_file_key, FileKey, PASSPHRASE_ENV};
+
+use firmware::image::keys::{HashAlg, ImageKey, Signed};
+use firmware::image::AnyImageKey;
 
 use crate::KeyRef;
 
@@ -41,8 +47,10 @@ pub enum SignerError {
         /// What is wrong, without key bytes.
         reason: String,
     },
-    /// The key is of a type other than ECDSA P-256.
-    #[error("key {key}: is a {found} key; only ECDSA P-256 keys are supported")]
+    /// The key is of a type the operation does not take: one MCUboot does
+    /// not verify, or not ECDSA P-256 where that is needed (records,
+    /// certificates, checkpoints).
+    #[error("key {key}: is a {found} key; {}", wanted_type(found))]
     WrongKeyType {
         /// The key reference.
         key: String,
@@ -63,6 +71,15 @@ pub enum SignerError {
         /// What failed, with the backend's error code.
         reason: String,
     },
+    /// The key's type or its store cannot make the signature asked for
+    /// (a hash its type does not sign with, a mechanism the store lacks).
+    #[error("key {key}: {reason}")]
+    Unsupported {
+        /// The key reference.
+        key: String,
+        /// What is missing, and why.
+        reason: String,
+    },
     /// The backend refused or failed to sign.
     #[error("key {key}: signing failed: {reason}")]
     SignFailed {
@@ -71,6 +88,15 @@ pub enum SignerError {
         /// The backend's reason.
         reason: String,
     },
+}
+
+/// What a key of type `found` should have been, for [`SignerError::WrongKeyType`].
+fn wanted_type(found: &str) -> &'static str {
+    if KeyType::ALL.iter().any(|t| t.title() == found) {
+        "this needs an ECDSA P-256 key"
+    } else {
+        "MCUboot images are signed with RSA-2048, RSA-3072, ECDSA P-256, ECDSA P-384 or Ed25519 keys"
+    }
 }
 
 /// An ECDSA P-256 signature.
@@ -111,7 +137,138 @@ impl From<Signature> for EcdsaSignature {
     }
 }
 
-/// A P-256 signing key in some backend.
+/// The key types MCUboot verifies images with, as `keytool key generate -t`
+/// names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyType {
+    /// RSA-2048, RSASSA-PSS with SHA-256 (the `RSA2048` TLV).
+    Rsa2048,
+    /// RSA-3072, RSASSA-PSS with SHA-256 (the `RSA3072` TLV).
+    Rsa3072,
+    /// ECDSA over NIST P-256 with SHA-256.
+    EcdsaP256,
+    /// ECDSA over NIST P-384 with SHA-384.
+    EcdsaP384,
+    /// Ed25519 over the image's SHA-256 or SHA-512, or over the image itself
+    /// (`--pure`).
+    Ed25519,
+}
+
+impl KeyType {
+    /// Every type, in `--help` order.
+    pub const ALL: [KeyType; 5] = [
+        Self::Rsa2048,
+        Self::Rsa3072,
+        Self::EcdsaP256,
+        Self::EcdsaP384,
+        Self::Ed25519,
+    ];
+
+    /// The name `key generate -t` takes and JSON output prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rsa2048 => "rsa-2048",
+            Self::Rsa3072 => "rsa-3072",
+            Self::EcdsaP256 => "ecdsa-p256",
+            Self::EcdsaP384 => "ecdsa-p384",
+            Self::Ed25519 => "ed25519",
+        }
+    }
+
+    /// The name in prose.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Rsa2048 => "RSA-2048",
+            Self::Rsa3072 => "RSA-3072",
+            Self::EcdsaP256 => "ECDSA P-256",
+            Self::EcdsaP384 => "ECDSA P-384",
+            Self::Ed25519 => "Ed25519",
+        }
+    }
+
+    /// The type of a public key.
+    pub fn of(key: &AnyImageKey) -> Self {
+        match key {
+            AnyImageKey::P384(_) => Self::EcdsaP384,
+            AnyImageKey::Ed25519(_) => Self::Ed25519,
+            AnyImageKey::Rsa(k) if k.bits() == 3072 => Self::Rsa3072,
+            AnyImageKey::Rsa(_) => Self::Rsa2048,
+            _ => Self::EcdsaP256,
+        }
+    }
+
+    /// The image hashes a key of this type signs, the default first, as
+    /// imgtool 2.5 allows them (`--sha`); a pure image (`--pure`) is hashed
+    /// with SHA-512 and only Ed25519 signs it.
+    pub fn image_hashes(self, pure: bool) -> &'static [HashAlg] {
+        match (self, pure) {
+            (Self::Ed25519, true) => &[HashAlg::Sha512],
+            (_, true) => &[],
+            (Self::Ed25519, false) => &[HashAlg::Sha256, HashAlg::Sha512],
+            (Self::EcdsaP384, false) => &[HashAlg::Sha384],
+            _ => &[HashAlg::Sha256],
+        }
+    }
+
+    /// The hash for an image signed by this type: `wanted` (`--sha`), or the
+    /// type's default when `None`; `--pure` forces SHA-512 as imgtool does.
+    pub fn image_hash(self, wanted: Option<HashAlg>, pure: bool) -> Result<HashAlg, String> {
+        let allowed = self.image_hashes(pure);
+        let Some(&default) = allowed.first() else {
+            return Err(format!(
+                "{} keys cannot sign pure images (--pure is Ed25519 only)",
+                self.title()
+            ));
+        };
+        match wanted {
+            None => Ok(default),
+            Some(_) if pure => Ok(default),
+            Some(a) if allowed.contains(&a) => Ok(a),
+            Some(a) => Err(format!(
+                "{} keys cannot be used with --sha {}; allowed: {}",
+                self.title(),
+                sha_name(a),
+                allowed
+                    .iter()
+                    .map(|a| sha_name(*a))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+}
+
+/// `--sha`'s name for a hash.
+pub fn sha_name(alg: HashAlg) -> &'static str {
+    match alg {
+        HashAlg::Sha256 => "256",
+        HashAlg::Sha384 => "384",
+        HashAlg::Sha512 => "512",
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for KeyType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown key type {s:?}; one of {}",
+                    Self::ALL.map(KeyType::name).join(", ")
+                )
+            })
+    }
+}
+
+/// A signing key in some backend.
 ///
 /// Object-safe, so tools hold a `Box<dyn Signer>` chosen by the key reference.
 /// `Debug` implementations print the key reference only.
@@ -119,8 +276,33 @@ pub trait Signer: Send + Sync + fmt::Debug {
     /// The key reference, for messages and audit entries.
     fn key_ref(&self) -> &KeyRef;
 
-    /// The public key.
+    /// The public key, when the key is ECDSA P-256 (records, certificates
+    /// and checkpoints need one); other types say [`SignerError::WrongKeyType`].
     fn public_key(&self) -> Result<P256PublicKey, SignerError>;
+
+    /// The public key, of whatever type the key is.
+    fn image_key(&self) -> Result<AnyImageKey, SignerError> {
+        self.public_key().map(AnyImageKey::from)
+    }
+
+    /// Sign for an image: its hash, or (pure Ed25519) its hashed region.
+    /// Returns the signature TLV's value (DER for ECDSA, 64 bytes for
+    /// Ed25519, the modulus length for RSA), checked against the public key
+    /// first. The default serves P-256-only backends.
+    fn sign_image(&self, signed: Signed<'_>) -> Result<Vec<u8>, SignerError> {
+        let digest = match signed {
+            Signed::Digest(hash) => hash.sha256(),
+            Signed::Pure(_) => None,
+        };
+        let Some(digest) = digest else {
+            return Err(unsupported_signing(
+                self.key_ref(),
+                KeyType::EcdsaP256,
+                signed,
+            ));
+        };
+        Ok(self.sign_digest(&digest)?.to_der())
+    }
 
     /// Sign a SHA-256 digest (prehashed ECDSA). Every backend checks the
     /// signature against the key's public half before returning it, so
@@ -155,6 +337,44 @@ pub(crate) fn check_own_signature(
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
     verifier
         .verify_prehash(digest, &signature.0)
+        .map_err(|_| SignerError::SignFailed {
+            key: key.to_string(),
+            reason: "the signature does not verify with the key's public key; nothing was written"
+                .into(),
+        })?;
+    Ok(signature)
+}
+
+/// The error for asking a key that is not P-256 for a P-256 operation.
+pub(crate) fn not_p256(key: &KeyRef, public: &AnyImageKey) -> SignerError {
+    SignerError::WrongKeyType {
+        key: key.to_string(),
+        found: KeyType::of(public).title().into(),
+    }
+}
+
+/// The error for asking a `kind` key to sign what its type cannot.
+pub(crate) fn unsupported_signing(key: &KeyRef, kind: KeyType, signed: Signed<'_>) -> SignerError {
+    let what = match signed {
+        Signed::Digest(hash) => format!("SHA-{} image hashes", sha_name(hash.alg())),
+        Signed::Pure(_) => "pure images".to_owned(),
+    };
+    SignerError::Unsupported {
+        key: key.to_string(),
+        reason: format!("{} keys do not sign {what}", kind.title()),
+    }
+}
+
+/// Check an image signature against the key's public half (what every
+/// backend does before handing one out).
+pub(crate) fn check_image_signature(
+    key: &KeyRef,
+    public: &AnyImageKey,
+    signed: Signed<'_>,
+    signature: Vec<u8>,
+) -> Result<Vec<u8>, SignerError> {
+    public
+        .verify_image(signed, &signature)
         .map_err(|_| SignerError::SignFailed {
             key: key.to_string(),
             reason: "the signature does not verify with the key's public key; nothing was written"

@@ -1,7 +1,9 @@
 //! Keys in a PKCS#11 token (an HSM, a smart card, SoftHSM2 in tests).
 //!
-//! The private key never leaves the token: we ask it to sign a SHA-256 digest
-//! with `CKM_ECDSA` and get `r ‖ s` back. Each module is loaded and
+//! The private key never leaves the token: we ask it to sign an image hash
+//! with `CKM_ECDSA` (P-256, P-384; `r ‖ s` comes back), `CKM_RSA_PKCS_PSS`
+//! (SHA-256, MGF1-SHA-256, 32-byte salt) or `CKM_EDDSA` (the hash, or the
+//! whole signed region of a pure image, is the message). Each module is loaded and
 //! `C_Initialize`d once per process (SoftHSM's initialisation is not safe to
 //! race), and a key keeps a small pool of sessions so that several threads
 //! can sign at once.
@@ -14,18 +16,26 @@ use std::sync::{Mutex, OnceLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
+use firmware::image::keys::{HashAlg, Signed};
+use firmware::image::AnyImageKey;
 use firmware::P256PublicKey;
 use secrecy::SecretString;
 
-use super::{EcdsaSignature, Signer, SignerError};
+use super::{EcdsaSignature, KeyType, Signer, SignerError};
 use crate::key_ref::{PinSource, Pkcs11Uri, TokenSelector};
 use crate::KeyRef;
 
 /// DER of the P-256 curve OID, as `CKA_EC_PARAMS` holds it.
 const P256_EC_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// DER of the P-384 curve OID (secp384r1).
+const P384_EC_PARAMS: [u8; 7] = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+/// DER of the id-Ed25519 OID (RFC 8410), `CKA_EC_PARAMS` of an Edwards key.
+const ED25519_EC_PARAMS: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
+/// The PKCS#11 3.0 alternative: the curve name as a PrintableString.
+const ED25519_EC_PARAMS_NAME: &[u8] = b"\x13\x0cedwards25519";
 
 /// Environment variable naming the module when the URI has no `module-path`.
 pub const MODULE_ENV: &str = "PKCS11_MODULE";
@@ -148,7 +158,7 @@ pub(crate) fn resolve_pin(uri: &Pkcs11Uri, key: &str) -> Result<SecretString, Si
 
 /// Object search template for the key the URI names.
 fn template(uri: &Pkcs11Uri, class: ObjectClass) -> Vec<Attribute> {
-    let mut t = vec![Attribute::Class(class), Attribute::KeyType(KeyType::EC)];
+    let mut t = vec![Attribute::Class(class)];
     if let Some(label) = &uri.object {
         t.push(Attribute::Label(label.as_bytes().to_vec()));
     }
@@ -178,48 +188,103 @@ fn find_one(
     }
 }
 
-/// Read a P-256 public key from an object's `CKA_EC_PARAMS` / `CKA_EC_POINT`.
+/// Strip the DER OCTET STRING PKCS#11 puts around `CKA_EC_POINT` (some
+/// tokens return the bare point).
+fn unwrap_octet_string(point: &[u8], len: usize) -> &[u8] {
+    match point {
+        [0x04, n, rest @ ..] if usize::from(*n) == len && rest.len() == len => rest,
+        [0x04, 0x81, n, rest @ ..] if usize::from(*n) == len && rest.len() == len => rest,
+        bare => bare,
+    }
+}
+
+/// Read an object's public key: `CKA_KEY_TYPE`, then `CKA_EC_PARAMS` and
+/// `CKA_EC_POINT` (EC, Edwards) or `CKA_MODULUS` and `CKA_PUBLIC_EXPONENT`
+/// (RSA).
 fn read_public(
     session: &Session,
     obj: ObjectHandle,
     key: &str,
-) -> Result<P256PublicKey, SignerError> {
-    let attrs = session
-        .get_attributes(obj, &[AttributeType::EcParams, AttributeType::EcPoint])
-        .map_err(|e| backend(key, "C_GetAttributeValue", e))?;
-    let mut params = None;
-    let mut point = None;
-    for a in attrs {
-        match a {
-            Attribute::EcParams(p) => params = Some(p),
-            Attribute::EcPoint(p) => point = Some(p),
-            _ => {}
+) -> Result<AnyImageKey, SignerError> {
+    use cryptoki::object::KeyType as Ck;
+    let get = |types: &[AttributeType]| {
+        session
+            .get_attributes(obj, types)
+            .map_err(|e| backend(key, "C_GetAttributeValue", e))
+    };
+    let mut kind = None;
+    for a in get(&[AttributeType::KeyType])? {
+        if let Attribute::KeyType(k) = a {
+            kind = Some(k);
         }
     }
-    if params.as_deref() != Some(&P256_EC_PARAMS[..]) {
-        return Err(SignerError::WrongKeyType {
-            key: key.to_owned(),
-            found: "EC key on another curve".into(),
-        });
-    }
-    let point = point.ok_or_else(|| backend(key, "public key", "CKA_EC_POINT missing"))?;
-    // The standard form is a DER OCTET STRING around the point; some tokens
-    // return the bare point.
-    let sec1 = match point.as_slice() {
-        [0x04, 0x41, rest @ ..] if rest.len() == 65 => rest,
-        bare => bare,
+    let wrong = |found: String| SignerError::WrongKeyType {
+        key: key.to_owned(),
+        found,
     };
-    P256PublicKey::from_sec1(sec1).map_err(|e| backend(key, "public key", e))
+    let invalid = |e: firmware::keys::KeyError| backend(key, "public key", e);
+    match kind {
+        Some(k) if k == Ck::RSA => {
+            let (mut n, mut e) = (None, None);
+            for a in get(&[AttributeType::Modulus, AttributeType::PublicExponent])? {
+                match a {
+                    Attribute::Modulus(v) => n = Some(v),
+                    Attribute::PublicExponent(v) => e = Some(v),
+                    _ => {}
+                }
+            }
+            let (Some(n), Some(e)) = (n, e) else {
+                return Err(backend(key, "public key", "CKA_MODULUS missing"));
+            };
+            firmware::keys::rsa::RsaPublicKey::from_components(&n, &e)
+                .map(AnyImageKey::Rsa)
+                .map_err(|_| wrong(format!("RSA-{}", n.len() * 8)))
+        }
+        Some(k) if k == Ck::EC || k == Ck::EC_EDWARDS => {
+            let (mut params, mut point) = (None, None);
+            for a in get(&[AttributeType::EcParams, AttributeType::EcPoint])? {
+                match a {
+                    Attribute::EcParams(p) => params = Some(p),
+                    Attribute::EcPoint(p) => point = Some(p),
+                    _ => {}
+                }
+            }
+            let point = point.ok_or_else(|| backend(key, "public key", "CKA_EC_POINT missing"))?;
+            match params.as_deref() {
+                Some(p) if p == P256_EC_PARAMS => {
+                    P256PublicKey::from_sec1(unwrap_octet_string(&point, 65))
+                        .map(AnyImageKey::P256)
+                        .map_err(invalid)
+                }
+                Some(p) if p == P384_EC_PARAMS => {
+                    firmware::keys::p384::P384PublicKey::from_sec1(unwrap_octet_string(&point, 97))
+                        .map(AnyImageKey::P384)
+                        .map_err(invalid)
+                }
+                Some(p) if p == ED25519_EC_PARAMS || p == ED25519_EC_PARAMS_NAME => {
+                    firmware::keys::ed25519::Ed25519PublicKey::from_bytes(unwrap_octet_string(
+                        &point, 32,
+                    ))
+                    .map(AnyImageKey::Ed25519)
+                    .map_err(invalid)
+                }
+                _ => Err(wrong("EC key on another curve".into())),
+            }
+        }
+        Some(k) => Err(wrong(format!("{k} key"))),
+        None => Err(backend(key, "public key", "CKA_KEY_TYPE missing")),
+    }
 }
 
-/// A P-256 key in a PKCS#11 token, logged in.
+/// A key of any image key type in a PKCS#11 token, logged in.
 pub struct Pkcs11Key {
     key_ref: KeyRef,
     ctx: Pkcs11,
     slot: Slot,
     private: ObjectHandle,
-    public: P256PublicKey,
-    verifier: p256::ecdsa::VerifyingKey,
+    public: AnyImageKey,
+    /// The fast P-256 verifier for digest signatures (P-256 keys only).
+    verifier: Option<p256::ecdsa::VerifyingKey>,
     sessions: Mutex<Vec<Session>>,
     /// Log out when dropped (a quorum-unlocked token: one job per login).
     logout_on_drop: bool,
@@ -314,12 +379,15 @@ impl Pkcs11Key {
             other => other?,
         };
         let private = find_one(&token.session, uri, ObjectClass::PRIVATE_KEY, &key)?
-            .ok_or_else(|| backend(&key, "key", "no such EC private key in the token"))?;
+            .ok_or_else(|| backend(&key, "key", "no such private key in the token"))?;
         let public = match find_one(&token.session, uri, ObjectClass::PUBLIC_KEY, &key)? {
             Some(p) => read_public(&token.session, p, &key)?,
             None => read_public(&token.session, private, &key)?,
         };
-        let verifier = super::verifier(&key_ref, &public)?;
+        let verifier = match &public {
+            AnyImageKey::P256(p) => Some(super::verifier(&key_ref, p)?),
+            _ => None,
+        };
         Ok(Self {
             key_ref,
             ctx: token.ctx,
@@ -342,6 +410,21 @@ impl Pkcs11Key {
         key.key_ref = shown.clone();
         key.logout_on_drop = true;
         Ok(key)
+    }
+
+    fn sign_failed(&self, reason: impl fmt::Display) -> SignerError {
+        SignerError::SignFailed {
+            key: self.key_ref.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// `C_Sign` with `mechanism` over `data`, on a pooled session.
+    fn sign_raw(&self, mechanism: &Mechanism<'_>, data: &[u8]) -> Result<Vec<u8>, SignerError> {
+        self.with_session(|s| {
+            s.sign(mechanism, self.private, data)
+                .map_err(|e| self.sign_failed(e))
+        })
     }
 
     fn with_session<T>(
@@ -376,22 +459,72 @@ impl Signer for Pkcs11Key {
     }
 
     fn public_key(&self) -> Result<P256PublicKey, SignerError> {
-        Ok(self.public)
+        match &self.public {
+            AnyImageKey::P256(k) => Ok(*k),
+            other => Err(super::not_p256(&self.key_ref, other)),
+        }
+    }
+
+    fn image_key(&self) -> Result<AnyImageKey, SignerError> {
+        Ok(self.public.clone())
     }
 
     fn sign_digest(&self, digest: &[u8; 32]) -> Result<EcdsaSignature, SignerError> {
-        let raw = self.with_session(|s| {
-            s.sign(&Mechanism::Ecdsa, self.private, digest)
-                .map_err(|e| SignerError::SignFailed {
-                    key: self.key_ref.to_string(),
-                    reason: e.to_string(),
-                })
+        let Some(verifier) = &self.verifier else {
+            return Err(super::not_p256(&self.key_ref, &self.public));
+        };
+        let raw = self.sign_raw(&Mechanism::Ecdsa, digest)?;
+        let sig = EcdsaSignature::from_raw(&raw).ok_or_else(|| {
+            self.sign_failed(format!(
+                "token returned a {}-byte signature, expected 64",
+                raw.len()
+            ))
         })?;
-        let sig = EcdsaSignature::from_raw(&raw).ok_or_else(|| SignerError::SignFailed {
-            key: self.key_ref.to_string(),
-            reason: format!("token returned a {}-byte signature, expected 64", raw.len()),
-        })?;
-        super::check_own_signature(&self.key_ref, &self.verifier, digest, sig)
+        super::check_own_signature(&self.key_ref, verifier, digest, sig)
+    }
+
+    fn sign_image(&self, signed: Signed<'_>) -> Result<Vec<u8>, SignerError> {
+        let kind = KeyType::of(&self.public);
+        let unsupported = || super::unsupported_signing(&self.key_ref, kind, signed);
+        let signature = match (kind, signed) {
+            (KeyType::EcdsaP256, Signed::Digest(hash)) if hash.alg() == HashAlg::Sha256 => {
+                let raw = self.sign_raw(&Mechanism::Ecdsa, hash.as_bytes())?;
+                let sig = p256::ecdsa::Signature::from_slice(&raw)
+                    .map_err(|_| self.sign_failed("the token returned a malformed signature"))?;
+                sig.to_der().as_bytes().to_vec()
+            }
+            (KeyType::EcdsaP384, Signed::Digest(hash)) if hash.alg() == HashAlg::Sha384 => {
+                let raw = self.sign_raw(&Mechanism::Ecdsa, hash.as_bytes())?;
+                let sig = p384::ecdsa::Signature::from_slice(&raw)
+                    .map_err(|_| self.sign_failed("the token returned a malformed signature"))?;
+                sig.to_der().as_bytes().to_vec()
+            }
+            (KeyType::Ed25519, signed) => {
+                let message = match signed {
+                    Signed::Digest(hash) if kind.image_hashes(false).contains(&hash.alg()) => {
+                        hash.as_bytes()
+                    }
+                    Signed::Digest(_) => return Err(unsupported()),
+                    Signed::Pure(region) => region,
+                };
+                let params = cryptoki::mechanism::eddsa::EddsaParams::new(
+                    cryptoki::mechanism::eddsa::EddsaSignatureScheme::Pure,
+                );
+                self.sign_raw(&Mechanism::Eddsa(params), message)?
+            }
+            (KeyType::Rsa2048 | KeyType::Rsa3072, Signed::Digest(hash))
+                if hash.alg() == HashAlg::Sha256 =>
+            {
+                let params = cryptoki::mechanism::rsa::PkcsPssParams {
+                    hash_alg: cryptoki::mechanism::MechanismType::SHA256,
+                    mgf: cryptoki::mechanism::rsa::PkcsMgfType::MGF1_SHA256,
+                    s_len: (firmware::keys::rsa::PSS_SALT_LEN as u64).into(),
+                };
+                self.sign_raw(&Mechanism::RsaPkcsPss(params), hash.as_bytes())?
+            }
+            _ => return Err(unsupported()),
+        };
+        super::check_image_signature(&self.key_ref, &self.public, signed, signature)
     }
 
     /// The private key must be sensitive and always have been, never
@@ -453,21 +586,34 @@ impl Signer for Pkcs11Key {
     }
 }
 
-/// The public key a `pkcs11:` reference names, read without logging in when
-/// the token keeps a public key object.
-pub fn public_key(uri: &Pkcs11Uri, key: &str) -> Result<P256PublicKey, SignerError> {
+/// The public key a `pkcs11:` reference names, of whatever type, read
+/// without logging in when the token keeps a public key object.
+pub fn image_key(uri: &Pkcs11Uri, key: &str) -> Result<AnyImageKey, SignerError> {
     let token = open_token(uri, key, false, false)?;
     if let Some(p) = find_one(&token.session, uri, ObjectClass::PUBLIC_KEY, key)? {
         return read_public(&token.session, p, key);
     }
     drop(token);
-    Pkcs11Key::open(KeyRef::Pkcs11(uri.clone()))?.public_key()
+    Pkcs11Key::open(KeyRef::Pkcs11(uri.clone()))?.image_key()
 }
 
-/// Generate a P-256 key pair inside the token: private, sensitive, never
-/// extractable, for signing only. Refuses a label or id already in use.
-/// Returns the public key and the key's URI (with its `id`).
-pub fn generate(uri: &Pkcs11Uri) -> Result<(P256PublicKey, Pkcs11Uri), SignerError> {
+/// [`image_key`] for a key that must be ECDSA P-256.
+pub fn public_key(uri: &Pkcs11Uri, key: &str) -> Result<P256PublicKey, SignerError> {
+    match image_key(uri, key)? {
+        AnyImageKey::P256(k) => Ok(k),
+        other => Err(SignerError::WrongKeyType {
+            key: key.to_owned(),
+            found: KeyType::of(&other).title().into(),
+        }),
+    }
+}
+
+/// Generate a key pair of type `kind` inside the token: private, sensitive,
+/// never extractable, for signing only (`CKM_EC_KEY_PAIR_GEN` on P-256 or
+/// P-384, `CKM_EC_EDWARDS_KEY_PAIR_GEN`, `CKM_RSA_PKCS_KEY_PAIR_GEN` with
+/// exponent 65537). Refuses a label or id already in use. Returns the public
+/// key and the key's URI (with its `id`).
+pub fn generate(uri: &Pkcs11Uri, kind: KeyType) -> Result<(AnyImageKey, Pkcs11Uri), SignerError> {
     let key = uri.to_string();
     let label = uri
         .object
@@ -509,14 +655,42 @@ pub fn generate(uri: &Pkcs11Uri) -> Result<(P256PublicKey, Pkcs11Uri), SignerErr
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Id(id.clone()),
     ];
+    let (mechanism, type_attr) = match kind {
+        KeyType::EcdsaP256 => (
+            Mechanism::EccKeyPairGen,
+            Attribute::EcParams(P256_EC_PARAMS.to_vec()),
+        ),
+        KeyType::EcdsaP384 => (
+            Mechanism::EccKeyPairGen,
+            Attribute::EcParams(P384_EC_PARAMS.to_vec()),
+        ),
+        KeyType::Ed25519 => (
+            Mechanism::EccEdwardsKeyPairGen,
+            Attribute::EcParams(ED25519_EC_PARAMS.to_vec()),
+        ),
+        KeyType::Rsa2048 | KeyType::Rsa3072 => (
+            Mechanism::RsaPkcsKeyPairGen,
+            Attribute::ModulusBits(
+                (if kind == KeyType::Rsa3072 {
+                    3072u64
+                } else {
+                    2048
+                })
+                .into(),
+            ),
+        ),
+    };
     let mut public_t = vec![
         Attribute::Verify(true),
         Attribute::Encrypt(false),
         Attribute::Wrap(false),
         Attribute::Derive(false),
-        Attribute::EcParams(P256_EC_PARAMS.to_vec()),
+        type_attr,
         Attribute::Private(false),
     ];
+    if matches!(kind, KeyType::Rsa2048 | KeyType::Rsa3072) {
+        public_t.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+    }
     public_t.extend(common.iter().cloned());
     let mut private_t = vec![
         Attribute::Private(true),
@@ -529,7 +703,7 @@ pub fn generate(uri: &Pkcs11Uri) -> Result<(P256PublicKey, Pkcs11Uri), SignerErr
     ];
     private_t.extend(common.iter().cloned());
     let (public, _) = s
-        .generate_key_pair(&Mechanism::EccKeyPairGen, &public_t, &private_t)
+        .generate_key_pair(&mechanism, &public_t, &private_t)
         .map_err(|e| backend(&key, "C_GenerateKeyPair", e))?;
     let pk = read_public(s, public, &key)?;
     let mut named = uri.clone();
@@ -546,11 +720,11 @@ pub fn generate(uri: &Pkcs11Uri) -> Result<(P256PublicKey, Pkcs11Uri), SignerErr
 pub struct ListedKey {
     /// Its URI (token, label, id; the module path and PIN source of the query).
     pub uri: Pkcs11Uri,
-    /// Its public key, if readable.
-    pub public: Option<P256PublicKey>,
+    /// Its public key, if readable and of a type images are signed with.
+    pub public: Option<AnyImageKey>,
 }
 
-/// List the EC private keys in the token a URI names.
+/// List the private keys in the token a URI names.
 pub fn list(uri: &Pkcs11Uri) -> Result<Vec<ListedKey>, SignerError> {
     let key = uri.to_string();
     let token = open_token(uri, &key, false, true)?;

@@ -1,15 +1,18 @@
-//! `keytool image sign`: imgtool's `sign` for ECDSA P-256 keys.
+//! `keytool image sign`: imgtool's `sign`, for every key type MCUboot
+//! verifies, from every key store, with one or two signing keys.
 
 use std::path::PathBuf;
 
 use base64::Engine as _;
 use clap::ValueEnum;
+use firmware::image::keys::HashAlg;
 use firmware::image::ImageVersion;
 use signer::image::{
     build, is_hex_path, parse_custom_tlv, parse_dependencies, read_input, sign_file, write_output,
     PublicKeyFormat, SecurityCounter, SignOptions, Signing, VectorToSign,
 };
-use signer::public_key::load_public_key;
+use signer::keys::KeyType;
+use signer::public_key::{image_key_id, load_image_key};
 use signer::{open_signer, KeyRef};
 
 use crate::commands::util::{based_u16, based_u32, key_ref, print_json};
@@ -52,9 +55,12 @@ fn erased_val(s: &str) -> Result<u8, String> {
 #[derive(Debug, clap::Args)]
 #[command(args_override_self = true)]
 pub(crate) struct Args {
-    /// Signing key: a path or file:PATH. Without it the image is unsigned.
-    #[arg(short, long, value_parser = key_ref)]
-    key: Option<KeyRef>,
+    /// Signing key: a path, file:PATH, pkcs11:… or awskms:… (RSA-2048/3072,
+    /// ECDSA P-256/P-384, Ed25519). Give it twice (old key, then new key)
+    /// for an image both accept, for key rotation. Without it the image is
+    /// unsigned.
+    #[arg(short, long, value_parser = key_ref, action = clap::ArgAction::Append)]
+    key: Vec<KeyRef>,
     /// Image version, maj.min.rev+build (later parts optional).
     #[arg(short = 'v', long, value_parser = version)]
     version: ImageVersion,
@@ -133,9 +139,14 @@ pub(crate) struct Args {
     /// Pad the ECDSA signature to 72 bytes (MCUboot < 1.5).
     #[arg(long)]
     pad_sig: bool,
-    /// Hash algorithm: only SHA-256 goes with ECDSA P-256.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "256"])]
+    /// Image hash: `auto` takes the key type's (SHA-256; SHA-384 for
+    /// P-384); Ed25519 also takes 512.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "256", "384", "512"])]
     sha: String,
+    /// Ed25519 signs the image itself rather than its hash (SIG_PURE;
+    /// implies SHA-512).
+    #[arg(long)]
+    pure: bool,
     /// Byte order: only little endian is supported.
     #[arg(short = 'e', long, default_value = "little", value_parser = ["little"])]
     endian: String,
@@ -171,10 +182,22 @@ struct Summary {
     output: String,
     version: String,
     security_counter: Option<u32>,
+    /// The image hash: sha256, sha384 or sha512.
+    hash: &'static str,
     digest: String,
+    /// The first signing key (the only one unless the image is signed twice).
     key: Option<String>,
     key_id: Option<String>,
+    /// Every signing key, in the order of their signatures.
+    signers: Vec<SignerSummary>,
     signed: bool,
+}
+
+#[derive(serde::Serialize)]
+struct SignerSummary {
+    key: String,
+    key_type: &'static str,
+    key_id: String,
 }
 
 impl Args {
@@ -235,11 +258,18 @@ impl Args {
         };
         o.non_bootable = self.non_bootable;
         o.pad_sig = self.pad_sig;
+        o.sha = match self.sha.as_str() {
+            "256" => Some(HashAlg::Sha256),
+            "384" => Some(HashAlg::Sha384),
+            "512" => Some(HashAlg::Sha512),
+            _ => None,
+        };
+        o.pure = self.pure;
         o.validate()?;
         Ok(o)
     }
 
-    fn fixed_signature(&self) -> Result<Option<(Vec<u8>, firmware::P256PublicKey)>, Failure> {
+    fn fixed_signature(&self) -> Result<Option<(Vec<u8>, firmware::image::AnyImageKey)>, Failure> {
         let Some(path) = &self.fix_sig else {
             return Ok(None);
         };
@@ -256,7 +286,7 @@ impl Args {
             .map_err(|_| {
                 Failure::usage_msg(format!("{}: not a base64 signature", path.display()))
             })?;
-        let key = load_public_key(pubkey).map_err(Failure::usage)?;
+        let key = load_image_key(pubkey).map_err(Failure::usage)?;
         Ok(Some((sig, key)))
     }
 
@@ -265,7 +295,7 @@ impl Args {
         let Some(path) = &ctx.policy else {
             return Ok(());
         };
-        if self.key.is_none() && self.fix_sig.is_none() {
+        if self.key.is_empty() && self.fix_sig.is_none() {
             return Ok(()); // unsigned images are what releases are requested for
         }
         let session = crate::station::session::Session::open(path)?;
@@ -286,39 +316,56 @@ impl Args {
         self.refuse_unsupported()?;
         let opts = self.options()?;
         let fixed = self.fixed_signature()?;
-        if fixed.is_some() && self.key.is_some() {
+        if fixed.is_some() && !self.key.is_empty() {
             return Err(Failure::usage_msg(
                 "can not sign using a key and provide a fixed signature at the same time",
             ));
         }
-        let key = self
+        if self.key.len() > 2 {
+            return Err(Failure::usage_msg(
+                "give at most two keys (the old and the new one, for key rotation)",
+            ));
+        }
+        let keys = self
             .key
-            .as_ref()
+            .iter()
             .map(open_signer)
-            .transpose()
+            .collect::<Result<Vec<_>, _>>()
             .map_err(Failure::usage)?;
-        let signing = match (&key, fixed) {
-            (Some(k), _) => Signing::Key(k.as_ref()),
-            (None, Some((signature, public_key))) => Signing::Fixed {
+        let signing = match fixed {
+            _ if !keys.is_empty() => Signing::Keys(keys.iter().map(AsRef::as_ref).collect()),
+            Some((signature, public_key)) => Signing::Fixed {
                 signature,
                 public_key,
             },
-            (None, None) => Signing::Unsigned,
+            None => Signing::Unsigned,
         };
+        let mut signers = Vec::with_capacity(keys.len());
+        for (reference, key) in self.key.iter().zip(&keys) {
+            let public = key.image_key().map_err(Failure::failed)?;
+            signers.push(SignerSummary {
+                key: reference.to_string(),
+                key_type: KeyType::of(&public).name(),
+                key_id: hex::encode(image_key_id(&public)),
+            });
+        }
         let vector = self.vector_to_sign.map(|v| match v {
             Vector::Payload => VectorToSign::Payload,
             Vector::Digest => VectorToSign::Digest,
         });
-        if self.sig_out.is_some() && key.is_none() && self.fix_sig.is_none() {
+        if self.sig_out.is_some() && keys.is_empty() && self.fix_sig.is_none() {
             return Err(Failure::usage_msg(
                 "--sig-out needs a signature: give -k/--key or --fix-sig",
             ));
         }
-        let streamable =
-            vector.is_none() && !is_hex_path(&self.infile) && !is_hex_path(&self.outfile);
-        let (digest, signature) = if streamable {
+        // A pure signature covers the whole image, so it is built in memory.
+        let streamable = vector.is_none()
+            && !opts.pure
+            && !is_hex_path(&self.infile)
+            && !is_hex_path(&self.outfile);
+        let (digest, signatures) = if streamable {
             let signed = sign_file(&self.infile, &self.outfile, &opts, signing)?;
-            (signed.digest, signed.signature)
+            (signed.digest, signed.signatures)
         } else {
             let header_room = if opts.pad_header {
                 usize::from(opts.header_size)
@@ -329,27 +376,27 @@ impl Args {
             let input = read_input(&self.infile, header_room, opts.erased_val, 1024)?;
             let image = build(input, &opts, signing, vector)?;
             write_output(&self.outfile, &image, &opts, self.hex_addr)?;
-            (image.digest, image.signature)
+            (image.digest, image.signatures)
         };
-        if let (Some(path), Some(sig)) = (&self.sig_out, &signature) {
+        if let (Some(path), Some(sig)) = (&self.sig_out, signatures.first()) {
             let b64 = base64::engine::general_purpose::STANDARD.encode(sig);
             signer::atomic::write(path, b64.as_bytes()).map_err(Failure::failed)?;
         }
         if self.json {
-            let key_id = match &key {
-                Some(k) => Some(hex::encode(
-                    k.public_key().map_err(Failure::failed)?.key_id(),
-                )),
-                None => None,
-            };
             return print_json(&Summary {
                 output: self.outfile.display().to_string(),
                 version: opts.version.to_string(),
                 security_counter: opts.security_counter_value(),
+                hash: match digest.alg() {
+                    HashAlg::Sha256 => "sha256",
+                    HashAlg::Sha384 => "sha384",
+                    HashAlg::Sha512 => "sha512",
+                },
                 digest: hex::encode(digest),
-                key: self.key.as_ref().map(ToString::to_string),
-                key_id,
-                signed: signature.is_some(),
+                key: signers.first().map(|s| s.key.clone()),
+                key_id: signers.first().map(|s| s.key_id.clone()),
+                signed: !signatures.is_empty(),
+                signers,
             });
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! `keytool key list`
 
-use signer::keys::{kms, pkcs11};
+use signer::keys::{kms, pkcs11, KeyType};
+use signer::public_key::image_key_id;
 use signer::KeyRef;
 
 use crate::commands::util::{key_ref, print_json};
@@ -23,6 +24,7 @@ struct Entry {
     uri: String,
     label: Option<String>,
     id: Option<String>,
+    key_type: Option<&'static str>,
     key_id: Option<String>,
 }
 
@@ -35,7 +37,8 @@ impl Args {
                 .map(|k| Entry {
                     label: k.uri.object.clone(),
                     id: k.uri.id.as_ref().map(hex::encode),
-                    key_id: k.public.map(|p| hex::encode(p.key_id())),
+                    key_type: k.public.as_ref().map(|p| KeyType::of(p).name()),
+                    key_id: k.public.map(|p| hex::encode(image_key_id(&p))),
                     uri: k.uri.to_string(),
                 })
                 .collect(),
@@ -45,7 +48,8 @@ impl Args {
                 .map(|k| Entry {
                     label: Some(k.reference.key_id.clone()),
                     id: None,
-                    key_id: k.public.map(|p| hex::encode(p.key_id())),
+                    key_type: k.public.as_ref().map(|p| KeyType::of(p).name()),
+                    key_id: k.public.map(|p| hex::encode(image_key_id(&p))),
                     uri: k.reference.to_string(),
                 })
                 .collect(),
@@ -60,8 +64,9 @@ impl Args {
         }
         for e in &entries {
             println!(
-                "{}  {}",
+                "{}  {:<10}  {}",
                 e.key_id.as_deref().unwrap_or("(no public key)"),
+                e.key_type.unwrap_or("-"),
                 e.uri
             );
         }
