@@ -248,3 +248,79 @@ fn hsm_failures_are_one_line_and_write_nothing() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no PIN"), "{}", stderr(&o));
 }
+
+/// Every key type generated inside SoftHSM2 (`CKM_RSA_PKCS_KEY_PAIR_GEN`,
+/// `CKM_EC_KEY_PAIR_GEN` on P-256 and P-384, `CKM_EC_EDWARDS_KEY_PAIR_GEN`)
+/// signs images imgtool verifies (through `image sign` and the drop-in
+/// `imgtool sign`), with `--sha 512` and `--pure` for Ed25519, and is listed
+/// with its type.
+#[test]
+fn every_key_type_signs_from_the_token() {
+    let h = SoftHsm::new("types");
+    let s = Scratch::new();
+    let fw = s.firmware("fw.bin", 3000, 0);
+    for (kind, extra) in [
+        ("rsa-2048", &[][..]),
+        ("rsa-3072", &[][..]),
+        ("ecdsa-p256", &[][..]),
+        ("ecdsa-p384", &[][..]),
+        ("ed25519", &[][..]),
+        ("ed25519", &["--sha", "512"][..]),
+        ("ed25519", &["--pure"][..]),
+    ] {
+        let what = format!("{kind} {extra:?}");
+        let uri = format!("pkcs11:token=types;object={kind}");
+        let pem = s.path(&format!("{kind}.pub.pem"));
+        if !pem.exists() {
+            let made: serde_json::Value = serde_json::from_str(&ok(h
+                .keytool()
+                .args(["key", "generate", "--json", "-t", kind, "-k", &uri])))
+            .unwrap();
+            assert_eq!(made["key_type"], kind);
+            std::fs::write(
+                &pem,
+                ok(h.keytool().args(["key", "getpub", "-e", "pem", "-k", &uri])),
+            )
+            .unwrap();
+        }
+        let out = s.path("hsm-signed.bin");
+        ok(h.keytool()
+            .args(["image", "sign", "-k", &uri])
+            .args(SMALL_IMAGE)
+            .args(extra)
+            .arg(&fw)
+            .arg(&out));
+        let said = ok(imgtool().args(["verify", "-k"]).arg(&pem).arg(&out));
+        assert!(said.contains("correctly validated"), "{what}: {said}");
+        // And through the drop-in personality, as a build system calls it.
+        let dropin = s.path("bin/imgtool");
+        if !dropin.exists() {
+            std::fs::create_dir_all(s.path("bin")).unwrap();
+            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_keytool"), &dropin).unwrap();
+        }
+        let out2 = s.path("hsm-dropin.bin");
+        ok(h.cmd(&dropin)
+            .args(["sign", "-k", &uri])
+            .args(SMALL_IMAGE)
+            .args(extra)
+            .arg(&fw)
+            .arg(&out2));
+        let said = ok(imgtool().args(["verify", "-k"]).arg(&pem).arg(&out2));
+        assert!(
+            said.contains("correctly validated"),
+            "{what} (imgtool personality): {said}"
+        );
+    }
+    let listed = ok(h
+        .keytool()
+        .args(["key", "list", "-k", "pkcs11:token=types"]));
+    for kind in [
+        "rsa-2048",
+        "rsa-3072",
+        "ecdsa-p256",
+        "ecdsa-p384",
+        "ed25519",
+    ] {
+        assert!(listed.contains(&format!("{kind} ")), "{kind} in {listed}");
+    }
+}
