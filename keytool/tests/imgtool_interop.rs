@@ -705,6 +705,26 @@ fn two_keys_sign_one_image_for_rotation() {
             let v = ok(keytool().args(["image", "verify", "-k"]).arg(k).arg(&out));
             assert!(v.contains("correctly validated"), "{what}: {v}");
         }
+        // A verifier whose key table holds both generations (mixed types
+        // too) accepts it; one holding neither refuses it.
+        let v = ok(keytool()
+            .args(["image", "verify", "-k"])
+            .arg(&old_key)
+            .arg("-k")
+            .arg(&new_key)
+            .arg(&out));
+        assert!(v.contains("correctly validated"), "{what}: {v}");
+        let neither = s.path("neither.pem");
+        if !neither.exists() {
+            ok(keytool()
+                .args(["key", "generate", "-t", "ed25519", "-k"])
+                .arg(&neither));
+        }
+        let refused = run(keytool()
+            .args(["image", "verify", "-k"])
+            .arg(&neither)
+            .arg(&out));
+        assert_eq!(refused.status.code(), Some(1), "{what}: neither key");
         let bytes = image_bytes(&out);
         let image = Image::parse(&bytes).unwrap();
         let kinds: Vec<u16> = image
