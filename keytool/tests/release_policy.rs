@@ -1500,3 +1500,142 @@ fn under_production_a_reset_history_stops_release_signing() {
     imgtool_verifies(&s, &out_old);
     s.assert_log_verifies();
 }
+
+/// Key rotation under the policy (docs/key-rotation.md): generation 1 (the
+/// HSM key) releases alone; an image signed by generations 1 and 2 (an
+/// Ed25519 file key) needs the normal quorum and verifies with either key;
+/// the first image signed by generation 2 alone needs the rollback quorum;
+/// after it generation 1 is retired by the log, and a `retired_after` date
+/// in the past retires a key outright.
+#[test]
+fn key_generations_rotate_under_the_policy() {
+    let products = |retired: &str| {
+        format!(
+            r#"[keys.gen2]
+uri = "file:gen2.pem"
+role = "release"
+fingerprint = "FP2"
+
+[products.sensor]
+slot_size = 0x20000
+release_keys = [
+  {{ key = "sensor-release", generation = 1{retired} }},
+  {{ key = "gen2", generation = 2 }},
+]
+officers = ["alice", "bob", "carol"]
+quorum = 2
+rollback_quorum = 3
+"#
+        )
+    };
+    let s = Station::new(false, &products(""));
+    let gen2 = s.path("gen2.pem");
+    ok(s.keytool()
+        .args(["key", "generate", "-t", "ed25519", "-k"])
+        .arg(&gen2));
+    let gen2_uri = format!("file:{}", gen2.display());
+    let fp2 = s.fingerprint(&gen2_uri);
+    let text = std::fs::read_to_string(s.policy())
+        .unwrap()
+        .replace("FP2", &fp2);
+    std::fs::write(s.policy(), &text).unwrap();
+    // The Ed25519 release key resolves to its fingerprint like any other.
+    ok(s.keytool()
+        .args(["policy", "check", "--resolve-keys"])
+        .arg(s.policy()));
+
+    // Generation 1 alone.
+    let v1 = s.image("v1", "1.0.0", 1, 2000, 1);
+    let req = s.request(&v1, "sensor", &["--release-key", "sensor-release"]);
+    s.approve_ok(&req, &["alice", "bob"]);
+    let signed = s.path("v1.signed.bin");
+    let o = s.sign(&req, &v1, RELEASE_KEY, &signed);
+    assert!(o.status.success(), "{}", stderr(&o));
+    imgtool_verifies(&s, &signed);
+
+    // Both generations: the normal quorum, two signatures.
+    let v2 = s.image("v2", "1.1.0", 2, 2000, 2);
+    let req = s.request(
+        &v2,
+        "sensor",
+        &["--release-key", "sensor-release", "--release-key", "gen2"],
+    );
+    s.approve_ok(&req, &["alice", "bob"]);
+    let out = s.path("v2.signed.bin");
+    let o = s
+        .keytool()
+        .args([
+            "release",
+            "sign",
+            "-k",
+            RELEASE_KEY,
+            "-k",
+            &gen2_uri,
+            "--image",
+        ])
+        .arg(&v2)
+        .arg("-o")
+        .arg(&out)
+        .arg(&req)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    imgtool_verifies(&s, &out);
+    let said = ok(imgtool().args(["verify", "-k"]).arg(&gen2).arg(&out));
+    assert!(said.contains("correctly validated"), "{said}");
+    let last = s.events().pop().unwrap();
+    assert!(last.subjects.contains(&"key:gen2".to_owned()), "{last:?}");
+    assert!(
+        last.subjects.contains(&"key:sensor-release".to_owned()),
+        "{last:?}"
+    );
+
+    // Generation 2 alone for the first time: a key rotation.
+    let v3 = s.image("v3", "1.2.0", 3, 2000, 3);
+    let req = s.request(&v3, "sensor", &["--release-key", "gen2"]);
+    s.approve_ok(&req, &["alice", "bob"]);
+    let out = s.path("v3.signed.bin");
+    s.assert_refused(
+        "release.sign",
+        "2 of 3 needed for a key rotation",
+        Some(&out),
+        || s.sign(&req, &v3, &gen2_uri, &out),
+    );
+    s.approve_ok(&req, &["carol"]);
+    let o = s.sign(&req, &v3, &gen2_uri, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Generation 1 is retired now: the log shows generation 2 alone went out.
+    let v4 = s.image("v4", "1.3.0", 4, 2000, 4);
+    let req = s.request(&v4, "sensor", &["--release-key", "sensor-release"]);
+    s.approve_ok(&req, &["alice", "bob", "carol"]);
+    let out = s.path("v4.signed.bin");
+    s.assert_refused("release.sign", "generation 1, retired", Some(&out), || {
+        s.sign(&req, &v4, RELEASE_KEY, &out)
+    });
+    // Generation 2 goes on with the normal quorum.
+    let v5 = s.image("v5", "1.4.0", 5, 2000, 5);
+    let req = s.request(&v5, "sensor", &["--release-key", "gen2"]);
+    s.approve_ok(&req, &["alice", "bob"]);
+    let o = s.sign(&req, &v5, &gen2_uri, &s.path("v5.signed.bin"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    s.assert_log_verifies();
+
+    // A retirement date in the past retires a key before any release.
+    let s = Station::new(false, &products(", retired_after = 2020-01-01"));
+    ok(s.keytool()
+        .args(["key", "generate", "-t", "ed25519", "-k"])
+        .arg(s.path("gen2.pem")));
+    let fp2 = s.fingerprint(&format!("file:{}", s.path("gen2.pem").display()));
+    let text = std::fs::read_to_string(s.policy())
+        .unwrap()
+        .replace("FP2", &fp2);
+    std::fs::write(s.policy(), &text).unwrap();
+    let v1 = s.image("v1", "1.0.0", 1, 2000, 1);
+    let req = s.request(&v1, "sensor", &["--release-key", "sensor-release"]);
+    s.approve_ok(&req, &["alice", "bob", "carol"]);
+    let out = s.path("v1.signed.bin");
+    s.assert_refused("release.sign", "retired", Some(&out), || {
+        s.sign(&req, &v1, RELEASE_KEY, &out)
+    });
+}

@@ -69,6 +69,8 @@ fn main() {
         security_counter: image.security_counter,
         release_key: "rel".into(),
         release_key_fingerprint: fingerprint(&release.public_key().unwrap()),
+        second_release_key: None,
+        second_release_key_fingerprint: None,
         created: now - 60,
         expires: now + 3600,
     };
@@ -90,12 +92,18 @@ fn main() {
         security_counter: Some(6),
         digest: "00".repeat(32),
         seq: 42,
+        keys: vec!["rel".into()],
+        key_history: vec![vec!["rel".into()]],
     };
+    let public = firmware::image::AnyImageKey::P256(public);
+    let keys = [policies::evaluate::CandidateKey {
+        key_ref: &key_ref,
+        key: &public,
+    }];
     let candidate = Candidate {
         request: &file,
         image: &image,
-        key_ref: &key_ref,
-        key: &public,
+        keys: &keys,
     };
     assert!(evaluate(&policy, &candidate, Some(&last), now).passed());
 

@@ -4,18 +4,27 @@
 
 use std::collections::BTreeSet;
 
-use firmware::P256PublicKey;
+use firmware::image::AnyImageKey;
 use serde::Serialize;
 use signer::image::Prebuilt;
 use signer::KeyRef;
 
 use crate::history::Release;
-use crate::policy::{fingerprint, CounterRule, Policy, Product, Role};
+use crate::policy::{image_fingerprint, CounterRule, Policy, Product, Role};
 use crate::request::RequestFile;
 
-/// Bytes signing adds to an unsigned image at most: KEYHASH (4 + 32) and a
-/// DER ECDSA P-256 signature (4 + up to 72).
-pub const SIGNATURE_TLVS_MAX: u64 = 4 + 32 + 4 + 72;
+/// Bytes one key's signing adds to an unsigned image at most: KEYHASH (4 +
+/// up to 64) and a signature (4 + up to 384, RSA-3072).
+pub const SIGNATURE_TLVS_MAX: u64 = 4 + 64 + 4 + 384;
+
+/// A key that would sign.
+#[derive(Debug, Clone, Copy)]
+pub struct CandidateKey<'a> {
+    /// Its reference.
+    pub key_ref: &'a KeyRef,
+    /// Its public key.
+    pub key: &'a AnyImageKey,
+}
 
 /// What is to be signed.
 #[derive(Debug, Clone, Copy)]
@@ -24,10 +33,9 @@ pub struct Candidate<'a> {
     pub request: &'a RequestFile,
     /// The unsigned image, parsed.
     pub image: &'a Prebuilt,
-    /// The key reference that would sign.
-    pub key_ref: &'a KeyRef,
-    /// Its public key.
-    pub key: &'a P256PublicKey,
+    /// The keys that would sign, in signature order (two for an image both
+    /// key generations accept).
+    pub keys: &'a [CandidateKey<'a>],
 }
 
 /// One rule's verdict.
@@ -54,6 +62,10 @@ pub enum ReleaseKind {
     Rollback,
     /// A larger step than the policy's maximum jump: needs the rollback quorum.
     FastForward,
+    /// The first image signed only by a newer key generation than the fleet
+    /// has been sent: devices still on the old key table cannot boot it, so
+    /// it needs the rollback quorum (docs/key-rotation.md).
+    KeyRotation,
 }
 
 /// The verdict on a release.
@@ -154,7 +166,8 @@ pub fn evaluate(
             },
         );
         // The whole file counts (padding and trailer go into the slot too).
-        let signed = (candidate.image.size as u64 + SIGNATURE_TLVS_MAX)
+        let signed = (candidate.image.size as u64
+            + SIGNATURE_TLVS_MAX * candidate.keys.len() as u64)
             .max(candidate.image.file_size as u64);
         rules.add(
             "slot-size",
@@ -188,7 +201,13 @@ pub fn evaluate(
         },
     );
 
-    let (kind, needed) = version_rule(product, candidate.image, last, &mut rules);
+    let (mut kind, mut needed) = version_rule(product, candidate.image, last, &mut rules);
+    if let Some(p) = product {
+        if generation_rule(p, candidate, last, now, &mut rules) && needed < p.rollback_quorum {
+            kind = ReleaseKind::KeyRotation;
+            needed = p.rollback_quorum;
+        }
+    }
     let approvers = approvals(policy, product, candidate.request, needed, kind, &mut rules);
     Evaluation {
         rules: rules.0,
@@ -200,32 +219,127 @@ pub fn evaluate(
 
 fn release_key(policy: &Policy, product: Option<&Product>, c: &Candidate<'_>, rules: &mut Rules) {
     let request = &c.request.request;
-    let mut why = match policy.check_key(Role::Release, c.key_ref, c.key) {
-        Ok(name) => {
-            let mut why = Vec::new();
-            if let Some(p) = product {
-                if !p.release_keys.contains(&name) {
-                    why.push(format!(
-                        "{name:?} may not sign {} (its release keys: {})",
-                        request.product,
-                        p.release_keys.join(", ")
-                    ));
-                }
-            }
-            why
-        }
-        Err(why) => why,
-    };
-    let used = fingerprint(c.key);
-    if request.release_key_fingerprint != used {
+    let wanted = request.release_keys();
+    let mut why = Vec::new();
+    if c.keys.len() != wanted.len() {
         why.push(format!(
-            "the request names release key {} ({}), not this key ({used})",
-            request.release_key, request.release_key_fingerprint
+            "the request names {} release key(s) ({}), {} would sign",
+            wanted.len(),
+            wanted
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", "),
+            c.keys.len()
         ));
     }
+    let mut used = Vec::new();
+    for (i, k) in c.keys.iter().enumerate() {
+        match policy.check_image_key(Role::Release, k.key_ref, k.key) {
+            Ok(name) => {
+                if let Some(p) = product {
+                    if !p.release_keys.contains(&name) {
+                        why.push(format!(
+                            "{name:?} may not sign {} (its release keys: {})",
+                            request.product,
+                            p.release_keys.join(", ")
+                        ));
+                    }
+                }
+            }
+            Err(w) => why.extend(w),
+        }
+        let fp = image_fingerprint(k.key);
+        if let Some((name, wanted_fp)) = wanted.get(i) {
+            if *wanted_fp != fp {
+                why.push(format!(
+                    "the request names release key {name} ({wanted_fp}) {}, not this key ({fp})",
+                    if i == 0 { "first" } else { "second" }
+                ));
+            }
+        }
+        used.push(fp);
+    }
     rules.verdict("release-key", &why, || {
-        format!("{} ({used})", request.release_key)
+        wanted
+            .iter()
+            .zip(&used)
+            .map(|((n, _), fp)| format!("{n} ({fp})"))
+            .collect::<Vec<_>>()
+            .join(", ")
     });
+}
+
+/// Key generations (docs/key-rotation.md): a retired key never signs
+/// again, retired by the policy's date or by the log, once a release signed
+/// only by newer generations went out. Returns whether this release is the
+/// first signed only by a newer generation than the fleet has been sent
+/// (it then needs the rollback quorum).
+fn generation_rule(
+    p: &Product,
+    c: &Candidate<'_>,
+    last: Option<&Release>,
+    now: i64,
+    rules: &mut Rules,
+) -> bool {
+    let request = &c.request.request;
+    let generation = |name: &str| p.generations.get(name).map(|g| g.generation);
+    let names: Vec<&str> = request.release_keys().iter().map(|(n, _)| *n).collect();
+    // The fleet's floor: the newest generation a past release was signed
+    // with alone (the lowest of its keys).
+    let mut floor = None::<u32>;
+    for keys in last.map(|l| l.key_history.as_slice()).unwrap_or_default() {
+        if let Some(low) = keys.iter().filter_map(|k| generation(k)).min() {
+            floor = floor.max(Some(low));
+        }
+    }
+    let mut why = Vec::new();
+    let mut gens = Vec::new();
+    for name in &names {
+        let Some(g) = p.generations.get(*name) else {
+            continue; // the release-key rule reports it
+        };
+        gens.push(g.generation);
+        if let Some(t) = g.retired_after {
+            if now >= t {
+                why.push(format!(
+                    "{name:?} (generation {}) retired {} s ago (retired_after in the policy)",
+                    g.generation,
+                    now - t
+                ));
+            }
+        }
+        if let Some(f) = floor {
+            if g.generation < f {
+                why.push(format!(
+                    "{name:?} is generation {}, retired: the log shows a release signed only by \
+                     generation {f} or newer",
+                    g.generation
+                ));
+            }
+        }
+    }
+    // Signed only by generations newer than the fleet's floor: devices
+    // whose key table holds only the floor's generation cannot boot it.
+    let lowest = gens.iter().min().copied();
+    let rotation = matches!((lowest, floor), (Some(low), Some(f)) if low > f);
+    rules.verdict("key-generation", &why, || {
+        let gens = gens
+            .iter()
+            .map(|g| format!("generation {g}"))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        match (rotation, floor) {
+            (true, Some(f)) => format!(
+                "{gens}: the first release without generation {f}; a key rotation needing the \
+                 rollback quorum ({})",
+                p.rollback_quorum
+            ),
+            (_, Some(f)) => format!("{gens}; the fleet is on generation {f} or newer"),
+            (_, None) => format!("{gens}; no release yet"),
+        }
+    });
+    rotation
 }
 
 fn image_matches(c: &Candidate<'_>, rules: &mut Rules) {
@@ -345,7 +459,9 @@ fn version_rule(
     }
     let needed = match kind {
         ReleaseKind::First | ReleaseKind::Normal => p.quorum,
-        ReleaseKind::Rollback | ReleaseKind::FastForward => p.rollback_quorum,
+        ReleaseKind::Rollback | ReleaseKind::FastForward | ReleaseKind::KeyRotation => {
+            p.rollback_quorum
+        }
     };
     let detail = if notes.is_empty() {
         format!(
@@ -405,6 +521,7 @@ fn approvals(
         match kind {
             ReleaseKind::Rollback => " for a rollback",
             ReleaseKind::FastForward => " for a fast-forward",
+            ReleaseKind::KeyRotation => " for a key rotation",
             _ => "",
         }
     );

@@ -25,22 +25,37 @@ pub struct Release {
     pub digest: String,
     /// The log line that records it.
     pub seq: u64,
+    /// The release keys that signed it, by policy name, in order.
+    pub keys: Vec<String>,
+    /// The release keys of every release of the product so far, this one
+    /// last (the key generations the fleet has been sent, for retirement).
+    pub key_history: Vec<Vec<String>>,
 }
 
 /// The subjects of a release's audit entry, in the order they are written.
+///
+/// The digest is named by its hash (`sha256:`, `sha384:`, `sha512:`, by its
+/// length) and each signing key gets a `key:` subject, in signature order.
 pub fn release_subjects(
     product: &str,
     version: &ImageVersion,
     security_counter: Option<u32>,
     digest_hex: &str,
-    key_name: &str,
+    key_names: &[&str],
 ) -> Vec<String> {
     let mut s = vec![format!("product:{product}"), format!("version:{version}")];
     if let Some(c) = security_counter {
         s.push(format!("security_counter:{c}"));
     }
-    s.push(format!("sha256:{digest_hex}"));
-    s.push(format!("key:{key_name}"));
+    let hash = match digest_hex.len() {
+        96 => "sha384",
+        128 => "sha512",
+        _ => "sha256",
+    };
+    s.push(format!("{hash}:{digest_hex}"));
+    for k in key_names {
+        s.push(format!("key:{k}"));
+    }
     s
 }
 
@@ -73,14 +88,28 @@ pub fn last_releases(
         if entry.action != RELEASE_ACTION || entry.outcome != "ok" {
             continue;
         }
+        let digest = subject(&entry, "sha256:")
+            .or_else(|| subject(&entry, "sha384:"))
+            .or_else(|| subject(&entry, "sha512:"));
         let (Some(product), Some(version), Some(digest)) = (
             subject(&entry, "product:"),
             subject(&entry, "version:").and_then(|v| v.parse().ok()),
-            subject(&entry, "sha256:"),
+            digest,
         ) else {
             continue;
         };
         let security_counter = subject(&entry, "security_counter:").and_then(|c| c.parse().ok());
+        let keys: Vec<String> = entry
+            .subjects
+            .iter()
+            .filter_map(|s| s.strip_prefix("key:"))
+            .map(str::to_owned)
+            .collect();
+        let mut key_history = last
+            .remove(product)
+            .map(|r: Release| r.key_history)
+            .unwrap_or_default();
+        key_history.push(keys.clone());
         last.insert(
             product.to_owned(),
             Release {
@@ -88,6 +117,8 @@ pub fn last_releases(
                 security_counter,
                 digest: digest.to_owned(),
                 seq: entry.seq,
+                keys,
+                key_history,
             },
         );
     }

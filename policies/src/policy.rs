@@ -81,11 +81,28 @@ struct RawOfficer {
     public_key: String,
 }
 
+/// A product's release key: its name, or a table with its generation and
+/// when it retires.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawReleaseKey {
+    Name(String),
+    Generation(RawGeneration),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGeneration {
+    key: String,
+    generation: u64,
+    retired_after: Option<toml::value::Datetime>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProduct {
     slot_size: u64,
-    release_keys: Vec<String>,
+    release_keys: Vec<RawReleaseKey>,
     officers: Vec<String>,
     quorum: u64,
     rollback_quorum: u64,
@@ -122,6 +139,9 @@ pub struct Product {
     pub slot_size: u32,
     /// Names of the release keys that may sign it.
     pub release_keys: Vec<String>,
+    /// Each release key's generation (1 unless the policy says otherwise)
+    /// and retirement (docs/key-rotation.md).
+    pub generations: BTreeMap<String, KeyGeneration>,
     /// Names of the officers whose approvals count.
     pub officers: Vec<String>,
     /// Distinct officers needed for a release.
@@ -136,6 +156,54 @@ pub struct Product {
     pub max_counter_jump: Option<u32>,
     /// Protected TLVs every image must carry (imgtool's names, e.g. `SEC_CNT`).
     pub required_tlvs: Vec<String>,
+}
+
+/// A release key's place in a product's key rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyGeneration {
+    /// Its generation: the bootloader key table it belongs to (1, 2, …).
+    pub generation: u32,
+    /// Unix seconds from which it never signs again, if the policy retires
+    /// it on a date.
+    pub retired_after: Option<i64>,
+}
+
+/// Unix seconds of a TOML date (the end of that day, UTC) or offset
+/// date-time; `None` for a local time (ambiguous) or an invalid date.
+fn unix_seconds(dt: &toml::value::Datetime) -> Option<i64> {
+    let date = dt.date?;
+    let (y, m, d) = (
+        i64::from(date.year),
+        i64::from(date.month),
+        i64::from(date.day),
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from 1970-01-01 (the civil-from-days inverse, proleptic Gregorian).
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    match (dt.time, dt.offset) {
+        (None, None) => Some((days + 1) * 86_400),
+        (Some(t), Some(offset)) => {
+            let minutes = match offset {
+                toml::value::Offset::Z => 0,
+                toml::value::Offset::Custom { minutes } => i64::from(minutes),
+            };
+            Some(
+                days * 86_400
+                    + i64::from(t.hour) * 3600
+                    + i64::from(t.minute) * 60
+                    + i64::from(t.second)
+                    - minutes * 60,
+            )
+        }
+        _ => None,
+    }
 }
 
 /// A checked policy.
@@ -212,6 +280,15 @@ pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
 /// Format a key's fingerprint as the policy writes it.
 pub fn fingerprint(key: &P256PublicKey) -> String {
     format!("sha256:{}", hex::encode(key.key_id()))
+}
+
+/// [`fingerprint`] for a key of any image key type: the SHA-256 of the DER
+/// MCUboot embeds (for P-256, the same).
+pub fn image_fingerprint(key: &firmware::image::AnyImageKey) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(signer::public_key::image_key_id(key))
+    )
 }
 
 struct Collector(Vec<Problem>);
@@ -291,6 +368,17 @@ impl Policy {
         uri: &KeyRef,
         key: &P256PublicKey,
     ) -> Result<String, Vec<String>> {
+        self.check_image_key(role, uri, &firmware::image::AnyImageKey::P256(*key))
+    }
+
+    /// [`Policy::check_key`] for a key of any image key type (release keys).
+    pub fn check_image_key(
+        &self,
+        role: Role,
+        uri: &KeyRef,
+        key: &firmware::image::AnyImageKey,
+    ) -> Result<String, Vec<String>> {
+        let key_id = signer::public_key::image_key_id(key);
         let mut why = Vec::new();
         if self.production && matches!(uri, KeyRef::File(_)) {
             why.push(format!(
@@ -298,11 +386,11 @@ impl Policy {
                 self.name
             ));
         }
-        let name = match self.key_by_fingerprint(&key.key_id()) {
+        let name = match self.key_by_fingerprint(&key_id) {
             None => {
                 why.push(format!(
-                    "key {uri} ({}) is not in the policy",
-                    fingerprint(key)
+                    "key {uri} (sha256:{}) is not in the policy",
+                    hex::encode(key_id)
                 ));
                 None
             }
@@ -472,9 +560,50 @@ fn check(raw: RawPolicy, base: &Path, c: &mut Collector) -> Policy {
                 "names no key: nothing could be released",
             );
         }
-        for k in &p.release_keys {
-            match keys.get(k) {
-                None if !seen_fp.values().any(|n| n == k) => {
+        let mut release_keys = Vec::new();
+        let mut generations = BTreeMap::new();
+        for entry in p.release_keys {
+            let (k, generation) = match entry {
+                RawReleaseKey::Name(k) => (
+                    k,
+                    KeyGeneration {
+                        generation: 1,
+                        retired_after: None,
+                    },
+                ),
+                RawReleaseKey::Generation(g) => {
+                    let generation = u32::try_from(g.generation).ok().filter(|g| *g > 0);
+                    if generation.is_none() {
+                        c.add(
+                            at("release_keys"),
+                            format!("{:?}: generation must be 1 or more", g.key),
+                        );
+                    }
+                    let retired_after = g.retired_after.as_ref().and_then(|d| {
+                        let t = unix_seconds(d);
+                        if t.is_none() {
+                            c.add(
+                                at("release_keys"),
+                                format!(
+                                    "{:?}: retired_after {d} is not a date (2027-01-31) or a \
+                                     date-time with an offset (2027-01-31T12:00:00Z)",
+                                    g.key
+                                ),
+                            );
+                        }
+                        t
+                    });
+                    (
+                        g.key,
+                        KeyGeneration {
+                            generation: generation.unwrap_or(1),
+                            retired_after,
+                        },
+                    )
+                }
+            };
+            match keys.get(&k) {
+                None if !seen_fp.values().any(|n| n == &k) => {
                     c.add(at("release_keys"), format!("{k:?} is not in [keys]"));
                 }
                 Some(key) if key.role != Role::Release => c.add(
@@ -483,6 +612,10 @@ fn check(raw: RawPolicy, base: &Path, c: &mut Collector) -> Policy {
                 ),
                 _ => {}
             }
+            if generations.insert(k.clone(), generation).is_some() {
+                c.add(at("release_keys"), format!("{k:?} is listed twice"));
+            }
+            release_keys.push(k);
         }
         let distinct: BTreeSet<&String> = p.officers.iter().collect();
         if distinct.len() != p.officers.len() {
@@ -543,7 +676,8 @@ fn check(raw: RawPolicy, base: &Path, c: &mut Collector) -> Policy {
             name.clone(),
             Product {
                 slot_size: u32::try_from(p.slot_size).unwrap_or(0),
-                release_keys: p.release_keys,
+                release_keys,
+                generations,
                 officers: p.officers,
                 quorum: usize::try_from(p.quorum).unwrap_or(usize::MAX),
                 rollback_quorum: usize::try_from(p.rollback_quorum).unwrap_or(usize::MAX),

@@ -38,6 +38,14 @@ pub struct ReleaseRequest {
     pub release_key: String,
     /// That key's fingerprint, `sha256:…`.
     pub release_key_fingerprint: String,
+    /// A second release key that signs too, for an image the old and the
+    /// new bootloader key tables both accept (docs/key-rotation.md). Absent
+    /// from single-key requests, whose bytes stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_release_key: Option<String>,
+    /// The second key's fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_release_key_fingerprint: Option<String>,
     /// Unix seconds.
     pub created: i64,
     /// Unix seconds; approvals are void after this.
@@ -136,6 +144,15 @@ impl ReleaseRequest {
         if self.product.is_empty() {
             return Err(field("product", "empty"));
         }
+        if self.second_release_key.is_some() != self.second_release_key_fingerprint.is_some() {
+            return Err(field(
+                "second_release_key",
+                "needs second_release_key_fingerprint, and the other way round",
+            ));
+        }
+        if self.second_release_key.as_ref() == Some(&self.release_key) {
+            return Err(field("second_release_key", "names the first key again"));
+        }
         if self.digest().is_none() {
             return Err(field("image_digest", "expected 64, 96 or 128 hex digits"));
         }
@@ -152,6 +169,22 @@ impl ReleaseRequest {
             return Err(field("expires", "not after created"));
         }
         Ok(())
+    }
+
+    /// The release keys meant to sign, in signature order: `(name,
+    /// fingerprint)`.
+    pub fn release_keys(&self) -> Vec<(&str, &str)> {
+        let mut keys = vec![(
+            self.release_key.as_str(),
+            self.release_key_fingerprint.as_str(),
+        )];
+        if let (Some(k), Some(f)) = (
+            &self.second_release_key,
+            &self.second_release_key_fingerprint,
+        ) {
+            keys.push((k, f));
+        }
+        keys
     }
 
     /// The image hash (SHA-256, SHA-384 or SHA-512 by its length), decoded.
@@ -224,6 +257,8 @@ mod tests {
             security_counter: Some(3),
             release_key: "sensor-release".into(),
             release_key_fingerprint: format!("sha256:{}", "cd".repeat(32)),
+            second_release_key: None,
+            second_release_key_fingerprint: None,
             created: 1_700_000_000,
             expires: 1_700_086_400,
         }

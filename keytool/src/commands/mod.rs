@@ -42,7 +42,7 @@ pub(crate) enum Command {
     Ceremony(ceremony::CeremonyCommand),
     /// X.509 certificate authorities: init-root, init-intermediate.
     #[command(subcommand)]
-    Ca(ca::CaCommand),
+    Ca(Box<ca::CaCommand>),
     /// Devices: cert (an X.509 client certificate for a device).
     #[command(subcommand)]
     Device(ca::DeviceCommand),

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use policies::policy::{fingerprint, Policy, Problem};
-use signer::public_key::load_public_key;
+use policies::policy::{image_fingerprint, Policy, Problem};
+use signer::public_key::{image_key_id, load_image_key, load_public_key};
 
 use crate::failure::{CmdResult, Failure};
 
@@ -45,11 +45,17 @@ impl CheckArgs {
         };
         if let (Some(p), true) = (&policy, self.resolve_keys) {
             for (name, key) in &p.keys {
-                match load_public_key(&key.uri) {
-                    Ok(pk) if pk.key_id() == key.fingerprint => {}
+                // Release keys may be of any image key type; records,
+                // certificates and checkpoints need P-256.
+                let loaded = match key.role {
+                    policies::policy::Role::Release => load_image_key(&key.uri),
+                    _ => load_public_key(&key.uri).map(firmware::image::AnyImageKey::P256),
+                };
+                match loaded {
+                    Ok(pk) if image_key_id(&pk) == key.fingerprint => {}
                     Ok(pk) => problems.push(Problem {
                         at: format!("keys.{name}.fingerprint"),
-                        message: format!("the key at {} has {}", key.uri, fingerprint(&pk)),
+                        message: format!("the key at {} has {}", key.uri, image_fingerprint(&pk)),
                     }),
                     Err(e) => problems.push(Problem {
                         at: format!("keys.{name}.uri"),

@@ -57,9 +57,10 @@ pub(crate) struct RequestArgs {
     #[arg(long)]
     product: String,
     /// The release key meant to sign, by its policy name (default: the
-    /// product's only release key).
-    #[arg(long, value_name = "NAME")]
-    release_key: Option<String>,
+    /// product's only release key). Give two (old generation, then new) for
+    /// an image both key tables accept (docs/key-rotation.md).
+    #[arg(long, value_name = "NAME", action = clap::ArgAction::Append)]
+    release_key: Vec<String>,
     /// How long the approvals may be collected and used: a number with s, m,
     /// h or d.
     #[arg(long, value_name = "DURATION", default_value = "72h", value_parser = duration)]
@@ -79,7 +80,7 @@ impl RequestArgs {
             policy,
             &self.image,
             &self.product,
-            self.release_key.as_deref(),
+            &self.release_key,
             self.valid_for,
             &self.output,
         )?;
@@ -185,9 +186,10 @@ pub(crate) struct ReleaseArgs {
     /// The unsigned image the request names.
     #[arg(long)]
     image: PathBuf,
-    /// The release key to sign with.
-    #[arg(short, long, value_name = "URI", value_parser = key_ref)]
-    key: KeyRef,
+    /// The release key to sign with; twice (in the request's order) for an
+    /// image signed by two key generations.
+    #[arg(short, long, value_name = "URI", value_parser = key_ref, required = true, action = clap::ArgAction::Append)]
+    key: Vec<KeyRef>,
     /// For a key in a quorum-unlocked token: an officer who unlocks it with
     /// their share, NAME=pkcs11:token=… (repeat for M officers; each logs in
     /// to their own token).

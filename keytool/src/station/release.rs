@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use policies::evaluate::{evaluate, Candidate, Evaluation};
+use policies::evaluate::{evaluate, Candidate, CandidateKey, Evaluation};
 use policies::history::{last_releases, release_subjects, RELEASE_ACTION};
 use policies::policy::{fingerprint, parse_fingerprint, Policy};
 use policies::request::{Approval, ReleaseRequest, RequestFile, REQUEST_FORMAT};
@@ -68,7 +68,7 @@ pub(crate) fn request_release(
     policy_path: &Path,
     image_path: &Path,
     product_name: &str,
-    release_key: Option<&str>,
+    release_keys: &[String],
     valid_for: i64,
     output: &Path,
 ) -> Result<(RequestFile, usize), StationError> {
@@ -91,25 +91,40 @@ pub(crate) fn request_release(
                     .join(", ")
             ))
         })?;
-    let key_name = match (release_key, product.release_keys.as_slice()) {
-        (Some(k), _) => k.to_owned(),
-        (None, [only]) => only.clone(),
-        (None, many) => {
+    let key_names: Vec<String> = match (release_keys, product.release_keys.as_slice()) {
+        ([], [only]) => vec![only.clone()],
+        ([], many) => {
             return Err(StationError::usage_msg(format!(
-            "product {product_name:?} has several release keys; pick one with --release-key ({})",
-            many.join(", ")
-        )))
+                "product {product_name:?} has several release keys; pick one (or two, for an \
+                 image both key generations accept) with --release-key ({})",
+                many.join(", ")
+            )))
         }
+        (named, _) if named.len() > 2 => {
+            return Err(StationError::usage_msg(
+                "at most two release keys sign one image (the old and the new generation)",
+            ))
+        }
+        ([a, b], _) if a == b => {
+            return Err(StationError::usage_msg(format!(
+                "--release-key {a:?} is given twice"
+            )))
+        }
+        (named, _) => named.to_vec(),
     };
-    if !product.release_keys.contains(&key_name) {
-        return Err(StationError::usage_msg(format!(
-            "{key_name:?} is not a release key of {product_name:?} ({})",
-            product.release_keys.join(", ")
-        )));
+    let mut fingerprints = Vec::new();
+    for key_name in &key_names {
+        if !product.release_keys.contains(key_name) {
+            return Err(StationError::usage_msg(format!(
+                "{key_name:?} is not a release key of {product_name:?} ({})",
+                product.release_keys.join(", ")
+            )));
+        }
+        let key = session.policy.keys.get(key_name).ok_or_else(|| {
+            StationError::usage_msg(format!("{key_name:?} is not in the policy's [keys]"))
+        })?;
+        fingerprints.push(format!("sha256:{}", hex::encode(key.fingerprint)));
     }
-    let key = session.policy.keys.get(&key_name).ok_or_else(|| {
-        StationError::usage_msg(format!("{key_name:?} is not in the policy's [keys]"))
-    })?;
     if let Some(cap) = session.policy.max_request_validity {
         if valid_for > cap {
             return Err(StationError::usage_msg(format!(
@@ -125,8 +140,10 @@ pub(crate) fn request_release(
         image_size: image.size as u64,
         version: image.version.to_string(),
         security_counter: image.security_counter,
-        release_key: key_name,
-        release_key_fingerprint: format!("sha256:{}", hex::encode(key.fingerprint)),
+        release_key: key_names[0].clone(),
+        release_key_fingerprint: fingerprints[0].clone(),
+        second_release_key: key_names.get(1).cloned(),
+        second_release_key_fingerprint: fingerprints.get(1).cloned(),
         created,
         expires: created + valid_for,
     };
@@ -224,21 +241,37 @@ pub(crate) struct Prepared {
     bytes: Vec<u8>,
     base: Option<u32>,
     image: Prebuilt,
+    keys: Vec<PreparedKey>,
+}
+
+/// One signing key, opened.
+pub(crate) struct PreparedKey {
+    key_ref: KeyRef,
     key: Box<dyn signer::keys::Signer>,
-    public: firmware::P256PublicKey,
+    public: firmware::image::AnyImageKey,
     /// The quorum token the key is in, unlocked, if it is one.
     unlocked: Option<signer::keys::quorum::Unlocked>,
 }
 
-pub(crate) fn prepare(
-    request: &Path,
-    image: &Path,
+impl Prepared {
+    fn candidate_keys(&self) -> Vec<CandidateKey<'_>> {
+        self.keys
+            .iter()
+            .map(|k| CandidateKey {
+                key_ref: &k.key_ref,
+                key: &k.public,
+            })
+            .collect()
+    }
+}
+
+/// Open `key`: through the officers' shares when it sits in a quorum token
+/// and `unlock` names them, else with its PIN source.
+fn open_release_key(
     key: &KeyRef,
     unlock: &[signer::keys::quorum::Officer],
-) -> Result<Prepared, StationError> {
-    let file = read_request(request)?;
-    let (bytes, base, image) = prebuilt(image)?;
-    let (key, unlocked) = match key {
+) -> Result<PreparedKey, StationError> {
+    let (signer, unlocked) = match key {
         KeyRef::Pkcs11(uri) if !unlock.is_empty() => {
             let token = signer::keys::quorum::unlock(uri, unlock).map_err(StationError::usage)?;
             (token.signer(key).map_err(StationError::usage)?, Some(token))
@@ -250,15 +283,38 @@ pub(crate) fn prepare(
         }
         _ => (open_signer(key).map_err(StationError::usage)?, None),
     };
-    let public = key.public_key().map_err(StationError::failed)?;
+    let public = signer.image_key().map_err(StationError::failed)?;
+    Ok(PreparedKey {
+        key_ref: key.clone(),
+        key: signer,
+        public,
+        unlocked,
+    })
+}
+
+pub(crate) fn prepare(
+    request: &Path,
+    image: &Path,
+    keys: &[KeyRef],
+    unlock: &[signer::keys::quorum::Officer],
+) -> Result<Prepared, StationError> {
+    if keys.is_empty() || keys.len() > 2 {
+        return Err(StationError::usage_msg(
+            "give one release key, or two for an image both key generations accept",
+        ));
+    }
+    let file = read_request(request)?;
+    let (bytes, base, image) = prebuilt(image)?;
+    let keys = keys
+        .iter()
+        .map(|k| open_release_key(k, unlock))
+        .collect::<Result<_, _>>()?;
     Ok(Prepared {
         file,
         bytes,
         base,
         image,
-        key,
-        public,
-        unlocked,
+        keys,
     })
 }
 
@@ -277,7 +333,6 @@ pub(crate) fn station_public(
 pub(crate) fn judge(
     policy: &Policy,
     station: Option<&firmware::P256PublicKey>,
-    key_ref: &KeyRef,
     p: &Prepared,
 ) -> Result<Evaluation, StationError> {
     judge_candidate(
@@ -286,8 +341,7 @@ pub(crate) fn judge(
         &Candidate {
             request: &p.file,
             image: &p.image,
-            key_ref,
-            key: &p.public,
+            keys: &p.candidate_keys(),
         },
     )
 }
@@ -312,7 +366,7 @@ pub(crate) fn evaluate_release(
     policy_path: &Path,
     request: &Path,
     image: &Path,
-    key: &KeyRef,
+    keys: &[KeyRef],
     unlock: &[signer::keys::quorum::Officer],
 ) -> Result<Evaluation, StationError> {
     let policy = Policy::load(policy_path).map_err(StationError::usage)?;
@@ -323,20 +377,28 @@ pub(crate) fn evaluate_release(
         // unlocks it.
         let file = read_request(request)?;
         let (_, _, image) = prebuilt(image)?;
-        let public = signer::public_key::load_public_key(key).map_err(StationError::usage)?;
+        let publics = keys
+            .iter()
+            .map(signer::public_key::load_image_key)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StationError::usage)?;
+        let candidate_keys: Vec<CandidateKey<'_>> = keys
+            .iter()
+            .zip(&publics)
+            .map(|(key_ref, key)| CandidateKey { key_ref, key })
+            .collect();
         return judge_candidate(
             &policy,
             station.as_ref(),
             &Candidate {
                 request: &file,
                 image: &image,
-                key_ref: key,
-                key: &public,
+                keys: &candidate_keys,
             },
         );
     }
-    let p = prepare(request, image, key, unlock)?;
-    judge(&policy, station.as_ref(), key, &p)
+    let p = prepare(request, image, keys, unlock)?;
+    judge(&policy, station.as_ref(), &p)
 }
 
 /// A release that was signed.
@@ -364,7 +426,7 @@ pub(crate) fn sign_release(
     policy_path: &Path,
     request: &Path,
     image: &Path,
-    (key_ref, unlock): (&KeyRef, &[signer::keys::quorum::Officer]),
+    (keys, unlock): (&[KeyRef], &[signer::keys::quorum::Officer]),
     output: &Path,
     format: PublicKeyFormat,
 ) -> SignOutcome {
@@ -376,33 +438,34 @@ pub(crate) fn sign_release(
         Ok(s) => s,
         Err(f) => return fail(f),
     };
-    let p = match prepare(request, image, key_ref, unlock) {
+    let p = match prepare(request, image, keys, unlock) {
         Ok(p) => p,
         Err(f) => {
             let reason = f.to_string();
             return fail(session.refuse(RELEASE_ACTION, vec![], &[reason]));
         }
     };
-    let mut held = crate::station::session::key_storage_problems(&session.policy, p.key.as_ref());
-    if let Some(token) = &p.unlocked {
-        match session.check_anchor(token) {
-            Ok(true) => {}
-            Ok(false) if session.policy.production => held.push(
-                "the release token holds no anchor of this station's audit log (keytool \
-                 ceremony init or keytool audit init --anchor-token anchors it): the history \
-                 could have been reset"
-                    .into(),
-            ),
-            Ok(false) => {}
-            Err(why) => held.extend(why),
+    let mut held = Vec::new();
+    for k in &p.keys {
+        held.extend(crate::station::session::key_storage_problems(
+            &session.policy,
+            k.key.as_ref(),
+        ));
+        if let Some(token) = &k.unlocked {
+            match session.check_anchor(token) {
+                Ok(true) => {}
+                Ok(false) if session.policy.production => held.push(
+                    "the release token holds no anchor of this station's audit log (keytool \
+                     ceremony init or keytool audit init --anchor-token anchors it): the \
+                     history could have been reset"
+                        .into(),
+                ),
+                Ok(false) => {}
+                Err(why) => held.extend(why),
+            }
         }
     }
-    let eval = match judge(
-        &session.policy,
-        session.station_public.as_ref(),
-        key_ref,
-        &p,
-    ) {
+    let eval = match judge(&session.policy, session.station_public.as_ref(), &p) {
         Ok(e) => e,
         Err(f) => return fail(f),
     };
@@ -422,19 +485,21 @@ pub(crate) fn sign_judged(
     format: PublicKeyFormat,
 ) -> Result<Signed, StationError> {
     let request = &p.file.request;
+    let key_names: Vec<&str> = request.release_keys().iter().map(|(n, _)| *n).collect();
     let mut subjects = release_subjects(
         &request.product,
         &p.image.version,
         p.image.security_counter,
         &hex::encode(p.image.digest),
-        &request.release_key,
+        &key_names,
     );
     if !eval.passed() || !held.is_empty() {
         let mut why = eval.failures();
         why.extend(held.iter().cloned());
         return Err(session.refuse(RELEASE_ACTION, subjects, &why));
     }
-    let signed = sign_prebuilt(&p.bytes, &[p.key.as_ref()], format)?;
+    let signers: Vec<&dyn signer::keys::Signer> = p.keys.iter().map(|k| k.key.as_ref()).collect();
+    let signed = sign_prebuilt(&p.bytes, &signers, format)?;
     let out_bytes = if is_hex_path(output) {
         let base = p.base.ok_or_else(|| {
             StationError::usage_msg("a .hex output needs a .hex input (its address)")
@@ -459,14 +524,14 @@ pub(crate) fn sign_judged(
     let seq = session.record(RELEASE_ACTION, subjects, "ok")?;
     session.seal()?;
     out.commit().map_err(StationError::failed)?;
-    if let Some(token) = &p.unlocked {
+    for token in p.keys.iter().filter_map(|k| k.unlocked.as_ref()) {
         session.anchor(token)?;
     }
     session.close()?;
     Ok(Signed {
         product: request.product.clone(),
         version: p.image.version.to_string(),
-        release_key: request.release_key.clone(),
+        release_key: key_names.join(" + "),
         approvers: eval.approvers.clone(),
         seq,
     })

@@ -252,7 +252,7 @@ impl Worker {
                 self.policy_path()?,
                 &req,
                 image,
-                &key,
+                std::slice::from_ref(&key),
                 &[],
             )?);
             Ok(())
@@ -275,7 +275,7 @@ impl Worker {
             self.policy_path()?,
             image,
             product,
-            None,
+            &[],
             REQUEST_VALIDITY,
             &req,
         )?;
@@ -333,7 +333,7 @@ impl Worker {
             self.policy_path()?,
             &req,
             image,
-            (&key, &officers),
+            (std::slice::from_ref(&key), &officers),
             &output,
             PublicKeyFormat::Hash,
         );
