@@ -37,6 +37,20 @@ impl HashAlg {
         }
     }
 
+    /// [`HashAlg::from_tlv`] for the hashes this build computes: a
+    /// P-256-only build knows SHA-256 alone (an image hashed otherwise has
+    /// no hash it can check, and is refused as `MissingHash`).
+    pub(crate) fn built_from_tlv(kind: u16) -> Option<Self> {
+        match kind {
+            tlv::SHA256 => Some(Self::Sha256),
+            #[cfg(feature = "p384")]
+            tlv::SHA384 => Some(Self::Sha384),
+            #[cfg(feature = "ed25519")]
+            tlv::SHA512 => Some(Self::Sha512),
+            _ => None,
+        }
+    }
+
     /// Its TLV type.
     pub fn tlv(self) -> u16 {
         match self {
@@ -66,8 +80,8 @@ impl HashAlg {
             }
             out.copy_from_slice(&d.finalize());
         }
-        let mut bytes = [0u8; 64];
-        let out = &mut bytes[..self.digest_len()];
+        let mut bytes = [0u8; MAX_DIGEST];
+        let out = bytes.get_mut(..self.digest_len())?;
         match self {
             Self::Sha256 => run::<Sha256>(parts, out),
             #[cfg(feature = "p384")]
@@ -81,12 +95,20 @@ impl HashAlg {
     }
 }
 
+/// The longest digest this build computes: a P-256-only build carries
+/// SHA-256 alone, and its hashes stay 32 bytes.
+const MAX_DIGEST: usize = if cfg!(any(feature = "ed25519", feature = "p384")) {
+    64
+} else {
+    32
+};
+
 /// An image hash: SHA-256, SHA-384 or SHA-512 of header, payload and
 /// protected TLVs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ImageHash {
     alg: HashAlg,
-    bytes: [u8; 64],
+    bytes: [u8; MAX_DIGEST],
 }
 
 impl ImageHash {
@@ -96,8 +118,8 @@ impl ImageHash {
         if digest.len() != alg.digest_len() {
             return None;
         }
-        let mut bytes = [0u8; 64];
-        bytes[..digest.len()].copy_from_slice(digest);
+        let mut bytes = [0u8; MAX_DIGEST];
+        bytes.get_mut(..digest.len())?.copy_from_slice(digest);
         Some(Self { alg, bytes })
     }
 
@@ -108,7 +130,9 @@ impl ImageHash {
 
     /// The digest (32, 48 or 64 bytes).
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.alg.digest_len()]
+        self.bytes
+            .get(..self.alg.digest_len())
+            .unwrap_or(&self.bytes)
     }
 
     /// The digest, if it is a SHA-256 one.

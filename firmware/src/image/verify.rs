@@ -45,33 +45,13 @@ fn signature_related(kind: u16) -> bool {
 }
 
 impl Image<'_> {
-    /// Verify the image hash and, when `keys` is not empty, that one of them
-    /// signed it; enforce `min_security_counter` when given.
-    ///
-    /// The image's hash TLV (SHA-256, SHA-384 or SHA-512; exactly one) says
-    /// how it is hashed; `SIG_PURE` says that signatures cover the hashed
-    /// region itself. Each key only checks the signatures its type makes
-    /// over that hash ([`ImageKey`]). Unprotected TLVs outside MCUboot's
-    /// allow-list are refused, as are hash, key and signature TLVs inside
-    /// the protected area.
-    pub fn verify<K: ImageKey>(
-        &self,
-        keys: &[K],
-        min_security_counter: Option<u32>,
-    ) -> Result<Verified, ImageError> {
-        // First pass: the hash algorithm and whether the image is pure.
+    /// The image's hash algorithm (its one hash TLV) and whether it is pure
+    /// (`SIG_PURE`): what every signature check depends on, read first.
+    #[cfg(any(feature = "ed25519", feature = "p384"))]
+    fn hash_and_purity(&self) -> Result<(HashAlg, bool), ImageError> {
         let mut alg = None;
         let mut pure = false;
-        for t in self.tlvs() {
-            if t.protected {
-                if signature_related(t.kind) {
-                    return Err(ImageError::MisplacedTlv {
-                        kind: t.kind,
-                        offset: t.offset,
-                    });
-                }
-                continue;
-            }
+        for t in self.tlvs().filter(|t| !t.protected) {
             if let Some(a) = HashAlg::from_tlv(t.kind) {
                 if alg.replace(a).is_some() {
                     return Err(ImageError::DuplicateTlv {
@@ -97,13 +77,39 @@ impl Image<'_> {
                 pure = true;
             }
         }
-        let alg = alg.ok_or(ImageError::MissingHash)?;
+        Ok((alg.ok_or(ImageError::MissingHash)?, pure))
+    }
+
+    /// A P-256-only build: SHA-256 images, never pure; the main pass refuses
+    /// anything else. No first pass, so the build stays as small as before
+    /// other key types existed.
+    #[cfg(not(any(feature = "ed25519", feature = "p384")))]
+    fn hash_and_purity(&self) -> Result<(HashAlg, bool), ImageError> {
+        Ok((HashAlg::Sha256, false))
+    }
+
+    /// Verify the image hash and, when `keys` is not empty, that one of them
+    /// signed it; enforce `min_security_counter` when given.
+    ///
+    /// The image's hash TLV (SHA-256, SHA-384 or SHA-512; exactly one) says
+    /// how it is hashed; `SIG_PURE` says that signatures cover the hashed
+    /// region itself. Each key only checks the signatures its type makes
+    /// over that hash ([`ImageKey`]). Unprotected TLVs outside MCUboot's
+    /// allow-list are refused, as are hash, key and signature TLVs inside
+    /// the protected area.
+    pub fn verify<K: ImageKey>(
+        &self,
+        keys: &[K],
+        min_security_counter: Option<u32>,
+    ) -> Result<Verified, ImageError> {
+        let (alg, pure) = self.hash_and_purity()?;
         let region = self.hashed_region();
         let digest = alg
             .hash(&[region])
             .ok_or(ImageError::UnsupportedHash(alg.tlv()))?;
 
-        let mut counter_seen = false;
+        let mut hash_seen = false;
+        let mut security_counter = None;
         let mut current_key: Option<usize> = None;
         let mut signed_by = None;
         let mut key_matched = false;
@@ -112,13 +118,26 @@ impl Image<'_> {
 
         for t in self.tlvs() {
             if t.protected {
+                if signature_related(t.kind) {
+                    return Err(ImageError::MisplacedTlv {
+                        kind: t.kind,
+                        offset: t.offset,
+                    });
+                }
                 if t.kind == tlv::SEC_CNT {
-                    once(&mut counter_seen, t.kind, t.offset)?;
-                    if t.value.len() != 4 {
-                        return Err(ImageError::BadTlvLength {
+                    let value: [u8; 4] =
+                        t.value.try_into().map_err(|_| ImageError::BadTlvLength {
                             kind: t.kind,
                             len: t.value.len(),
                             expected: 4,
+                        })?;
+                    if security_counter
+                        .replace(u32::from_le_bytes(value))
+                        .is_some()
+                    {
+                        return Err(ImageError::DuplicateTlv {
+                            kind: t.kind,
+                            offset: t.offset,
                         });
                     }
                 }
@@ -131,7 +150,8 @@ impl Image<'_> {
                 });
             }
             match t.kind {
-                kind if HashAlg::from_tlv(kind).is_some() => {
+                kind if HashAlg::built_from_tlv(kind).is_some() => {
+                    once(&mut hash_seen, t.kind, t.offset)?;
                     if t.value.len() != alg.digest_len() {
                         return Err(ImageError::BadTlvLength {
                             kind: t.kind,
@@ -170,8 +190,13 @@ impl Image<'_> {
                         Err(e) => signature_error = Some(e),
                     }
                 }
+                // Pure images need a key type this build leaves out.
+                tlv::SIG_PURE if !pure => return Err(ImageError::UnsupportedHash(t.kind)),
                 _ => {}
             }
+        }
+        if !hash_seen {
+            return Err(ImageError::MissingHash);
         }
 
         // A signature by a known key that fails is refused even when another
@@ -187,7 +212,6 @@ impl Image<'_> {
                 _ => ImageError::KeyMismatch,
             });
         }
-        let security_counter = self.security_counter();
         if let Some(min) = min_security_counter {
             let found = security_counter.ok_or(ImageError::MissingSecurityCounter)?;
             if found < min {
