@@ -11,7 +11,7 @@ use policies::policy::{fingerprint, Policy};
 use secrecy::SecretString;
 use signer::image::{is_hex_path, Prebuilt, PublicKeyFormat};
 use signer::key_ref::PinSource;
-use signer::public_key::{encode_public, load_public_key, PubEncoding};
+use signer::public_key::{encode_public, load_image_key, PubEncoding};
 use signer::KeyRef;
 
 use super::app::{Action, AuditRow, Event, ImageRow, ImageSummary, KeyRow, ReleaseView};
@@ -161,14 +161,14 @@ impl Worker {
 
     fn export(&self, name: &str, uri: &str, c_array: bool) -> Result<Event, Failure> {
         let key: KeyRef = uri.parse().map_err(Failure::usage)?;
-        let public = load_public_key(&key).map_err(Failure::failed)?;
+        let public = load_image_key(&key).map_err(Failure::failed)?;
         let (encoding, ext) = if c_array {
             (PubEncoding::LangC, "pub.c")
         } else {
             (PubEncoding::Pem, "pub.pem")
         };
         let out = self.config.exports.join(format!("{name}.{ext}"));
-        signer::atomic::write(&out, &encode_public(&public.into(), encoding, ""))
+        signer::atomic::write(&out, &encode_public(&public, encoding, ""))
             .map_err(Failure::failed)?;
         Ok(Event::Info(format!("exported {name} to {}", out.display())))
     }

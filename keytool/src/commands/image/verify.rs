@@ -55,6 +55,7 @@ pub(crate) struct Report {
 #[derive(serde::Serialize)]
 struct SignedBy {
     key: String,
+    key_type: &'static str,
     key_id: String,
 }
 
@@ -105,6 +106,7 @@ impl Args {
             digest: Some(hex::encode(verified.digest)),
             signed_by: verified.signed_by.map(|i| SignedBy {
                 key: self.key[i].to_string(),
+                key_type: signer::keys::KeyType::of(&keys[i]).name(),
                 key_id: hex::encode(image_key_id(&keys[i])),
             }),
             tail: Some(info.tail),
