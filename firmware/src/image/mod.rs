@@ -18,6 +18,8 @@
 //! +--------------------+
 //! ```
 
+#[cfg(feature = "enc")]
+pub mod enc;
 mod error;
 mod header;
 pub mod keys;
