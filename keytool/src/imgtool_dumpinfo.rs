@@ -165,6 +165,7 @@ fn aligned_tail() -> [u8; 14] {
         max_align: 16,
         max_sectors: 0,
         overwrite_only: true,
+        enc_key_size: 0,
     };
     let m = layout.boot_magic();
     let mut t = [0u8; 14];

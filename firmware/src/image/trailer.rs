@@ -37,6 +37,11 @@ pub struct TrailerLayout {
     pub max_sectors: u32,
     /// Overwrite-only upgrades: no swap status area.
     pub overwrite_only: bool,
+    /// Bytes of one encryption-key slot for an encrypted image (0 when
+    /// not encrypted): 16 (the AES key, as imgtool sizes it even for
+    /// AES-256), or the ENC TLV's length with `--save-enctlv`. Swap
+    /// upgrades keep two such slots, each aligned to `max_align`.
+    pub enc_key_size: u32,
 }
 
 impl TrailerLayout {
@@ -49,7 +54,8 @@ impl TrailerLayout {
         } else {
             // Swap status (3 entries per sector), then image_ok, copy_done,
             // swap_info and swap_size, each in its own max_align slot.
-            self.max_sectors as usize * 3 * self.align as usize + max_align * 4 + magic
+            let keys = 2 * align_up(self.enc_key_size as usize, max_align);
+            self.max_sectors as usize * 3 * self.align as usize + keys + max_align * 4 + magic
         }
     }
 
@@ -177,6 +183,7 @@ mod tests {
             max_align,
             max_sectors: DEFAULT_MAX_SECTORS,
             overwrite_only,
+            enc_key_size: 0,
         };
         // 128 * 3 * 1 + 8 * 4 + 16
         assert_eq!(l(1, 8, false).size(), 432);

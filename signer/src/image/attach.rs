@@ -91,7 +91,7 @@ pub fn sign_prebuilt(
             crate::keys::sha_name(alg)
         )));
     }
-    let (area, signatures) = unprotected_area(&opts, &prebuilt.digest, None, signing)?;
+    let (area, signatures) = unprotected_area(&opts, &prebuilt.digest, None, signing, None)?;
     let start = image.unprotected_range().start;
     let end = image.tlv_end();
     let growth = area.len() - (end - start);

@@ -183,6 +183,9 @@ fn header_flags(opts: &SignOptions) -> u32 {
     if opts.non_bootable {
         f |= flags::NON_BOOTABLE;
     }
+    if let Some(e) = &opts.encrypt {
+        f |= e.header_flag();
+    }
     f
 }
 
@@ -227,12 +230,13 @@ pub(crate) fn layout(opts: &SignOptions, image_size: usize) -> Result<Layout, Im
 /// The unprotected TLV area for an image with `digest` (and, for a pure
 /// image, its hashed `region`), and the signatures: the hash TLV,
 /// `SIG_PURE` for a pure image, then a KEYHASH (or PUBKEY) and signature
-/// pair per key, in imgtool's order.
+/// pair per key, then the ENC TLV of an encrypted image, in imgtool's order.
 pub(crate) fn unprotected_area(
     opts: &SignOptions,
     digest: &ImageHash,
     region: Option<&[u8]>,
     signing: Signing<'_>,
+    enc_tlv: Option<(u16, &[u8])>,
 ) -> Result<(Vec<u8>, Vec<Vec<u8>>), ImageBuildError> {
     let mut body = Vec::with_capacity(256);
     push_tlv(&mut body, digest.alg().tlv(), digest.as_bytes())?;
@@ -281,6 +285,9 @@ pub(crate) fn unprotected_area(
             PublicKeyFormat::Full => push_tlv(&mut body, tlv::PUBKEY, &image_key_der(public_key))?,
         }
         push_tlv(&mut body, public_key.signature_tlv(), sig)?;
+    }
+    if let Some((kind, value)) = enc_tlv {
+        push_tlv(&mut body, kind, value)?;
     }
     Ok((
         finish_area(TLV_INFO_MAGIC, &body)?,
@@ -335,6 +342,15 @@ pub fn build(
         return Err(ImageBuildError::HeaderNotZero(opts.header_size));
     }
     let alg = signing.hash_alg(opts)?;
+    if let Some(e) = &opts.encrypt {
+        e.validate()?;
+        // AES-CTR runs over whole blocks: imgtool zero-pads the image
+        // (header room and payload) to a multiple of 16 bytes first.
+        let rem = payload.len() % 16;
+        if rem != 0 {
+            payload.resize(payload.len() + 16 - rem, 0);
+        }
+    }
     let layout = layout(opts, payload.len() - header_size)?;
     payload[..layout.header.len()].copy_from_slice(&layout.header);
     payload.extend_from_slice(&layout.protected);
@@ -361,7 +377,33 @@ pub fn build(
         }
         None => {}
     }
-    let (unprotected, signatures) = unprotected_area(opts, &digest, Some(&payload), signing)?;
+    // The hash and signatures cover the plaintext; then the AES key is
+    // wrapped and, unless --clear, the payload encrypted.
+    let image_end = payload.len() - layout.protected.len();
+    let aes_key = opts
+        .encrypt
+        .as_ref()
+        .map(|e| super::encrypt::random_aes_key(e.key_len()));
+    let enc_tlv = match (&opts.encrypt, &aes_key) {
+        (Some(e), Some(key)) => Some((
+            e.scheme().tlv(),
+            super::encrypt::wrap_for(&e.key, e.scheme(), key)?,
+        )),
+        _ => None,
+    };
+    let (unprotected, signatures) = unprotected_area(
+        opts,
+        &digest,
+        Some(&payload),
+        signing,
+        enc_tlv.as_ref().map(|(k, v)| (*k, v.as_slice())),
+    )?;
+    if let (Some(e), Some(key)) = (&opts.encrypt, &aes_key) {
+        if !e.clear {
+            firmware::image::enc::ctr_apply(key, 0, &mut payload[header_size..image_end])
+                .map_err(ImageBuildError::Encryption)?;
+        }
+    }
     payload.extend_from_slice(&unprotected);
     check_slot(opts, payload.len())?;
     Ok(SignedImage {

@@ -73,6 +73,9 @@ pub enum ImageBuildError {
         "the fixed signature does not verify with the given public key over this image's digest"
     )]
     FixedSignatureInvalid,
+    /// The image's encryption key could not be wrapped or unwrapped.
+    #[error("image encryption: {0}")]
+    Encryption(firmware::image::enc::EncError),
     /// The output could not be written.
     #[error(transparent)]
     Write(#[from] crate::atomic::WriteError),
@@ -106,6 +109,7 @@ impl ImageBuildError {
             self,
             Self::Write(_)
                 | Self::FixedSignatureInvalid
+                | Self::Encryption(_)
                 | Self::HashMismatch
                 | Self::NotAnImage(_)
                 | Self::AlreadySigned(_)

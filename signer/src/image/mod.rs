@@ -5,6 +5,7 @@
 
 mod attach;
 mod build;
+pub mod encrypt;
 mod error;
 mod info;
 mod input;

@@ -79,6 +79,8 @@ pub struct SignOptions {
     pub sha: Option<firmware::image::keys::HashAlg>,
     /// `--pure`: Ed25519 signs the image itself, not its hash.
     pub pure: bool,
+    /// `-E` and its flags: encrypt the payload for this key.
+    pub encrypt: Option<super::encrypt::Encryption>,
 }
 
 impl SignOptions {
@@ -107,6 +109,7 @@ impl SignOptions {
             pad_sig: false,
             sha: None,
             pure: false,
+            encrypt: None,
         }
     }
 
@@ -122,6 +125,10 @@ impl SignOptions {
             max_align: self.max_align.unwrap_or(DEFAULT_MAX_ALIGN.max(self.align)),
             max_sectors: self.max_sectors.unwrap_or(DEFAULT_MAX_SECTORS),
             overwrite_only: self.overwrite_only,
+            enc_key_size: self
+                .encrypt
+                .as_ref()
+                .map_or(0, super::encrypt::Encryption::trailer_key_size),
         }
     }
 

@@ -74,9 +74,9 @@ pub fn sign_file(
     opts: &SignOptions,
     signing: Signing<'_>,
 ) -> Result<SignedFile, ImageBuildError> {
-    if opts.pure {
+    if opts.pure || opts.encrypt.is_some() {
         return Err(ImageBuildError::Usage(
-            "a pure image is signed over its whole bytes; build it in memory".into(),
+            "pure and encrypted images are built in memory (build)".into(),
         ));
     }
     let alg = signing.hash_alg(opts)?;
@@ -178,7 +178,7 @@ pub fn sign_file(
         )));
     }
 
-    let (unprotected, signatures) = unprotected_area(opts, &digest, None, signing)?;
+    let (unprotected, signatures) = unprotected_area(opts, &digest, None, signing, None)?;
     let image_len = header_size + body_len + plan.protected.len() + unprotected.len();
     check_slot(opts, image_len)?;
     out_file

@@ -150,20 +150,23 @@ pub(crate) struct Args {
     /// Byte order: only little endian is supported.
     #[arg(short = 'e', long, default_value = "little", value_parser = ["little"])]
     endian: String,
-    /// Not supported: image encryption.
-    #[arg(short = 'E', long, hide = true)]
-    encrypt: Option<String>,
-    /// Not supported: image encryption.
-    #[arg(long, hide = true)]
+    /// Encrypt the payload for this key (a PEM file: ECIES-P256 or
+    /// ECIES-X25519 public key, or a private key's public half).
+    #[arg(short = 'E', long, value_name = "FILE", value_parser = key_ref)]
+    encrypt: Option<KeyRef>,
+    /// AES key length for -E: 128 or 256.
+    #[arg(long, value_parser = ["128", "256"])]
     encrypt_keylen: Option<String>,
-    /// Not supported: image encryption.
-    #[arg(short = 'c', long, hide = true)]
+    /// With -E: set the encryption flags and ENC TLV but leave the payload
+    /// in the clear.
+    #[arg(short = 'c', long)]
     clear: bool,
-    /// Not supported: image encryption.
-    #[arg(long, hide = true)]
+    /// With -E: size the trailer's key slots for the whole ENC TLV (the
+    /// bootloader saves it instead of the plain key).
+    #[arg(long)]
     save_enctlv: bool,
-    /// Not supported: image encryption.
-    #[arg(long, hide = true)]
+    /// With -E: the HMAC/HKDF hash, auto (256) or 512 (ECIES-X25519 only).
+    #[arg(long, value_parser = ["auto", "256", "512"])]
     hmac_sha: Option<String>,
     /// Not supported: image compression.
     #[arg(long, hide = true)]
@@ -202,14 +205,13 @@ struct SignerSummary {
 
 impl Args {
     fn refuse_unsupported(&self) -> Result<(), Failure> {
-        let encryption = self.encrypt.is_some()
-            || self.encrypt_keylen.is_some()
+        let enc_flags = self.encrypt_keylen.is_some()
             || self.clear
             || self.save_enctlv
             || self.hmac_sha.is_some();
-        if encryption {
+        if enc_flags && self.encrypt.is_none() {
             return Err(Failure::usage_msg(
-                "image encryption is not supported by keytool; sign without -E/--encrypt",
+                "--encrypt-keylen, --clear, --save-enctlv and --hmac-sha go with -E/--encrypt",
             ));
         }
         if self.compression.as_deref().is_some_and(|c| c != "disabled") {
@@ -265,6 +267,16 @@ impl Args {
             _ => None,
         };
         o.pure = self.pure;
+        if let Some(k) = &self.encrypt {
+            let key = signer::image::encrypt::load_enc_public_key(k).map_err(Failure::usage)?;
+            o.encrypt = Some(signer::image::encrypt::Encryption {
+                key,
+                aes256: self.encrypt_keylen.as_deref() == Some("256"),
+                hmac_sha512: self.hmac_sha.as_deref() == Some("512"),
+                clear: self.clear,
+                save_enctlv: self.save_enctlv,
+            });
+        }
         o.validate()?;
         Ok(o)
     }
@@ -358,9 +370,11 @@ impl Args {
                 "--sig-out needs a signature: give -k/--key or --fix-sig",
             ));
         }
-        // A pure signature covers the whole image, so it is built in memory.
+        // A pure signature covers the whole image, and an encrypted image is
+        // encrypted after it is hashed: both are built in memory.
         let streamable = vector.is_none()
             && !opts.pure
+            && opts.encrypt.is_none()
             && !is_hex_path(&self.infile)
             && !is_hex_path(&self.outfile);
         let (digest, signatures) = if streamable {

@@ -25,6 +25,11 @@ pub(crate) struct Args {
     /// structure are checked.
     #[arg(short, long, value_parser = key_ref)]
     key: Vec<KeyRef>,
+    /// For an encrypted image: the private key its AES key is wrapped for
+    /// (PEM, ECIES-P256 or X25519). The payload is decrypted in memory and
+    /// then verified; without it an encrypted image's hash cannot be checked.
+    #[arg(long, value_name = "FILE", value_parser = key_ref)]
+    enc_key: Option<KeyRef>,
     /// Refuse images whose security counter is below this.
     #[arg(long, value_parser = based_u32)]
     min_security_counter: Option<u32>,
@@ -50,6 +55,9 @@ pub(crate) struct Report {
     signed_by: Option<SignedBy>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tail: Option<Tail>,
+    /// How the payload is encrypted, for an encrypted image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encryption: Option<signer::image::encrypt::EncInfo>,
 }
 
 #[derive(serde::Serialize)]
@@ -89,10 +97,39 @@ impl Args {
             .map(load_image_key)
             .collect::<Result<Vec<_>, _>>()
             .map_err(Failure::usage)?;
-        let bytes = read_image(&self.image)?;
+        let mut bytes = read_image(&self.image)?;
         let fail = |e: firmware::image::ImageError| {
             Failure::failed(anyhow::anyhow!("{}: {e}", self.image.display()))
         };
+        let encryption = {
+            let image = Image::parse(&bytes).map_err(fail)?;
+            signer::image::encrypt::enc_info(&image).map_err(Failure::failed)?
+        };
+        match (&encryption, &self.enc_key) {
+            (Some(_), Some(k)) => {
+                let key =
+                    signer::image::encrypt::load_enc_private_key(k).map_err(Failure::usage)?;
+                signer::image::encrypt::decrypt_in_place(&mut bytes, &key).map_err(|e| {
+                    Failure::failed(anyhow::anyhow!("{}: {e}", self.image.display()))
+                })?;
+            }
+            (None, Some(_)) => {
+                return Err(Failure::usage_msg(format!(
+                    "{}: not an encrypted image (--enc-key)",
+                    self.image.display()
+                )))
+            }
+            (Some(e), None) => {
+                return Err(Failure::failed(anyhow::anyhow!(
+                    "{}: encrypted (AES-{}, {:?}): its hash covers the plaintext; give the \
+                     key it is wrapped for with --enc-key",
+                    self.image.display(),
+                    e.aes_bits,
+                    e.scheme
+                )))
+            }
+            (None, None) => {}
+        }
         let image = Image::parse(&bytes).map_err(fail)?;
         let verified = image
             .verify(&keys, self.min_security_counter)
@@ -110,6 +147,7 @@ impl Args {
                 key_id: hex::encode(image_key_id(&keys[i])),
             }),
             tail: Some(info.tail),
+            encryption,
         })
     }
 
@@ -126,6 +164,7 @@ impl Args {
                         digest: None,
                         signed_by: None,
                         tail: None,
+                        encryption: None,
                     })?;
                 }
                 return Err(f);
@@ -147,6 +186,12 @@ impl Args {
         }
         if let Some(t) = &report.tail {
             println!("Trailer: {}", describe_tail(t));
+        }
+        if let Some(e) = &report.encryption {
+            println!(
+                "Encryption: AES-{} payload, key wrapped with {:?} (decrypted with --enc-key)",
+                e.aes_bits, e.scheme
+            );
         }
         Ok(())
     }

@@ -27,17 +27,22 @@ pub(crate) enum KeyTypeArg {
     /// Ed25519 (over the image's SHA-256 or SHA-512, or the image itself).
     #[value(name = "ed25519")]
     Ed25519,
+    /// X25519, an image encryption key (`-E`; file keys only).
+    #[value(name = "x25519")]
+    X25519,
 }
 
-impl From<KeyTypeArg> for KeyType {
-    fn from(t: KeyTypeArg) -> Self {
-        match t {
-            KeyTypeArg::Rsa2048 => Self::Rsa2048,
-            KeyTypeArg::Rsa3072 => Self::Rsa3072,
-            KeyTypeArg::EcdsaP256 => Self::EcdsaP256,
-            KeyTypeArg::EcdsaP384 => Self::EcdsaP384,
-            KeyTypeArg::Ed25519 => Self::Ed25519,
-        }
+impl KeyTypeArg {
+    /// The signing key type, or `None` for an encryption key.
+    fn signing(self) -> Option<KeyType> {
+        Some(match self {
+            Self::Rsa2048 => KeyType::Rsa2048,
+            Self::Rsa3072 => KeyType::Rsa3072,
+            Self::EcdsaP256 => KeyType::EcdsaP256,
+            Self::EcdsaP384 => KeyType::EcdsaP384,
+            Self::Ed25519 => KeyType::Ed25519,
+            Self::X25519 => return None,
+        })
     }
 }
 
@@ -84,7 +89,9 @@ impl Args {
                 "passphrase-protected key files are not supported; keep the key in an HSM",
             ));
         }
-        let kind = KeyType::from(self.key_type);
+        let Some(kind) = self.key_type.signing() else {
+            return self.generate_x25519();
+        };
         let (public, key) = generate(&self.key, kind, self.force)?;
         let key_id = hex::encode(image_key_id(&public));
         let out = Generated {
@@ -102,6 +109,34 @@ impl Args {
             out.key,
             out.key_id
         );
+        Ok(())
+    }
+
+    /// An X25519 image encryption key, as a file (imgtool keygen's form).
+    fn generate_x25519(&self) -> CmdResult {
+        let KeyRef::File(path) = &self.key else {
+            return Err(Failure::usage_msg(
+                "x25519 encryption keys are files (the device's key is born on the device)",
+            ));
+        };
+        if path.exists() && !self.force {
+            return Err(Failure::usage_msg(format!(
+                "{} already exists; refusing to replace a key (use --force)",
+                path.display()
+            )));
+        }
+        let public = signer::image::encrypt::generate_x25519_file(path).map_err(Failure::failed)?;
+        let key_id = hex::encode(public.key_id());
+        let out = Generated {
+            key: self.key.to_string(),
+            key_type: "x25519",
+            fingerprint: format!("sha256:{key_id}"),
+            key_id,
+        };
+        if self.json {
+            return print_json(&out);
+        }
+        println!("generated X25519 key {} (key id {})", out.key, out.key_id);
         Ok(())
     }
 }

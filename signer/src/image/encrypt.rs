@@ -1,0 +1,436 @@
+//! Encrypted images (`imgtool sign -E`): the encryption key of the device
+//! (or of the station, for images re-wrapped per device later), the random
+//! AES key, its ECIES wrapping, and the payload cipher. The format itself is
+//! `firmware::image::enc`; this module brings the ECDH and the randomness.
+
+use firmware::image::enc::{self, EncScheme, EncTlv};
+use firmware::P256PublicKey;
+use zeroize::Zeroizing;
+
+use super::ImageBuildError;
+use crate::keys::SignerError;
+use crate::KeyRef;
+
+/// DER prefix of an X25519 `SubjectPublicKeyInfo` (RFC 8410).
+const X25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00,
+];
+/// DER prefix of an X25519 PKCS#8 private key: the 32-byte key follows.
+const X25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// An encryption public key: what `-E` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncPublicKey {
+    /// ECIES-P256 (`ENC_EC256`).
+    P256(P256PublicKey),
+    /// ECIES-X25519 (`ENC_X25519`, or `_SHA512`).
+    X25519([u8; 32]),
+}
+
+impl EncPublicKey {
+    /// The DER `SubjectPublicKeyInfo`.
+    pub fn spki_der(&self) -> Vec<u8> {
+        match self {
+            Self::P256(k) => k.spki_der().to_vec(),
+            Self::X25519(k) => [&X25519_SPKI_PREFIX[..], k].concat(),
+        }
+    }
+
+    /// SHA-256 of the DER key: its id in registries and messages.
+    pub fn key_id(&self) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.spki_der()).into()
+    }
+}
+
+/// An encryption private key (a device's, or the station's for re-wrapping).
+pub enum EncPrivateKey {
+    /// P-256.
+    P256(p256::SecretKey),
+    /// X25519.
+    X25519(x25519_dalek::StaticSecret),
+}
+
+impl std::fmt::Debug for EncPrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::P256(_) => "EncPrivateKey::P256(..)",
+            Self::X25519(_) => "EncPrivateKey::X25519(..)",
+        })
+    }
+}
+
+impl EncPrivateKey {
+    /// Its public half.
+    pub fn public(&self) -> EncPublicKey {
+        match self {
+            Self::P256(sk) => {
+                use p256::elliptic_curve::sec1::ToEncodedPoint;
+                let point = sk.public_key().to_encoded_point(false);
+                EncPublicKey::P256(
+                    P256PublicKey::from_sec1(point.as_bytes())
+                        .unwrap_or_else(|_| unreachable!("a secret key's public point")),
+                )
+            }
+            Self::X25519(sk) => EncPublicKey::X25519(x25519_dalek::PublicKey::from(sk).to_bytes()),
+        }
+    }
+
+    /// Recover an image's AES key from its ENC TLV.
+    pub fn unwrap(&self, tlv: &EncTlv<'_>) -> Result<Zeroizing<Vec<u8>>, ImageBuildError> {
+        let shared = self.shared_with(tlv.scheme, tlv.ephemeral)?;
+        let mut key = Zeroizing::new(vec![0u8; enc::MAX_AES_KEY]);
+        let n = enc::unwrap_key(tlv, &shared[..], &mut key).map_err(ImageBuildError::Encryption)?;
+        key.truncate(n);
+        Ok(key)
+    }
+
+    fn shared_with(
+        &self,
+        scheme: EncScheme,
+        ephemeral: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, ImageBuildError> {
+        let wrong = || {
+            ImageBuildError::Usage(format!(
+                "the image's key is wrapped with {scheme:?}, not for this key's type"
+            ))
+        };
+        let mut out = Zeroizing::new([0u8; 32]);
+        match (self, scheme) {
+            (Self::P256(sk), EncScheme::EciesP256) => {
+                let peer = p256::PublicKey::from_sec1_bytes(ephemeral)
+                    .map_err(|_| ImageBuildError::Encryption(enc::EncError::WrongKey))?;
+                let shared = p256::ecdh::diffie_hellman(sk.to_nonzero_scalar(), peer.as_affine());
+                out.copy_from_slice(shared.raw_secret_bytes());
+            }
+            (Self::X25519(sk), EncScheme::EciesX25519 | EncScheme::EciesX25519Sha512) => {
+                let peer: [u8; 32] = ephemeral.try_into().map_err(|_| wrong())?;
+                let shared = sk.diffie_hellman(&x25519_dalek::PublicKey::from(peer));
+                out.copy_from_slice(shared.as_bytes());
+            }
+            _ => return Err(wrong()),
+        }
+        Ok(out)
+    }
+}
+
+/// `-E` and the flags that go with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encryption {
+    /// The key the AES key is wrapped for.
+    pub key: EncPublicKey,
+    /// `--encrypt-keylen 256`.
+    pub aes256: bool,
+    /// `--hmac-sha 512` (X25519 only).
+    pub hmac_sha512: bool,
+    /// `--clear`: flags and ENC TLV, but the payload left in the clear.
+    pub clear: bool,
+    /// `--save-enctlv`: size the trailer's key slots for the whole ENC TLV.
+    pub save_enctlv: bool,
+}
+
+impl Encryption {
+    /// The wrapping scheme (its TLV).
+    pub fn scheme(&self) -> EncScheme {
+        match (&self.key, self.hmac_sha512) {
+            (EncPublicKey::P256(_), _) => EncScheme::EciesP256,
+            (EncPublicKey::X25519(_), false) => EncScheme::EciesX25519,
+            (EncPublicKey::X25519(_), true) => EncScheme::EciesX25519Sha512,
+        }
+    }
+
+    /// AES key length in bytes.
+    pub fn key_len(&self) -> usize {
+        if self.aes256 {
+            32
+        } else {
+            16
+        }
+    }
+
+    /// Check the combination, as imgtool does.
+    pub fn validate(&self) -> Result<(), ImageBuildError> {
+        if self.hmac_sha512 && matches!(self.key, EncPublicKey::P256(_)) {
+            return Err(ImageBuildError::Usage(
+                "--hmac-sha 512 goes with ECIES-X25519 only".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One encryption-key slot of the trailer (imgtool sizes it 16 bytes,
+    /// or the ENC TLV's length with `--save-enctlv`).
+    pub fn trailer_key_size(&self) -> u32 {
+        if self.save_enctlv {
+            self.scheme().tlv_len(self.key_len()) as u32
+        } else {
+            16
+        }
+    }
+
+    /// The header flag.
+    pub fn header_flag(&self) -> u32 {
+        if self.aes256 {
+            firmware::image::flags::ENCRYPTED_AES256
+        } else {
+            firmware::image::flags::ENCRYPTED_AES128
+        }
+    }
+}
+
+/// A fresh random AES key of `len` bytes.
+pub fn random_aes_key(len: usize) -> Zeroizing<Vec<u8>> {
+    let mut key = Zeroizing::new(vec![0u8; len]);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut key);
+    key
+}
+
+/// Wrap `aes_key` for `key` with a fresh ephemeral key: the ENC TLV's
+/// value, for `scheme`.
+pub fn wrap_for(
+    key: &EncPublicKey,
+    scheme: EncScheme,
+    aes_key: &[u8],
+) -> Result<Vec<u8>, ImageBuildError> {
+    let (ephemeral, shared): (Vec<u8>, Zeroizing<[u8; 32]>) = match key {
+        EncPublicKey::P256(pk) => {
+            use p256::elliptic_curve::sec1::ToEncodedPoint;
+            let peer = p256::PublicKey::from_sec1_bytes(pk.sec1())
+                .map_err(|_| ImageBuildError::Usage("not a P-256 point".into()))?;
+            let secret = p256::ecdh::EphemeralSecret::random(&mut rand_core::OsRng);
+            let shared = secret.diffie_hellman(&peer);
+            let mut s = Zeroizing::new([0u8; 32]);
+            s.copy_from_slice(shared.raw_secret_bytes());
+            (
+                secret
+                    .public_key()
+                    .to_encoded_point(false)
+                    .as_bytes()
+                    .to_vec(),
+                s,
+            )
+        }
+        EncPublicKey::X25519(pk) => {
+            let secret = x25519_dalek::EphemeralSecret::random_from_rng(rand_core::OsRng);
+            let public = x25519_dalek::PublicKey::from(&secret);
+            let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*pk));
+            (
+                public.to_bytes().to_vec(),
+                Zeroizing::new(*shared.as_bytes()),
+            )
+        }
+    };
+    let mut out = vec![0u8; enc::MAX_ENC_TLV];
+    let n = enc::wrap_key(scheme, &shared[..], &ephemeral, aes_key, &mut out)
+        .map_err(ImageBuildError::Encryption)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// The encryption public key a `file:` reference holds (a PEM public key,
+/// or a private key's public half): P-256 or X25519.
+pub fn load_enc_public_key(key: &KeyRef) -> Result<EncPublicKey, SignerError> {
+    let (label, der) = read_pem(key)?;
+    let invalid = |reason: &str| SignerError::InvalidKey {
+        key: key.to_string(),
+        reason: reason.to_owned(),
+    };
+    match label.as_str() {
+        "PUBLIC KEY" => {
+            if let Some(raw) = der.strip_prefix(&X25519_SPKI_PREFIX[..]) {
+                let raw: [u8; 32] = raw
+                    .try_into()
+                    .map_err(|_| invalid("malformed X25519 key"))?;
+                return Ok(EncPublicKey::X25519(raw));
+            }
+            P256PublicKey::from_spki_der(&der)
+                .map(EncPublicKey::P256)
+                .map_err(|_| invalid("not an ECIES-P256 or X25519 encryption key"))
+        }
+        _ => Ok(load_enc_private_key(key)?.public()),
+    }
+}
+
+/// The encryption private key a `file:` reference holds (PKCS#8: P-256 or
+/// X25519, as `imgtool keygen -t ecdsa-p256|x25519` writes them).
+pub fn load_enc_private_key(key: &KeyRef) -> Result<EncPrivateKey, SignerError> {
+    let (label, der) = read_pem(key)?;
+    let invalid = |reason: &str| SignerError::InvalidKey {
+        key: key.to_string(),
+        reason: reason.to_owned(),
+    };
+    if label != "PRIVATE KEY" {
+        return Err(invalid("not a PKCS#8 private key"));
+    }
+    if let Some(raw) = der.strip_prefix(&X25519_PKCS8_PREFIX[..]) {
+        let raw: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| invalid("malformed X25519 key"))?;
+        return Ok(EncPrivateKey::X25519(x25519_dalek::StaticSecret::from(raw)));
+    }
+    use p256::pkcs8::DecodePrivateKey;
+    p256::SecretKey::from_pkcs8_der(&der)
+        .map(EncPrivateKey::P256)
+        .map_err(|_| invalid("not an ECIES-P256 or X25519 encryption key"))
+}
+
+fn read_pem(key: &KeyRef) -> Result<(String, Zeroizing<Vec<u8>>), SignerError> {
+    let KeyRef::File(path) = key else {
+        return Err(SignerError::InvalidKey {
+            key: key.to_string(),
+            reason: "an encryption key is a PEM file".into(),
+        });
+    };
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|source| SignerError::Io {
+            key: key.to_string(),
+            path: path.clone(),
+            source,
+        })?,
+    );
+    let (label, der) = pkcs8::der::pem::decode_vec(text.trim_start().as_bytes()).map_err(|_| {
+        SignerError::InvalidKey {
+            key: key.to_string(),
+            reason: "not a PEM file".into(),
+        }
+    })?;
+    Ok((label.to_owned(), Zeroizing::new(der)))
+}
+
+/// Generate an X25519 encryption key into `path` as PKCS#8 PEM (as
+/// `imgtool keygen -t x25519` writes it), owner-readable only; returns its
+/// public key.
+pub fn generate_x25519_file(path: &std::path::Path) -> Result<EncPublicKey, SignerError> {
+    let mut der = Zeroizing::new([0u8; 48]);
+    der[..16].copy_from_slice(&X25519_PKCS8_PREFIX);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut der[16..]);
+    let key = format!("file:{}", path.display());
+    let pem = Zeroizing::new(
+        pkcs8::der::pem::encode_string("PRIVATE KEY", pkcs8::LineEnding::LF, &der[..]).map_err(
+            |e| SignerError::InvalidKey {
+                key: key.clone(),
+                reason: format!("cannot encode key: {e}"),
+            },
+        )?,
+    );
+    crate::atomic::write_parts(path, &[pem.as_bytes()], Some(0o600)).map_err(|e| {
+        SignerError::Io {
+            key,
+            path: path.to_path_buf(),
+            source: e.source,
+        }
+    })?;
+    let mut raw = [0u8; 32];
+    raw.copy_from_slice(&der[16..]);
+    Ok(EncPrivateKey::X25519(x25519_dalek::StaticSecret::from(raw)).public())
+}
+
+/// What an encrypted image says about its encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct EncInfo {
+    /// AES key length in bits.
+    pub aes_bits: usize,
+    /// How the key is wrapped.
+    pub scheme: EncScheme,
+}
+
+/// The encryption an image announces (header flag and ENC TLV), if any.
+pub fn enc_info(image: &firmware::image::Image<'_>) -> Result<Option<EncInfo>, ImageBuildError> {
+    let Some(key_len) = enc::aes_key_len(image.header().flags) else {
+        return Ok(None);
+    };
+    let tlv = enc_tlv(image, key_len)?;
+    Ok(Some(EncInfo {
+        aes_bits: key_len * 8,
+        scheme: tlv.scheme,
+    }))
+}
+
+/// The image's one ENC TLV, split.
+pub fn enc_tlv<'a>(
+    image: &firmware::image::Image<'a>,
+    key_len: usize,
+) -> Result<EncTlv<'a>, ImageBuildError> {
+    let mut found = None;
+    for t in image.tlvs().filter(|t| !t.protected) {
+        if let Some(scheme) = EncScheme::from_tlv(t.kind) {
+            if found.is_some() {
+                return Err(ImageBuildError::Usage(
+                    "the image carries more than one ENC TLV".into(),
+                ));
+            }
+            found =
+                Some(EncTlv::parse(scheme, t.value, key_len).map_err(ImageBuildError::Encryption)?);
+        }
+    }
+    found.ok_or_else(|| {
+        ImageBuildError::Usage(
+            "the header says encrypted but the image has no ECIES ENC TLV (ENC_EC256, ENC_X25519)"
+                .into(),
+        )
+    })
+}
+
+/// Decrypt an encrypted image's payload in place with the private key its
+/// AES key is wrapped for; returns what it was encrypted with. The header
+/// flags and TLVs stay as they are (the hash and signatures then verify).
+pub fn decrypt_in_place(bytes: &mut [u8], key: &EncPrivateKey) -> Result<EncInfo, ImageBuildError> {
+    let (range, aes_key, info) = {
+        let image = firmware::image::Image::parse(bytes)?;
+        let key_len = enc::aes_key_len(image.header().flags)
+            .ok_or_else(|| ImageBuildError::Usage("the image is not encrypted".into()))?;
+        let tlv = enc_tlv(&image, key_len)?;
+        let aes_key = key.unwrap(&tlv)?;
+        let header = usize::from(image.header().header_size);
+        let end = header + image.header().image_size as usize;
+        (
+            header..end,
+            aes_key,
+            EncInfo {
+                aes_bits: key_len * 8,
+                scheme: tlv.scheme,
+            },
+        )
+    };
+    enc::ctr_apply(&aes_key, 0, &mut bytes[range]).map_err(ImageBuildError::Encryption)?;
+    Ok(info)
+}
+
+/// Rewrap an encrypted image for another key: the same bytes, but its ENC
+/// TLV now wraps the same AES key for `to` (same scheme family, new
+/// ephemeral key). `from` is the key it is wrapped for now. The signed
+/// bytes (header, payload, protected TLVs, hash and signatures) are not
+/// touched; the ENC TLV keeps its length, so nothing moves.
+pub fn rewrap(
+    bytes: &[u8],
+    from: &EncPrivateKey,
+    to: &EncPublicKey,
+) -> Result<Vec<u8>, ImageBuildError> {
+    let image = firmware::image::Image::parse(bytes)?;
+    let key_len = enc::aes_key_len(image.header().flags)
+        .ok_or_else(|| ImageBuildError::Usage("the image is not encrypted".into()))?;
+    let tlv = enc_tlv(&image, key_len)?;
+    let aes_key = from.unwrap(&tlv)?;
+    let scheme = match (tlv.scheme, to) {
+        (EncScheme::EciesP256, EncPublicKey::P256(_)) => EncScheme::EciesP256,
+        (EncScheme::EciesX25519 | EncScheme::EciesX25519Sha512, EncPublicKey::X25519(_)) => {
+            tlv.scheme
+        }
+        (s, _) => {
+            return Err(ImageBuildError::Usage(format!(
+                "the image's key is wrapped with {s:?}; the device key must be of that curve"
+            )))
+        }
+    };
+    let value = wrap_for(to, scheme, &aes_key)?;
+    let at = image
+        .tlvs()
+        .find(|t| !t.protected && t.kind == scheme.tlv())
+        .map(|t| t.offset + firmware::image::TLV_HEADER_SIZE)
+        .ok_or_else(|| ImageBuildError::Usage("no ENC TLV".into()))?;
+    let mut out = bytes.to_vec();
+    out[at..at + value.len()].copy_from_slice(&value);
+    Ok(out)
+}
