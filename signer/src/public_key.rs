@@ -105,16 +105,32 @@ fn shortname(key: &AnyImageKey) -> &'static str {
     }
 }
 
-/// `getpub` output, byte for byte as imgtool prints it for an ECDSA (P-256,
-/// P-384) or Ed25519 key. `name_suffix` is appended to the C/Rust
-/// identifiers.
+/// `getpub` output, byte for byte as imgtool prints it for an image key of
+/// any type. `name_suffix` is appended to the C/Rust identifiers.
 pub fn encode_public(key: &AnyImageKey, encoding: PubEncoding, name_suffix: &str) -> Vec<u8> {
-    let der = image_key_der(key);
-    let name = shortname(key);
+    encode_public_der(
+        shortname(key),
+        &image_key_der(key),
+        &image_key_spki(key),
+        encoding,
+        name_suffix,
+    )
+}
+
+/// `getpub` output for a key imgtool names `name` (its identifiers' prefix:
+/// `ecdsa`, `ed25519`, `x25519`, …), embedded as `der`, whose PEM form is
+/// `spki`.
+pub fn encode_public_der(
+    name: &str,
+    der: &[u8],
+    spki: &[u8],
+    encoding: PubEncoding,
+    name_suffix: &str,
+) -> Vec<u8> {
     match encoding {
         PubEncoding::LangC => format!(
             "{AUTOGEN}\nconst unsigned char {name}_pub_key{name_suffix}[] = {{{}}};\nconst unsigned int {name}_pub_key{name_suffix}_len = {};\n",
-            array_body(&der),
+            array_body(der),
             der.len()
         )
         .into_bytes(),
@@ -122,11 +138,11 @@ pub fn encode_public(key: &AnyImageKey, encoding: PubEncoding, name_suffix: &str
             "{AUTOGEN}\nstatic {}_PUB_KEY{}: &[u8] = &[{}];\n",
             name.to_uppercase(),
             name_suffix.to_uppercase(),
-            array_body(&der)
+            array_body(der)
         )
         .into_bytes(),
-        PubEncoding::Pem => der_to_pem(&image_key_spki(key)).into_bytes(),
-        PubEncoding::Raw => der,
+        PubEncoding::Pem => der_to_pem(spki).into_bytes(),
+        PubEncoding::Raw => der.to_vec(),
     }
 }
 

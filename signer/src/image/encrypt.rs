@@ -276,6 +276,30 @@ pub fn load_enc_private_key(key: &KeyRef) -> Result<EncPrivateKey, SignerError> 
         .map_err(|_| invalid("not an ECIES-P256 or X25519 encryption key"))
 }
 
+/// An encryption public key from PEM text (a registry entry); `name` names
+/// it in errors.
+pub fn enc_public_key_from_pem(name: &str, text: &str) -> Result<EncPublicKey, SignerError> {
+    let invalid = |reason: &str| SignerError::InvalidKey {
+        key: name.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (label, der) = pkcs8::der::pem::decode_vec(text.trim_start().as_bytes())
+        .map_err(|_| invalid("not a PEM public key"))?;
+    if label != "PUBLIC KEY" {
+        return Err(invalid("not a PEM public key"));
+    }
+    public_from_spki(&der).ok_or_else(|| invalid("not an ECIES-P256 or X25519 encryption key"))
+}
+
+fn public_from_spki(der: &[u8]) -> Option<EncPublicKey> {
+    if let Some(raw) = der.strip_prefix(&X25519_SPKI_PREFIX[..]) {
+        return raw.try_into().ok().map(EncPublicKey::X25519);
+    }
+    P256PublicKey::from_spki_der(der)
+        .ok()
+        .map(EncPublicKey::P256)
+}
+
 fn read_pem(key: &KeyRef) -> Result<(String, Zeroizing<Vec<u8>>), SignerError> {
     let KeyRef::File(path) = key else {
         return Err(SignerError::InvalidKey {

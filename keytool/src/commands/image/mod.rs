@@ -3,6 +3,7 @@
 pub(crate) mod dumpinfo;
 pub(crate) mod sign;
 pub(crate) mod verify;
+pub(crate) mod wrap;
 
 use clap::Subcommand;
 
@@ -17,6 +18,9 @@ pub(crate) enum ImageCommand {
     Verify(verify::Args),
     /// Show the whole structure of an image.
     Dumpinfo(dumpinfo::Args),
+    /// Copies of a signed, encrypted image for other devices' encryption
+    /// keys (only the ENC TLV differs; one signature serves them all).
+    Wrap(wrap::Args),
 }
 
 impl ImageCommand {
@@ -25,6 +29,7 @@ impl ImageCommand {
             ImageCommand::Sign(a) => a.run(ctx),
             ImageCommand::Verify(a) => a.run(),
             ImageCommand::Dumpinfo(a) => a.run(),
+            ImageCommand::Wrap(a) => a.run(),
         }
     }
 }

@@ -89,11 +89,24 @@ impl Args {
                 "--name-suffix is only meaningful for lang-c / lang-rust encodings",
             ));
         }
-        let key = load_image_key(&self.key).map_err(Failure::usage)?;
-        emit(
-            self.output.as_deref(),
-            &encode_public(&key, encoding, &self.name_suffix),
-        )
+        let out = match load_image_key(&self.key) {
+            Ok(key) => encode_public(&key, encoding, &self.name_suffix),
+            // An X25519 image encryption key (a file), as imgtool prints it.
+            Err(e) => match signer::image::encrypt::load_enc_public_key(&self.key) {
+                Ok(signer::image::encrypt::EncPublicKey::X25519(k)) => {
+                    let der = signer::image::encrypt::EncPublicKey::X25519(k).spki_der();
+                    signer::public_key::encode_public_der(
+                        "x25519",
+                        &der,
+                        &der,
+                        encoding,
+                        &self.name_suffix,
+                    )
+                }
+                _ => return Err(Failure::usage(e)),
+            },
+        };
+        emit(self.output.as_deref(), &out)
     }
 }
 
