@@ -324,3 +324,76 @@ fn every_key_type_signs_from_the_token() {
         assert!(listed.contains(&format!("{kind} ")), "{kind} in {listed}");
     }
 }
+
+/// The station's image encryption key in the token (docs/encryption.md): a
+/// P-256 key-agreement key (`CKA_DERIVE`, cannot sign). An image encrypted
+/// for it is re-wrapped for a device with ECDH inside the token; the AES
+/// key never sits in a file.
+#[test]
+fn the_station_encryption_key_lives_in_the_token() {
+    let h = SoftHsm::new("enc");
+    let s = Scratch::new();
+    let fw = s.firmware("fw.bin", 3000, 0);
+    let station = "pkcs11:token=enc;object=station-enc";
+    let made: serde_json::Value = serde_json::from_str(&ok(h.keytool().args([
+        "key",
+        "generate",
+        "--json",
+        "-t",
+        "ecdh-p256",
+        "-k",
+        station,
+    ])))
+    .unwrap();
+    assert_eq!(made["key_type"], "ecdh-p256");
+    let release = s.path("release.pem");
+    ok(h.keytool()
+        .args(["key", "generate", "-t", "ecdsa-p256", "-k"])
+        .arg(&release));
+    let signed = s.path("signed.enc.bin");
+    ok(h.keytool()
+        .args(["image", "sign", "-k"])
+        .arg(&release)
+        .args(["-E", station])
+        .args(SMALL_IMAGE)
+        .arg(&fw)
+        .arg(&signed));
+    // The token decrypts it (ECDH in the token) for verification.
+    let v = ok(h
+        .keytool()
+        .args(["image", "verify", "-k"])
+        .arg(&release)
+        .args(["--enc-key", station])
+        .arg(&signed));
+    assert!(v.contains("correctly validated"), "{v}");
+    // A device's copy: the device decrypts it with its own key.
+    let device = s.path("device.pem");
+    ok(h.keytool()
+        .args(["key", "generate", "-t", "ecdh-p256", "-k"])
+        .arg(&device));
+    let copy = s.path("device.bin");
+    ok(h.keytool()
+        .args(["image", "wrap", "--image"])
+        .arg(&signed)
+        .args(["--enc-key", station, "--device-key"])
+        .arg(&device)
+        .arg("-o")
+        .arg(&copy));
+    let v = ok(h
+        .keytool()
+        .args(["image", "verify", "-k"])
+        .arg(&release)
+        .arg("--enc-key")
+        .arg(&device)
+        .arg(&copy));
+    assert!(v.contains("correctly validated"), "{v}");
+    // The key-agreement key cannot sign.
+    let refused = run(h
+        .keytool()
+        .args(["image", "sign", "-k", station])
+        .args(SMALL_IMAGE)
+        .arg(&fw)
+        .arg(s.path("x.bin")));
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(!s.path("x.bin").exists());
+}

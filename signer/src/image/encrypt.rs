@@ -47,18 +47,22 @@ impl EncPublicKey {
 
 /// An encryption private key (a device's, or the station's for re-wrapping).
 pub enum EncPrivateKey {
-    /// P-256.
+    /// P-256, in a file.
     P256(p256::SecretKey),
-    /// X25519.
+    /// X25519, in a file.
     X25519(x25519_dalek::StaticSecret),
+    /// A P-256 key-agreement key in a PKCS#11 token: ECDH runs in the token
+    /// (`CKM_ECDH1_DERIVE`) and only the shared secret leaves it.
+    Pkcs11(crate::key_ref::Pkcs11Uri, P256PublicKey),
 }
 
 impl std::fmt::Debug for EncPrivateKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::P256(_) => "EncPrivateKey::P256(..)",
-            Self::X25519(_) => "EncPrivateKey::X25519(..)",
-        })
+        match self {
+            Self::P256(_) => f.write_str("EncPrivateKey::P256(..)"),
+            Self::X25519(_) => f.write_str("EncPrivateKey::X25519(..)"),
+            Self::Pkcs11(uri, _) => write!(f, "EncPrivateKey::Pkcs11({uri})"),
+        }
     }
 }
 
@@ -75,6 +79,7 @@ impl EncPrivateKey {
                 )
             }
             Self::X25519(sk) => EncPublicKey::X25519(x25519_dalek::PublicKey::from(sk).to_bytes()),
+            Self::Pkcs11(_, pk) => EncPublicKey::P256(*pk),
         }
     }
 
@@ -104,6 +109,12 @@ impl EncPrivateKey {
                     .map_err(|_| ImageBuildError::Encryption(enc::EncError::WrongKey))?;
                 let shared = p256::ecdh::diffie_hellman(sk.to_nonzero_scalar(), peer.as_affine());
                 out.copy_from_slice(shared.raw_secret_bytes());
+            }
+            (Self::Pkcs11(uri, _), EncScheme::EciesP256) => {
+                if p256::PublicKey::from_sec1_bytes(ephemeral).is_err() {
+                    return Err(ImageBuildError::Encryption(enc::EncError::WrongKey));
+                }
+                out = crate::keys::pkcs11::ecdh(uri, ephemeral)?;
             }
             (Self::X25519(sk), EncScheme::EciesX25519 | EncScheme::EciesX25519Sha512) => {
                 let peer: [u8; 32] = ephemeral.try_into().map_err(|_| wrong())?;
@@ -232,6 +243,9 @@ pub fn wrap_for(
 /// The encryption public key a `file:` reference holds (a PEM public key,
 /// or a private key's public half): P-256 or X25519.
 pub fn load_enc_public_key(key: &KeyRef) -> Result<EncPublicKey, SignerError> {
+    if let KeyRef::Pkcs11(uri) = key {
+        return crate::keys::pkcs11::public_key(uri, &key.to_string()).map(EncPublicKey::P256);
+    }
     let (label, der) = read_pem(key)?;
     let invalid = |reason: &str| SignerError::InvalidKey {
         key: key.to_string(),
@@ -253,9 +267,14 @@ pub fn load_enc_public_key(key: &KeyRef) -> Result<EncPublicKey, SignerError> {
     }
 }
 
-/// The encryption private key a `file:` reference holds (PKCS#8: P-256 or
-/// X25519, as `imgtool keygen -t ecdsa-p256|x25519` writes them).
+/// The encryption private key a reference names: a `file:` (PKCS#8: P-256
+/// or X25519, as `imgtool keygen -t ecdsa-p256|x25519` writes them), or a
+/// P-256 key-agreement key in a PKCS#11 token.
 pub fn load_enc_private_key(key: &KeyRef) -> Result<EncPrivateKey, SignerError> {
+    if let KeyRef::Pkcs11(uri) = key {
+        let public = crate::keys::pkcs11::public_key(uri, &key.to_string())?;
+        return Ok(EncPrivateKey::Pkcs11(uri.clone(), public));
+    }
     let (label, der) = read_pem(key)?;
     let invalid = |reason: &str| SignerError::InvalidKey {
         key: key.to_string(),
@@ -304,7 +323,7 @@ fn read_pem(key: &KeyRef) -> Result<(String, Zeroizing<Vec<u8>>), SignerError> {
     let KeyRef::File(path) = key else {
         return Err(SignerError::InvalidKey {
             key: key.to_string(),
-            reason: "an encryption key is a PEM file".into(),
+            reason: "an encryption key is a PEM file or a pkcs11: key-agreement key".into(),
         });
     };
     let text = Zeroizing::new(

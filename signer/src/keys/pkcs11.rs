@@ -614,6 +614,63 @@ pub fn public_key(uri: &Pkcs11Uri, key: &str) -> Result<P256PublicKey, SignerErr
 /// exponent 65537). Refuses a label or id already in use. Returns the public
 /// key and the key's URI (with its `id`).
 pub fn generate(uri: &Pkcs11Uri, kind: KeyType) -> Result<(AnyImageKey, Pkcs11Uri), SignerError> {
+    generate_pair(uri, kind, false)
+}
+
+/// Generate a P-256 key-agreement key inside the token, for image
+/// encryption (`image sign -E` wraps AES keys for it; `image wrap` unwraps
+/// them with [`ecdh`]): private, sensitive, never extractable, `CKA_DERIVE`
+/// only (it cannot sign).
+pub fn generate_ecdh(uri: &Pkcs11Uri) -> Result<(P256PublicKey, Pkcs11Uri), SignerError> {
+    let (public, named) = generate_pair(uri, KeyType::EcdsaP256, true)?;
+    match public {
+        AnyImageKey::P256(k) => Ok((k, named)),
+        _ => unreachable!("a P-256 key was generated"),
+    }
+}
+
+/// ECDH of the token's P-256 key-agreement key with `peer` (an uncompressed
+/// SEC1 point), by `CKM_ECDH1_DERIVE`: the 32-byte shared secret (the x
+/// coordinate). The derived value is a session object, read and destroyed.
+pub fn ecdh(uri: &Pkcs11Uri, peer: &[u8]) -> Result<zeroize::Zeroizing<[u8; 32]>, SignerError> {
+    use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+    let key = uri.to_string();
+    let token = open_token(uri, &key, false, true)?;
+    let s = &token.session;
+    let private = find_one(s, uri, ObjectClass::PRIVATE_KEY, &key)?
+        .ok_or_else(|| backend(&key, "key", "no such private key in the token"))?;
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(cryptoki::object::KeyType::GENERIC_SECRET),
+        Attribute::ValueLen(32u64.into()),
+        Attribute::Token(false),
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+    ];
+    let mechanism = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), peer));
+    let derived = s
+        .derive_key(&mechanism, private, &template)
+        .map_err(|e| backend(&key, "C_DeriveKey (CKM_ECDH1_DERIVE)", e))?;
+    let value = s.get_attributes(derived, &[AttributeType::Value]);
+    let _ = s.destroy_object(derived);
+    let mut out = zeroize::Zeroizing::new([0u8; 32]);
+    for a in value.map_err(|e| backend(&key, "C_GetAttributeValue", e))? {
+        if let Attribute::Value(mut v) = a {
+            if v.len() == 32 {
+                out.copy_from_slice(&v);
+            }
+            zeroize::Zeroize::zeroize(&mut v);
+            return Ok(out);
+        }
+    }
+    Err(backend(&key, "ECDH", "the token returned no shared secret"))
+}
+
+fn generate_pair(
+    uri: &Pkcs11Uri,
+    kind: KeyType,
+    agreement: bool,
+) -> Result<(AnyImageKey, Pkcs11Uri), SignerError> {
     let key = uri.to_string();
     let label = uri
         .object
@@ -681,7 +738,7 @@ pub fn generate(uri: &Pkcs11Uri, kind: KeyType) -> Result<(AnyImageKey, Pkcs11Ur
         ),
     };
     let mut public_t = vec![
-        Attribute::Verify(true),
+        Attribute::Verify(!agreement),
         Attribute::Encrypt(false),
         Attribute::Wrap(false),
         Attribute::Derive(false),
@@ -696,10 +753,10 @@ pub fn generate(uri: &Pkcs11Uri, kind: KeyType) -> Result<(AnyImageKey, Pkcs11Ur
         Attribute::Private(true),
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
-        Attribute::Sign(true),
+        Attribute::Sign(!agreement),
         Attribute::Decrypt(false),
         Attribute::Unwrap(false),
-        Attribute::Derive(false),
+        Attribute::Derive(agreement),
     ];
     private_t.extend(common.iter().cloned());
     let (public, _) = s

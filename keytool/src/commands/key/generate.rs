@@ -10,7 +10,7 @@ use crate::failure::{CmdResult, Failure};
 use crate::station::keys::generate;
 
 /// Key types (imgtool's names but for `-t`'s spelling).
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum KeyTypeArg {
     /// RSA-2048, RSASSA-PSS with SHA-256.
     #[value(name = "rsa-2048")]
@@ -30,6 +30,10 @@ pub(crate) enum KeyTypeArg {
     /// X25519, an image encryption key (`-E`; file keys only).
     #[value(name = "x25519")]
     X25519,
+    /// P-256 key agreement, an image encryption key (`-E`, `image wrap
+    /// --enc-key`): in a PKCS#11 token it may derive (ECDH) and never sign.
+    #[value(name = "ecdh-p256")]
+    EcdhP256,
 }
 
 impl KeyTypeArg {
@@ -41,7 +45,7 @@ impl KeyTypeArg {
             Self::EcdsaP256 => KeyType::EcdsaP256,
             Self::EcdsaP384 => KeyType::EcdsaP384,
             Self::Ed25519 => KeyType::Ed25519,
-            Self::X25519 => return None,
+            Self::X25519 | Self::EcdhP256 => return None,
         })
     }
 }
@@ -90,7 +94,7 @@ impl Args {
             ));
         }
         let Some(kind) = self.key_type.signing() else {
-            return self.generate_x25519();
+            return self.generate_encryption_key();
         };
         let (public, key) = generate(&self.key, kind, self.force)?;
         let key_id = hex::encode(image_key_id(&public));
@@ -112,31 +116,61 @@ impl Args {
         Ok(())
     }
 
-    /// An X25519 image encryption key, as a file (imgtool keygen's form).
-    fn generate_x25519(&self) -> CmdResult {
-        let KeyRef::File(path) = &self.key else {
-            return Err(Failure::usage_msg(
-                "x25519 encryption keys are files (the device's key is born on the device)",
-            ));
-        };
-        if path.exists() && !self.force {
-            return Err(Failure::usage_msg(format!(
-                "{} already exists; refusing to replace a key (use --force)",
-                path.display()
-            )));
-        }
-        let public = signer::image::encrypt::generate_x25519_file(path).map_err(Failure::failed)?;
+    /// An image encryption key: X25519 as a file (imgtool keygen's form),
+    /// P-256 key agreement as a file or in a PKCS#11 token.
+    fn generate_encryption_key(&self) -> CmdResult {
+        use signer::image::encrypt::EncPublicKey;
+        let (public, key, name): (EncPublicKey, KeyRef, &'static str) =
+            match (&self.key, self.key_type) {
+                (KeyRef::Pkcs11(uri), KeyTypeArg::EcdhP256) => {
+                    if self.force {
+                        return Err(Failure::usage_msg(
+                        "--force does not apply to HSM keys: keys in a token are never replaced",
+                    ));
+                    }
+                    let (public, named) =
+                        signer::keys::pkcs11::generate_ecdh(uri).map_err(Failure::failed)?;
+                    (
+                        EncPublicKey::P256(public),
+                        KeyRef::Pkcs11(named),
+                        "ecdh-p256",
+                    )
+                }
+                (KeyRef::File(path), kind) => {
+                    if path.exists() && !self.force {
+                        return Err(Failure::usage_msg(format!(
+                            "{} already exists; refusing to replace a key (use --force)",
+                            path.display()
+                        )));
+                    }
+                    if kind == KeyTypeArg::X25519 {
+                        let public = signer::image::encrypt::generate_x25519_file(path)
+                            .map_err(Failure::failed)?;
+                        (public, self.key.clone(), "x25519")
+                    } else {
+                        let public =
+                            signer::keys::generate_file_key(path).map_err(Failure::failed)?;
+                        (EncPublicKey::P256(public), self.key.clone(), "ecdh-p256")
+                    }
+                }
+                _ => {
+                    return Err(Failure::usage_msg(
+                        "image encryption keys are files (x25519, ecdh-p256) or PKCS#11 \
+                         key-agreement keys (ecdh-p256); a device's key is born on the device",
+                    ))
+                }
+            };
         let key_id = hex::encode(public.key_id());
         let out = Generated {
-            key: self.key.to_string(),
-            key_type: "x25519",
+            key: key.to_string(),
+            key_type: name,
             fingerprint: format!("sha256:{key_id}"),
             key_id,
         };
         if self.json {
             return print_json(&out);
         }
-        println!("generated X25519 key {} (key id {})", out.key, out.key_id);
+        println!("generated {name} key {} (key id {})", out.key, out.key_id);
         Ok(())
     }
 }
