@@ -15,7 +15,7 @@ log "cargo fmt --check"
 cargo fmt --all --check
 # The firmware crate's optional image-key types are built and tested on the
 # host with everything else.
-features=firmware/capi,firmware/ed25519,firmware/p384
+features=firmware/capi,firmware/ed25519,firmware/p384,firmware/rsa,firmware/enc
 log "cargo clippy"
 cargo clippy --workspace --all-targets --features "$features" --quiet -- -D warnings
 log "fmt and clippy: the QEMU boot stage (thumbv6m-none-eabi)"
@@ -25,7 +25,7 @@ for t in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf; do
     log "build firmware (and libfirmware.a with the C ABI) for $t"
     cargo build --quiet -p firmware --release --target "$t"
     cargo build --quiet -p firmware --release --features capi --target "$t"
-    cargo build --quiet -p firmware --release --features ed25519,p384 --target "$t"
+    cargo build --quiet -p firmware --release --features ed25519,p384,enc --target "$t"
 done
 log "build libfirmware.a with the C ABI for the host"
 cargo build --quiet -p firmware --release --features capi
