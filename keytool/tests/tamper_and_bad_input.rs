@@ -112,8 +112,11 @@ fn bad_sign_input_is_one_line_and_writes_nothing() {
     assert_refused(&o, &out, 2, "missing.pem");
     let (o, out) = sign(&s, &s.key(), &["-v", "1.0.0"], &s.path("missing.bin"));
     assert_refused(&o, &out, 2, "missing.bin");
+    // An encryption key that is not there (encryption itself: encryption.rs).
     let (o, out) = sign(&s, &s.key(), &["-v", "1.0.0", "-E", "enc.pem"], &fw);
-    assert_refused(&o, &out, 2, "encryption is not supported");
+    assert_refused(&o, &out, 2, "cannot read enc.pem");
+    let (o, out) = sign(&s, &s.key(), &["-v", "1.0.0", "--save-enctlv"], &fw);
+    assert_refused(&o, &out, 2, "go with -E/--encrypt");
     let (o, out) = sign(
         &s,
         &s.key(),

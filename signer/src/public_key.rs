@@ -32,7 +32,8 @@ pub fn public_key_from_pem(text: &str) -> Result<P256PublicKey, SignerError> {
     require_p256(NAME, file::pem_key(NAME.to_owned(), text)?.public(NAME)?)
 }
 
-fn require_p256(name: &str, key: AnyImageKey) -> Result<P256PublicKey, SignerError> {
+/// The P-256 key records, certificates and checkpoints need, or why not.
+pub(crate) fn require_p256(name: &str, key: AnyImageKey) -> Result<P256PublicKey, SignerError> {
     match key {
         AnyImageKey::P256(k) => Ok(k),
         other => Err(SignerError::WrongKeyType {

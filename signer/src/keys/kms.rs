@@ -354,13 +354,7 @@ pub fn image_key(r: &KmsKeyRef) -> Result<AnyImageKey, SignerError> {
 
 /// [`image_key`] for a key that must be ECDSA P-256.
 pub fn public_key(r: &KmsKeyRef) -> Result<P256PublicKey, SignerError> {
-    match image_key(r)? {
-        AnyImageKey::P256(k) => Ok(k),
-        other => Err(SignerError::WrongKeyType {
-            key: r.to_string(),
-            found: KeyType::of(&other).title().into(),
-        }),
-    }
+    crate::public_key::require_p256(&r.to_string(), image_key(r)?)
 }
 
 /// Create a `SIGN_VERIFY` key of type `kind` (`ECC_NIST_P256`,

@@ -337,12 +337,17 @@ pub(crate) fn check_own_signature(
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
     verifier
         .verify_prehash(digest, &signature.0)
-        .map_err(|_| SignerError::SignFailed {
-            key: key.to_string(),
-            reason: "the signature does not verify with the key's public key; nothing was written"
-                .into(),
-        })?;
+        .map_err(|_| own_signature_failed(key))?;
     Ok(signature)
+}
+
+/// A backend's signature that does not verify with its own public key.
+fn own_signature_failed(key: &KeyRef) -> SignerError {
+    SignerError::SignFailed {
+        key: key.to_string(),
+        reason: "the signature does not verify with the key's public key; nothing was written"
+            .into(),
+    }
 }
 
 /// The error for asking a key that is not P-256 for a P-256 operation.
@@ -375,11 +380,7 @@ pub(crate) fn check_image_signature(
 ) -> Result<Vec<u8>, SignerError> {
     public
         .verify_image(signed, &signature)
-        .map_err(|_| SignerError::SignFailed {
-            key: key.to_string(),
-            reason: "the signature does not verify with the key's public key; nothing was written"
-                .into(),
-        })?;
+        .map_err(|_| own_signature_failed(key))?;
     Ok(signature)
 }
 

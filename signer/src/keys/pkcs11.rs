@@ -599,13 +599,7 @@ pub fn image_key(uri: &Pkcs11Uri, key: &str) -> Result<AnyImageKey, SignerError>
 
 /// [`image_key`] for a key that must be ECDSA P-256.
 pub fn public_key(uri: &Pkcs11Uri, key: &str) -> Result<P256PublicKey, SignerError> {
-    match image_key(uri, key)? {
-        AnyImageKey::P256(k) => Ok(k),
-        other => Err(SignerError::WrongKeyType {
-            key: key.to_owned(),
-            found: KeyType::of(&other).title().into(),
-        }),
-    }
+    crate::public_key::require_p256(key, image_key(uri, key)?)
 }
 
 /// Generate a key pair of type `kind` inside the token: private, sensitive,
