@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Footprint and cost of the device-side verifiers (issue 4):
 #  * flash (.text + .rodata) and RAM (.data + .bss) of the record and image
-#    verifiers, of the device signer and of one Ed25519 or P-384 verification
-#    (the firmware crate's features, issue 18), per target: a program that only
+#    verifiers, of the device signer, of one Ed25519 or P-384 verification
+#    (the firmware crate's features, issue 18) and of unwrapping an encrypted
+#    image's key and decrypting (issue 19), per target: a program that only
 #    runs them, built with and without them, measured with arm-none-eabi-size;
 #  * instructions of one record verification on the host (valgrind callgrind).
 # The whole boot stage (flash, stack, instructions per boot): bench/boot.sh.
@@ -32,7 +33,7 @@ printf '%-26s %-9s %10s %10s %12s %10s\n' target variant flash_B ram_B "flash-ba
 for target in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf; do
     rustup target list --installed | grep -qx "$target" || rustup target add "$target" >/dev/null
     declare -A flash=() ram=()
-    for variant in baseline record image both sign ed25519 p384; do
+    for variant in baseline record image both sign ed25519 p384 enc-x25519 enc-p256; do
         case $variant in
             baseline) feats=(--no-default-features) ;;
             record) feats=() ;;
@@ -41,6 +42,8 @@ for target in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf
             sign) feats=(--no-default-features --features sign) ;;
             ed25519) feats=(--no-default-features --features ed25519) ;;
             p384) feats=(--no-default-features --features p384) ;;
+            enc-x25519) feats=(--no-default-features --features enc-x25519) ;;
+            enc-p256) feats=(--no-default-features --features enc-p256) ;;
         esac
         (cd firmware/qemu && cargo build --quiet --release --target "$target" --bin $bin "${feats[@]}")
         cp "$CARGO_TARGET_DIR/$target/release/$bin" "$out/$bin-$target-$variant.elf"

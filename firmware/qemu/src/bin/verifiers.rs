@@ -71,6 +71,42 @@ fn main() -> ! {
         let ok = key.and_then(|k| k.verify_digest_der(&digest, &flash[512..616]));
         verdict += u32::from(ok.is_ok());
     }
+    // An encrypted image's key unwrapped with the device's X25519 key and a
+    // block of payload decrypted (feature `enc-x25519`).
+    #[cfg(feature = "enc-x25519")]
+    {
+        use firmware::image::enc::{ctr_apply, unwrap_key, EncScheme, EncTlv};
+        let secret = x25519_dalek::StaticSecret::from(black_box([0x44u8; 32]));
+        let mut peer = [0u8; 32];
+        peer.copy_from_slice(&flash[64..96]);
+        let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(peer));
+        let mut key = [0u8; 32];
+        if let Ok(tlv) = EncTlv::parse(EncScheme::EciesX25519, &flash[128..208], 16) {
+            verdict += u32::from(unwrap_key(&tlv, shared.as_bytes(), &mut key).is_ok());
+        }
+        let mut block = [0u8; 64];
+        block.copy_from_slice(&flash[256..320]);
+        verdict += u32::from(ctr_apply(&key[..16], black_box(16), &mut block).is_ok());
+        verdict += u32::from(block[5]);
+    }
+    // The same with the device's P-256 key (feature `enc-p256`, ECIES-P256).
+    #[cfg(feature = "enc-p256")]
+    {
+        use firmware::image::enc::{ctr_apply, unwrap_key, EncScheme, EncTlv};
+        let scalar = p256::NonZeroScalar::try_from(&black_box([0x11u8; 32])[..]);
+        let peer = p256::PublicKey::from_sec1_bytes(&flash[64..129]);
+        let mut key = [0u8; 32];
+        if let (Ok(scalar), Ok(peer)) = (scalar, peer) {
+            let shared = p256::ecdh::diffie_hellman(scalar, peer.as_affine());
+            if let Ok(tlv) = EncTlv::parse(EncScheme::EciesP256, &flash[160..273], 16) {
+                verdict += u32::from(unwrap_key(&tlv, shared.raw_secret_bytes(), &mut key).is_ok());
+            }
+        }
+        let mut block = [0u8; 64];
+        block.copy_from_slice(&flash[512..576]);
+        verdict += u32::from(ctr_apply(&key[..16], black_box(16), &mut block).is_ok());
+        verdict += u32::from(block[5]);
+    }
     // The device signer alone (feature `sign`): an answer to a challenge.
     #[cfg(feature = "sign")]
     {
