@@ -84,3 +84,21 @@ print(f"  SHA-256 alone:          {int(f['hash_ticks']) * per_tick / 1e6:.2f} M 
 print(f"  whole verification:     {int(f['verify_ticks']) * per_tick / 1e6:.2f} M instructions")
 print(f"  peak stack of the verification: {f['stack']} B")
 PY
+
+echo
+echo "== decrypting an encrypted upgrade on Cortex-M4 (issue 19: X25519 unwrap, AES-128-CTR over 100 KiB)"
+(cd firmware/qemu && RELEASE_KEYS=$(sec1 $pub) cargo build --quiet --release --target thumbv7em-none-eabihf --bin cost --features enc-x25519)
+lines=$(timeout 300 qemu-system-arm -M mps2-an386 -nographic -monitor none -serial none \
+    -semihosting-config enable=on,target=native -icount shift=0 \
+    -kernel "$CARGO_TARGET_DIR/thumbv7em-none-eabihf/release/cost" \
+    -device "loader,file=$out/v1.bin,addr=0x100000")
+python3 - "$lines" <<'PY'
+import sys
+rows = {l.split()[0]: dict(kv.split("=") for kv in l.split()[1:]) for l in sys.argv[1].splitlines()}
+per_tick = int(rows["COST"]["calibration_insns"]) / int(rows["COST"]["calibration_ticks"])
+d = rows["COST_DECRYPT"]
+print(f"  unwrap the AES key (X25519, HKDF, HMAC): {int(d['unwrap_ticks']) * per_tick / 1e6:.2f} M instructions")
+print(f"  AES-128-CTR over {int(d['bytes']) // 1024} KiB:           {int(d['ctr_ticks']) * per_tick / 1e6:.2f} M instructions")
+print(f"  for scale, verifying the image:          {int(rows['COST']['verify_ticks']) * per_tick / 1e6:.2f} M instructions")
+PY
+(cd firmware/qemu && RELEASE_KEYS=$(sec1 $pub) cargo build --quiet --release --target thumbv7em-none-eabihf --bin cost)
