@@ -73,25 +73,39 @@ impl HashAlg {
     /// build leaves out (SHA-384 comes with the feature `p384`, SHA-512
     /// with `ed25519`, so a P-256-only build carries SHA-256 alone).
     pub fn hash(self, parts: &[&[u8]]) -> Option<ImageHash> {
-        fn run<D: Digest>(parts: &[&[u8]], out: &mut [u8]) {
-            let mut d = D::new();
-            for p in parts {
-                d.update(p);
+        fn run<D: Digest>(parts: &[&[u8]]) -> sha2::digest::Output<D> {
+            match parts {
+                [one] => D::digest(one),
+                _ => {
+                    let mut d = D::new();
+                    for p in parts {
+                        d.update(p);
+                    }
+                    d.finalize()
+                }
             }
-            out.copy_from_slice(&d.finalize());
         }
-        let mut bytes = [0u8; MAX_DIGEST];
-        let out = bytes.get_mut(..self.digest_len())?;
-        match self {
-            Self::Sha256 => run::<Sha256>(parts, out),
-            #[cfg(feature = "p384")]
-            Self::Sha384 => run::<sha2::Sha384>(parts, out),
-            #[cfg(feature = "ed25519")]
-            Self::Sha512 => run::<sha2::Sha512>(parts, out),
-            #[allow(unreachable_patterns)]
-            _ => return None,
-        }
-        Some(ImageHash { alg: self, bytes })
+        // A P-256-only build: SHA-256 straight into the 32-byte hash.
+        #[cfg(not(any(feature = "ed25519", feature = "p384")))]
+        let hash = (self == Self::Sha256).then(|| ImageHash {
+            alg: self,
+            bytes: run::<Sha256>(parts).into(),
+        });
+        #[cfg(any(feature = "ed25519", feature = "p384"))]
+        let hash = {
+            let mut bytes = [0u8; MAX_DIGEST];
+            match self {
+                Self::Sha256 => bytes[..32].copy_from_slice(&run::<Sha256>(parts)),
+                #[cfg(feature = "p384")]
+                Self::Sha384 => bytes[..48].copy_from_slice(&run::<sha2::Sha384>(parts)),
+                #[cfg(feature = "ed25519")]
+                Self::Sha512 => bytes[..64].copy_from_slice(&run::<sha2::Sha512>(parts)),
+                #[allow(unreachable_patterns)]
+                _ => return None,
+            }
+            Some(ImageHash { alg: self, bytes })
+        };
+        hash
     }
 }
 
