@@ -692,6 +692,54 @@ fn a_production_policy_refuses_file_keys() {
     p.assert_refused("release.sign", "refuses file: keys", Some(&out), || {
         p.sign(&req, &image, &p.file_key("authority"), &out)
     });
+
+    // Nor does a file recover the AES key of an encrypted release for
+    // per-device copies (docs/encryption.md): the station's encryption key
+    // must be a token's.
+    let enc = p.path("station-enc.pem");
+    ok(p.keytool()
+        .args(["key", "generate", "-t", "x25519", "-k"])
+        .arg(&enc));
+    let encrypted = p.path("app.enc.bin");
+    ok(p.keytool()
+        .args(["key", "generate", "-t", "ed25519", "-k"])
+        .arg(p.path("dev-sign.pem")));
+    ok(std::process::Command::new(env!("CARGO_BIN_EXE_keytool"))
+        .args(["image", "sign", "-k"])
+        .arg(p.path("dev-sign.pem"))
+        .arg("-E")
+        .arg(&enc)
+        .args([
+            "-v",
+            "1.0.0",
+            "-H",
+            "0x200",
+            "--pad-header",
+            "-S",
+            "0x20000",
+        ])
+        .arg(p.path("app.raw"))
+        .arg(&encrypted));
+    let copy = p.path("copy.bin");
+    let o = p
+        .keytool()
+        .args(["image", "wrap", "--image"])
+        .arg(&encrypted)
+        .arg("--enc-key")
+        .arg(&enc)
+        .arg("--device-key")
+        .arg(&enc)
+        .arg("-o")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("refuses a file as the encryption key"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!copy.exists());
 }
 
 #[test]

@@ -29,7 +29,7 @@ impl ImageCommand {
             ImageCommand::Sign(a) => a.run(ctx),
             ImageCommand::Verify(a) => a.run(),
             ImageCommand::Dumpinfo(a) => a.run(),
-            ImageCommand::Wrap(a) => a.run(),
+            ImageCommand::Wrap(a) => a.run(ctx),
         }
     }
 }

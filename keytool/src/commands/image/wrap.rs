@@ -69,7 +69,27 @@ fn safe_name(name: &str) -> bool {
 }
 
 impl Args {
-    pub(crate) fn run(self) -> CmdResult {
+    /// Under a production policy the AES keys of releases are never
+    /// recovered with a key from a file: the station's encryption key must
+    /// be a token's (`docs/encryption.md`).
+    fn refuse_file_key_in_production(&self, ctx: &crate::station::session::Context) -> CmdResult {
+        let Some(path) = &ctx.policy else {
+            return Ok(());
+        };
+        let policy = policies::policy::Policy::load(path).map_err(Failure::usage)?;
+        if policy.production && matches!(self.enc_key, KeyRef::File(_)) {
+            return Err(Failure::usage_msg(format!(
+                "the production policy {:?} refuses a file as the encryption key ({}): whoever \
+                 reads the file could decrypt every image made for it; use a pkcs11: \
+                 key-agreement key (keytool key generate -t ecdh-p256)",
+                policy.name, self.enc_key
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn run(self, ctx: &crate::station::session::Context) -> CmdResult {
+        self.refuse_file_key_in_production(ctx)?;
         let bytes = read_image(&self.image)?;
         let from = load_enc_private_key(&self.enc_key).map_err(Failure::usage)?;
         let mut targets: Vec<(String, EncPublicKey, PathBuf)> = Vec::new();
