@@ -131,7 +131,16 @@ fn answer_key_request(partition: &[u8], hw_id: firmware::record::HwId) {
     };
     let key = firmware::partition::key_block(partition)
         .and_then(|scalar| firmware::keygen::prove(scalar, hw_id, &nonce).ok());
-    mailbox.copy_from_slice(&firmware::keygen::answer(&nonce, key));
+    let answer = firmware::keygen::answer(&nonce, key);
+    // The body first, the magic last: a station that halts the chip to read
+    // the mailbox while it is being written must never see the magic over a
+    // half-written answer.
+    mailbox[4..].copy_from_slice(&answer[4..]);
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    for (to, from) in mailbox[..4].iter_mut().zip(&answer[..4]) {
+        // SAFETY: a valid, exclusive reference into the mailbox.
+        unsafe { core::ptr::write_volatile(to, *from) };
+    }
     // Hold until the station has read the answer and acknowledged it.
     let timer = nrf51::Timer::start();
     let hold = firmware::keygen::ANSWER_HOLD_SECONDS * 16_000_000;
