@@ -211,39 +211,33 @@ impl Derived {
         &self.bytes[self.key_len..self.key_len + self.mac_len]
     }
 
+    /// An HMAC over `data` under the HMAC key, with the scheme's hash.
+    fn hmac<M: Mac + hmac::digest::KeyInit>(&self, data: &[u8]) -> M {
+        let mut m = <M as Mac>::new_from_slice(self.mac_key())
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        m.update(data);
+        m
+    }
+
     /// The HMAC of `data` into `out` (its first `mac_len` bytes).
     fn mac(&self, scheme: EncScheme, data: &[u8], out: &mut [u8]) {
         match scheme {
             EncScheme::EciesX25519Sha512 => {
-                let mut m = <Hmac<Sha512> as Mac>::new_from_slice(self.mac_key())
-                    .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-                m.update(data);
-                out[..64].copy_from_slice(&m.finalize().into_bytes());
+                out[..64].copy_from_slice(&self.hmac::<Hmac<Sha512>>(data).finalize().into_bytes())
             }
             _ => {
-                let mut m = <Hmac<Sha256> as Mac>::new_from_slice(self.mac_key())
-                    .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-                m.update(data);
-                out[..32].copy_from_slice(&m.finalize().into_bytes());
+                out[..32].copy_from_slice(&self.hmac::<Hmac<Sha256>>(data).finalize().into_bytes())
             }
         }
     }
 
+    /// Whether `tag` is the HMAC of `data` (compared in constant time).
     fn verify_mac(&self, scheme: EncScheme, data: &[u8], tag: &[u8]) -> bool {
         match scheme {
-            EncScheme::EciesX25519Sha512 => <Hmac<Sha512> as Mac>::new_from_slice(self.mac_key())
-                .map(|mut m| {
-                    m.update(data);
-                    m.verify_slice(tag).is_ok()
-                })
-                .unwrap_or(false),
-            _ => <Hmac<Sha256> as Mac>::new_from_slice(self.mac_key())
-                .map(|mut m| {
-                    m.update(data);
-                    m.verify_slice(tag).is_ok()
-                })
-                .unwrap_or(false),
+            EncScheme::EciesX25519Sha512 => self.hmac::<Hmac<Sha512>>(data).verify_slice(tag),
+            _ => self.hmac::<Hmac<Sha256>>(data).verify_slice(tag),
         }
+        .is_ok()
     }
 }
 

@@ -82,15 +82,8 @@ pub fn sign_prebuilt(
     opts.public_key_format = format;
     opts.sha = Some(prebuilt.digest.alg());
     let signing = Signing::Keys(keys.to_vec());
-    let alg = signing.hash_alg(&opts)?;
-    if alg != prebuilt.digest.alg() {
-        return Err(ImageBuildError::Usage(format!(
-            "the image is hashed with SHA-{}, which the signing keys do not sign; \
-             build it with --sha {}",
-            crate::keys::sha_name(prebuilt.digest.alg()),
-            crate::keys::sha_name(alg)
-        )));
-    }
+    // Every key must take the image's hash (`--sha` as it was built).
+    signing.hash_alg(&opts)?;
     let (area, signatures) = unprotected_area(&opts, &prebuilt.digest, None, signing, None)?;
     let start = image.unprotected_range().start;
     let end = image.tlv_end();

@@ -240,31 +240,21 @@ pub fn wrap_for(
     Ok(out)
 }
 
-/// The encryption public key a `file:` reference holds (a PEM public key,
-/// or a private key's public half): P-256 or X25519.
+/// The encryption public key a reference names: a PEM file (a public key,
+/// or a private key's public half), P-256 or X25519, or a P-256
+/// key-agreement key in a PKCS#11 token.
 pub fn load_enc_public_key(key: &KeyRef) -> Result<EncPublicKey, SignerError> {
     if let KeyRef::Pkcs11(uri) = key {
         return crate::keys::pkcs11::public_key(uri, &key.to_string()).map(EncPublicKey::P256);
     }
     let (label, der) = read_pem(key)?;
-    let invalid = |reason: &str| SignerError::InvalidKey {
-        key: key.to_string(),
-        reason: reason.to_owned(),
-    };
-    match label.as_str() {
-        "PUBLIC KEY" => {
-            if let Some(raw) = der.strip_prefix(&X25519_SPKI_PREFIX[..]) {
-                let raw: [u8; 32] = raw
-                    .try_into()
-                    .map_err(|_| invalid("malformed X25519 key"))?;
-                return Ok(EncPublicKey::X25519(raw));
-            }
-            P256PublicKey::from_spki_der(&der)
-                .map(EncPublicKey::P256)
-                .map_err(|_| invalid("not an ECIES-P256 or X25519 encryption key"))
-        }
-        _ => Ok(load_enc_private_key(key)?.public()),
+    if label == "PUBLIC KEY" {
+        return public_from_spki(&der).ok_or_else(|| SignerError::InvalidKey {
+            key: key.to_string(),
+            reason: "not an ECIES-P256 or X25519 encryption key".into(),
+        });
     }
+    Ok(private_from_pem(key, &label, &der)?.public())
 }
 
 /// The encryption private key a reference names: a `file:` (PKCS#8: P-256
@@ -276,6 +266,11 @@ pub fn load_enc_private_key(key: &KeyRef) -> Result<EncPrivateKey, SignerError> 
         return Ok(EncPrivateKey::Pkcs11(uri.clone(), public));
     }
     let (label, der) = read_pem(key)?;
+    private_from_pem(key, &label, &der)
+}
+
+/// A PEM block's private encryption key.
+fn private_from_pem(key: &KeyRef, label: &str, der: &[u8]) -> Result<EncPrivateKey, SignerError> {
     let invalid = |reason: &str| SignerError::InvalidKey {
         key: key.to_string(),
         reason: reason.to_owned(),
@@ -290,7 +285,7 @@ pub fn load_enc_private_key(key: &KeyRef) -> Result<EncPrivateKey, SignerError> 
         return Ok(EncPrivateKey::X25519(x25519_dalek::StaticSecret::from(raw)));
     }
     use p256::pkcs8::DecodePrivateKey;
-    p256::SecretKey::from_pkcs8_der(&der)
+    p256::SecretKey::from_pkcs8_der(der)
         .map(EncPrivateKey::P256)
         .map_err(|_| invalid("not an ECIES-P256 or X25519 encryption key"))
 }
@@ -326,20 +321,7 @@ fn read_pem(key: &KeyRef) -> Result<(String, Zeroizing<Vec<u8>>), SignerError> {
             reason: "an encryption key is a PEM file or a pkcs11: key-agreement key".into(),
         });
     };
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|source| SignerError::Io {
-            key: key.to_string(),
-            path: path.clone(),
-            source,
-        })?,
-    );
-    let (label, der) = pkcs8::der::pem::decode_vec(text.trim_start().as_bytes()).map_err(|_| {
-        SignerError::InvalidKey {
-            key: key.to_string(),
-            reason: "not a PEM file".into(),
-        }
-    })?;
-    Ok((label.to_owned(), Zeroizing::new(der)))
+    crate::keys::file::read_pem_block(key, path)
 }
 
 /// Generate an X25519 encryption key into `path` as PKCS#8 PEM (as
@@ -358,13 +340,7 @@ pub fn generate_x25519_file(path: &std::path::Path) -> Result<EncPublicKey, Sign
             },
         )?,
     );
-    crate::atomic::write_parts(path, &[pem.as_bytes()], Some(0o600)).map_err(|e| {
-        SignerError::Io {
-            key,
-            path: path.to_path_buf(),
-            source: e.source,
-        }
-    })?;
+    crate::keys::file::write_key_file(&key, path, &pem)?;
     let mut raw = [0u8; 32];
     raw.copy_from_slice(&der[16..]);
     Ok(EncPrivateKey::X25519(x25519_dalek::StaticSecret::from(raw)).public())

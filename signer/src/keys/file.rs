@@ -121,15 +121,43 @@ impl PemKey {
 
 /// Read a PEM key file: a PKCS#8 or SEC1 private key, or a public key.
 pub(crate) fn read_pem_key(key_ref: &KeyRef, path: &Path) -> Result<PemKey, SignerError> {
-    let key = key_ref.to_string();
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|source| SignerError::Io {
-            key: key.clone(),
+    pem_key(key_ref.to_string(), &read_key_text(key_ref, path)?)
+}
+
+/// A key file's text (wiped when dropped).
+fn read_key_text(key_ref: &KeyRef, path: &Path) -> Result<Zeroizing<String>, SignerError> {
+    std::fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(|source| SignerError::Io {
+            key: key_ref.to_string(),
             path: path.to_path_buf(),
             source,
-        })?,
-    );
-    pem_key(key, &text)
+        })
+}
+
+/// The one PEM block of a key file: its label and DER (wiped when dropped),
+/// for key kinds other than signing keys (image encryption keys).
+pub(crate) fn read_pem_block(
+    key_ref: &KeyRef,
+    path: &Path,
+) -> Result<(String, Zeroizing<Vec<u8>>), SignerError> {
+    let (label, der) = pem_rfc7468_decode(&read_key_text(key_ref, path)?).map_err(|_| {
+        SignerError::InvalidKey {
+            key: key_ref.to_string(),
+            reason: "not a PEM file".into(),
+        }
+    })?;
+    Ok((label, Zeroizing::new(der)))
+}
+
+/// Write a new key file `path` (named `key` in errors): atomically,
+/// readable by its owner only.
+pub(crate) fn write_key_file(key: &str, path: &Path, pem: &str) -> Result<(), SignerError> {
+    crate::atomic::write_parts(path, &[pem.as_bytes()], Some(0o600)).map_err(|e| SignerError::Io {
+        key: key.to_owned(),
+        path: path.to_path_buf(),
+        source: e.source,
+    })
 }
 
 /// A PKCS#8 private key of an image key type.
@@ -450,12 +478,6 @@ pub fn generate_file_image_key(path: &Path, kind: KeyType) -> Result<AnyImageKey
             Zeroizing::new(pem.as_str().to_owned())
         }
     };
-    crate::atomic::write_parts(path, &[pem.as_bytes()], Some(0o600)).map_err(|e| {
-        SignerError::Io {
-            key: key.clone(),
-            path: path.to_path_buf(),
-            source: e.source,
-        }
-    })?;
+    write_key_file(&key, path, &pem)?;
     pem_key(key.clone(), &pem)?.public(&key)
 }
