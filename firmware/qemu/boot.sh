@@ -8,14 +8,16 @@
 # run goes on after the `APP` line: the application serves device
 # authentication on the UART until a client says `BYE` (docs/device-auth.md).
 #
-#   firmware/qemu/boot.sh [--release-key PUB.pem …] [--authority PUB.pem …]
+#   firmware/qemu/boot.sh [--release-key PUB.pem …] [--authority PUB.pem …] [--enc]
 #       [--image SIGNED.bin] [--upgrade SIGNED.bin] [--min-counter N]
 #       [--record REC.bin] [--flash FLASH.bin] [--blank] [--hw-id HEX16]
 #       [--gdb PORT] [--uart PORT] [--icount]
-#   firmware/qemu/boot.sh [--release-key PUB.pem …] [--authority PUB.pem …] --build-only OUT.bin
+#   firmware/qemu/boot.sh [--release-key PUB.pem …] [--authority PUB.pem …] [--enc] --build-only OUT.bin
 #
 #   --release-key  a key images are verified with (repeatable: rotation)
 #   --authority    a provisioning-authority key records are verified with
+#   --enc          a boot stage that decrypts encrypted upgrades with the
+#                  chip's own P-256 key (the feature `enc`, docs/boot.md)
 #   --image        signed image for the primary slot (0x8000)
 #   --upgrade      signed image for the secondary slot (0x21000); pending
 #                  when signed with `--pad`
@@ -48,7 +50,7 @@ usage() {
 }
 
 release=() authorities=()
-image="" upgrade="" record="" flash="" gdb="" uart="" min_counter="" icount="" blank="" build_only="" hw_id=""
+enc="" image="" upgrade="" record="" flash="" gdb="" uart="" min_counter="" icount="" blank="" build_only="" hw_id=""
 while (($#)); do
     case "$1" in
         --release-key) [ $# -ge 2 ] || usage; release+=("$2"); shift 2 ;;
@@ -61,6 +63,7 @@ while (($#)); do
         --gdb) [ $# -ge 2 ] || usage; gdb=$2; shift 2 ;;
         --uart) [ $# -ge 2 ] || usage; uart=$2; shift 2 ;;
         --icount) icount=1; shift ;;
+        --enc) enc=1; shift ;;
         --blank) blank=1; shift ;;
         --hw-id) [ $# -ge 2 ] || usage; hw_id=$2; shift 2 ;;
         --build-only) [ $# -ge 2 ] || usage; build_only=$2; shift 2 ;;
@@ -73,7 +76,7 @@ for f in "$image" "$upgrade" "$record" "$flash"; do
 done
 [ -z "$min_counter" ] || [[ "$min_counter" =~ ^[0-9]+$ && "$min_counter" -lt 4294967295 ]] \
     || { echo "--min-counter: $min_counter is not a counter (0 to 4294967294)" >&2; exit 2; }
-if [ -n "$flash$blank" ] && { [ -n "$image$upgrade$record$min_counter$build_only" ] || ((${#release[@]} + ${#authorities[@]})); }; then
+if [ -n "$flash$blank" ] && { [ -n "$image$upgrade$record$min_counter$build_only$enc" ] || ((${#release[@]} + ${#authorities[@]})); }; then
     echo "--flash and --blank bring the whole chip: no keys, images, record or counter with them" >&2
     exit 2
 fi
@@ -119,7 +122,7 @@ if [ -z "$flash$blank" ]; then
     flock 9
     (cd "$here" && RELEASE_KEYS=$(IFS=,; echo "${release_hex[*]}") \
         PROV_AUTHORITIES=$(IFS=,; echo "${authority_hex[*]}") \
-        cargo build --quiet --release --bin boot-stage ${BOOT_FEATURES:+--features "$BOOT_FEATURES"})
+        cargo build --quiet --release --bin boot-stage --features "${BOOT_FEATURES:-}${enc:+,enc}")
     arm-none-eabi-objcopy -O binary "$CARGO_TARGET_DIR/thumbv6m-none-eabi/release/boot-stage" "$work/boot-stage.bin"
     flock -u 9
     if [ -n "$build_only" ]; then

@@ -57,6 +57,16 @@ pub const P256_SPKI_PREFIX: [u8; 26] = [
 /// Length of the DER `SubjectPublicKeyInfo` of a P-256 key.
 pub const P256_SPKI_LEN: usize = P256_SPKI_PREFIX.len() + 65;
 
+/// ECDH with a P-256 private key (feature `enc`): the x-coordinate of
+/// `secret`·`peer`, big-endian, for a scalar in 1..n and an uncompressed
+/// point on the curve; `None` otherwise. On the microcontrollers, a
+/// constant-time Montgomery ladder (`keys/compact.rs`); on hosts,
+/// RustCrypto's `p256`.
+#[cfg(feature = "enc")]
+pub fn p256_ecdh(secret: &[u8; 32], peer: &[u8; 65]) -> Option<[u8; 32]> {
+    curve::ecdh_x(secret, peer)
+}
+
 /// Why a public key or signature could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -14,8 +14,9 @@
 //! The console is UART0. Interrupts reach the application through this
 //! stage's vector table (Cortex-M0 has no VTOR): see `DefaultHandler` below.
 //!
-//! Features: `stack-probe` reports the peak stack, `cost-probe` the TIMER0
-//! ticks from reset to the jump (instructions under `-icount`).
+//! Features: `enc` decrypts encrypted upgrades with the chip's own P-256
+//! key, `stack-probe` reports the peak stack, `cost-probe` the TIMER0 ticks
+//! from reset to the jump (instructions under `-icount`).
 #![no_std]
 #![no_main]
 
@@ -141,7 +142,16 @@ fn main() -> ! {
     boot_stage::stack::paint();
     let mut con = Console::init();
     let mut flash = Nvmc::take();
-    let decision = with_keys(RELEASE_KEYS, |keys| boot::decide(&mut flash, &LAYOUT, keys));
+    // The chip's own key (made by the application at its first start), for
+    // encrypted upgrades: read where it lies, never copied.
+    let device_key = if cfg!(feature = "enc") {
+        firmware::partition::key_block(nrf51::provisioning_partition())
+    } else {
+        None
+    };
+    let decision = with_keys(RELEASE_KEYS, |keys| {
+        boot::decide(&mut flash, &LAYOUT, keys, device_key)
+    });
     match decision.upgrade {
         Upgrade::None => {}
         Upgrade::Installed(img) => con

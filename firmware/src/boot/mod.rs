@@ -2,6 +2,11 @@
 //! overwrite-only mode (`docs/boot.md`): install a pending upgrade from the
 //! secondary slot, verify the primary slot, and say what to start.
 //!
+//! With the feature `enc`, an encrypted upgrade is decrypted on its way into
+//! the primary slot with the chip's own P-256 key (MCUboot's ECIES-P256):
+//! verified first, decrypted a chunk at a time for the hash, then decrypted
+//! again as it is copied, and the copy compared with a third decryption.
+//!
 //! Everything here works on a [`Flash`] and allocates nothing, so the boot
 //! stage on the chip (`firmware/qemu`) and the tests on the host (a simulated
 //! NOR flash that loses power at any chosen write) run the same code. What is
@@ -15,6 +20,11 @@ pub use counter::CounterLog;
 pub use flash::{Flash, FlashError};
 pub use handoff::Handoff;
 
+#[cfg(feature = "enc")]
+use core::ops::Range;
+
+#[cfg(feature = "enc")]
+use crate::image::enc;
 use crate::image::{flags, magic_max_align, Image, ImageError, Verified, BOOT_MAGIC_SIZE};
 use crate::keys::P256PublicKey;
 
@@ -114,6 +124,11 @@ pub enum Refusal {
     /// Flash could not be written while installing.
     #[error("flash write failed")]
     Flash,
+    /// An encrypted upgrade whose AES key this chip cannot unwrap: wrapped
+    /// for another device's key or with another scheme, no ENC TLV, or no
+    /// key on the chip (or a boot stage built without `enc`).
+    #[error("the image's encryption key is not wrapped for this chip")]
+    EncKey,
 }
 
 impl Refusal {
@@ -132,6 +147,7 @@ impl Refusal {
             Self::TooLarge => "too-large",
             Self::BadVector => "bad-vector",
             Self::Flash => "flash",
+            Self::EncKey => "enc-key",
         }
     }
 
@@ -153,7 +169,17 @@ impl Refusal {
 }
 
 /// Header flags an image may carry to be started from the primary slot.
-const RUNNABLE_FLAGS: u32 = flags::ROM_FIXED;
+/// With `enc`, an encrypted image's flags stay in the header once it has
+/// been decrypted into the primary slot (as MCUboot leaves them), where it
+/// reads as plaintext.
+const RUNNABLE_FLAGS: u32 = if cfg!(feature = "enc") {
+    flags::ROM_FIXED | ENCRYPTED
+} else {
+    flags::ROM_FIXED
+};
+
+/// Either AES flag.
+const ENCRYPTED: u32 = flags::ENCRYPTED_AES128 | flags::ENCRYPTED_AES256;
 
 /// A verified image in a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +190,8 @@ pub struct SlotImage {
     pub len: u32,
     /// Offset of the vector table (the header size).
     pub vector_offset: u32,
+    /// Payload bytes after the header (the header's image size).
+    pub image_size: u32,
 }
 
 impl SlotImage {
@@ -171,6 +199,17 @@ impl SlotImage {
     pub fn security_counter(&self) -> u32 {
         self.verified.security_counter.unwrap_or(0)
     }
+}
+
+/// How a slot's bytes read as the image that will run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'k> {
+    /// As they are: the primary slot (an encrypted upgrade was decrypted on
+    /// its way in).
+    Plain,
+    /// An upgrade: decrypted with the chip's P-256 private key (`None`: the
+    /// chip has none) when its header says it is encrypted.
+    Upgrade(Option<&'k [u8; 32]>),
 }
 
 /// Verify the image in `slot` completely, as it will run from `layout`'s
@@ -185,6 +224,19 @@ pub fn check_slot(
     keys: &[P256PublicKey],
     min_counter: u32,
 ) -> Result<SlotImage, Refusal> {
+    check(flash, layout, slot, keys, min_counter, Source::Plain).map(|(img, _)| img)
+}
+
+/// [`check_slot`] for bytes read as `source` says; also returns how to
+/// read its payload (decrypted or not) for the copy.
+fn check(
+    flash: &impl Flash,
+    layout: &Layout,
+    slot: Region,
+    keys: &[P256PublicKey],
+    min_counter: u32,
+    source: Source<'_>,
+) -> Result<(SlotImage, Decrypt), Refusal> {
     let usable = slot.len.saturating_sub(TRAILER_RESERVE);
     let bytes = flash.read(slot.start, usable);
     if bytes.get(..4) == Some(&[0xff; 4]) {
@@ -199,7 +251,22 @@ pub fn check_slot(
     {
         return Err(Refusal::BadHeader);
     }
-    let verified = image.verify(keys, None).map_err(Refusal::from_image)?;
+    let payload = image.payload_range();
+    let payload = payload.start as u32..payload.end as u32;
+    let (verified, decrypt) = match source {
+        #[cfg(feature = "enc")]
+        Source::Upgrade(device_key) if header.flags & ENCRYPTED != 0 => {
+            let key = unwrap_for_chip(&image, device_key)?;
+            let verified = image
+                .verify_decrypted(keys, None, &key)
+                .map_err(Refusal::from_image)?;
+            (verified, Decrypt::new(key, payload.clone()))
+        }
+        _ => (
+            image.verify(keys, None).map_err(Refusal::from_image)?,
+            Decrypt::plain(),
+        ),
+    };
     if verified.signed_by.is_none() {
         // No keys built in: nothing can be trusted.
         return Err(Refusal::UnknownKey);
@@ -207,25 +274,107 @@ pub fn check_slot(
     if verified.security_counter.unwrap_or(0) < min_counter {
         return Err(Refusal::Rollback);
     }
-    let payload = image.payload();
-    let word = |at: usize| {
-        payload
-            .get(at..at + 4)
-            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-    };
-    let (Some(sp), Some(reset)) = (word(0), word(4)) else {
+    // The vector table as it will run (decrypted).
+    let mut vectors = [0u8; 8];
+    let first = payload.start as usize;
+    if payload.len() < 8 {
         return Err(Refusal::BadVector);
-    };
-    let code = runs_at + u32::from(header.header_size)..runs_at + image.payload_range().end as u32;
+    }
+    vectors.copy_from_slice(&bytes[first..first + 8]);
+    decrypt.pass().apply(payload.start, &mut vectors);
+    let [sp, reset] = [0, 4].map(|at| {
+        u32::from_le_bytes([
+            vectors[at],
+            vectors[at + 1],
+            vectors[at + 2],
+            vectors[at + 3],
+        ])
+    });
+    let code = runs_at + payload.start..runs_at + payload.end;
     let stack_ok = sp > layout.ram.start && sp <= layout.ram.end() && sp % 4 == 0;
     if !stack_ok || reset & 1 == 0 || !code.contains(&(reset & !1)) {
         return Err(Refusal::BadVector);
     }
-    Ok(SlotImage {
-        verified,
-        len: image.tlv_end().next_multiple_of(4) as u32,
-        vector_offset: u32::from(header.header_size),
-    })
+    Ok((
+        SlotImage {
+            verified,
+            len: image.tlv_end().next_multiple_of(4) as u32,
+            vector_offset: u32::from(header.header_size),
+            image_size: header.image_size,
+        },
+        decrypt,
+    ))
+}
+
+/// The AES key of an encrypted upgrade, unwrapped with the chip's key.
+#[cfg(feature = "enc")]
+fn unwrap_for_chip(
+    image: &Image<'_>,
+    device_key: Option<&[u8; 32]>,
+) -> Result<enc::AesKey, Refusal> {
+    let tlv = enc::find_tlv(image).map_err(|e| match e {
+        enc::EncError::BadLength { .. } | enc::EncError::DuplicateTlv => Refusal::BadTlv,
+        _ => Refusal::EncKey,
+    })?;
+    let device_key = device_key.ok_or(Refusal::EncKey)?;
+    enc::unwrap_p256(&tlv, device_key).map_err(|_| Refusal::EncKey)
+}
+
+/// How an upgrade's payload turns into what runs: decrypted with its AES
+/// key (feature `enc`), or copied as it is.
+struct Decrypt {
+    #[cfg(feature = "enc")]
+    key: Option<(enc::AesKey, Range<u32>)>,
+}
+
+impl Decrypt {
+    fn plain() -> Self {
+        Self {
+            #[cfg(feature = "enc")]
+            key: None,
+        }
+    }
+
+    #[cfg(feature = "enc")]
+    fn new(key: enc::AesKey, payload: Range<u32>) -> Self {
+        Self {
+            key: Some((key, payload)),
+        }
+    }
+
+    /// One pass over the slot, front to back.
+    fn pass(&self) -> Pass {
+        Pass {
+            #[cfg(feature = "enc")]
+            stream: self
+                .key
+                .as_ref()
+                .map(|(key, payload)| (key.keystream(), payload.clone())),
+        }
+    }
+}
+
+/// A pass of [`Decrypt`] over consecutive chunks of a slot.
+struct Pass {
+    #[cfg(feature = "enc")]
+    stream: Option<(enc::Keystream, Range<u32>)>,
+}
+
+impl Pass {
+    /// `chunk` holds the slot's bytes from offset `at`, the chunk after the
+    /// previous one (or any chunk, for a plain slot): decrypt its payload
+    /// part in place.
+    #[cfg_attr(not(feature = "enc"), allow(unused_variables))]
+    fn apply(&mut self, at: u32, chunk: &mut [u8]) {
+        #[cfg(feature = "enc")]
+        if let Some((stream, payload)) = &mut self.stream {
+            let start = at.max(payload.start);
+            let end = (at + chunk.len() as u32).min(payload.end);
+            if start < end {
+                stream.apply(&mut chunk[(start - at) as usize..(end - at) as usize]);
+            }
+        }
+    }
 }
 
 /// What happened to the secondary slot at this boot.
@@ -252,25 +401,29 @@ pub fn upgrade_pending(flash: &impl Flash, layout: &Layout) -> bool {
 /// Install a pending upgrade, overwrite-only and safe against a power cut at
 /// any point: the secondary slot keeps the image and its pending mark until
 /// the copy in the primary slot reads back equal and the counter is raised,
-/// so an interrupted install starts again at the next boot.
+/// so an interrupted install starts again at the next boot. An encrypted
+/// upgrade (feature `enc`) is decrypted with `device_key`, the chip's P-256
+/// private key, as it is copied; the primary slot then holds the plaintext.
 pub fn install_upgrade(
     flash: &mut impl Flash,
     layout: &Layout,
     keys: &[P256PublicKey],
+    device_key: Option<&[u8; 32]>,
 ) -> Result<Upgrade, FlashError> {
     if !upgrade_pending(flash, layout) {
         return Ok(Upgrade::None);
     }
     let (primary, secondary) = (layout.primary, layout.secondary);
     let min = layout.counter.read(flash);
-    let checked = check_slot(flash, layout, secondary, keys, min).and_then(|img| {
-        if img.len > primary.len - TRAILER_RESERVE {
+    let source = Source::Upgrade(device_key);
+    let checked = check(flash, layout, secondary, keys, min, source).and_then(|img| {
+        if img.0.len > primary.len - TRAILER_RESERVE {
             Err(Refusal::TooLarge)
         } else {
             Ok(img)
         }
     });
-    let img = match checked {
+    let (img, decrypt) = match checked {
         Ok(img) => img,
         Err(refusal) => {
             // No longer pending; the primary slot stays as it was.
@@ -280,26 +433,38 @@ pub fn install_upgrade(
         }
     };
     let page = flash.page_size();
+    let mut chunk = [0u8; 256];
+    let mut pass = decrypt.pass();
     let mut off = 0;
     while off < img.len {
         let n = page.min(img.len - off);
         flash.erase_page(primary.start + off)?;
-        let mut chunk = [0u8; 256];
         let mut done = 0;
         while done < n {
             let m = (n - done).min(chunk.len() as u32);
-            let from = flash.read(secondary.start + off + done, m);
-            chunk[..m as usize].copy_from_slice(from);
-            flash.write(primary.start + off + done, &chunk[..m as usize])?;
+            let chunk = &mut chunk[..m as usize];
+            chunk.copy_from_slice(flash.read(secondary.start + off + done, m));
+            pass.apply(off + done, chunk);
+            flash.write(primary.start + off + done, chunk)?;
             done += m;
         }
         off += n;
     }
-    if flash.read(primary.start, img.len) != flash.read(secondary.start, img.len) {
-        return Err(FlashError {
-            op: "write",
-            addr: primary.start,
-        });
+    // The copy, read back, against the upgrade read (and decrypted) again.
+    let mut pass = decrypt.pass();
+    let mut off = 0;
+    while off < img.len {
+        let m = (img.len - off).min(chunk.len() as u32);
+        let chunk = &mut chunk[..m as usize];
+        chunk.copy_from_slice(flash.read(secondary.start + off, m));
+        pass.apply(off, chunk);
+        if flash.read(primary.start + off, m) != &chunk[..] {
+            return Err(FlashError {
+                op: "write",
+                addr: primary.start + off,
+            });
+        }
+        off += m;
     }
     layout.counter.raise(flash, img.security_counter())?;
     // The pending mark goes first, so a cut below leaves nothing pending.
@@ -322,8 +487,15 @@ pub struct Decision {
 /// Install any pending upgrade, then verify the primary slot. A flash failure
 /// during the install leaves the upgrade pending for the next boot and is
 /// reported as the primary's refusal if the primary no longer verifies.
-pub fn decide(flash: &mut impl Flash, layout: &Layout, keys: &[P256PublicKey]) -> Decision {
-    let upgrade = match install_upgrade(flash, layout, keys) {
+/// `device_key` is the chip's P-256 private key, for encrypted upgrades
+/// (feature `enc`).
+pub fn decide(
+    flash: &mut impl Flash,
+    layout: &Layout,
+    keys: &[P256PublicKey],
+    device_key: Option<&[u8; 32]>,
+) -> Decision {
+    let upgrade = match install_upgrade(flash, layout, keys, device_key) {
         Ok(u) => u,
         Err(_) => Upgrade::Refused(Refusal::Flash),
     };

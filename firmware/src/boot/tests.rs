@@ -160,7 +160,7 @@ fn secondary_erased(nor: &Nor) -> bool {
 #[test]
 fn primary_boots_and_sets_the_counter() {
     let mut nor = chip(None);
-    let d = decide(&mut nor, &LAYOUT, &keys());
+    let d = decide(&mut nor, &LAYOUT, &keys(), None);
     assert_eq!(d.upgrade, Upgrade::None);
     assert_eq!(version(&d), "1.0.0+0");
     assert_eq!(d.min_counter, 1);
@@ -171,13 +171,13 @@ fn primary_boots_and_sets_the_counter() {
 fn pending_upgrades_install_and_raise_the_counter() {
     for name in ["v2-pending.bin", "v2-confirmed.bin"] {
         let mut nor = chip(Some(name));
-        let d = decide(&mut nor, &LAYOUT, &keys());
+        let d = decide(&mut nor, &LAYOUT, &keys(), None);
         assert!(matches!(d.upgrade, Upgrade::Installed(_)), "{name}: {d:?}");
         assert_eq!(version(&d), "2.0.0+0");
         assert_eq!(d.min_counter, 2);
         assert!(secondary_erased(&nor));
         // And the next boot starts the same image, with nothing to install.
-        let again = decide(&mut nor, &LAYOUT, &keys());
+        let again = decide(&mut nor, &LAYOUT, &keys(), None);
         assert_eq!(
             (again.upgrade, version(&again)),
             (Upgrade::None, "2.0.0+0".into())
@@ -189,7 +189,7 @@ fn pending_upgrades_install_and_raise_the_counter() {
 fn an_image_without_a_pending_mark_is_left_alone() {
     let mut nor = chip(None);
     nor.put(LAYOUT.secondary.start, &data("boot/v1.bin"));
-    let d = decide(&mut nor, &LAYOUT, &keys());
+    let d = decide(&mut nor, &LAYOUT, &keys(), None);
     assert_eq!(d.upgrade, Upgrade::None);
     assert!(!secondary_erased(&nor));
 }
@@ -197,7 +197,7 @@ fn an_image_without_a_pending_mark_is_left_alone() {
 #[test]
 fn refused_upgrades_leave_the_primary_untouched() {
     let mut with_counter = chip(None);
-    decide(&mut with_counter, &LAYOUT, &keys()); // counter 1
+    decide(&mut with_counter, &LAYOUT, &keys(), None); // counter 1
     let cases = [
         ("v0-pending.bin", Refusal::Rollback),
         ("unsigned-pending.bin", Refusal::NoSignature),
@@ -207,7 +207,7 @@ fn refused_upgrades_leave_the_primary_untouched() {
         let mut nor = with_counter.clone();
         nor.put(LAYOUT.secondary.start, &data(&std::format!("boot/{name}")));
         let before = nor.read(LAYOUT.primary.start, LAYOUT.primary.len).to_vec();
-        let d = decide(&mut nor, &LAYOUT, &keys());
+        let d = decide(&mut nor, &LAYOUT, &keys(), None);
         assert_eq!(d.upgrade, Upgrade::Refused(refusal), "{name}");
         assert_eq!(version(&d), "1.0.0+0", "{name}");
         assert_eq!(nor.read(LAYOUT.primary.start, LAYOUT.primary.len), before);
@@ -223,14 +223,14 @@ fn refused_upgrades_leave_the_primary_untouched() {
 fn an_image_without_a_counter_counts_as_zero() {
     // Nothing stored yet: the counter is 0, so the image installs.
     let mut nor = chip(Some("nocnt-pending.bin"));
-    let d = decide(&mut nor, &LAYOUT, &keys());
+    let d = decide(&mut nor, &LAYOUT, &keys(), None);
     assert!(matches!(d.upgrade, Upgrade::Installed(_)), "{d:?}");
     assert_eq!((version(&d), d.min_counter), ("3.0.0+0".into(), 0));
     // Once v1 (counter 1) has booted, the same image is a rollback.
     let mut nor = chip(None);
-    decide(&mut nor, &LAYOUT, &keys());
+    decide(&mut nor, &LAYOUT, &keys(), None);
     nor.put(LAYOUT.secondary.start, &data("boot/nocnt-pending.bin"));
-    let d = decide(&mut nor, &LAYOUT, &keys());
+    let d = decide(&mut nor, &LAYOUT, &keys(), None);
     assert_eq!(d.upgrade, Upgrade::Refused(Refusal::Rollback));
 }
 
@@ -241,7 +241,7 @@ fn an_image_larger_than_the_slot_is_refused() {
     let fits = (LAYOUT.secondary.len - 16) as usize;
     nor.put(LAYOUT.secondary.start, &big[..fits]);
     nor.put(LAYOUT.secondary.end() - 16, &crate::image::BOOT_MAGIC);
-    let d = decide(&mut nor, &LAYOUT, &keys());
+    let d = decide(&mut nor, &LAYOUT, &keys(), None);
     assert_eq!(d.upgrade, Upgrade::Refused(Refusal::TooLarge));
     assert_eq!(version(&d), "1.0.0+0");
 }
@@ -292,12 +292,23 @@ fn every_changed_byte_of_a_signed_image_is_refused() {
 /// was touched, and the counter never goes down.
 #[test]
 fn a_power_cut_anywhere_in_an_upgrade_leaves_a_chip_that_boots() {
+    power_cuts_in("v2-pending.bin", None);
+}
+
+/// The same for an encrypted upgrade, decrypted as it is copied.
+#[cfg(feature = "enc")]
+#[test]
+fn a_power_cut_anywhere_in_an_encrypted_upgrade_leaves_a_chip_that_boots() {
+    power_cuts_in("v2-enc-pending.bin", Some(&device_key("device-key")));
+}
+
+fn power_cuts_in(upgrade: &str, dev: Option<&[u8; 32]>) {
     let k = keys();
-    let mut base = chip(Some("v2-pending.bin"));
+    let mut base = chip(Some(upgrade));
     LAYOUT.counter.raise(&mut base, 1).unwrap();
     base.ops = 0;
     let mut whole = base.clone();
-    decide(&mut whole, &LAYOUT, &k);
+    decide(&mut whole, &LAYOUT, &k, dev);
     let total = whole.ops;
     assert!(total > 20, "an install takes {total} flash operations");
     for cut in 0..total {
@@ -305,19 +316,19 @@ fn a_power_cut_anywhere_in_an_upgrade_leaves_a_chip_that_boots() {
             let mut nor = base.clone();
             nor.seed ^= cut as u64;
             nor.ops_left = Some(cut);
-            decide(&mut nor, &LAYOUT, &k);
+            decide(&mut nor, &LAYOUT, &k, dev);
             assert!(nor.off, "cut {cut} of {total} did not happen");
             let mut min = LAYOUT.counter.read(&nor);
             assert!(min >= 1, "cut {cut}: counter went down to {min}");
             if let Some(n) = second_cut {
                 nor.power_on();
                 nor.ops_left = Some(n);
-                decide(&mut nor, &LAYOUT, &k);
+                decide(&mut nor, &LAYOUT, &k, dev);
                 min = LAYOUT.counter.read(&nor);
                 assert!(min >= 1);
             }
             nor.power_on();
-            let d = decide(&mut nor, &LAYOUT, &k);
+            let d = decide(&mut nor, &LAYOUT, &k, dev);
             let booted = d
                 .primary
                 .unwrap_or_else(|r| panic!("cut {cut} then {second_cut:?}: {r:?}"));
@@ -368,6 +379,142 @@ fn the_counter_log_survives_torn_records_and_page_switches() {
     assert_eq!(log.read(&nor), 6);
 }
 
+/// A chip's own P-256 private key, as its key block holds it.
+#[cfg(feature = "enc")]
+fn device_key(name: &str) -> [u8; 32] {
+    use p256::pkcs8::DecodePrivateKey;
+    let pem = std::fs::read_to_string(std::format!("{DATA}boot/{name}.pem")).unwrap();
+    p256::SecretKey::from_pkcs8_pem(&pem)
+        .unwrap()
+        .to_bytes()
+        .into()
+}
+
+#[cfg(feature = "enc")]
+#[test]
+fn encrypted_upgrades_are_decrypted_into_the_primary_slot() {
+    let dev = device_key("device-key");
+    let plain = data("boot/v2-pending.bin");
+    for name in ["v2-enc-pending.bin", "v2-enc256-pending.bin"] {
+        let mut nor = chip(Some(name));
+        let d = decide(&mut nor, &LAYOUT, &keys(), Some(&dev));
+        assert!(matches!(d.upgrade, Upgrade::Installed(_)), "{name}: {d:?}");
+        assert_eq!((version(&d), d.min_counter), ("2.0.0+0".into(), 2));
+        // The payload that runs is imgtool's plaintext (the same input as
+        // v2-pending.bin's), not the ciphertext.
+        let payload = 0x200..0x200 + 3000;
+        let primary = nor.read(LAYOUT.primary.start, LAYOUT.primary.len);
+        assert_eq!(primary[payload.clone()], plain[payload.clone()], "{name}");
+        assert_ne!(
+            primary[payload.clone()],
+            data(&std::format!("boot/{name}"))[payload],
+            "{name}"
+        );
+        assert!(secondary_erased(&nor));
+        // The installed image keeps its flags and boots as plaintext.
+        let again = decide(&mut nor, &LAYOUT, &keys(), Some(&dev));
+        assert_eq!(
+            (again.upgrade, version(&again)),
+            (Upgrade::None, "2.0.0+0".into())
+        );
+    }
+}
+
+#[cfg(feature = "enc")]
+#[test]
+fn encrypted_upgrades_for_another_chip_or_tampered_are_refused() {
+    let dev = device_key("device-key");
+    let enc = data("boot/v2-enc-pending.bin");
+    let tail = Image::parse(&enc).unwrap();
+    let payload = tail.payload_range();
+    let enc_tlv = tail
+        .tlvs()
+        .find(|t| t.kind == crate::image::tlv::ENCEC256)
+        .unwrap();
+    let mut flipped_ciphertext = enc.clone();
+    flipped_ciphertext[payload.start + 100] ^= 1;
+    let mut flipped_vector = enc.clone();
+    flipped_vector[payload.start + 4] ^= 0x10;
+    let mut flipped_wrap = enc.clone();
+    flipped_wrap[enc_tlv.offset + 4 + 70] ^= 1;
+    let mut flipped_ephemeral = enc.clone();
+    flipped_ephemeral[enc_tlv.offset + 4 + 10] ^= 1;
+    let other = data("boot/v2-enc-other-pending.bin");
+    type Case<'a> = (&'a str, &'a [u8], Option<&'a [u8; 32]>, Refusal);
+    let cases: [Case<'_>; 7] = [
+        ("another chip's copy", &other, Some(&dev), Refusal::EncKey),
+        ("a chip without a key", &enc, None, Refusal::EncKey),
+        (
+            "a flipped ciphertext byte",
+            &flipped_ciphertext,
+            Some(&dev),
+            Refusal::BadHash,
+        ),
+        (
+            "a flipped vector table byte",
+            &flipped_vector,
+            Some(&dev),
+            Refusal::BadHash,
+        ),
+        (
+            "a flipped wrapped-key byte",
+            &flipped_wrap,
+            Some(&dev),
+            Refusal::EncKey,
+        ),
+        (
+            "a flipped ephemeral-key byte",
+            &flipped_ephemeral,
+            Some(&dev),
+            Refusal::EncKey,
+        ),
+        // Someone else's chip key on this chip: same refusal.
+        (
+            "the other chip's key",
+            &enc,
+            Some(&device_key("other-device-key")),
+            Refusal::EncKey,
+        ),
+    ];
+    let mut booted = chip(None);
+    decide(&mut booted, &LAYOUT, &keys(), Some(&dev));
+    for (what, image, key, refusal) in cases {
+        let mut nor = booted.clone();
+        nor.put(LAYOUT.secondary.start, image);
+        let before = nor.read(LAYOUT.primary.start, LAYOUT.primary.len).to_vec();
+        let d = decide(&mut nor, &LAYOUT, &keys(), key);
+        assert_eq!(d.upgrade, Upgrade::Refused(refusal), "{what}");
+        assert_eq!(version(&d), "1.0.0+0", "{what}");
+        assert_eq!(
+            nor.read(LAYOUT.primary.start, LAYOUT.primary.len),
+            before,
+            "{what}"
+        );
+        assert!(!upgrade_pending(&nor, &LAYOUT), "{what}");
+    }
+    assert_eq!(Refusal::EncKey.code(), "enc-key");
+}
+
+/// An encrypted image in the primary slot is not decrypted there: only an
+/// upgrade is, on its way in.
+#[cfg(feature = "enc")]
+#[test]
+fn ciphertext_in_the_primary_slot_does_not_boot() {
+    let mut nor = Nor::new();
+    nor.put(LAYOUT.primary.start, &data("boot/v2-enc-pending.bin"));
+    let d = decide(&mut nor, &LAYOUT, &keys(), Some(&device_key("device-key")));
+    assert_eq!(d.primary.map(|_| ()), Err(Refusal::BadHash));
+}
+
+#[cfg(not(feature = "enc"))]
+#[test]
+fn without_enc_an_encrypted_upgrade_is_refused() {
+    let mut nor = chip(Some("v2-enc-pending.bin"));
+    let d = decide(&mut nor, &LAYOUT, &keys(), None);
+    assert_eq!(d.upgrade, Upgrade::Refused(Refusal::BadHeader));
+    assert_eq!(version(&d), "1.0.0+0");
+}
+
 proptest::proptest! {
     #[test]
     fn any_slot_contents_get_a_verdict_not_a_panic(
@@ -381,7 +528,7 @@ proptest::proptest! {
         }
         nor.put(LAYOUT.secondary.start, &b);
         nor.put(LAYOUT.secondary.end() - 16, &crate::image::BOOT_MAGIC);
-        let d = decide(&mut nor, &LAYOUT, &keys());
+        let d = decide(&mut nor, &LAYOUT, &keys(), None);
         proptest::prop_assert!(matches!(d.upgrade, Upgrade::Refused(_)));
         proptest::prop_assert_eq!(version(&d), "1.0.0+0");
     }

@@ -20,16 +20,17 @@
 //! uncompressed 65-byte point for P-256 (`ENC_EC256`), the 32-byte key for
 //! X25519 (`ENC_X25519`, `ENC_X25519_SHA512`).
 //!
-//! The ECDH itself is the caller's (host tools use RustCrypto and
-//! `x25519-dalek`; a device uses its own key's arithmetic): this module
-//! holds the format, the key derivation, the HMAC check and the cipher.
+//! This module holds the format, the key derivation, the HMAC check, the
+//! cipher and, for ECIES-P256, the ECDH with a device's P-256 private key
+//! ([`unwrap_p256`], what a boot stage runs). X25519's ECDH is the host
+//! tools' (`x25519-dalek`).
 
 use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use hmac::{Hmac, Mac};
 use sha2::{Sha256, Sha512};
 use zeroize::Zeroize;
 
-use super::{flags, tlv};
+use super::{flags, tlv, HashAlg, Image, ImageHash};
 
 /// HKDF's info string for MCUboot's ECIES.
 pub const ECIES_INFO: &[u8] = b"MCUBoot_ECIES_v1";
@@ -125,6 +126,32 @@ pub enum EncError {
     /// An AES key of a length other than 16 or 32 bytes.
     #[error("an AES key of {0} bytes; MCUboot takes 16 or 32")]
     BadKeyLength(usize),
+    /// The header does not say the image is encrypted.
+    #[error("the image is not encrypted")]
+    NotEncrypted,
+    /// The header says encrypted, but no ENC TLV this module reads
+    /// (`ENC_EC256`, `ENC_X25519`, `ENC_X25519_SHA512`) is there.
+    #[error(
+        "the header says encrypted but the image has no ECIES ENC TLV (ENC_EC256, ENC_X25519)"
+    )]
+    MissingTlv,
+    /// More than one ENC TLV.
+    #[error("the image carries more than one ENC TLV")]
+    DuplicateTlv,
+    /// The key is wrapped with a scheme other than the one asked for.
+    #[error("the image's key is wrapped with {found:?}, not {wanted:?}")]
+    OtherScheme {
+        /// The TLV's scheme.
+        found: EncScheme,
+        /// The scheme of the key at hand.
+        wanted: EncScheme,
+    },
+    /// The TLV's ephemeral key is not a point of the curve.
+    #[error("the ENC TLV's ephemeral key is not a valid public key")]
+    BadEphemeral,
+    /// The device's private key is not a scalar of the curve.
+    #[error("the device's private key is not a valid key")]
+    BadPrivateKey,
 }
 
 /// An ENC TLV, split into its parts.
@@ -161,6 +188,22 @@ impl<'a> EncTlv<'a> {
             cipherkey,
         })
     }
+}
+
+/// The image's one ENC TLV, split, with the AES key length its header
+/// flags announce.
+pub fn find_tlv<'a>(image: &Image<'a>) -> Result<EncTlv<'a>, EncError> {
+    let key_len = aes_key_len(image.header().flags).ok_or(EncError::NotEncrypted)?;
+    let mut found = None;
+    for t in image.tlvs().filter(|t| !t.protected) {
+        if let Some(scheme) = EncScheme::from_tlv(t.kind) {
+            if found.is_some() {
+                return Err(EncError::DuplicateTlv);
+            }
+            found = Some(EncTlv::parse(scheme, t.value, key_len)?);
+        }
+    }
+    found.ok_or(EncError::MissingTlv)
 }
 
 fn check_key_len(key_len: usize) -> Result<(), EncError> {
@@ -311,6 +354,127 @@ pub fn wrap_key(
     ctr_apply(derived.kek(), 0, cipherkey)?;
     derived.mac(scheme, cipherkey, mac);
     Ok(total)
+}
+
+/// An image's AES key, as recovered from its ENC TLV. Wiped on drop; never
+/// printed.
+pub struct AesKey {
+    bytes: [u8; MAX_AES_KEY],
+    len: usize,
+}
+
+impl Drop for AesKey {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+impl core::fmt::Debug for AesKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "AesKey(AES-{})", self.len * 8)
+    }
+}
+
+impl AesKey {
+    /// Unwrap the key of `tlv` with the ECDH secret `shared` ([`unwrap_key`]).
+    pub fn unwrap(tlv: &EncTlv<'_>, shared: &[u8]) -> Result<Self, EncError> {
+        let mut key = Self {
+            bytes: [0; MAX_AES_KEY],
+            len: 0,
+        };
+        key.len = unwrap_key(tlv, shared, &mut key.bytes)?;
+        Ok(key)
+    }
+
+    /// The key's bytes (16 or 32).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// The payload's keystream from its first byte: decrypts (and encrypts)
+    /// a payload read front to back, a chunk at a time.
+    pub fn keystream(&self) -> Keystream {
+        let iv = [0u8; 16].into();
+        if self.len == 32 {
+            Keystream::Aes256(ctr::Ctr128BE::new(self.as_bytes().into(), &iv))
+        } else {
+            Keystream::Aes128(ctr::Ctr128BE::new(self.as_bytes().into(), &iv))
+        }
+    }
+}
+
+/// An AES-CTR keystream over an image's payload ([`AesKey::keystream`]).
+// No heap on the chip, and the variants differ by 256 bytes of round keys.
+#[allow(clippy::large_enum_variant)]
+pub enum Keystream {
+    /// `ENCRYPTED_AES128`.
+    Aes128(ctr::Ctr128BE<aes::Aes128>),
+    /// `ENCRYPTED_AES256`.
+    Aes256(ctr::Ctr128BE<aes::Aes256>),
+}
+
+impl core::fmt::Debug for Keystream {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Keystream(..)")
+    }
+}
+
+impl Keystream {
+    /// XOR the next `data.len()` bytes of the stream into `data`.
+    pub fn apply(&mut self, data: &mut [u8]) {
+        match self {
+            Self::Aes128(c) => c.apply_keystream(data),
+            Self::Aes256(c) => c.apply_keystream(data),
+        }
+    }
+}
+
+/// Recover the AES key of an `ENC_EC256` TLV with the device's P-256
+/// private key `secret` (a big-endian scalar): ECDH with the TLV's
+/// ephemeral key, then [`unwrap_key`]. What a boot stage does with the key
+/// its chip made (`docs/encryption.md`).
+pub fn unwrap_p256(tlv: &EncTlv<'_>, secret: &[u8; 32]) -> Result<AesKey, EncError> {
+    if tlv.scheme != EncScheme::EciesP256 {
+        return Err(EncError::OtherScheme {
+            found: tlv.scheme,
+            wanted: EncScheme::EciesP256,
+        });
+    }
+    let peer: &[u8; 65] = tlv
+        .ephemeral
+        .try_into()
+        .map_err(|_| EncError::BadEphemeral)?;
+    if !crate::keys::scalar_in_range(secret) {
+        return Err(EncError::BadPrivateKey);
+    }
+    let mut shared = crate::keys::p256_ecdh(secret, peer).ok_or(EncError::BadEphemeral)?;
+    let key = AesKey::unwrap(tlv, &shared);
+    shared.zeroize();
+    key
+}
+
+/// Bytes decrypted at a time while hashing.
+const CHUNK: usize = 64;
+
+/// The image hash of an encrypted image as its signer computed it: header,
+/// decrypted payload and protected TLVs, with the hash `alg`, the payload
+/// decrypted a chunk at a time (nothing but the chunk is held). `None` for a
+/// hash this build leaves out.
+pub fn plaintext_hash(image: &Image<'_>, alg: HashAlg, key: &AesKey) -> Option<ImageHash> {
+    let region = image.hashed_region();
+    let payload = image.payload_range();
+    alg.hash_with(|feed| {
+        feed(&region[..payload.start]);
+        let mut stream = key.keystream();
+        for chunk in region[payload.clone()].chunks(CHUNK) {
+            let mut buf = [0u8; CHUNK];
+            let buf = &mut buf[..chunk.len()];
+            buf.copy_from_slice(chunk);
+            stream.apply(buf);
+            feed(buf);
+        }
+        feed(&region[payload.end..]);
+    })
 }
 
 #[cfg(test)]

@@ -73,33 +73,33 @@ impl HashAlg {
     /// build leaves out (SHA-384 comes with the feature `p384`, SHA-512
     /// with `ed25519`, so a P-256-only build carries SHA-256 alone).
     pub fn hash(self, parts: &[&[u8]]) -> Option<ImageHash> {
-        fn run<D: Digest>(parts: &[&[u8]]) -> sha2::digest::Output<D> {
-            match parts {
-                [one] => D::digest(one),
-                _ => {
-                    let mut d = D::new();
-                    for p in parts {
-                        d.update(p);
-                    }
-                    d.finalize()
-                }
-            }
+        self.hash_with(|feed| parts.iter().for_each(|p| feed(p)))
+    }
+
+    /// The hash of what `source` feeds it, in order: for data that is never
+    /// in memory at once (an encrypted image, decrypted a chunk at a time).
+    pub fn hash_with(self, source: impl Fn(&mut dyn FnMut(&[u8]))) -> Option<ImageHash> {
+        let run = |d: &mut dyn FnMut(&[u8])| source(d);
+        fn finish<D: Digest>(run: impl Fn(&mut dyn FnMut(&[u8]))) -> sha2::digest::Output<D> {
+            let mut d = D::new();
+            run(&mut |b| d.update(b));
+            d.finalize()
         }
         // A P-256-only build: SHA-256 straight into the 32-byte hash.
         #[cfg(not(any(feature = "ed25519", feature = "p384")))]
         let hash = (self == Self::Sha256).then(|| ImageHash {
             alg: self,
-            bytes: run::<Sha256>(parts).into(),
+            bytes: finish::<Sha256>(run).into(),
         });
         #[cfg(any(feature = "ed25519", feature = "p384"))]
         let hash = {
             let mut bytes = [0u8; MAX_DIGEST];
             match self {
-                Self::Sha256 => bytes[..32].copy_from_slice(&run::<Sha256>(parts)),
+                Self::Sha256 => bytes[..32].copy_from_slice(&finish::<Sha256>(run)),
                 #[cfg(feature = "p384")]
-                Self::Sha384 => bytes[..48].copy_from_slice(&run::<sha2::Sha384>(parts)),
+                Self::Sha384 => bytes[..48].copy_from_slice(&finish::<sha2::Sha384>(run)),
                 #[cfg(feature = "ed25519")]
-                Self::Sha512 => bytes[..64].copy_from_slice(&run::<sha2::Sha512>(parts)),
+                Self::Sha512 => bytes[..64].copy_from_slice(&finish::<sha2::Sha512>(run)),
                 #[allow(unreachable_patterns)]
                 _ => return None,
             }

@@ -103,11 +103,43 @@ impl Image<'_> {
         min_security_counter: Option<u32>,
     ) -> Result<Verified, ImageError> {
         let (alg, pure) = self.hash_and_purity()?;
-        let region = self.hashed_region();
         let digest = alg
-            .hash(&[region])
+            .hash(&[self.hashed_region()])
             .ok_or(ImageError::UnsupportedHash(alg.tlv()))?;
+        self.check_tlvs(keys, min_security_counter, alg, pure, digest)
+    }
 
+    /// [`Image::verify`] for an encrypted image, as it will read once
+    /// decrypted: the hash is computed over the payload decrypted with
+    /// `key`, a chunk at a time, so the image is never decrypted in memory
+    /// at once. A pure image (signatures over the hashed bytes themselves)
+    /// is refused: those bytes are not at hand.
+    #[cfg(feature = "enc")]
+    pub fn verify_decrypted<K: ImageKey>(
+        &self,
+        keys: &[K],
+        min_security_counter: Option<u32>,
+        key: &super::enc::AesKey,
+    ) -> Result<Verified, ImageError> {
+        let (alg, pure) = self.hash_and_purity()?;
+        if pure {
+            return Err(ImageError::UnsupportedHash(tlv::SIG_PURE));
+        }
+        let digest = super::enc::plaintext_hash(self, alg, key)
+            .ok_or(ImageError::UnsupportedHash(alg.tlv()))?;
+        self.check_tlvs(keys, min_security_counter, alg, false, digest)
+    }
+
+    /// Everything [`Image::verify`] checks once the hash is computed.
+    fn check_tlvs<K: ImageKey>(
+        &self,
+        keys: &[K],
+        min_security_counter: Option<u32>,
+        alg: HashAlg,
+        pure: bool,
+        digest: ImageHash,
+    ) -> Result<Verified, ImageError> {
+        let region = self.hashed_region();
         let mut hash_seen = false;
         let mut security_counter = None;
         let mut current_key: Option<usize> = None;

@@ -1,9 +1,12 @@
 //! A small P-256 ECDSA verifier for the microcontrollers: 32-bit limbs,
 //! Montgomery multiplication (one routine for both moduli, p and n),
 //! inversion by Fermat's little theorem, Jacobian points and Shamir's trick
-//! for `u1·G + u2·Q`. Written for size, not speed, and only for
-//! verification: every input is public, so nothing here needs to be
-//! constant-time.
+//! for `u1·G + u2·Q`. Written for size, not speed. Verification's inputs
+//! are all public; the field arithmetic is nevertheless branch-free in its
+//! operands, because ECDH ([`ecdh_x`], feature `enc`) runs it on the chip's
+//! private key: a Montgomery ladder over Renes–Costello–Batina's complete
+//! projective addition, with masked swaps, so neither the control flow nor
+//! the memory accesses depend on the key's bits.
 //!
 //! Checked against RustCrypto's `p256` and every Wycheproof P-256/SHA-256
 //! vector on the host (`tests`, below, and `firmware/tests/capi.rs`) and on
@@ -195,25 +198,36 @@ fn add_raw(a: &Num, b: &Num) -> (Num, bool) {
     (out, carry != 0)
 }
 
+/// `if_set` where `mask` is all ones, `otherwise` where it is zero; no
+/// branch on the mask.
+fn select(mask: u32, if_set: &Num, otherwise: &Num) -> Num {
+    let mut out = [0u32; 8];
+    for i in 0..8 {
+        out[i] = (if_set[i] & mask) | (otherwise[i] & !mask);
+    }
+    out
+}
+
+/// All ones when `bit` (0 or 1) is 1, opaque to the optimizer so that it
+/// stays a mask and never becomes a branch.
+fn mask_of(bit: u32) -> u32 {
+    core::hint::black_box(0u32.wrapping_sub(bit))
+}
+
 impl Modulus {
     /// (a + b) mod m, for a, b < m.
     fn add(&self, a: &Num, b: &Num) -> Num {
         let (s, carry) = add_raw(a, b);
-        if carry || geq(&s, &self.m) {
-            sub_raw(&s, &self.m).0
-        } else {
-            s
-        }
+        let (d, borrow) = sub_raw(&s, &self.m);
+        // Reduce when the sum overflowed or is at least m.
+        select(mask_of(u32::from(carry | !borrow)), &d, &s)
     }
 
     /// (a - b) mod m, for a, b < m.
     fn sub(&self, a: &Num, b: &Num) -> Num {
         let (d, borrow) = sub_raw(a, b);
-        if borrow {
-            add_raw(&d, &self.m).0
-        } else {
-            d
-        }
+        let m = select(mask_of(u32::from(borrow)), &self.m, &ZERO);
+        add_raw(&d, &m).0
     }
 
     /// a·b·R⁻¹ mod m (CIOS), for a < R and b < m.
@@ -242,11 +256,8 @@ impl Modulus {
         }
         let mut out = [0u32; 8];
         out.copy_from_slice(&t[..8]);
-        if t[8] != 0 || geq(&out, &self.m) {
-            sub_raw(&out, &self.m).0
-        } else {
-            out
-        }
+        let (d, borrow) = sub_raw(&out, &self.m);
+        select(mask_of(t[8] | u32::from(!borrow)), &d, &out)
     }
 
     fn sqr(&self, a: &Num) -> Num {
@@ -427,6 +438,111 @@ pub(crate) fn verify(sec1: &[u8; 65], digest: &[u8; 32], r: &[u8; 32], s: &[u8; 
     x == r
 }
 
+/// Limbs to big-endian bytes.
+#[cfg(any(test, feature = "enc"))]
+fn to_be(n: &Num) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, limb) in n.iter().enumerate() {
+        out[28 - 4 * i..32 - 4 * i].copy_from_slice(&limb.to_be_bytes());
+    }
+    out
+}
+
+/// A point in homogeneous projective coordinates (x = X/Z, y = Y/Z;
+/// Montgomery form), for the complete formulas.
+#[cfg(any(test, feature = "enc"))]
+#[derive(Clone, Copy)]
+struct Proj {
+    x: Num,
+    y: Num,
+    z: Num,
+}
+
+#[cfg(any(test, feature = "enc"))]
+impl Proj {
+    /// Renes–Costello–Batina 2015 (ePrint 2015/1060), Algorithm 4: complete
+    /// addition for a = -3, right for every pair of inputs (doubling and the
+    /// point at infinity included), so no input decides a branch.
+    fn add(&self, o: &Self) -> Self {
+        let three = |a: &Num| P.add(&P.add(a, a), a);
+        let xx = P.mul(&self.x, &o.x);
+        let yy = P.mul(&self.y, &o.y);
+        let zz = P.mul(&self.z, &o.z);
+        // (a1 + b1)(a2 + b2) - a1a2 - b1b2 = a1b2 + b1a2
+        let cross = |a1: &Num, b1: &Num, a2: &Num, b2: &Num, ab: &Num| {
+            P.sub(&P.mul(&P.add(a1, b1), &P.add(a2, b2)), ab)
+        };
+        let xy = cross(&self.x, &self.y, &o.x, &o.y, &P.add(&xx, &yy));
+        let yz = cross(&self.y, &self.z, &o.y, &o.z, &P.add(&yy, &zz));
+        let xz = cross(&self.x, &self.z, &o.x, &o.z, &P.add(&xx, &zz));
+        let bzz3 = three(&P.sub(&xz, &P.mul(&B, &zz)));
+        let (yy_minus, yy_plus) = (P.sub(&yy, &bzz3), P.add(&yy, &bzz3));
+        let zz3 = three(&zz);
+        let bxz3 = three(&P.sub(&P.mul(&B, &xz), &P.add(&zz3, &xx)));
+        let xx3_minus_zz3 = P.sub(&three(&xx), &zz3);
+        Self {
+            x: P.sub(&P.mul(&yy_plus, &xy), &P.mul(&yz, &bxz3)),
+            y: P.add(&P.mul(&yy_plus, &yy_minus), &P.mul(&xx3_minus_zz3, &bxz3)),
+            z: P.add(&P.mul(&yy_minus, &yz), &P.mul(&xy, &xx3_minus_zz3)),
+        }
+    }
+
+    /// Swap `a` and `b` when `mask` is all ones, by masked XOR.
+    fn swap_if(mask: u32, a: &mut Self, b: &mut Self) {
+        for (u, v) in [
+            (&mut a.x, &mut b.x),
+            (&mut a.y, &mut b.y),
+            (&mut a.z, &mut b.z),
+        ] {
+            for i in 0..8 {
+                let t = (u[i] ^ v[i]) & mask;
+                u[i] ^= t;
+                v[i] ^= t;
+            }
+        }
+    }
+}
+
+/// ECDH: the x-coordinate (big-endian) of `secret`·`peer`, for a secret
+/// scalar in 1..n and an uncompressed point on the curve (`None`
+/// otherwise). A Montgomery ladder over all 256 bits of the scalar: the same
+/// operations, in the same order, whatever its value.
+#[cfg(any(test, feature = "enc"))]
+pub(crate) fn ecdh_x(secret: &[u8; 32], peer: &[u8; 65]) -> Option<[u8; 32]> {
+    let (qx, qy) = decode(peer)?;
+    let mut d = from_be(secret);
+    if d == ZERO || geq(&d, &N.m) {
+        return None;
+    }
+    let mut r0 = Proj {
+        x: ZERO,
+        y: P.one,
+        z: ZERO,
+    };
+    let mut r1 = Proj {
+        x: qx,
+        y: qy,
+        z: P.one,
+    };
+    for i in (0..256).rev() {
+        // R1 - R0 = peer throughout; the bit picks which one doubles.
+        let mask = mask_of((d[i / 32] >> (i % 32)) & 1);
+        Proj::swap_if(mask, &mut r0, &mut r1);
+        r1 = r0.add(&r1);
+        r0 = r0.add(&r0);
+        Proj::swap_if(mask, &mut r0, &mut r1);
+    }
+    // With a prime-order curve and 1 ≤ d < n, d·peer is never infinity.
+    let x = (r0.z != ZERO).then(|| to_be(&P.out_of_mont(&P.mul(&r0.x, &P.inv(&r0.z)))));
+    for n in [
+        &mut d, &mut r0.x, &mut r0.y, &mut r0.z, &mut r1.x, &mut r1.y, &mut r1.z,
+    ] {
+        // Best effort: the ladder's state says much about the key.
+        *n = core::hint::black_box(ZERO);
+    }
+    x
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,6 +558,27 @@ mod tests {
             let prod = m.mul(&am, &m.inv(&am));
             assert_eq!(prod, m.one, "a·a⁻¹ = 1");
         }
+    }
+
+    #[test]
+    fn ecdh_refuses_what_is_not_a_key_or_a_point() {
+        let g = {
+            let mut sec1 = [4u8; 65];
+            sec1[1..33].copy_from_slice(&to_be(&P.out_of_mont(&GX)));
+            sec1[33..].copy_from_slice(&to_be(&P.out_of_mont(&GY)));
+            sec1
+        };
+        let one = {
+            let mut k = [0u8; 32];
+            k[31] = 1;
+            k
+        };
+        assert_eq!(ecdh_x(&one, &g).unwrap()[..], g[1..33]);
+        assert!(ecdh_x(&[0; 32], &g).is_none());
+        assert!(ecdh_x(&super::super::ORDER, &g).is_none());
+        let mut off = g;
+        off[64] ^= 1;
+        assert!(ecdh_x(&one, &off).is_none());
     }
 
     #[test]
@@ -496,6 +633,26 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+        /// ECDH agrees with RustCrypto's for random keys and points, small
+        /// and large scalars included.
+        #[test]
+        fn ecdh_agrees_with_rustcrypto(a in proptest::array::uniform32(0u8..), b in proptest::array::uniform32(0u8..), small in 1u64..5) {
+            use p256::elliptic_curve::sec1::ToEncodedPoint;
+            let mut small_key = [0u8; 32];
+            small_key[24..].copy_from_slice(&small.to_be_bytes());
+            let mut n_minus_1 = super::super::ORDER;
+            n_minus_1[31] -= 1;
+            for d in [a, small_key, n_minus_1] {
+                let (Ok(sk), Ok(peer)) = (p256::SecretKey::from_slice(&d), p256::SecretKey::from_slice(&b)) else {
+                    continue;
+                };
+                let point = peer.public_key().to_encoded_point(false);
+                let sec1: [u8; 65] = point.as_bytes().try_into().unwrap();
+                let expected = p256::ecdh::diffie_hellman(sk.to_nonzero_scalar(), peer.public_key().as_affine());
+                proptest::prop_assert_eq!(&ecdh_x(&d, &sec1).unwrap()[..], &expected.raw_secret_bytes()[..]);
+            }
+        }
+
         /// Agrees with RustCrypto on its own signatures and on altered ones.
         #[test]
         fn agrees_with_rustcrypto(seed in 1u64.., digest in proptest::array::uniform32(0u8..), flip in 0usize..64) {

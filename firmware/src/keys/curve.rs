@@ -23,3 +23,16 @@ pub(crate) fn verify(sec1: &[u8; 65], digest: &[u8; 32], r: &[u8; 32], s: &[u8; 
     };
     key.verify_prehash(digest, &sig).is_ok()
 }
+
+/// ECDH: the x-coordinate of `secret`·`peer` (secret in 1..n, peer an
+/// uncompressed point on the curve).
+#[cfg(feature = "enc")]
+pub(crate) fn ecdh_x(secret: &[u8; 32], peer: &[u8; 65]) -> Option<[u8; 32]> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let scalar: Option<p256::NonZeroScalar> =
+        p256::NonZeroScalar::from_repr((*secret).into()).into();
+    let peer = p256::PublicKey::from_sec1_bytes(peer).ok()?;
+    let shared = (peer.to_projective() * *scalar?).to_affine();
+    let point = shared.to_encoded_point(false);
+    point.x().map(|x| (*x).into())
+}

@@ -357,39 +357,14 @@ pub struct EncInfo {
 
 /// The encryption an image announces (header flag and ENC TLV), if any.
 pub fn enc_info(image: &firmware::image::Image<'_>) -> Result<Option<EncInfo>, ImageBuildError> {
-    let Some(key_len) = enc::aes_key_len(image.header().flags) else {
+    if enc::aes_key_len(image.header().flags).is_none() {
         return Ok(None);
-    };
-    let tlv = enc_tlv(image, key_len)?;
+    }
+    let tlv = enc::find_tlv(image).map_err(ImageBuildError::Encryption)?;
     Ok(Some(EncInfo {
-        aes_bits: key_len * 8,
+        aes_bits: tlv.cipherkey.len() * 8,
         scheme: tlv.scheme,
     }))
-}
-
-/// The image's one ENC TLV, split.
-pub fn enc_tlv<'a>(
-    image: &firmware::image::Image<'a>,
-    key_len: usize,
-) -> Result<EncTlv<'a>, ImageBuildError> {
-    let mut found = None;
-    for t in image.tlvs().filter(|t| !t.protected) {
-        if let Some(scheme) = EncScheme::from_tlv(t.kind) {
-            if found.is_some() {
-                return Err(ImageBuildError::Usage(
-                    "the image carries more than one ENC TLV".into(),
-                ));
-            }
-            found =
-                Some(EncTlv::parse(scheme, t.value, key_len).map_err(ImageBuildError::Encryption)?);
-        }
-    }
-    found.ok_or_else(|| {
-        ImageBuildError::Usage(
-            "the header says encrypted but the image has no ECIES ENC TLV (ENC_EC256, ENC_X25519)"
-                .into(),
-        )
-    })
 }
 
 /// Decrypt an encrypted image's payload in place with the private key its
@@ -398,9 +373,8 @@ pub fn enc_tlv<'a>(
 pub fn decrypt_in_place(bytes: &mut [u8], key: &EncPrivateKey) -> Result<EncInfo, ImageBuildError> {
     let (range, aes_key, info) = {
         let image = firmware::image::Image::parse(bytes)?;
-        let key_len = enc::aes_key_len(image.header().flags)
-            .ok_or_else(|| ImageBuildError::Usage("the image is not encrypted".into()))?;
-        let tlv = enc_tlv(&image, key_len)?;
+        let tlv = enc::find_tlv(&image).map_err(ImageBuildError::Encryption)?;
+        let key_len = tlv.cipherkey.len();
         let aes_key = key.unwrap(&tlv)?;
         let header = usize::from(image.header().header_size);
         let end = header + image.header().image_size as usize;
@@ -428,9 +402,7 @@ pub fn rewrap(
     to: &EncPublicKey,
 ) -> Result<Vec<u8>, ImageBuildError> {
     let image = firmware::image::Image::parse(bytes)?;
-    let key_len = enc::aes_key_len(image.header().flags)
-        .ok_or_else(|| ImageBuildError::Usage("the image is not encrypted".into()))?;
-    let tlv = enc_tlv(&image, key_len)?;
+    let tlv = enc::find_tlv(&image).map_err(ImageBuildError::Encryption)?;
     let aes_key = from.unwrap(&tlv)?;
     let scheme = match (tlv.scheme, to) {
         (EncScheme::EciesP256, EncPublicKey::P256(_)) => EncScheme::EciesP256,

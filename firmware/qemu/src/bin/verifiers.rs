@@ -89,23 +89,19 @@ fn main() -> ! {
         verdict += u32::from(ctr_apply(&key[..16], black_box(16), &mut block).is_ok());
         verdict += u32::from(block[5]);
     }
-    // The same with the device's P-256 key (feature `enc-p256`, ECIES-P256).
+    // The same with the device's P-256 key (feature `enc-p256`, ECIES-P256),
+    // as the boot stage built with `enc` does it.
     #[cfg(feature = "enc-p256")]
     {
-        use firmware::image::enc::{ctr_apply, unwrap_key, EncScheme, EncTlv};
-        let scalar = p256::NonZeroScalar::try_from(&black_box([0x11u8; 32])[..]);
-        let peer = p256::PublicKey::from_sec1_bytes(&flash[64..129]);
-        let mut key = [0u8; 32];
-        if let (Ok(scalar), Ok(peer)) = (scalar, peer) {
-            let shared = p256::ecdh::diffie_hellman(scalar, peer.as_affine());
-            if let Ok(tlv) = EncTlv::parse(EncScheme::EciesP256, &flash[160..273], 16) {
-                verdict += u32::from(unwrap_key(&tlv, shared.raw_secret_bytes(), &mut key).is_ok());
+        use firmware::image::enc::{unwrap_p256, EncScheme, EncTlv};
+        if let Ok(tlv) = EncTlv::parse(EncScheme::EciesP256, &flash[160..273], 16) {
+            if let Ok(key) = unwrap_p256(&tlv, &black_box([0x11u8; 32])) {
+                let mut block = [0u8; 64];
+                block.copy_from_slice(&flash[512..576]);
+                key.keystream().apply(&mut block);
+                verdict += u32::from(block[5]);
             }
         }
-        let mut block = [0u8; 64];
-        block.copy_from_slice(&flash[512..576]);
-        verdict += u32::from(ctr_apply(&key[..16], black_box(16), &mut block).is_ok());
-        verdict += u32::from(block[5]);
     }
     // The device signer alone (feature `sign`): an answer to a challenge.
     #[cfg(feature = "sign")]
