@@ -2,11 +2,11 @@
 //! Montgomery multiplication (one routine for both moduli, p and n),
 //! inversion by Fermat's little theorem, Jacobian points and Shamir's trick
 //! for `u1·G + u2·Q`. Written for size, not speed. Verification's inputs
-//! are all public; the field arithmetic is nevertheless branch-free in its
-//! operands, because ECDH ([`ecdh_x`], feature `enc`) runs it on the chip's
-//! private key: a Montgomery ladder over Renes–Costello–Batina's complete
-//! projective addition, with masked swaps, so neither the control flow nor
-//! the memory accesses depend on the key's bits.
+//! are all public, so its arithmetic takes the short way where it can. ECDH
+//! ([`ecdh_x`], feature `enc`) runs on the chip's private key, so it has its
+//! own branch-free field operations (`*_ct`) and a Montgomery ladder over
+//! Renes–Costello–Batina's complete projective addition with masked swaps:
+//! neither the control flow nor the memory accesses depend on the key.
 //!
 //! Checked against RustCrypto's `p256` and every Wycheproof P-256/SHA-256
 //! vector on the host (`tests`, below, and `firmware/tests/capi.rs`) and on
@@ -200,6 +200,7 @@ fn add_raw(a: &Num, b: &Num) -> (Num, bool) {
 
 /// `if_set` where `mask` is all ones, `otherwise` where it is zero; no
 /// branch on the mask.
+#[cfg(any(test, feature = "enc"))]
 fn select(mask: u32, if_set: &Num, otherwise: &Num) -> Num {
     let mut out = [0u32; 8];
     for i in 0..8 {
@@ -210,6 +211,7 @@ fn select(mask: u32, if_set: &Num, otherwise: &Num) -> Num {
 
 /// All ones when `bit` (0 or 1) is 1, opaque to the optimizer so that it
 /// stays a mask and never becomes a branch.
+#[cfg(any(test, feature = "enc"))]
 fn mask_of(bit: u32) -> u32 {
     core::hint::black_box(0u32.wrapping_sub(bit))
 }
@@ -218,13 +220,35 @@ impl Modulus {
     /// (a + b) mod m, for a, b < m.
     fn add(&self, a: &Num, b: &Num) -> Num {
         let (s, carry) = add_raw(a, b);
+        if carry || geq(&s, &self.m) {
+            sub_raw(&s, &self.m).0
+        } else {
+            s
+        }
+    }
+
+    /// (a - b) mod m, for a, b < m.
+    fn sub(&self, a: &Num, b: &Num) -> Num {
+        let (d, borrow) = sub_raw(a, b);
+        if borrow {
+            add_raw(&d, &self.m).0
+        } else {
+            d
+        }
+    }
+
+    /// [`Modulus::add`] without a branch on the operands.
+    #[cfg(any(test, feature = "enc"))]
+    fn add_ct(&self, a: &Num, b: &Num) -> Num {
+        let (s, carry) = add_raw(a, b);
         let (d, borrow) = sub_raw(&s, &self.m);
         // Reduce when the sum overflowed or is at least m.
         select(mask_of(u32::from(carry | !borrow)), &d, &s)
     }
 
-    /// (a - b) mod m, for a, b < m.
-    fn sub(&self, a: &Num, b: &Num) -> Num {
+    /// [`Modulus::sub`] without a branch on the operands.
+    #[cfg(any(test, feature = "enc"))]
+    fn sub_ct(&self, a: &Num, b: &Num) -> Num {
         let (d, borrow) = sub_raw(a, b);
         let m = select(mask_of(u32::from(borrow)), &self.m, &ZERO);
         add_raw(&d, &m).0
@@ -232,6 +256,25 @@ impl Modulus {
 
     /// a·b·R⁻¹ mod m (CIOS), for a < R and b < m.
     fn mul(&self, a: &Num, b: &Num) -> Num {
+        let (out, high) = self.mont(a, b);
+        if high != 0 || geq(&out, &self.m) {
+            sub_raw(&out, &self.m).0
+        } else {
+            out
+        }
+    }
+
+    /// [`Modulus::mul`] without a branch on the operands.
+    #[cfg(any(test, feature = "enc"))]
+    fn mul_ct(&self, a: &Num, b: &Num) -> Num {
+        let (out, high) = self.mont(a, b);
+        let (d, borrow) = sub_raw(&out, &self.m);
+        select(mask_of(high | u32::from(!borrow)), &d, &out)
+    }
+
+    /// Montgomery multiplication before its final subtraction: the low 256
+    /// bits and the bit above them (a value below 2m).
+    fn mont(&self, a: &Num, b: &Num) -> (Num, u32) {
         let mut t = [0u32; 10];
         for &bi in b {
             let mut carry = 0u64;
@@ -256,8 +299,7 @@ impl Modulus {
         }
         let mut out = [0u32; 8];
         out.copy_from_slice(&t[..8]);
-        let (d, borrow) = sub_raw(&out, &self.m);
-        select(mask_of(t[8] | u32::from(!borrow)), &d, &out)
+        (out, t[8])
     }
 
     fn sqr(&self, a: &Num) -> Num {
@@ -276,11 +318,17 @@ impl Modulus {
 
     /// a⁻¹ (Montgomery form in and out), a ≠ 0: a^(m-2).
     fn inv(&self, a: &Num) -> Num {
+        self.inv_with(a, Self::mul)
+    }
+
+    /// a^(m-2) with the multiplication `mul`. The exponent is public, so
+    /// the branch on its bits reveals nothing about `a`.
+    fn inv_with(&self, a: &Num, mul: impl Fn(&Self, &Num, &Num) -> Num) -> Num {
         let mut r = self.one;
         for i in (0..256).rev() {
-            r = self.sqr(&r);
+            r = mul(self, &r, &r);
             if (self.m_minus_2[i / 32] >> (i % 32)) & 1 == 1 {
-                r = self.mul(&r, a);
+                r = mul(self, &r, a);
             }
         }
         r
@@ -464,26 +512,29 @@ impl Proj {
     /// addition for a = -3, right for every pair of inputs (doubling and the
     /// point at infinity included), so no input decides a branch.
     fn add(&self, o: &Self) -> Self {
-        let three = |a: &Num| P.add(&P.add(a, a), a);
-        let xx = P.mul(&self.x, &o.x);
-        let yy = P.mul(&self.y, &o.y);
-        let zz = P.mul(&self.z, &o.z);
+        let three = |a: &Num| P.add_ct(&P.add_ct(a, a), a);
+        let xx = P.mul_ct(&self.x, &o.x);
+        let yy = P.mul_ct(&self.y, &o.y);
+        let zz = P.mul_ct(&self.z, &o.z);
         // (a1 + b1)(a2 + b2) - a1a2 - b1b2 = a1b2 + b1a2
         let cross = |a1: &Num, b1: &Num, a2: &Num, b2: &Num, ab: &Num| {
-            P.sub(&P.mul(&P.add(a1, b1), &P.add(a2, b2)), ab)
+            P.sub_ct(&P.mul_ct(&P.add_ct(a1, b1), &P.add_ct(a2, b2)), ab)
         };
-        let xy = cross(&self.x, &self.y, &o.x, &o.y, &P.add(&xx, &yy));
-        let yz = cross(&self.y, &self.z, &o.y, &o.z, &P.add(&yy, &zz));
-        let xz = cross(&self.x, &self.z, &o.x, &o.z, &P.add(&xx, &zz));
-        let bzz3 = three(&P.sub(&xz, &P.mul(&B, &zz)));
-        let (yy_minus, yy_plus) = (P.sub(&yy, &bzz3), P.add(&yy, &bzz3));
+        let xy = cross(&self.x, &self.y, &o.x, &o.y, &P.add_ct(&xx, &yy));
+        let yz = cross(&self.y, &self.z, &o.y, &o.z, &P.add_ct(&yy, &zz));
+        let xz = cross(&self.x, &self.z, &o.x, &o.z, &P.add_ct(&xx, &zz));
+        let bzz3 = three(&P.sub_ct(&xz, &P.mul_ct(&B, &zz)));
+        let (yy_minus, yy_plus) = (P.sub_ct(&yy, &bzz3), P.add_ct(&yy, &bzz3));
         let zz3 = three(&zz);
-        let bxz3 = three(&P.sub(&P.mul(&B, &xz), &P.add(&zz3, &xx)));
-        let xx3_minus_zz3 = P.sub(&three(&xx), &zz3);
+        let bxz3 = three(&P.sub_ct(&P.mul_ct(&B, &xz), &P.add_ct(&zz3, &xx)));
+        let xx3_minus_zz3 = P.sub_ct(&three(&xx), &zz3);
         Self {
-            x: P.sub(&P.mul(&yy_plus, &xy), &P.mul(&yz, &bxz3)),
-            y: P.add(&P.mul(&yy_plus, &yy_minus), &P.mul(&xx3_minus_zz3, &bxz3)),
-            z: P.add(&P.mul(&yy_minus, &yz), &P.mul(&xy, &xx3_minus_zz3)),
+            x: P.sub_ct(&P.mul_ct(&yy_plus, &xy), &P.mul_ct(&yz, &bxz3)),
+            y: P.add_ct(
+                &P.mul_ct(&yy_plus, &yy_minus),
+                &P.mul_ct(&xx3_minus_zz3, &bxz3),
+            ),
+            z: P.add_ct(&P.mul_ct(&yy_minus, &yz), &P.mul_ct(&xy, &xx3_minus_zz3)),
         }
     }
 
@@ -533,7 +584,10 @@ pub(crate) fn ecdh_x(secret: &[u8; 32], peer: &[u8; 65]) -> Option<[u8; 32]> {
         Proj::swap_if(mask, &mut r0, &mut r1);
     }
     // With a prime-order curve and 1 ≤ d < n, d·peer is never infinity.
-    let x = (r0.z != ZERO).then(|| to_be(&P.out_of_mont(&P.mul(&r0.x, &P.inv(&r0.z)))));
+    let x = (r0.z != ZERO).then(|| {
+        let zinv = P.inv_with(&r0.z, Modulus::mul_ct);
+        to_be(&P.mul_ct(&P.mul_ct(&r0.x, &zinv), &[1, 0, 0, 0, 0, 0, 0, 0]))
+    });
     for n in [
         &mut d, &mut r0.x, &mut r0.y, &mut r0.z, &mut r1.x, &mut r1.y, &mut r1.z,
     ] {
