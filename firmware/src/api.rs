@@ -184,6 +184,66 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// One device's encryption public key, as `GET /v1/registry/enc-keys`
+/// lists them and `keytool image wrap --registry` reads them (a device's
+/// copy is written as `DEVICE.bin`). Public keys only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncKeyEntry {
+    /// The device's name: its serial, in decimal, for the backend's list.
+    pub device: String,
+    /// Its P-256 public key, PEM (`SubjectPublicKeyInfo`).
+    pub enc_public_key: String,
+}
+
+/// An encrypted image sent to the backend: a release
+/// (`PUT /v1/releases/{name}`) or one device's copy of it
+/// (`PUT /v1/releases/{name}/devices/{serial}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageUpload {
+    /// The image, base64 (standard alphabet, padded).
+    pub image: String,
+}
+
+/// A release as the backend keeps it (the answer of its upload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseView {
+    /// Its name.
+    pub name: String,
+    /// Size of the image in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the image, hex.
+    pub sha256: String,
+    /// Whether this upload stored it (false: the same image was there).
+    pub created: bool,
+}
+
+/// One device's copy of a release (`GET /v1/releases/{name}/devices/{serial}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCopy {
+    /// The release.
+    pub name: String,
+    /// The device.
+    pub serial: u32,
+    /// The copy, base64: the release with its AES key wrapped for this
+    /// device's key.
+    pub image: String,
+    /// SHA-256 of the copy, hex.
+    pub sha256: String,
+}
+
+/// Whether `name` is a plain name, usable as a file name and in a URL
+/// path: 1 to 64 of `A-Z a-z 0-9 . _ -`, not starting with a dot (release
+/// names, device names in a registry export).
+pub fn is_plain_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

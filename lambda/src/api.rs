@@ -12,7 +12,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use firmware::record::{HwId, ProvisioningRecord};
 use firmware::P256PublicKey;
@@ -23,15 +23,20 @@ use crate::audit::AuditEntry;
 use crate::auth::{new_token, token_hash, Authenticator, Identity};
 use crate::guard::DeviceGuard;
 use crate::model::{check_token_name, Caller, Device, Role, TokenInfo};
+use crate::release::{self, ReleaseError, MAX_RELEASE};
 use crate::store::{Activation, Challenge, ChallengeRefusal, Store, StoreError};
 pub use firmware::api::{
-    ActivateRequest, ChallengeRequest, ChallengeResponse, DeviceView, ErrorBody, NewTokenRequest,
-    ProvisionRequest, ProvisionResponse, RevokeRequest, TokenList, TokenView, VerifyRequest,
-    VerifyResponse,
+    ActivateRequest, ChallengeRequest, ChallengeResponse, DeviceCopy, DeviceView, EncKeyEntry,
+    ErrorBody, ImageUpload, NewTokenRequest, ProvisionRequest, ProvisionResponse, ReleaseView,
+    RevokeRequest, TokenList, TokenView, VerifyRequest, VerifyResponse,
 };
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
+
+/// Largest request body of the release uploads: a [`MAX_RELEASE`]-byte
+/// image in base64, in its JSON object.
+pub const MAX_RELEASE_BODY: usize = MAX_RELEASE / 3 * 4 + 4096;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -121,6 +126,24 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+impl From<ReleaseError> for ApiError {
+    fn from(e: ReleaseError) -> Self {
+        let status = match e {
+            ReleaseError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ReleaseError::WrappedKeyLength { .. } => {
+                tracing::error!(error = %e, "stored wrapped key does not fit its release");
+                return Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "store failure",
+                );
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, e.code(), e.to_string())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match e {
@@ -129,7 +152,8 @@ impl From<StoreError> for ApiError {
             StoreError::HwIdMismatch { .. }
             | StoreError::AlreadyActive(_)
             | StoreError::NameTaken(_) => StatusCode::CONFLICT,
-            StoreError::UnknownToken(_) => StatusCode::NOT_FOUND,
+            StoreError::UnknownToken(_) | StoreError::UnknownRelease(_) => StatusCode::NOT_FOUND,
+            StoreError::NoDeviceKey(_) => StatusCode::CONFLICT,
             StoreError::UnknownOrder(_)
             | StoreError::OrderClosed(_)
             | StoreError::OrderExhausted(_)
@@ -844,8 +868,252 @@ async fn verify(
     .await
 }
 
+/// A release name from the path.
+fn parse_release_name(name: &str) -> Result<&str, ApiError> {
+    if firmware::api::is_plain_name(name) {
+        Ok(name)
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+            "release names: 1 to 64 of A-Z a-z 0-9 . _ -, not starting with a dot",
+        ))
+    }
+}
+
+/// The image of an upload.
+fn decode_image(upload: &ImageUpload) -> Result<Vec<u8>, ApiError> {
+    use base64::Engine as _;
+    if upload.image.len() > MAX_RELEASE_BODY {
+        return Err(ReleaseError::TooLarge(upload.image.len() / 4 * 3).into());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(&upload.image)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_image",
+                format!("image: not base64: {e}"),
+            )
+        })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// `GET /v1/registry/enc-keys`: every device that may receive copies of
+/// releases (activated, not revoked), with its public key, in the form
+/// `keytool image wrap --registry` reads.
+async fn enc_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<EncKeyEntry>>, ApiError> {
+    let store = Arc::clone(&state.store);
+    async move {
+        require(
+            store.as_ref(),
+            &caller,
+            Role::Admin,
+            "registry.enc-keys",
+            "devices",
+        )
+        .await?;
+        let mut out = Vec::new();
+        for d in store.devices().await? {
+            let Some(key) = d.device_pubkey else { continue };
+            if d.status == crate::model::DeviceStatus::Revoked {
+                continue;
+            }
+            let key = P256PublicKey::from_sec1(&key)
+                .map_err(|_| StoreError::Corrupt(format!("serial {}: public key", d.serial)))?;
+            out.push(EncKeyEntry {
+                device: d.serial.to_string(),
+                enc_public_key: signer::public_key::to_pem(&key),
+            });
+        }
+        Ok(Json(out))
+    }
+    .await
+}
+
+/// `PUT /v1/releases/{name}`: keep an encrypted release (its AES key
+/// wrapped for the station's key).
+async fn put_release(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Json<ImageUpload>, JsonRejection>,
+) -> Result<(StatusCode, Json<ReleaseView>), ApiError> {
+    let name = parse_release_name(&name)?.to_owned();
+    let Json(upload) = body?;
+    let store = Arc::clone(&state.store);
+    async move {
+        let subject = format!("release:{name}");
+        require(
+            store.as_ref(),
+            &caller,
+            Role::Admin,
+            "release.put",
+            &subject,
+        )
+        .await?;
+        let image = decode_image(&upload)?;
+        if let Err(e) = release::enc_tlv_span(&image) {
+            // Refused before the store is reached: audited here.
+            return audited(
+                store.as_ref(),
+                caller.actor(),
+                "release.put",
+                subject,
+                Err(e.into()),
+            )
+            .await;
+        }
+        let r = crate::model::Release::new(&name, image, crate::unix_now());
+        let created = store.put_release(&r, &caller.actor()).await?;
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((
+            status,
+            Json(ReleaseView {
+                name: r.name.clone(),
+                bytes: r.image.len() as u64,
+                sha256: hex::encode(r.sha256),
+                created,
+            }),
+        ))
+    }
+    .await
+}
+
+/// `PUT /v1/releases/{name}/devices/{serial}`: keep one device's copy (only
+/// its ENC TLV value is stored).
+async fn put_copy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, serial)): Path<(String, String)>,
+    body: Result<Json<ImageUpload>, JsonRejection>,
+) -> Result<Json<ReleaseView>, ApiError> {
+    let name = parse_release_name(&name)?.to_owned();
+    let serial = parse_serial(&serial)?;
+    let Json(upload) = body?;
+    let store = Arc::clone(&state.store);
+    async move {
+        let subject = format!("release:{name} serial:{serial}");
+        require(
+            store.as_ref(),
+            &caller,
+            Role::Admin,
+            "release.wrap",
+            &subject,
+        )
+        .await?;
+        let copy = decode_image(&upload)?;
+        let kept = store
+            .release(&name)
+            .await?
+            .ok_or_else(|| StoreError::UnknownRelease(name.clone()));
+        let wrapped = kept
+            .map_err(ApiError::from)
+            .and_then(|r| Ok((release::wrapped_key_of(&r.image, &copy)?, r)));
+        let (wrapped, r) = match wrapped {
+            Ok(w) => w,
+            // A refusal before the store is reached is audited here.
+            Err(e) => {
+                return audited(
+                    store.as_ref(),
+                    caller.actor(),
+                    "release.wrap",
+                    subject,
+                    Err(e),
+                )
+                .await
+            }
+        };
+        store
+            .put_wrapped_key(&name, serial, &wrapped, &caller.actor())
+            .await?;
+        Ok(Json(ReleaseView {
+            name,
+            bytes: copy.len() as u64,
+            sha256: hex::encode(r.sha256),
+            created: true,
+        }))
+    }
+    .await
+}
+
+/// `GET /v1/releases/{name}/devices/{serial}`: the device's copy of the
+/// release, for a device that is known, has a key and is not revoked.
+async fn get_copy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, serial)): Path<(String, String)>,
+) -> Result<Json<DeviceCopy>, ApiError> {
+    let name = parse_release_name(&name)?.to_owned();
+    let serial = parse_serial(&serial)?;
+    let store = Arc::clone(&state.store);
+    async move {
+        let subject = format!("release:{name} serial:{serial}");
+        require(
+            store.as_ref(),
+            &caller,
+            Role::Factory,
+            "release.copy",
+            &subject,
+        )
+        .await?;
+        let device = store.device_by_serial(serial).await?;
+        let hw_id = device.as_ref().map(|d| d.hw_id);
+        let copy = async {
+            crate::store::may_receive_copies(device, serial)?;
+            let r = store
+                .release(&name)
+                .await?
+                .ok_or_else(|| StoreError::UnknownRelease(name.clone()))?;
+            let wrapped = store.wrapped_key(&name, serial).await?.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_copy",
+                    format!("release {name:?} has no copy for serial {serial}"),
+                )
+            })?;
+            Ok::<_, ApiError>(release::copy_for(&r.image, &wrapped)?)
+        }
+        .await;
+        let copy = audited_about(
+            store.as_ref(),
+            hw_id,
+            caller.actor(),
+            "release.copy",
+            subject,
+            copy,
+        )
+        .await?;
+        use base64::Engine as _;
+        Ok(Json(DeviceCopy {
+            name,
+            serial,
+            sha256: sha256_hex(&copy),
+            image: base64::engine::general_purpose::STANDARD.encode(&copy),
+        }))
+    }
+    .await
+}
+
 /// The router: the same for the local server and the Lambda entry point.
 pub fn router(state: AppState) -> Router {
+    let releases = Router::new()
+        .route("/v1/releases/{name}", put(put_release))
+        .route(
+            "/v1/releases/{name}/devices/{serial}",
+            put(put_copy).get(get_copy),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_RELEASE_BODY));
     Router::new()
         .route("/v1/provision", post(provision))
         .route("/v1/devices/{serial}", get(device))
@@ -856,7 +1124,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/verify", post(verify))
         .route("/v1/tokens", get(tokens).post(add_token))
         .route("/v1/tokens/{name}/revoke", post(revoke_token))
+        .route("/v1/registry/enc-keys", get(enc_keys))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .merge(releases)
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }

@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod guard;
 pub mod model;
+pub mod release;
 pub mod store;
 pub mod tls;
 

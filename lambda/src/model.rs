@@ -288,3 +288,42 @@ mod order_tests {
         }
     }
 }
+
+/// An encrypted release the backend serves per-device copies of
+/// (`crate::release`): the signed image as the station made it, its AES key
+/// wrapped for the station's encryption key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Release {
+    /// Its name (`firmware::api::is_plain_name`).
+    pub name: String,
+    /// The image.
+    pub image: Vec<u8>,
+    /// SHA-256 of the image.
+    pub sha256: [u8; 32],
+    /// When it was stored, Unix seconds.
+    pub created_at: i64,
+}
+
+impl Release {
+    /// A release of `image` named `name`, at `now`.
+    pub fn new(name: &str, image: Vec<u8>, now: i64) -> Self {
+        use sha2::Digest;
+        Self {
+            name: name.to_owned(),
+            sha256: sha2::Sha256::digest(&image).into(),
+            image,
+            created_at: now,
+        }
+    }
+}
+
+impl std::fmt::Debug for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Release")
+            .field("name", &self.name)
+            .field("bytes", &self.image.len())
+            .field("sha256", &hex::encode(self.sha256))
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}

@@ -826,3 +826,185 @@ async fn a_token_bound_to_an_order_provisions_only_within_it() {
         (StatusCode::FORBIDDEN, Some("unknown_order"))
     );
 }
+
+/// A release, its public-key export, a device's copy kept as its ENC TLV
+/// value only, and the copy served: it decrypts with that device's key
+/// alone, to the image the release key signed.
+#[tokio::test]
+async fn releases_are_kept_once_and_served_per_device() {
+    use base64::Engine as _;
+    use signer::image::encrypt::{
+        decrypt_in_place, enc_public_key_from_pem, load_enc_private_key, rewrap,
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let boot = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/boot/");
+    let key =
+        |path: String| load_enc_private_key(&format!("file:{path}").parse().unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir).await;
+    call(
+        &app,
+        "POST",
+        "/v1/provision",
+        r#"{"hw_id":"1234567800000003"}"#,
+    )
+    .await;
+    call(
+        &app,
+        "POST",
+        "/v1/provision",
+        r#"{"hw_id":"1234567800000004"}"#,
+    )
+    .await;
+    let body = format!(r#"{{"record":"{}"}}"#, record_hex("qemu-microbit.bin"));
+    assert_eq!(
+        call(&app, "POST", "/v1/devices/1/activate", &body).await.0,
+        StatusCode::OK
+    );
+
+    // The export lists devices with a key (serial 2 has none yet).
+    let (s, v) = call(&app, "GET", "/v1/registry/enc-keys", "").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let entries: Vec<lambda::api::EncKeyEntry> = serde_json::from_value(v).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].device, "1");
+    let (s, _) = call_as(&app, Some(FACTORY), "GET", "/v1/registry/enc-keys", "").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // The release: imgtool's image encrypted for the station's key.
+    let release = std::fs::read(format!("{boot}v2-enc-other-pending.bin")).unwrap();
+    let station = key(format!("{boot}other-device-key.pem"));
+    let upload = |bytes: &[u8]| format!(r#"{{"image":"{}"}}"#, b64.encode(bytes));
+    let (s, v) = call(&app, "PUT", "/v1/releases/app-2.0.0", &upload(&release)).await;
+    assert_eq!(
+        (s, v["created"].as_bool()),
+        (StatusCode::CREATED, Some(true)),
+        "{v}"
+    );
+    let (s, v) = call(&app, "PUT", "/v1/releases/app-2.0.0", &upload(&release)).await;
+    assert_eq!(
+        (s, v["created"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{v}"
+    );
+    let clear = std::fs::read(format!("{boot}v2-pending.bin")).unwrap();
+    let other = std::fs::read(format!("{boot}v2-enc-pending.bin")).unwrap();
+    for (uri, bytes, status, code) in [
+        (
+            "/v1/releases/app-2.0.0",
+            &other,
+            StatusCode::CONFLICT,
+            "name_taken",
+        ),
+        (
+            "/v1/releases/clear",
+            &clear,
+            StatusCode::BAD_REQUEST,
+            "not_encrypted",
+        ),
+        (
+            "/v1/releases/junk",
+            &vec![0u8; 100],
+            StatusCode::BAD_REQUEST,
+            "bad_image",
+        ),
+        (
+            "/v1/releases/.hidden",
+            &release,
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+        ),
+    ] {
+        let (s, v) = call(&app, "PUT", uri, &upload(bytes)).await;
+        assert_eq!((s, v["error"].as_str()), (status, Some(code)), "{uri}");
+    }
+    let (s, v) = call(&app, "PUT", "/v1/releases/x", r#"{"image":"***"}"#).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_image"))
+    );
+
+    // The station wraps a copy for device 1 from the export and uploads it.
+    let device_key = enc_public_key_from_pem("1", &entries[0].enc_public_key).unwrap();
+    let copy = rewrap(&release, &station, &device_key).unwrap();
+    let uri = "/v1/releases/app-2.0.0/devices/1";
+    let (s, _) = call_as(&app, Some(FACTORY), "PUT", uri, &upload(&copy)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = call(&app, "PUT", uri, &upload(&other)).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("not_a_copy"))
+    );
+    for (uri, status, code) in [
+        (
+            "/v1/releases/app-2.0.0/devices/2",
+            StatusCode::CONFLICT,
+            "no_device_key",
+        ),
+        (
+            "/v1/releases/app-2.0.0/devices/9",
+            StatusCode::NOT_FOUND,
+            "unknown_serial",
+        ),
+        (
+            "/v1/releases/nope/devices/1",
+            StatusCode::NOT_FOUND,
+            "unknown_release",
+        ),
+    ] {
+        let (s, v) = call(&app, "PUT", uri, &upload(&copy)).await;
+        assert_eq!((s, v["error"].as_str()), (status, Some(code)), "{uri}: {v}");
+    }
+    let (s, v) = call(&app, "PUT", uri, &upload(&copy)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // Served to the fleet's token: the same bytes, decrypted by device 1's
+    // key only, to an image that verifies with the release key.
+    let (s, v) = call_as(&app, Some(FACTORY), "GET", uri, "").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let served: lambda::api::DeviceCopy = serde_json::from_value(v).unwrap();
+    let mut bytes = b64.decode(&served.image).unwrap();
+    assert_eq!(bytes, copy);
+    assert!(decrypt_in_place(&mut bytes.clone(), &station).is_err());
+    decrypt_in_place(&mut bytes, &key(format!("{DATA}device.pem"))).unwrap();
+    let plain = firmware::image::Image::parse(&bytes).unwrap();
+    let release_key = lambda::config::authorities_from_files(&[format!(
+        "{}/../tests/data/images/dev-key.pub.pem",
+        env!("CARGO_MANIFEST_DIR")
+    )
+    .into()])
+    .unwrap();
+    assert!(plain
+        .verify(&release_key, None)
+        .unwrap()
+        .signed_by
+        .is_some());
+    assert_eq!(
+        call_as(
+            &app,
+            Some(FACTORY),
+            "GET",
+            "/v1/releases/app-2.0.0/devices/2",
+            ""
+        )
+        .await
+        .1["error"],
+        "no_device_key"
+    );
+
+    // Revoked: no more copies.
+    call(
+        &app,
+        "POST",
+        "/v1/devices/1/revoke",
+        r#"{"reason":"stolen"}"#,
+    )
+    .await;
+    let (s, v) = call_as(&app, Some(FACTORY), "GET", uri, "").await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("revoked"))
+    );
+    let (_, v) = call(&app, "GET", "/v1/registry/enc-keys", "").await;
+    assert_eq!(v, serde_json::json!([]));
+}

@@ -667,6 +667,107 @@ fn orders_bound_what_a_factory_can_create(b: &dyn Backend) {
     verify_chain(log).unwrap();
 }
 
+fn releases_are_kept_once_and_copies_as_wrapped_keys(b: &dyn Backend) {
+    use lambda::model::Release;
+    use lambda::Activation;
+    let store = b.open();
+    // A release of 300 KiB: near what one DynamoDB item holds.
+    let image: Vec<u8> = (0..300 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let r = Release::new("app-1.0.0", image.clone(), 1_700_000_000);
+    assert!(store.put_release(&r, "station").wait().unwrap());
+    assert!(
+        !store.put_release(&r, "station").wait().unwrap(),
+        "the same again"
+    );
+    let other = Release::new("app-1.0.0", vec![1, 2, 3], 1_700_000_000);
+    assert!(matches!(
+        store.put_release(&other, "station").wait(),
+        Err(StoreError::NameTaken(_))
+    ));
+    assert_eq!(store.release("app-1.0.0").wait().unwrap(), Some(r.clone()));
+    assert_eq!(store.release("nope").wait().unwrap(), None);
+
+    let serial = store
+        .provision(hw(7), None, "test")
+        .wait()
+        .unwrap()
+        .device
+        .serial;
+    let wrapped = [9u8; 113];
+    let refused = |release: &str, serial: u32| {
+        store
+            .put_wrapped_key(release, serial, &wrapped, "station")
+            .wait()
+    };
+    assert!(matches!(
+        refused("nope", serial),
+        Err(StoreError::UnknownRelease(_))
+    ));
+    assert!(matches!(
+        refused("app-1.0.0", 999),
+        Err(StoreError::UnknownSerial(999))
+    ));
+    assert!(matches!(
+        refused("app-1.0.0", serial),
+        Err(StoreError::NoDeviceKey(_))
+    ));
+    let act = Activation {
+        hw_id: hw(7),
+        device_pubkey: [4; 65],
+        key_origin: firmware::record::KeyOrigin::Device,
+        record_hash: [1; 32],
+    };
+    store.activate(serial, &act, "test").wait().unwrap();
+    store
+        .put_wrapped_key("app-1.0.0", serial, &wrapped, "station")
+        .wait()
+        .unwrap();
+    assert_eq!(
+        store.wrapped_key("app-1.0.0", serial).wait().unwrap(),
+        Some(wrapped.to_vec())
+    );
+    // A new wrap replaces the old one.
+    store
+        .put_wrapped_key("app-1.0.0", serial, &[8; 113], "station")
+        .wait()
+        .unwrap();
+    assert_eq!(
+        store.wrapped_key("app-1.0.0", serial).wait().unwrap(),
+        Some(vec![8; 113])
+    );
+    assert_eq!(
+        store.wrapped_key("app-1.0.0", serial + 1).wait().unwrap(),
+        None
+    );
+    store.revoke(serial, "lost", "test").wait().unwrap();
+    assert!(matches!(
+        refused("app-1.0.0", serial),
+        Err(StoreError::Revoked(_))
+    ));
+    let devices = store.devices().wait().unwrap();
+    assert_eq!(
+        devices.iter().map(|d| d.serial).collect::<Vec<_>>(),
+        vec![serial]
+    );
+
+    let log = store.audit_log().wait().unwrap();
+    for (action, outcome) in [
+        ("release.put", "ok"),
+        ("release.put", "name_taken"),
+        ("release.wrap", "unknown_release"),
+        ("release.wrap", "no_device_key"),
+        ("release.wrap", "ok"),
+        ("release.wrap", "revoked"),
+    ] {
+        assert!(
+            log.iter()
+                .any(|e| e.entry.action == action && e.entry.outcome == outcome),
+            "{action} {outcome} not in the log"
+        );
+    }
+    verify_chain(log).unwrap();
+}
+
 macro_rules! contract {
     ($backend:ident, $new:expr, $volume:expr) => {
         mod $backend {
@@ -712,6 +813,11 @@ macro_rules! contract {
             #[test]
             fn orders_bound_what_a_factory_can_create() {
                 super::orders_bound_what_a_factory_can_create(&$new);
+            }
+
+            #[test]
+            fn releases_are_kept_once_and_copies_as_wrapped_keys() {
+                super::releases_are_kept_once_and_copies_as_wrapped_keys(&$new);
             }
         }
     };

@@ -38,16 +38,19 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
-    TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use firmware::record::{HwId, KeyOrigin};
 
-use super::{Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError, StoreFuture};
+use super::{
+    may_receive_copies, Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError,
+    StoreFuture,
+};
 use crate::audit::{entry_hash, genesis, AuditEntry, ChainHead, ChainedEntry};
-use crate::model::{Device, DeviceStatus, Order, Role, Serial, TokenInfo};
+use crate::model::{Device, DeviceStatus, Order, Release, Role, Serial, TokenInfo};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -79,6 +82,8 @@ pub struct DynamoStore {
     audit: String,
     challenges: String,
     tokens: String,
+    releases: String,
+    wrapped: String,
     /// New allocations from this process take turns.
     allocation: tokio::sync::Mutex<()>,
 }
@@ -263,6 +268,8 @@ impl DynamoStore {
             audit: format!("{prefix}-audit"),
             challenges: format!("{prefix}-challenges"),
             tokens: format!("{prefix}-tokens"),
+            releases: format!("{prefix}-releases"),
+            wrapped: format!("{prefix}-wrapped"),
             allocation: tokio::sync::Mutex::new(()),
         };
         if create_tables {
@@ -290,6 +297,8 @@ impl DynamoStore {
             (&self.audit, "chain", ScalarAttributeType::N),
             (&self.challenges, "id", ScalarAttributeType::S),
             (&self.tokens, "token_hash", ScalarAttributeType::B),
+            (&self.releases, "name", ScalarAttributeType::S),
+            (&self.wrapped, "id", ScalarAttributeType::S),
         ];
         for (table, attr, kind) in tables {
             let (def, schema) = key(attr, kind)?;
@@ -759,6 +768,22 @@ fn token_from(item: &Item) -> Result<TokenInfo, StoreError> {
 }
 
 /// Each allocated serial has a guard item `serial:N` (its `hw_id`) in `meta`.
+fn release_from(item: &Item) -> Result<Release, StoreError> {
+    Ok(Release {
+        name: get_s(item, "name")?.to_owned(),
+        image: get_b(item, "image")?
+            .ok_or_else(|| corrupt("release image"))?
+            .to_vec(),
+        sha256: get_array(item, "sha256")?.ok_or_else(|| corrupt("release sha256"))?,
+        created_at: get_n(item, "created_at")?,
+    })
+}
+
+/// The key of a wrapped-key item.
+fn wrapped_id(release: &str, serial: Serial) -> String {
+    format!("{release}#{serial}")
+}
+
 fn serial_key(serial: Serial) -> String {
     format!("serial:{serial}")
 }
@@ -1321,6 +1346,167 @@ impl Store for DynamoStore {
                 .await?
                 .map(|item| token_from(&item))
                 .transpose()
+        })
+    }
+
+    fn devices(&self) -> StoreFuture<'_, Vec<Device>> {
+        Box::pin(async move {
+            let mut devices = self
+                .scan_all(&self.devices)
+                .await?
+                .iter()
+                .map(device_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            devices.sort_by_key(|d| d.serial);
+            Ok(devices)
+        })
+    }
+
+    fn put_release<'a>(&'a self, release: &'a Release, actor: &'a str) -> StoreFuture<'a, bool> {
+        let subject = format!(
+            "release:{} sha256:{}",
+            release.name,
+            hex::encode(release.sha256)
+        );
+        Box::pin(self.change(actor, "release.put", move || {
+            let subject = subject.clone();
+            async move {
+                let kept = self.get(&self.releases, "name", s(&release.name)).await?;
+                let (answer, writes) = match kept {
+                    Some(item) => {
+                        let same = get_array::<32>(&item, "sha256")? == Some(release.sha256);
+                        let answer = if same {
+                            Ok(false)
+                        } else {
+                            Err(StoreError::NameTaken(release.name.clone()))
+                        };
+                        (answer, vec![])
+                    }
+                    None => {
+                        let item = HashMap::from([
+                            ("name".to_owned(), s(&release.name)),
+                            ("image".to_owned(), b(&release.image)),
+                            ("sha256".to_owned(), b(&release.sha256)),
+                            ("created_at".to_owned(), n(release.created_at)),
+                        ]);
+                        let write = put(
+                            &self.releases,
+                            item,
+                            "attribute_not_exists(#k)",
+                            &[("#k", "name")],
+                        )?;
+                        (Ok(true), vec![write])
+                    }
+                };
+                Ok(Planned {
+                    answer,
+                    writes,
+                    subject,
+                    chain: 0,
+                })
+            }
+        }))
+    }
+
+    fn release<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Release>> {
+        Box::pin(async move {
+            self.get(&self.releases, "name", s(name))
+                .await?
+                .as_ref()
+                .map(release_from)
+                .transpose()
+        })
+    }
+
+    fn put_wrapped_key<'a>(
+        &'a self,
+        release: &'a str,
+        serial: Serial,
+        wrapped: &'a [u8],
+        actor: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        let subject = format!("release:{release} serial:{serial}");
+        Box::pin(self.change(actor, "release.wrap", move || {
+            let subject = subject.clone();
+            async move {
+                let refused = |e: StoreError, chain: u32| Planned {
+                    answer: Err(e),
+                    writes: vec![],
+                    subject: subject.clone(),
+                    chain,
+                };
+                if self
+                    .get(&self.releases, "name", s(release))
+                    .await?
+                    .is_none()
+                {
+                    return Ok(refused(StoreError::UnknownRelease(release.to_owned()), 0));
+                }
+                let device = self.device_at(serial).await?;
+                let chain = device.as_ref().map_or(0, |d| device_chain(d.hw_id));
+                let device = match may_receive_copies(device, serial) {
+                    Ok(d) => d,
+                    Err(e) => return Ok(refused(e, chain)),
+                };
+                let item = HashMap::from([
+                    ("id".to_owned(), s(wrapped_id(release, serial))),
+                    ("release".to_owned(), s(release)),
+                    ("serial".to_owned(), n(serial)),
+                    ("wrapped".to_owned(), b(wrapped)),
+                    ("updated_at".to_owned(), n(now())),
+                ]);
+                let write = TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.wrapped)
+                            .set_item(Some(item))
+                            .build()
+                            .map_err(db)?,
+                    )
+                    .build();
+                // Not revoked in the meantime: checked in the same transaction.
+                let still = TransactWriteItem::builder()
+                    .condition_check(
+                        ConditionCheck::builder()
+                            .table_name(&self.devices)
+                            .key("hw_id", s(device.hw_id.to_string()))
+                            .condition_expression("#st <> :revoked")
+                            .expression_attribute_names("#st", "status")
+                            .expression_attribute_values(
+                                ":revoked",
+                                s(DeviceStatus::Revoked.as_str()),
+                            )
+                            .build()
+                            .map_err(db)?,
+                    )
+                    .build();
+                Ok(Planned {
+                    answer: Ok(()),
+                    writes: vec![write, still],
+                    subject: subject.clone(),
+                    chain,
+                })
+            }
+        }))
+    }
+
+    fn wrapped_key<'a>(
+        &'a self,
+        release: &'a str,
+        serial: Serial,
+    ) -> StoreFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            match self
+                .get(&self.wrapped, "id", s(wrapped_id(release, serial)))
+                .await?
+            {
+                None => Ok(None),
+                Some(item) => Ok(Some(
+                    get_b(&item, "wrapped")?
+                        .ok_or_else(|| corrupt("wrapped key"))?
+                        .to_vec(),
+                )),
+            }
         })
     }
 }

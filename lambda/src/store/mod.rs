@@ -10,7 +10,7 @@ use std::pin::Pin;
 use firmware::record::{HwId, KeyOrigin};
 
 use crate::audit::{AuditEntry, ChainHead, ChainedEntry};
-use crate::model::{Device, Order, Role, Serial, TokenInfo};
+use crate::model::{Device, Order, Release, Role, Serial, TokenInfo};
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,6 +59,12 @@ pub enum StoreError {
     /// Another product than the order's.
     #[error("order {0:?} is for another product")]
     WrongProduct(String),
+    /// No release with this name.
+    #[error("no release named {0:?}")]
+    UnknownRelease(String),
+    /// The device has no public key yet (not activated).
+    #[error("serial {0} has no public key yet")]
+    NoDeviceKey(Serial),
     /// Stored data that does not parse (a corrupted or foreign database).
     #[error("corrupt store: {0}")]
     Corrupt(String),
@@ -83,6 +89,8 @@ impl StoreError {
             Self::OrderExhausted(_) => "order_exhausted",
             Self::NotOnAllowList(_) => "not_on_allow_list",
             Self::WrongProduct(_) => "wrong_product",
+            Self::UnknownRelease(_) => "unknown_release",
+            Self::NoDeviceKey(_) => "no_device_key",
             Self::Corrupt(_) | Self::Database(_) => "internal",
         }
     }
@@ -273,4 +281,50 @@ pub trait Store: Send + Sync {
     /// (read through to the store: a revocation counts from the next
     /// request on).
     fn token_by_hash<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, Option<TokenInfo>>;
+
+    /// Every device, by serial.
+    fn devices(&self) -> StoreFuture<'_, Vec<Device>>;
+
+    /// Keep an encrypted release under its name; `true` when it is new. The
+    /// same image again changes nothing; another image under a name in use
+    /// is refused ([`StoreError::NameTaken`]). Audited.
+    fn put_release<'a>(&'a self, release: &'a Release, actor: &'a str) -> StoreFuture<'a, bool>;
+
+    /// The release named `name`, if any.
+    fn release<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Release>>;
+
+    /// Keep the ENC TLV value of `release` wrapped for the device `serial`
+    /// (its copy), replacing an earlier one: refused for an unknown release
+    /// or device, a revoked device, or one without a key yet. Audited.
+    fn put_wrapped_key<'a>(
+        &'a self,
+        release: &'a str,
+        serial: Serial,
+        wrapped: &'a [u8],
+        actor: &'a str,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The ENC TLV value of `release` wrapped for the device `serial`, if
+    /// kept.
+    fn wrapped_key<'a>(
+        &'a self,
+        release: &'a str,
+        serial: Serial,
+    ) -> StoreFuture<'a, Option<Vec<u8>>>;
+}
+
+/// Whether `device` may be given copies of releases: known, not revoked,
+/// with a public key.
+pub(crate) fn may_receive_copies(
+    device: Option<Device>,
+    serial: Serial,
+) -> Result<Device, StoreError> {
+    let device = device.ok_or(StoreError::UnknownSerial(serial))?;
+    if device.status == crate::model::DeviceStatus::Revoked {
+        return Err(StoreError::Revoked(device.hw_id));
+    }
+    if device.device_pubkey.is_none() {
+        return Err(StoreError::NoDeviceKey(serial));
+    }
+    Ok(device)
 }

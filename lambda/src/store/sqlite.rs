@@ -20,9 +20,12 @@ use std::sync::Mutex;
 use firmware::record::{HwId, KeyOrigin};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError, StoreFuture};
+use super::{
+    may_receive_copies, Activation, Challenge, ChallengeRefusal, Provisioned, Store, StoreError,
+    StoreFuture,
+};
 use crate::audit::{entry_hash, AuditEntry, ChainHead, ChainedEntry};
-use crate::model::{Device, DeviceStatus, Order, Role, Serial, TokenInfo};
+use crate::model::{Device, DeviceStatus, Order, Release, Role, Serial, TokenInfo};
 
 /// Most changes committed together.
 const MAX_GROUP: usize = 512;
@@ -67,6 +70,19 @@ CREATE TABLE IF NOT EXISTS tokens (
     expires_at INTEGER,
     revoked_at INTEGER,
     order_name TEXT
+);
+CREATE TABLE IF NOT EXISTS releases (
+    name TEXT PRIMARY KEY,
+    image BLOB NOT NULL,
+    sha256 BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS wrapped_keys (
+    release TEXT NOT NULL,
+    serial INTEGER NOT NULL,
+    wrapped BLOB NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (release, serial)
 );
 CREATE TABLE IF NOT EXISTS orders (
     name TEXT PRIMARY KEY,
@@ -1046,6 +1062,127 @@ impl Store for SqliteStore {
             .map_err(db)?
             .map(token_info)
             .transpose()
+        })
+    }
+
+    fn devices(&self) -> StoreFuture<'_, Vec<Device>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare(&format!("{SELECT} ORDER BY serial"))
+                .map_err(db)?;
+            let rows = stmt.query_map([], row_to_device).map_err(db)?;
+            rows.map(|r| r.map_err(db).and_then(device)).collect()
+        })
+    }
+
+    fn put_release<'a>(&'a self, release: &'a Release, actor: &'a str) -> StoreFuture<'a, bool> {
+        let (release, actor) = (release.clone(), actor.to_owned());
+        self.write(move |conn, head| {
+            let kept: Option<Vec<u8>> = conn
+                .query_row(
+                    "SELECT sha256 FROM releases WHERE name = ?1",
+                    [&release.name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            let answer = match kept {
+                Some(hash) if hash == release.sha256 => Ok(false),
+                Some(_) => Err(StoreError::NameTaken(release.name.clone())),
+                None => {
+                    conn.execute(
+                        "INSERT INTO releases (name, image, sha256, created_at) VALUES (?1, ?2, ?3, ?4)",
+                        params![release.name, release.image, &release.sha256[..], release.created_at],
+                    )
+                    .map_err(db)?;
+                    Ok(true)
+                }
+            };
+            let subject = format!("release:{} sha256:{}", release.name, hex::encode(release.sha256));
+            audit_answer(conn, head, &actor, "release.put", subject, answer)
+        })
+    }
+
+    fn release<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Release>> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT name, image, sha256, created_at FROM releases WHERE name = ?1",
+                [&name],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(db)?
+            .map(|(name, image, sha256, created_at)| {
+                Ok(Release {
+                    name,
+                    image,
+                    sha256: sha256
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("release sha256".into()))?,
+                    created_at,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn put_wrapped_key<'a>(
+        &'a self,
+        release: &'a str,
+        serial: Serial,
+        wrapped: &'a [u8],
+        actor: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        let (release, wrapped, actor) = (release.to_owned(), wrapped.to_vec(), actor.to_owned());
+        self.write(move |conn, head| {
+            let known: Option<i64> = conn
+                .query_row("SELECT 1 FROM releases WHERE name = ?1", [&release], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db)?;
+            let answer = match known {
+                None => Err(StoreError::UnknownRelease(release.clone())),
+                Some(_) => match may_receive_copies(Self::find_serial(conn, serial)?, serial) {
+                    Err(e) => Err(e),
+                    Ok(_) => {
+                        conn.execute(
+                            "INSERT INTO wrapped_keys (release, serial, wrapped, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                             ON CONFLICT (release, serial) DO UPDATE SET wrapped = ?3, updated_at = ?4",
+                            params![release, serial, wrapped, now()],
+                        )
+                        .map_err(db)?;
+                        Ok(())
+                    }
+                },
+            };
+            let subject = format!("release:{release} serial:{serial}");
+            audit_answer(conn, head, &actor, "release.wrap", subject, answer)
+        })
+    }
+
+    fn wrapped_key<'a>(
+        &'a self,
+        release: &'a str,
+        serial: Serial,
+    ) -> StoreFuture<'a, Option<Vec<u8>>> {
+        let release = release.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT wrapped FROM wrapped_keys WHERE release = ?1 AND serial = ?2",
+                params![release, serial],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)
         })
     }
 }

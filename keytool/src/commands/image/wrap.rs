@@ -44,28 +44,11 @@ pub(crate) struct Args {
     json: bool,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegistryEntry {
-    device: String,
-    enc_public_key: String,
-}
-
 #[derive(serde::Serialize)]
 struct Wrapped {
     device: String,
     enc_key_id: String,
     output: String,
-}
-
-/// A device name usable as a file name.
-fn safe_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && !name.starts_with('.')
 }
 
 impl Args {
@@ -107,12 +90,13 @@ impl Args {
                 let text = std::fs::read_to_string(reg).map_err(|e| {
                     Failure::usage_msg(format!("cannot read {}: {e}", reg.display()))
                 })?;
-                let entries: Vec<RegistryEntry> = serde_json::from_str(&text).map_err(|e| {
-                    Failure::usage_msg(format!("{}: not a registry export: {e}", reg.display()))
-                })?;
+                let entries: Vec<firmware::api::EncKeyEntry> = serde_json::from_str(&text)
+                    .map_err(|e| {
+                        Failure::usage_msg(format!("{}: not a registry export: {e}", reg.display()))
+                    })?;
                 let mut seen = std::collections::BTreeSet::new();
                 for e in entries {
-                    if !safe_name(&e.device) || !seen.insert(e.device.clone()) {
+                    if !firmware::api::is_plain_name(&e.device) || !seen.insert(e.device.clone()) {
                         return Err(Failure::usage_msg(format!(
                             "{}: device name {:?} is empty, repeated, or not a plain file name",
                             reg.display(),
