@@ -5,7 +5,8 @@
 //! once for the station's key and rewrapped for the chip (`keytool image
 //! wrap`'s code), and the boot stage decrypting it into the primary slot with
 //! the chip's key. Another chip's copy and a flipped ciphertext byte are
-//! refused, and the chip keeps booting its old image.
+//! refused, and the chip keeps booting its old image; with no old image, it
+//! starts nothing and says why (`BOOT refused reason=enc-key`).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
@@ -21,6 +22,7 @@ use factory::target::{read_hw_id, GdbTarget, Target};
 use signer::image::encrypt::{load_enc_private_key, load_enc_public_key, rewrap, EncPublicKey};
 use signer::key_ref::KeyRef;
 
+const PRIMARY: usize = 0x8000;
 const SECONDARY: usize = 0x2_1000;
 const FLASH_SIZE: usize = 0x4_0000;
 
@@ -148,6 +150,19 @@ fn an_encrypted_upgrade_installs_only_on_its_chip() {
             && console.contains("BOOT ok version=1.0.0+0")
             && console.contains("APP unprovisioned version=1.0.0+0"),
         "another chip's copy:\n{console}"
+    );
+
+    // A chip whose only image is another chip's copy starts nothing, and
+    // says why.
+    let mut empty = flash.clone();
+    empty[PRIMARY..SECONDARY].fill(0xff);
+    let (code, console) = boot_upgrade(dir.path(), &empty, "only-other", &for_other);
+    assert_eq!(code, 1, "{console}");
+    assert!(
+        console.contains("UPGRADE refused reason=enc-key")
+            && console.contains("BOOT refused reason=enc-key")
+            && !console.contains("APP "),
+        "another chip's copy on an empty chip:\n{console}"
     );
 
     let mut flipped = for_chip.clone();

@@ -486,7 +486,9 @@ pub struct Decision {
 
 /// Install any pending upgrade, then verify the primary slot. A flash failure
 /// during the install leaves the upgrade pending for the next boot and is
-/// reported as the primary's refusal if the primary no longer verifies.
+/// reported as the primary's refusal if the primary no longer verifies; an
+/// empty primary slot reports the refusal of the upgrade refused at this
+/// boot, if any.
 /// `device_key` is the chip's P-256 private key, for encrypted upgrades
 /// (feature `enc`).
 pub fn decide(
@@ -500,7 +502,16 @@ pub fn decide(
         Err(_) => Upgrade::Refused(Refusal::Flash),
     };
     let stored = layout.counter.read(flash);
-    let primary = check_slot(flash, layout, layout.primary, keys, stored);
+    let primary = match (
+        check_slot(flash, layout, layout.primary, keys, stored),
+        upgrade,
+    ) {
+        // Nothing in the primary slot but an upgrade refused at this boot:
+        // that refusal is why nothing starts (a chip whose only image is
+        // another chip's copy says `enc-key`, not `no-image`).
+        (Err(Refusal::NoImage), Upgrade::Refused(why)) => Err(why),
+        (primary, _) => primary,
+    };
     // As MCUboot does for the image it boots: its counter becomes the
     // minimum. A failed write is retried at the next boot.
     if let Ok(img) = &primary {

@@ -495,6 +495,24 @@ fn encrypted_upgrades_for_another_chip_or_tampered_are_refused() {
     assert_eq!(Refusal::EncKey.code(), "enc-key");
 }
 
+/// A chip whose only image is another chip's copy: nothing starts, and the
+/// boot says why.
+#[cfg(feature = "enc")]
+#[test]
+fn with_an_empty_primary_the_refused_upgrade_is_the_reason() {
+    let mut nor = Nor::new();
+    nor.put(
+        LAYOUT.secondary.start,
+        &data("boot/v2-enc-other-pending.bin"),
+    );
+    let d = decide(&mut nor, &LAYOUT, &keys(), Some(&device_key("device-key")));
+    assert_eq!(d.upgrade, Upgrade::Refused(Refusal::EncKey));
+    assert_eq!(d.primary.map(|_| ()), Err(Refusal::EncKey));
+    // The next boot has nothing pending: the slot is simply empty.
+    let again = decide(&mut nor, &LAYOUT, &keys(), Some(&device_key("device-key")));
+    assert_eq!(again.primary.map(|_| ()), Err(Refusal::NoImage));
+}
+
 /// An encrypted image in the primary slot is not decrypted there: only an
 /// upgrade is, on its way in.
 #[cfg(feature = "enc")]
@@ -531,5 +549,43 @@ proptest::proptest! {
         let d = decide(&mut nor, &LAYOUT, &keys(), None);
         proptest::prop_assert!(matches!(d.upgrade, Upgrade::Refused(_)));
         proptest::prop_assert_eq!(version(&d), "1.0.0+0");
+    }
+}
+
+/// Encrypted upgrades with any bytes in their ENC TLV, payload or header
+/// flags, decrypted with a chip key: a verdict, never a panic, and never an
+/// install.
+#[cfg(feature = "enc")]
+mod encrypted_fuzz {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+        #[test]
+        fn any_encrypted_upgrade_gets_a_verdict_not_a_panic(
+            edits in proptest::collection::vec((0usize..8192, proptest::num::u8::ANY), 1..16),
+            flags in proptest::sample::select(&[4u8, 8, 12][..]),
+        ) {
+            let dev = device_key("device-key");
+            let mut image = data("boot/v2-enc-pending.bin");
+            let tlvs = Image::parse(&image).unwrap().payload_range().end;
+            // Mostly in the TLV area (the ENC TLV), some anywhere.
+            for (i, (at, byte)) in edits.into_iter().enumerate() {
+                let at = if i % 2 == 0 { tlvs + at % (image.len() - tlvs) } else { at % image.len() };
+                image[at] = byte;
+            }
+            image[16] = (image[16] & !0x0c) | flags;
+            let mut nor = chip(None);
+            nor.put(LAYOUT.secondary.start, &image);
+            let d = decide(&mut nor, &LAYOUT, &keys(), Some(&dev));
+            // Installing would need a valid signature over changed bytes
+            // (or changes only in the padding past the TLVs).
+            if let Upgrade::Installed(_) = d.upgrade {
+                proptest::prop_assert_eq!(version(&d), "2.0.0+0");
+            } else {
+                proptest::prop_assert!(matches!(d.upgrade, Upgrade::Refused(_)));
+                proptest::prop_assert_eq!(version(&d), "1.0.0+0");
+            }
+        }
     }
 }
