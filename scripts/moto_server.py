@@ -20,6 +20,14 @@ message) with MessageType=RAW and at most 4096 bytes of message; DIGEST is
 refused (ED25519_PH_SHA_512, the prehashed variant, is not added: MCUboot
 does not verify it).
 
+moto 5.2 has no DeriveSharedSecret. This launcher adds it as KMS documents it:
+ECDH with a KEY_AGREEMENT key (ECC_NIST_P256/384/521) and a peer's DER
+SubjectPublicKeyInfo on the same curve; the answer is the raw shared secret
+(the x-coordinate). Any other key usage is refused (InvalidKeyUsageException),
+as is a key agreement algorithm other than ECDH or a peer key that does not
+parse or is on another curve. A KEY_AGREEMENT key still cannot sign (moto's own
+check).
+
 DynamoDB runs TransactWriteItems serializably. moto applies a transaction
 without a lock and, when one fails its conditions, restores a snapshot of the
 whole table taken before it, which erases writes other threads made meanwhile.
@@ -230,6 +238,44 @@ utils.ECDSAPrivateKey.verify = _verify
 utils.RSAPrivateKey.sign = _rsa_sign
 utils.RSAPrivateKey.verify = _rsa_verify
 _edwards_keys()
+
+def _key_agreement():
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from moto.kms.exceptions import InvalidKeyUsageException
+
+    def derive_shared_secret(self):
+        key = self.kms_backend.describe_key(self._get_param("KeyId"))
+        if key.key_usage != "KEY_AGREEMENT":
+            raise InvalidKeyUsageException()
+        if self._get_param("KeyAgreementAlgorithm") != "ECDH":
+            raise ValidationException("KeyAgreementAlgorithm must be ECDH")
+        try:
+            peer = serialization.load_der_public_key(
+                base64.b64decode(self._get_param("PublicKey"))
+            )
+        except (ValueError, TypeError):
+            raise ValidationException("PublicKey is not a DER-encoded public key")
+        own = key.private_key.private_key
+        if not isinstance(peer, ec.EllipticCurvePublicKey) or peer.curve.name != own.curve.name:
+            raise ValidationException("PublicKey is not a key on the key's curve")
+        secret = own.exchange(ec.ECDH(), peer)
+        return json.dumps(
+            {
+                "KeyId": key.arn,
+                "SharedSecret": base64.b64encode(secret).decode(),
+                "KeyAgreementAlgorithm": "ECDH",
+                "KeyOrigin": "AWS_KMS",
+            }
+        )
+
+    responses.KmsResponse.derive_shared_secret = derive_shared_secret
+
+
+_key_agreement()
+
 
 def _one_request_at_a_time():
     import threading

@@ -257,3 +257,97 @@ fn every_key_type_signs_from_kms() {
         assert!(listed.contains(kind), "{kind} in {listed}");
     }
 }
+
+/// The station's encryption key in KMS: a P-256 `KEY_AGREEMENT` key. An
+/// image is encrypted for it (`-E awskms:…`), `image wrap` rewraps the AES key
+/// for a device through `DeriveSharedSecret`, and the device alone decrypts
+/// the copy. The key cannot sign; a signing key is refused as an encryption
+/// key, with the reason.
+#[test]
+fn a_kms_key_agreement_key_wraps_copies_for_devices() {
+    let moto = Moto::start();
+    let s = Scratch::new();
+    let station = moto.key("station-enc");
+    let made: serde_json::Value = serde_json::from_str(&ok(moto.keytool().args([
+        "key",
+        "generate",
+        "--json",
+        "-t",
+        "ecdh-p256",
+        "-k",
+        &station,
+    ])))
+    .unwrap();
+    assert_eq!(made["key_type"], "ecdh-p256");
+    let fw = s.firmware("fw.bin", 8 * 1024, 0);
+    let enc = s.path("fw.enc.bin");
+    ok(moto
+        .keytool()
+        .args(["image", "sign", "-k"])
+        .arg(s.key())
+        .args(SMALL_IMAGE)
+        .args(["-E", &station])
+        .arg(&fw)
+        .arg(&enc));
+    // The station's key opens the image it was made for, through KMS.
+    ok(moto
+        .keytool()
+        .args(["image", "verify", "-k"])
+        .arg(s.pubkey())
+        .args(["--enc-key", &station])
+        .arg(&enc));
+    let device = s.path("device.pem");
+    ok(keytool()
+        .args(["key", "generate", "-t", "ecdh-p256", "-k"])
+        .arg(&device));
+    let copy = s.path("copy.bin");
+    ok(moto
+        .keytool()
+        .args(["image", "wrap", "--image"])
+        .arg(&enc)
+        .args(["--enc-key", &station, "--device-key"])
+        .arg(&device)
+        .arg("-o")
+        .arg(&copy));
+    let said = ok(keytool()
+        .args(["image", "verify", "--json", "-k"])
+        .arg(s.pubkey())
+        .arg("--enc-key")
+        .arg(&device)
+        .arg(&copy));
+    let said: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(said["encryption"]["scheme"], "ecies-p256", "{said}");
+    // The copy is the device's: the station's key no longer opens it.
+    let refused = run(moto
+        .keytool()
+        .args(["image", "verify", "-k"])
+        .arg(s.pubkey())
+        .args(["--enc-key", &station])
+        .arg(&copy));
+    assert!(!refused.status.success());
+    // A key-agreement key does not sign.
+    let out = s.path("signed-by-enc.bin");
+    let o = run(moto
+        .keytool()
+        .args(["image", "sign", "-k", &station])
+        .args(SMALL_IMAGE)
+        .arg(&fw)
+        .arg(&out));
+    assert!(!o.status.success() && !out.exists(), "{}", stderr(&o));
+    // A signing key is not an encryption key.
+    let signing = moto.key("signing-p256");
+    ok(moto
+        .keytool()
+        .args(["key", "generate", "-t", "ecdsa-p256", "-k", &signing]));
+    let o = run(moto
+        .keytool()
+        .args(["image", "wrap", "--image"])
+        .arg(&enc)
+        .args(["--enc-key", &signing, "--device-key"])
+        .arg(&device)
+        .arg("-o")
+        .arg(s.path("never.bin")));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("KEY_AGREEMENT"), "{}", stderr(&o));
+    assert!(!s.path("never.bin").exists());
+}

@@ -54,6 +54,9 @@ pub enum EncPrivateKey {
     /// A P-256 key-agreement key in a PKCS#11 token: ECDH runs in the token
     /// (`CKM_ECDH1_DERIVE`) and only the shared secret leaves it.
     Pkcs11(crate::key_ref::Pkcs11Uri, P256PublicKey),
+    /// A P-256 `KEY_AGREEMENT` key in AWS KMS: ECDH runs in KMS
+    /// (`DeriveSharedSecret`) and only the shared secret leaves it.
+    Kms(crate::key_ref::KmsKeyRef, P256PublicKey),
 }
 
 impl std::fmt::Debug for EncPrivateKey {
@@ -62,6 +65,7 @@ impl std::fmt::Debug for EncPrivateKey {
             Self::P256(_) => f.write_str("EncPrivateKey::P256(..)"),
             Self::X25519(_) => f.write_str("EncPrivateKey::X25519(..)"),
             Self::Pkcs11(uri, _) => write!(f, "EncPrivateKey::Pkcs11({uri})"),
+            Self::Kms(r, _) => write!(f, "EncPrivateKey::Kms({r})"),
         }
     }
 }
@@ -79,7 +83,7 @@ impl EncPrivateKey {
                 )
             }
             Self::X25519(sk) => EncPublicKey::X25519(x25519_dalek::PublicKey::from(sk).to_bytes()),
-            Self::Pkcs11(_, pk) => EncPublicKey::P256(*pk),
+            Self::Pkcs11(_, pk) | Self::Kms(_, pk) => EncPublicKey::P256(*pk),
         }
     }
 
@@ -115,6 +119,12 @@ impl EncPrivateKey {
                     return Err(ImageBuildError::Encryption(enc::EncError::WrongKey));
                 }
                 out = crate::keys::pkcs11::ecdh(uri, ephemeral)?;
+            }
+            (Self::Kms(r, _), EncScheme::EciesP256) => {
+                if p256::PublicKey::from_sec1_bytes(ephemeral).is_err() {
+                    return Err(ImageBuildError::Encryption(enc::EncError::BadEphemeral));
+                }
+                out = crate::keys::kms::ecdh(r, ephemeral)?;
             }
             (Self::X25519(sk), EncScheme::EciesX25519 | EncScheme::EciesX25519Sha512) => {
                 let peer: [u8; 32] = ephemeral.try_into().map_err(|_| wrong())?;
@@ -242,10 +252,16 @@ pub fn wrap_for(
 
 /// The encryption public key a reference names: a PEM file (a public key,
 /// or a private key's public half), P-256 or X25519, or a P-256
-/// key-agreement key in a PKCS#11 token.
+/// key-agreement key in a PKCS#11 token or in AWS KMS.
 pub fn load_enc_public_key(key: &KeyRef) -> Result<EncPublicKey, SignerError> {
-    if let KeyRef::Pkcs11(uri) = key {
-        return crate::keys::pkcs11::public_key(uri, &key.to_string()).map(EncPublicKey::P256);
+    match key {
+        KeyRef::Pkcs11(uri) => {
+            return crate::keys::pkcs11::public_key(uri, &key.to_string()).map(EncPublicKey::P256)
+        }
+        KeyRef::AwsKms(r) => {
+            return crate::keys::kms::agreement_public_key(r).map(EncPublicKey::P256)
+        }
+        _ => {}
     }
     let (label, der) = read_pem(key)?;
     if label == "PUBLIC KEY" {
@@ -259,11 +275,18 @@ pub fn load_enc_public_key(key: &KeyRef) -> Result<EncPublicKey, SignerError> {
 
 /// The encryption private key a reference names: a `file:` (PKCS#8: P-256
 /// or X25519, as `imgtool keygen -t ecdsa-p256|x25519` writes them), or a
-/// P-256 key-agreement key in a PKCS#11 token.
+/// P-256 key-agreement key in a PKCS#11 token or in AWS KMS.
 pub fn load_enc_private_key(key: &KeyRef) -> Result<EncPrivateKey, SignerError> {
-    if let KeyRef::Pkcs11(uri) = key {
-        let public = crate::keys::pkcs11::public_key(uri, &key.to_string())?;
-        return Ok(EncPrivateKey::Pkcs11(uri.clone(), public));
+    match key {
+        KeyRef::Pkcs11(uri) => {
+            let public = crate::keys::pkcs11::public_key(uri, &key.to_string())?;
+            return Ok(EncPrivateKey::Pkcs11(uri.clone(), public));
+        }
+        KeyRef::AwsKms(r) => {
+            let public = crate::keys::kms::agreement_public_key(r)?;
+            return Ok(EncPrivateKey::Kms(r.clone(), public));
+        }
+        _ => {}
     }
     let (label, der) = read_pem(key)?;
     private_from_pem(key, &label, &der)

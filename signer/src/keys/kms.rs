@@ -18,7 +18,9 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, OriginType, SigningAlgorithmSpec};
+use aws_sdk_kms::types::{
+    KeyAgreementAlgorithmSpec, KeySpec, KeyUsageType, MessageType, OriginType, SigningAlgorithmSpec,
+};
 use aws_sdk_kms::Client;
 use firmware::image::keys::{HashAlg, Signed};
 use firmware::image::AnyImageKey;
@@ -130,6 +132,33 @@ impl Kms {
         AnyImageKey::from_spki_der(der).map_err(|_| SignerError::WrongKeyType {
             key: key.to_owned(),
             found: "a key of no image key type".into(),
+        })
+    }
+
+    /// The public key of a P-256 `KEY_AGREEMENT` key.
+    fn agreement_key(&self, key_id: &str, key: &str) -> Result<P256PublicKey, SignerError> {
+        let out = self
+            .rt
+            .block_on(self.client.get_public_key().key_id(key_id).send())
+            .map_err(|e| backend(key, "GetPublicKey", e))?;
+        if out
+            .key_usage()
+            .is_some_and(|u| *u != KeyUsageType::KeyAgreement)
+        {
+            return Err(SignerError::Backend {
+                key: key.to_owned(),
+                reason: "key usage is not KEY_AGREEMENT: an encryption key in KMS derives \
+                         ECDH secrets (keytool key generate -t ecdh-p256 -k awskms:///alias/NAME)"
+                    .into(),
+            });
+        }
+        let der = out.public_key().map(Blob::as_ref).unwrap_or_default();
+        P256PublicKey::from_spki_der(der).map_err(|_| SignerError::WrongKeyType {
+            key: key.to_owned(),
+            found: out
+                .key_spec()
+                .map_or("a key that is not P-256", |s| s.as_str())
+                .to_owned(),
         })
     }
 
@@ -364,6 +393,18 @@ pub fn public_key(r: &KmsKeyRef) -> Result<P256PublicKey, SignerError> {
 /// and the new key's ARN.
 pub fn generate(r: &KmsKeyRef, kind: KeyType) -> Result<(AnyImageKey, String), SignerError> {
     let key = r.to_string();
+    let (kms, key_id, arn) = create_aliased(r, key_spec(kind), KeyUsageType::SignVerify)?;
+    Ok((kms.public_key(&key_id, &key)?, arn))
+}
+
+/// Create a key of `spec` and `usage` under the reference's alias (which
+/// must be new); the client, the new key's id and its ARN.
+fn create_aliased(
+    r: &KmsKeyRef,
+    spec: KeySpec,
+    usage: KeyUsageType,
+) -> Result<(Kms, String, String), SignerError> {
+    let key = r.to_string();
     if !r.key_id.starts_with("alias/") {
         return Err(SignerError::Backend {
             key,
@@ -389,8 +430,8 @@ pub fn generate(r: &KmsKeyRef, kind: KeyType) -> Result<(AnyImageKey, String), S
         .block_on(
             kms.client
                 .create_key()
-                .key_spec(key_spec(kind))
-                .key_usage(KeyUsageType::SignVerify)
+                .key_spec(spec)
+                .key_usage(usage)
                 .description(format!("keytool {}", r.key_id))
                 .send(),
         )
@@ -412,7 +453,54 @@ pub fn generate(r: &KmsKeyRef, kind: KeyType) -> Result<(AnyImageKey, String), S
                 .send(),
         )
         .map_err(|e| backend(&key, "CreateAlias", e))?;
-    Ok((kms.public_key(&key_id, &key)?, arn))
+    Ok((kms, key_id, arn))
+}
+
+/// Create a P-256 `KEY_AGREEMENT` key (an image encryption key for the
+/// station: it derives ECDH secrets and cannot sign or decrypt) under the
+/// reference's alias; its public key and ARN.
+pub fn generate_key_agreement(r: &KmsKeyRef) -> Result<(P256PublicKey, String), SignerError> {
+    let key = r.to_string();
+    let (kms, key_id, arn) = create_aliased(r, KeySpec::EccNistP256, KeyUsageType::KeyAgreement)?;
+    Ok((kms.agreement_key(&key_id, &key)?, arn))
+}
+
+/// The public key of a P-256 `KEY_AGREEMENT` key.
+pub fn agreement_public_key(r: &KmsKeyRef) -> Result<P256PublicKey, SignerError> {
+    let key = r.to_string();
+    Kms::connect(r, &key)?.agreement_key(&r.key_id, &key)
+}
+
+/// ECDH of a P-256 `KEY_AGREEMENT` key with `peer` (an uncompressed SEC1
+/// point): `DeriveSharedSecret`. Only the shared secret leaves KMS.
+pub fn ecdh(r: &KmsKeyRef, peer: &[u8]) -> Result<zeroize::Zeroizing<[u8; 32]>, SignerError> {
+    let key = r.to_string();
+    let peer = P256PublicKey::from_sec1(peer).map_err(|_| SignerError::InvalidKey {
+        key: key.clone(),
+        reason: "the peer's key is not a P-256 point".into(),
+    })?;
+    let kms = Kms::connect(r, &key)?;
+    let out = kms
+        .rt
+        .block_on(
+            kms.client
+                .derive_shared_secret()
+                .key_id(&r.key_id)
+                .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
+                .public_key(Blob::new(peer.spki_der().to_vec()))
+                .send(),
+        )
+        .map_err(|e| backend(&key, "DeriveSharedSecret", e))?;
+    let secret = out.shared_secret().map(Blob::as_ref).unwrap_or_default();
+    let mut shared = zeroize::Zeroizing::new([0u8; 32]);
+    if secret.len() != 32 {
+        return Err(SignerError::Backend {
+            key,
+            reason: format!("DeriveSharedSecret gave {} bytes, not 32", secret.len()),
+        });
+    }
+    shared.copy_from_slice(secret);
+    Ok(shared)
 }
 
 /// A KMS key reachable by alias.

@@ -31,7 +31,8 @@ pub(crate) enum KeyTypeArg {
     #[value(name = "x25519")]
     X25519,
     /// P-256 key agreement, an image encryption key (`-E`, `image wrap
-    /// --enc-key`): in a PKCS#11 token it may derive (ECDH) and never sign.
+    /// --enc-key`): in a PKCS#11 token or KMS it may derive (ECDH) and never
+    /// sign.
     #[value(name = "ecdh-p256")]
     EcdhP256,
 }
@@ -136,6 +137,16 @@ impl Args {
                         "ecdh-p256",
                     )
                 }
+                (KeyRef::AwsKms(r), KeyTypeArg::EcdhP256) => {
+                    if self.force {
+                        return Err(Failure::usage_msg(
+                            "--force does not apply to KMS keys: keys in KMS are never replaced",
+                        ));
+                    }
+                    let (public, _arn) =
+                        signer::keys::kms::generate_key_agreement(r).map_err(Failure::failed)?;
+                    (EncPublicKey::P256(public), self.key.clone(), "ecdh-p256")
+                }
                 (KeyRef::File(path), kind) => {
                     if path.exists() && !self.force {
                         return Err(Failure::usage_msg(format!(
@@ -155,8 +166,8 @@ impl Args {
                 }
                 _ => {
                     return Err(Failure::usage_msg(
-                        "image encryption keys are files (x25519, ecdh-p256) or PKCS#11 \
-                         key-agreement keys (ecdh-p256); a device's key is born on the device",
+                        "image encryption keys are files (x25519, ecdh-p256) or PKCS#11 or \
+                         KMS key-agreement keys (ecdh-p256); a device's key is born on the device",
                     ))
                 }
             };
