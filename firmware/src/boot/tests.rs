@@ -569,9 +569,12 @@ mod encrypted_fuzz {
             let dev = device_key("device-key");
             let mut image = data("boot/v2-enc-pending.bin");
             let tlvs = Image::parse(&image).unwrap().payload_range().end;
-            // Mostly in the TLV area (the ENC TLV), some anywhere.
+            // Mostly in the TLV area (the ENC TLV), some anywhere, but never
+            // in the pending mark (the last 16 bytes): the upgrade stays
+            // pending, so it must be installed or refused.
+            let end = image.len() - crate::image::BOOT_MAGIC_SIZE;
             for (i, (at, byte)) in edits.into_iter().enumerate() {
-                let at = if i % 2 == 0 { tlvs + at % (image.len() - tlvs) } else { at % image.len() };
+                let at = if i % 2 == 0 { tlvs + at % (end - tlvs) } else { at % end };
                 image[at] = byte;
             }
             image[16] = (image[16] & !0x0c) | flags;
