@@ -881,12 +881,10 @@ fn parse_release_name(name: &str) -> Result<&str, ApiError> {
     }
 }
 
-/// The image of an upload.
+/// The image of an upload (its size is bounded by the routes' body limit,
+/// and checked against [`MAX_RELEASE`] with the image).
 fn decode_image(upload: &ImageUpload) -> Result<Vec<u8>, ApiError> {
     use base64::Engine as _;
-    if upload.image.len() > MAX_RELEASE_BODY {
-        return Err(ReleaseError::TooLarge(upload.image.len() / 4 * 3).into());
-    }
     base64::engine::general_purpose::STANDARD
         .decode(&upload.image)
         .map_err(|e| {
@@ -1013,25 +1011,17 @@ async fn put_copy(
         )
         .await?;
         let copy = decode_image(&upload)?;
-        let kept = store
+        let checked = store
             .release(&name)
             .await?
-            .ok_or_else(|| StoreError::UnknownRelease(name.clone()));
-        let wrapped = kept
-            .map_err(ApiError::from)
-            .and_then(|r| Ok((release::wrapped_key_of(&r.image, &copy)?, r)));
-        let (wrapped, r) = match wrapped {
-            Ok(w) => w,
+            .ok_or_else(|| ApiError::from(StoreError::UnknownRelease(name.clone())))
+            .and_then(|r| Ok((release::wrapped_key_of(&r.image, &copy)?, r.sha256)));
+        let (wrapped, sha256) = match checked {
+            Ok(found) => found,
             // A refusal before the store is reached is audited here.
             Err(e) => {
-                return audited(
-                    store.as_ref(),
-                    caller.actor(),
-                    "release.wrap",
-                    subject,
-                    Err(e),
-                )
-                .await
+                let actor = caller.actor();
+                return audited(store.as_ref(), actor, "release.wrap", subject, Err(e)).await;
             }
         };
         store
@@ -1040,7 +1030,7 @@ async fn put_copy(
         Ok(Json(ReleaseView {
             name,
             bytes: copy.len() as u64,
-            sha256: hex::encode(r.sha256),
+            sha256: hex::encode(sha256),
             created: true,
         }))
     }

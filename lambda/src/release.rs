@@ -12,7 +12,7 @@
 use std::ops::Range;
 
 use firmware::image::enc::{self, EncScheme};
-use firmware::image::{Image, TLV_HEADER_SIZE};
+use firmware::image::Image;
 
 /// The largest release the backend keeps: one DynamoDB item holds at most
 /// 400 KB, with room left for the other attributes.
@@ -66,19 +66,15 @@ pub fn enc_tlv_span(image: &[u8]) -> Result<Range<usize>, ReleaseError> {
         return Err(ReleaseError::TooLarge(image.len()));
     }
     let parsed = Image::parse(image).map_err(|e| ReleaseError::NotAnImage(e.to_string()))?;
-    let tlv = enc::find_tlv(&parsed).map_err(|e| ReleaseError::NotEncrypted(e.to_string()))?;
+    let (tlv, span) =
+        enc::find_tlv_span(&parsed).map_err(|e| ReleaseError::NotEncrypted(e.to_string()))?;
     if tlv.scheme != EncScheme::EciesP256 {
         return Err(ReleaseError::NotEncrypted(format!(
             "the AES key is wrapped with {:?}; devices' keys are P-256 (ENC_EC256)",
             tlv.scheme
         )));
     }
-    let found = parsed
-        .tlvs()
-        .find(|t| !t.protected && t.kind == EncScheme::EciesP256.tlv())
-        .ok_or_else(|| ReleaseError::NotEncrypted("no ENC_EC256 TLV".into()))?;
-    let start = found.offset + TLV_HEADER_SIZE;
-    Ok(start..start + found.value.len())
+    Ok(span)
 }
 
 /// The ENC TLV value of `copy`, a copy of `release` for one device: the

@@ -30,7 +30,9 @@ use hmac::{Hmac, Mac};
 use sha2::{Sha256, Sha512};
 use zeroize::Zeroize;
 
-use super::{flags, tlv, HashAlg, Image, ImageHash};
+use core::ops::Range;
+
+use super::{flags, tlv, HashAlg, Image, ImageHash, TLV_HEADER_SIZE};
 
 /// HKDF's info string for MCUboot's ECIES.
 pub const ECIES_INFO: &[u8] = b"MCUBoot_ECIES_v1";
@@ -193,6 +195,12 @@ impl<'a> EncTlv<'a> {
 /// The image's one ENC TLV, split, with the AES key length its header
 /// flags announce.
 pub fn find_tlv<'a>(image: &Image<'a>) -> Result<EncTlv<'a>, EncError> {
+    find_tlv_span(image).map(|(tlv, _)| tlv)
+}
+
+/// [`find_tlv`], and where the TLV's value lies in the image's bytes (what a
+/// rewrap replaces).
+pub fn find_tlv_span<'a>(image: &Image<'a>) -> Result<(EncTlv<'a>, Range<usize>), EncError> {
     let key_len = aes_key_len(image.header().flags).ok_or(EncError::NotEncrypted)?;
     let mut found = None;
     for t in image.tlvs().filter(|t| !t.protected) {
@@ -200,7 +208,11 @@ pub fn find_tlv<'a>(image: &Image<'a>) -> Result<EncTlv<'a>, EncError> {
             if found.is_some() {
                 return Err(EncError::DuplicateTlv);
             }
-            found = Some(EncTlv::parse(scheme, t.value, key_len)?);
+            let start = t.offset + TLV_HEADER_SIZE;
+            found = Some((
+                EncTlv::parse(scheme, t.value, key_len)?,
+                start..start + t.value.len(),
+            ));
         }
     }
     found.ok_or(EncError::MissingTlv)
@@ -288,22 +300,9 @@ impl Derived {
 /// nonce, big-endian 128-bit counter) from byte `offset` of the stream: the
 /// payload cipher, and the key wrap's (offset 0). Encrypts and decrypts.
 pub fn ctr_apply(key: &[u8], offset: u64, data: &mut [u8]) -> Result<(), EncError> {
-    let iv = [0u8; 16];
-    match key.len() {
-        16 => {
-            let mut c = ctr::Ctr128BE::<aes::Aes128>::new_from_slices(key, &iv)
-                .map_err(|_| EncError::BadKeyLength(key.len()))?;
-            c.seek(offset);
-            c.apply_keystream(data);
-        }
-        32 => {
-            let mut c = ctr::Ctr128BE::<aes::Aes256>::new_from_slices(key, &iv)
-                .map_err(|_| EncError::BadKeyLength(key.len()))?;
-            c.seek(offset);
-            c.apply_keystream(data);
-        }
-        n => return Err(EncError::BadKeyLength(n)),
-    }
+    let mut stream = Keystream::new(key)?;
+    stream.seek(offset);
+    stream.apply(data);
     Ok(())
 }
 
@@ -394,12 +393,8 @@ impl AesKey {
     /// The payload's keystream from its first byte: decrypts (and encrypts)
     /// a payload read front to back, a chunk at a time.
     pub fn keystream(&self) -> Keystream {
-        let iv = [0u8; 16].into();
-        if self.len == 32 {
-            Keystream::Aes256(ctr::Ctr128BE::new(self.as_bytes().into(), &iv))
-        } else {
-            Keystream::Aes128(ctr::Ctr128BE::new(self.as_bytes().into(), &iv))
-        }
+        Keystream::new(self.as_bytes())
+            .unwrap_or_else(|_| unreachable!("an unwrapped key is 16 or 32 bytes"))
     }
 }
 
@@ -420,6 +415,25 @@ impl core::fmt::Debug for Keystream {
 }
 
 impl Keystream {
+    /// The AES-CTR keystream of `key` (16 or 32 bytes; zero nonce,
+    /// big-endian 128-bit counter) from its first byte.
+    pub fn new(key: &[u8]) -> Result<Self, EncError> {
+        let iv = [0u8; 16].into();
+        match key.len() {
+            16 => Ok(Self::Aes128(ctr::Ctr128BE::new(key.into(), &iv))),
+            32 => Ok(Self::Aes256(ctr::Ctr128BE::new(key.into(), &iv))),
+            n => Err(EncError::BadKeyLength(n)),
+        }
+    }
+
+    /// Move to byte `offset` of the stream.
+    pub fn seek(&mut self, offset: u64) {
+        match self {
+            Self::Aes128(c) => c.seek(offset),
+            Self::Aes256(c) => c.seek(offset),
+        }
+    }
+
     /// XOR the next `data.len()` bytes of the stream into `data`.
     pub fn apply(&mut self, data: &mut [u8]) {
         match self {

@@ -88,12 +88,9 @@ impl EncPrivateKey {
     }
 
     /// Recover an image's AES key from its ENC TLV.
-    pub fn unwrap(&self, tlv: &EncTlv<'_>) -> Result<Zeroizing<Vec<u8>>, ImageBuildError> {
+    pub fn unwrap(&self, tlv: &EncTlv<'_>) -> Result<enc::AesKey, ImageBuildError> {
         let shared = self.shared_with(tlv.scheme, tlv.ephemeral)?;
-        let mut key = Zeroizing::new(vec![0u8; enc::MAX_AES_KEY]);
-        let n = enc::unwrap_key(tlv, &shared[..], &mut key).map_err(ImageBuildError::Encryption)?;
-        key.truncate(n);
-        Ok(key)
+        enc::AesKey::unwrap(tlv, &shared[..]).map_err(ImageBuildError::Encryption)
     }
 
     fn shared_with(
@@ -106,24 +103,25 @@ impl EncPrivateKey {
                 "the image's key is wrapped with {scheme:?}, not for this key's type"
             ))
         };
+        // The image's ephemeral point, for every P-256 key: a point off the
+        // curve opens nothing.
+        let p256_peer = || {
+            p256::PublicKey::from_sec1_bytes(ephemeral)
+                .map_err(|_| ImageBuildError::Encryption(enc::EncError::WrongKey))
+        };
         let mut out = Zeroizing::new([0u8; 32]);
         match (self, scheme) {
             (Self::P256(sk), EncScheme::EciesP256) => {
-                let peer = p256::PublicKey::from_sec1_bytes(ephemeral)
-                    .map_err(|_| ImageBuildError::Encryption(enc::EncError::WrongKey))?;
+                let peer = p256_peer()?;
                 let shared = p256::ecdh::diffie_hellman(sk.to_nonzero_scalar(), peer.as_affine());
                 out.copy_from_slice(shared.raw_secret_bytes());
             }
             (Self::Pkcs11(uri, _), EncScheme::EciesP256) => {
-                if p256::PublicKey::from_sec1_bytes(ephemeral).is_err() {
-                    return Err(ImageBuildError::Encryption(enc::EncError::WrongKey));
-                }
+                p256_peer()?;
                 out = crate::keys::pkcs11::ecdh(uri, ephemeral)?;
             }
             (Self::Kms(r, _), EncScheme::EciesP256) => {
-                if p256::PublicKey::from_sec1_bytes(ephemeral).is_err() {
-                    return Err(ImageBuildError::Encryption(enc::EncError::BadEphemeral));
-                }
+                p256_peer()?;
                 out = crate::keys::kms::ecdh(r, ephemeral)?;
             }
             (Self::X25519(sk), EncScheme::EciesX25519 | EncScheme::EciesX25519Sha512) => {
@@ -410,7 +408,7 @@ pub fn decrypt_in_place(bytes: &mut [u8], key: &EncPrivateKey) -> Result<EncInfo
             },
         )
     };
-    enc::ctr_apply(&aes_key, 0, &mut bytes[range]).map_err(ImageBuildError::Encryption)?;
+    aes_key.keystream().apply(&mut bytes[range]);
     Ok(info)
 }
 
@@ -425,7 +423,7 @@ pub fn rewrap(
     to: &EncPublicKey,
 ) -> Result<Vec<u8>, ImageBuildError> {
     let image = firmware::image::Image::parse(bytes)?;
-    let tlv = enc::find_tlv(&image).map_err(ImageBuildError::Encryption)?;
+    let (tlv, span) = enc::find_tlv_span(&image).map_err(ImageBuildError::Encryption)?;
     let aes_key = from.unwrap(&tlv)?;
     let scheme = match (tlv.scheme, to) {
         (EncScheme::EciesP256, EncPublicKey::P256(_)) => EncScheme::EciesP256,
@@ -438,13 +436,8 @@ pub fn rewrap(
             )))
         }
     };
-    let value = wrap_for(to, scheme, &aes_key)?;
-    let at = image
-        .tlvs()
-        .find(|t| !t.protected && t.kind == scheme.tlv())
-        .map(|t| t.offset + firmware::image::TLV_HEADER_SIZE)
-        .ok_or_else(|| ImageBuildError::Usage("no ENC TLV".into()))?;
+    let value = wrap_for(to, scheme, aes_key.as_bytes())?;
     let mut out = bytes.to_vec();
-    out[at..at + value.len()].copy_from_slice(&value);
+    out[span].copy_from_slice(&value);
     Ok(out)
 }
