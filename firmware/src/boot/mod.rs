@@ -190,8 +190,6 @@ pub struct SlotImage {
     pub len: u32,
     /// Offset of the vector table (the header size).
     pub vector_offset: u32,
-    /// Payload bytes after the header (the header's image size).
-    pub image_size: u32,
 }
 
 impl SlotImage {
@@ -203,7 +201,7 @@ impl SlotImage {
 
 /// How a slot's bytes read as the image that will run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source<'k> {
+enum Source<'k> {
     /// As they are: the primary slot (an encrypted upgrade was decrypted on
     /// its way in).
     Plain,
@@ -300,7 +298,6 @@ fn check(
             verified,
             len: image.tlv_end().next_multiple_of(4) as u32,
             vector_offset: u32::from(header.header_size),
-            image_size: header.image_size,
         },
         decrypt,
     ))

@@ -393,8 +393,9 @@ impl AesKey {
     /// The payload's keystream from its first byte: decrypts (and encrypts)
     /// a payload read front to back, a chunk at a time.
     pub fn keystream(&self) -> Keystream {
-        Keystream::new(self.as_bytes())
-            .unwrap_or_else(|_| unreachable!("an unwrapped key is 16 or 32 bytes"))
+        // Built in place: the boot stage's stack has no room for a 1 KiB
+        // keystream copied out of a `Result`.
+        Keystream::of(self.as_bytes())
     }
 }
 
@@ -418,11 +419,17 @@ impl Keystream {
     /// The AES-CTR keystream of `key` (16 or 32 bytes; zero nonce,
     /// big-endian 128-bit counter) from its first byte.
     pub fn new(key: &[u8]) -> Result<Self, EncError> {
+        check_key_len(key.len())?;
+        Ok(Self::of(key))
+    }
+
+    /// [`Keystream::new`] for a key known to be 16 or 32 bytes.
+    fn of(key: &[u8]) -> Self {
         let iv = [0u8; 16].into();
-        match key.len() {
-            16 => Ok(Self::Aes128(ctr::Ctr128BE::new(key.into(), &iv))),
-            32 => Ok(Self::Aes256(ctr::Ctr128BE::new(key.into(), &iv))),
-            n => Err(EncError::BadKeyLength(n)),
+        if key.len() == 32 {
+            Self::Aes256(ctr::Ctr128BE::new(key.into(), &iv))
+        } else {
+            Self::Aes128(ctr::Ctr128BE::new(key.into(), &iv))
         }
     }
 
